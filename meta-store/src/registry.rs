@@ -1,0 +1,528 @@
+//! The federation registry: the replicated state and its deterministic apply.
+//!
+//! [`Registry::apply`] is pure: no clock (time comes from the log entry's
+//! `now_ms`), no I/O, ordered maps only. It reports which [`Key`]s it touched
+//! so the store can write exactly those to RocksDB in the entry's batch.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use guardian_proto::domain::{
+    Broker, Cluster, Command, IdKind, KafkaUuid, PlacementPolicy, Request, Tenant,
+};
+
+use crate::types::{CommandResponse, Rejection};
+
+/// A persisted item of the registry (one RocksDB key in the `sm_data` family).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Key {
+    Cluster(String),
+    Broker(String, i32),
+    Tenant(String),
+    /// (cluster, topic); topic `""` is the cluster-level policy.
+    Policy(String, String),
+    Id(KafkaUuid),
+    Counters,
+}
+
+/// The replicated federation registry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Registry {
+    pub clusters: BTreeMap<String, Cluster>,
+    pub brokers: BTreeMap<(String, i32), Broker>,
+    pub tenants: BTreeMap<String, Tenant>,
+    pub policies: BTreeMap<(String, String), PlacementPolicy>,
+    /// Every id ever issued, of any kind: never handed out twice.
+    pub issued: BTreeMap<KafkaUuid, IdKind>,
+    pub next_cluster_id: u64,
+}
+
+fn not_found(what: impl Into<String>) -> CommandResponse {
+    CommandResponse::Rejected(Rejection::NotFound { what: what.into() })
+}
+
+fn precondition(reason: impl Into<String>) -> CommandResponse {
+    CommandResponse::Rejected(Rejection::FailedPrecondition {
+        reason: reason.into(),
+    })
+}
+
+impl Registry {
+    /// Applies one command. Deterministic; `touched` receives every key whose
+    /// value changed (present → written, absent → deleted).
+    pub fn apply(&mut self, req: &Request, touched: &mut Vec<Key>) -> CommandResponse {
+        if let Err(e) = req.command.validate() {
+            return CommandResponse::Rejected(Rejection::InvalidArgument {
+                field: e.field,
+                reason: e.reason,
+            });
+        }
+        let now = req.now_ms;
+        match &req.command {
+            Command::AddCluster(c) => self.add_cluster(c, now, touched),
+            Command::RemoveCluster { name } => self.remove_cluster(name, touched),
+            Command::AddBroker(b) => self.add_broker(b, now, touched),
+            Command::RemoveBroker { cluster, broker_id } => {
+                self.remove_broker(cluster, *broker_id, touched)
+            }
+            Command::CreateTenant(t) => {
+                if self.tenants.contains_key(&t.name) {
+                    return CommandResponse::Rejected(Rejection::AlreadyExists {
+                        what: format!("tenant {:?}", t.name),
+                    });
+                }
+                let t = Tenant {
+                    created_at_ms: now,
+                    ..t.clone()
+                };
+                self.tenants.insert(t.name.clone(), t.clone());
+                touched.push(Key::Tenant(t.name.clone()));
+                CommandResponse::Tenant(t)
+            }
+            Command::DeleteTenant { name } => {
+                if !self.tenants.contains_key(name) {
+                    return not_found(format!("tenant {name:?}"));
+                }
+                let owned = self.pool_of(name);
+                if !owned.is_empty() {
+                    return precondition(format!(
+                        "tenant {name:?} still owns {} broker(s) ({}); release them first",
+                        owned.len(),
+                        fmt_brokers(&owned)
+                    ));
+                }
+                self.tenants.remove(name);
+                touched.push(Key::Tenant(name.clone()));
+                CommandResponse::Done
+            }
+            Command::AssignPool {
+                tenant,
+                cluster,
+                broker_ids,
+            } => self.assign_pool(tenant, cluster, broker_ids, touched),
+            Command::ReleasePool {
+                tenant,
+                cluster,
+                broker_ids,
+            } => self.release_pool(tenant, cluster, broker_ids, touched),
+            Command::SetPolicy(p) => {
+                if !self.clusters.contains_key(&p.cluster) {
+                    return not_found(format!("cluster {:?}", p.cluster));
+                }
+                let key = (p.cluster.clone(), p.topic.clone().unwrap_or_default());
+                self.policies.insert(key.clone(), p.clone());
+                touched.push(Key::Policy(key.0, key.1));
+                CommandResponse::Policy(p.clone())
+            }
+            Command::RemovePolicy { cluster, topic } => {
+                let key = (cluster.clone(), topic.clone().unwrap_or_default());
+                if self.policies.remove(&key).is_none() {
+                    return not_found(match topic {
+                        Some(t) => {
+                            format!("placement policy of topic {t:?} in cluster {cluster:?}")
+                        }
+                        None => format!("placement policy of cluster {cluster:?}"),
+                    });
+                }
+                touched.push(Key::Policy(key.0, key.1));
+                CommandResponse::Done
+            }
+            Command::AllocateIds { kind, ids } => {
+                let mut fresh = BTreeSet::new();
+                for id in ids {
+                    if !id.is_allocatable() {
+                        return precondition(format!("id {id} is reserved"));
+                    }
+                    if self.issued.contains_key(id) || !fresh.insert(*id) {
+                        return CommandResponse::Rejected(Rejection::AlreadyExists {
+                            what: format!("id {id}"),
+                        });
+                    }
+                }
+                for id in ids {
+                    self.issued.insert(*id, *kind);
+                    touched.push(Key::Id(*id));
+                }
+                CommandResponse::Ids(ids.clone())
+            }
+        }
+    }
+
+    fn add_cluster(&mut self, c: &Cluster, now: u64, touched: &mut Vec<Key>) -> CommandResponse {
+        if self.clusters.contains_key(&c.name) {
+            return CommandResponse::Rejected(Rejection::AlreadyExists {
+                what: format!("cluster {:?}", c.name),
+            });
+        }
+        self.next_cluster_id += 1;
+        let c = Cluster {
+            id: self.next_cluster_id,
+            created_at_ms: now,
+            ..c.clone()
+        };
+        self.clusters.insert(c.name.clone(), c.clone());
+        touched.push(Key::Cluster(c.name.clone()));
+        touched.push(Key::Counters);
+        CommandResponse::Cluster(c)
+    }
+
+    fn remove_cluster(&mut self, name: &str, touched: &mut Vec<Key>) -> CommandResponse {
+        if !self.clusters.contains_key(name) {
+            return not_found(format!("cluster {name:?}"));
+        }
+        let brokers = self.brokers_of(name).count();
+        if brokers > 0 {
+            return precondition(format!(
+                "cluster {name:?} still has {brokers} registered broker(s); remove them first"
+            ));
+        }
+        self.clusters.remove(name);
+        touched.push(Key::Cluster(name.to_string()));
+        let keys: Vec<_> = self
+            .policies
+            .range((name.to_string(), String::new())..)
+            .take_while(|((c, _), _)| c == name)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in keys {
+            self.policies.remove(&k);
+            touched.push(Key::Policy(k.0, k.1));
+        }
+        CommandResponse::Done
+    }
+
+    fn add_broker(&mut self, b: &Broker, now: u64, touched: &mut Vec<Key>) -> CommandResponse {
+        let Some(cluster) = self.clusters.get(&b.cluster) else {
+            return not_found(format!("cluster {:?}", b.cluster));
+        };
+        let key = (b.cluster.clone(), b.broker_id);
+        if self.brokers.contains_key(&key) {
+            return CommandResponse::Rejected(Rejection::AlreadyExists {
+                what: format!("broker {} in cluster {:?}", b.broker_id, b.cluster),
+            });
+        }
+        if let Some(p) = &b.pool {
+            if !self.tenants.contains_key(p) {
+                return not_found(format!("tenant {p:?}"));
+            }
+        }
+        let mut b = b.clone();
+        if b.idc.is_empty() {
+            b.idc = cluster.idc.clone();
+        }
+        b.registered_at_ms = now;
+        self.brokers.insert(key.clone(), b.clone());
+        touched.push(Key::Broker(key.0, key.1));
+        CommandResponse::Broker(b)
+    }
+
+    fn remove_broker(&mut self, cluster: &str, id: i32, touched: &mut Vec<Key>) -> CommandResponse {
+        let key = (cluster.to_string(), id);
+        let Some(b) = self.brokers.get(&key) else {
+            if !self.clusters.contains_key(cluster) {
+                return not_found(format!("cluster {cluster:?}"));
+            }
+            return not_found(format!("broker {id} in cluster {cluster:?}"));
+        };
+        if let Some(p) = &b.pool {
+            return precondition(format!(
+                "broker {id} of cluster {cluster:?} is in tenant {p:?}'s pool; release it first"
+            ));
+        }
+        self.brokers.remove(&key);
+        touched.push(Key::Broker(key.0, key.1));
+        CommandResponse::Done
+    }
+
+    fn assign_pool(
+        &mut self,
+        tenant: &str,
+        cluster: &str,
+        ids: &[i32],
+        touched: &mut Vec<Key>,
+    ) -> CommandResponse {
+        if !self.tenants.contains_key(tenant) {
+            return not_found(format!("tenant {tenant:?}"));
+        }
+        if !self.clusters.contains_key(cluster) {
+            return not_found(format!("cluster {cluster:?}"));
+        }
+        // All or nothing: check every broker before changing any.
+        for id in ids {
+            match self.brokers.get(&(cluster.to_string(), *id)) {
+                None => return not_found(format!("broker {id} in cluster {cluster:?}")),
+                Some(b) => match &b.pool {
+                    Some(p) if p != tenant => return precondition(format!(
+                        "broker {id} of cluster {cluster:?} already belongs to tenant {p:?}'s pool"
+                    )),
+                    _ => {}
+                },
+            }
+        }
+        for id in ids {
+            let key = (cluster.to_string(), *id);
+            if let Some(b) = self.brokers.get_mut(&key) {
+                if b.pool.as_deref() != Some(tenant) {
+                    b.pool = Some(tenant.to_string());
+                    touched.push(Key::Broker(key.0, key.1));
+                }
+            }
+        }
+        self.pool_response(tenant)
+    }
+
+    fn release_pool(
+        &mut self,
+        tenant: &str,
+        cluster: &str,
+        ids: &[i32],
+        touched: &mut Vec<Key>,
+    ) -> CommandResponse {
+        if !self.tenants.contains_key(tenant) {
+            return not_found(format!("tenant {tenant:?}"));
+        }
+        if !self.clusters.contains_key(cluster) {
+            return not_found(format!("cluster {cluster:?}"));
+        }
+        for id in ids {
+            match self.brokers.get(&(cluster.to_string(), *id)) {
+                None => return not_found(format!("broker {id} in cluster {cluster:?}")),
+                Some(b) if b.pool.as_deref() != Some(tenant) => {
+                    return precondition(format!(
+                        "broker {id} of cluster {cluster:?} is not in tenant {tenant:?}'s pool"
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        for id in ids {
+            let key = (cluster.to_string(), *id);
+            if let Some(b) = self.brokers.get_mut(&key) {
+                b.pool = None;
+                touched.push(Key::Broker(key.0, key.1));
+            }
+        }
+        self.pool_response(tenant)
+    }
+
+    fn pool_response(&self, tenant: &str) -> CommandResponse {
+        CommandResponse::Pool {
+            tenant: tenant.to_string(),
+            brokers: self.pool_of(tenant),
+        }
+    }
+
+    /// Brokers in a tenant's exclusive pool, ordered by (cluster, id).
+    pub fn pool_of(&self, tenant: &str) -> Vec<(String, i32)> {
+        self.brokers
+            .values()
+            .filter(|b| b.pool.as_deref() == Some(tenant))
+            .map(|b| (b.cluster.clone(), b.broker_id))
+            .collect()
+    }
+
+    /// Brokers of one cluster, ordered by id.
+    pub fn brokers_of<'a>(&'a self, cluster: &'a str) -> impl Iterator<Item = &'a Broker> + 'a {
+        self.brokers
+            .range((cluster.to_string(), i32::MIN)..=(cluster.to_string(), i32::MAX))
+            .map(|(_, b)| b)
+    }
+
+    /// Placement policies of one cluster (cluster-level first, then by topic).
+    pub fn policies_of<'a>(
+        &'a self,
+        cluster: &'a str,
+    ) -> impl Iterator<Item = &'a PlacementPolicy> + 'a {
+        self.policies
+            .range((cluster.to_string(), String::new())..)
+            .take_while(move |((c, _), _)| c == cluster)
+            .map(|(_, p)| p)
+    }
+}
+
+fn fmt_brokers(b: &[(String, i32)]) -> String {
+    let mut s: Vec<String> = b.iter().take(5).map(|(c, i)| format!("{c}/{i}")).collect();
+    if b.len() > 5 {
+        s.push("…".into());
+    }
+    s.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use guardian_proto::domain::LogDir;
+
+    fn req(now_ms: u64, command: Command) -> Request {
+        Request { now_ms, command }
+    }
+
+    fn cluster(name: &str) -> Command {
+        Command::AddCluster(Cluster {
+            id: 0,
+            name: name.into(),
+            bootstrap_servers: vec!["k1:9092".into()],
+            idc: "east".into(),
+            kafka_cluster_id: None,
+            created_at_ms: 0,
+        })
+    }
+
+    fn broker(cluster: &str, id: i32) -> Command {
+        Command::AddBroker(Broker {
+            cluster: cluster.into(),
+            broker_id: id,
+            host: format!("b{id}"),
+            rack: "r1".into(),
+            idc: String::new(),
+            reporter_endpoint: format!("b{id}:9300"),
+            log_dirs: vec![LogDir {
+                path: "/data/1".into(),
+                capacity_bytes: 1 << 40,
+            }],
+            nic_bytes_per_sec: 0,
+            cpu_cores: 8,
+            pool: None,
+            registered_at_ms: 0,
+        })
+    }
+
+    fn apply(r: &mut Registry, c: Command) -> CommandResponse {
+        r.apply(&req(7, c), &mut Vec::new())
+    }
+
+    fn assert_rejected(resp: CommandResponse, f: impl Fn(&Rejection) -> bool) {
+        match &resp {
+            CommandResponse::Rejected(r) if f(r) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn cluster_ids_and_time_come_from_the_log() {
+        let mut r = Registry::default();
+        let CommandResponse::Cluster(c) = apply(&mut r, cluster("a")) else {
+            panic!()
+        };
+        assert_eq!((c.id, c.created_at_ms), (1, 7));
+        assert_rejected(apply(&mut r, cluster("a")), |r| {
+            matches!(r, Rejection::AlreadyExists { .. })
+        });
+        let CommandResponse::Cluster(c) = apply(&mut r, cluster("b")) else {
+            panic!()
+        };
+        assert_eq!(c.id, 2);
+    }
+
+    #[test]
+    fn broker_takes_cluster_idc_and_needs_cluster() {
+        let mut r = Registry::default();
+        assert_rejected(apply(&mut r, broker("a", 1)), |r| {
+            matches!(r, Rejection::NotFound { .. })
+        });
+        apply(&mut r, cluster("a"));
+        let CommandResponse::Broker(b) = apply(&mut r, broker("a", 1)) else {
+            panic!()
+        };
+        assert_eq!(b.idc, "east");
+        assert_rejected(apply(&mut r, broker("a", 1)), |r| {
+            matches!(r, Rejection::AlreadyExists { .. })
+        });
+        assert_rejected(
+            apply(&mut r, Command::RemoveCluster { name: "a".into() }),
+            |r| matches!(r, Rejection::FailedPrecondition { .. }),
+        );
+    }
+
+    #[test]
+    fn pools_are_exclusive_and_block_tenant_deletion() {
+        let mut r = Registry::default();
+        apply(&mut r, cluster("a"));
+        apply(&mut r, broker("a", 1));
+        apply(&mut r, broker("a", 2));
+        for t in ["t1", "t2"] {
+            apply(
+                &mut r,
+                Command::CreateTenant(Tenant {
+                    name: t.into(),
+                    description: String::new(),
+                    created_at_ms: 0,
+                }),
+            );
+        }
+        let assign = |t: &str, ids: Vec<i32>| Command::AssignPool {
+            tenant: t.into(),
+            cluster: "a".into(),
+            broker_ids: ids,
+        };
+        assert_eq!(
+            apply(&mut r, assign("t1", vec![1])),
+            CommandResponse::Pool {
+                tenant: "t1".into(),
+                brokers: vec![("a".into(), 1)]
+            }
+        );
+        // Broker 1 is taken: the whole command fails and broker 2 stays free.
+        assert_rejected(apply(&mut r, assign("t2", vec![2, 1])), |r| {
+            matches!(r, Rejection::FailedPrecondition { .. })
+        });
+        assert_eq!(r.brokers[&("a".to_string(), 2)].pool, None);
+        assert_rejected(
+            apply(&mut r, Command::DeleteTenant { name: "t1".into() }),
+            |r| matches!(r, Rejection::FailedPrecondition { .. }),
+        );
+        let release = Command::ReleasePool {
+            tenant: "t1".into(),
+            cluster: "a".into(),
+            broker_ids: vec![1],
+        };
+        apply(&mut r, release);
+        assert_eq!(
+            apply(&mut r, Command::DeleteTenant { name: "t1".into() }),
+            CommandResponse::Done
+        );
+    }
+
+    #[test]
+    fn ids_are_never_issued_twice() {
+        let mut r = Registry::default();
+        let id = KafkaUuid::from_random_bytes([7; 16]);
+        let alloc = |ids: Vec<KafkaUuid>| Command::AllocateIds {
+            kind: IdKind::Segment,
+            ids,
+        };
+        assert_eq!(
+            apply(&mut r, alloc(vec![id])),
+            CommandResponse::Ids(vec![id])
+        );
+        assert_rejected(apply(&mut r, alloc(vec![id])), |r| {
+            matches!(r, Rejection::AlreadyExists { .. })
+        });
+        assert_rejected(apply(&mut r, alloc(vec![KafkaUuid::ONE])), |r| {
+            matches!(r, Rejection::FailedPrecondition { .. })
+        });
+    }
+
+    #[test]
+    fn invalid_command_is_rejected_with_field() {
+        let mut r = Registry::default();
+        assert_rejected(
+            apply(&mut r, cluster("bad name")),
+            |r| matches!(r, Rejection::InvalidArgument { field, .. } if field == "cluster.name"),
+        );
+    }
+
+    #[test]
+    fn apply_is_deterministic() {
+        let cmds = vec![cluster("a"), broker("a", 1), broker("a", 2), cluster("b")];
+        let run = || {
+            let mut r = Registry::default();
+            let mut touched = Vec::new();
+            let out: Vec<_> = cmds
+                .iter()
+                .map(|c| r.apply(&req(5, c.clone()), &mut touched))
+                .collect();
+            (r, out, touched)
+        };
+        assert_eq!(run(), run());
+    }
+}

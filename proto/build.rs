@@ -1,0 +1,22 @@
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if std::env::var_os("PROTOC").is_none() {
+        // SAFETY: build scripts are single-threaded.
+        unsafe { std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?) };
+    }
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    let protos = [
+        "guardian/v1/types.proto",
+        "guardian/v1/state.proto",
+        "guardian/v1/raft.proto",
+        "guardian/v1/admin.proto",
+    ];
+    for p in &protos {
+        println!("cargo:rerun-if-changed={p}");
+    }
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(out.join("guardian_descriptor.bin"))
+        .compile_protos(&protos, &["."])?;
+    Ok(())
+}

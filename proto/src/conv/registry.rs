@@ -1,0 +1,295 @@
+//! Registry resources and replicated commands.
+
+use super::{non_empty, required, ConvError};
+use crate::domain::{self, Command, IdKind, InvalidField, KafkaUuid};
+use crate::pb;
+use crate::pb::request::Command as PbCmd;
+
+impl From<domain::LogDir> for pb::LogDir {
+    fn from(d: domain::LogDir) -> Self {
+        pb::LogDir {
+            path: d.path,
+            capacity_bytes: d.capacity_bytes,
+        }
+    }
+}
+
+impl From<pb::LogDir> for domain::LogDir {
+    fn from(d: pb::LogDir) -> Self {
+        domain::LogDir {
+            path: d.path,
+            capacity_bytes: d.capacity_bytes,
+        }
+    }
+}
+
+impl From<domain::Cluster> for pb::Cluster {
+    fn from(c: domain::Cluster) -> Self {
+        pb::Cluster {
+            id: c.id,
+            name: c.name,
+            bootstrap_servers: c.bootstrap_servers,
+            idc: c.idc,
+            kafka_cluster_id: c.kafka_cluster_id.unwrap_or_default(),
+            created_at_ms: c.created_at_ms,
+        }
+    }
+}
+
+impl From<pb::Cluster> for domain::Cluster {
+    fn from(c: pb::Cluster) -> Self {
+        domain::Cluster {
+            id: c.id,
+            name: c.name,
+            bootstrap_servers: c.bootstrap_servers,
+            idc: c.idc,
+            kafka_cluster_id: non_empty(c.kafka_cluster_id),
+            created_at_ms: c.created_at_ms,
+        }
+    }
+}
+
+impl From<domain::Broker> for pb::Broker {
+    fn from(b: domain::Broker) -> Self {
+        pb::Broker {
+            cluster: b.cluster,
+            broker_id: b.broker_id,
+            host: b.host,
+            rack: b.rack,
+            idc: b.idc,
+            reporter_endpoint: b.reporter_endpoint,
+            log_dirs: b.log_dirs.into_iter().map(Into::into).collect(),
+            nic_bytes_per_sec: b.nic_bytes_per_sec,
+            cpu_cores: b.cpu_cores,
+            pool: b.pool.unwrap_or_default(),
+            registered_at_ms: b.registered_at_ms,
+        }
+    }
+}
+
+impl From<pb::Broker> for domain::Broker {
+    fn from(b: pb::Broker) -> Self {
+        domain::Broker {
+            cluster: b.cluster,
+            broker_id: b.broker_id,
+            host: b.host,
+            rack: b.rack,
+            idc: b.idc,
+            reporter_endpoint: b.reporter_endpoint,
+            log_dirs: b.log_dirs.into_iter().map(Into::into).collect(),
+            nic_bytes_per_sec: b.nic_bytes_per_sec,
+            cpu_cores: b.cpu_cores,
+            pool: non_empty(b.pool),
+            registered_at_ms: b.registered_at_ms,
+        }
+    }
+}
+
+impl From<domain::Tenant> for pb::Tenant {
+    fn from(t: domain::Tenant) -> Self {
+        pb::Tenant {
+            name: t.name,
+            description: t.description,
+            created_at_ms: t.created_at_ms,
+        }
+    }
+}
+
+impl From<pb::Tenant> for domain::Tenant {
+    fn from(t: pb::Tenant) -> Self {
+        domain::Tenant {
+            name: t.name,
+            description: t.description,
+            created_at_ms: t.created_at_ms,
+        }
+    }
+}
+
+impl From<domain::PlacementPolicy> for pb::PlacementPolicy {
+    fn from(p: domain::PlacementPolicy) -> Self {
+        pb::PlacementPolicy {
+            cluster: p.cluster,
+            topic: p.topic.unwrap_or_default(),
+            allowed_idcs: p.allowed_idcs,
+            allowed_racks: p.allowed_racks,
+            replicas_per_idc: p.replicas_per_idc.into_iter().collect(),
+        }
+    }
+}
+
+impl From<pb::PlacementPolicy> for domain::PlacementPolicy {
+    fn from(p: pb::PlacementPolicy) -> Self {
+        domain::PlacementPolicy {
+            cluster: p.cluster,
+            topic: non_empty(p.topic),
+            allowed_idcs: p.allowed_idcs,
+            allowed_racks: p.allowed_racks,
+            replicas_per_idc: p.replicas_per_idc.into_iter().collect(),
+        }
+    }
+}
+
+impl From<IdKind> for pb::IdKind {
+    fn from(k: IdKind) -> Self {
+        match k {
+            IdKind::Topic => pb::IdKind::Topic,
+            IdKind::Segment => pb::IdKind::Segment,
+        }
+    }
+}
+
+/// Decodes the `kind` enum field; unspecified or unknown values are errors.
+pub fn id_kind_from_pb(value: i32, field: &'static str) -> Result<IdKind, ConvError> {
+    match pb::IdKind::try_from(value) {
+        Ok(pb::IdKind::Topic) => Ok(IdKind::Topic),
+        Ok(pb::IdKind::Segment) => Ok(IdKind::Segment),
+        Ok(pb::IdKind::Unspecified) => Err(ConvError::MissingField { field }),
+        Err(_) => Err(InvalidField::new(field, format!("unknown id kind {value}")).into()),
+    }
+}
+
+/// 16 raw bytes → [`KafkaUuid`].
+pub fn uuid_from_bytes(b: &[u8], field: &'static str) -> Result<KafkaUuid, ConvError> {
+    let arr: [u8; 16] = b
+        .try_into()
+        .map_err(|_| InvalidField::new(field, format!("{} bytes, expected 16", b.len())))?;
+    Ok(KafkaUuid(arr))
+}
+
+impl From<domain::Request> for pb::Request {
+    fn from(r: domain::Request) -> Self {
+        let command = match r.command {
+            Command::AddCluster(c) => PbCmd::AddCluster(pb::AddClusterCmd {
+                cluster: Some(c.into()),
+            }),
+            Command::RemoveCluster { name } => PbCmd::RemoveCluster(pb::RemoveClusterCmd { name }),
+            Command::AddBroker(b) => PbCmd::AddBroker(pb::AddBrokerCmd {
+                broker: Some(b.into()),
+            }),
+            Command::RemoveBroker { cluster, broker_id } => {
+                PbCmd::RemoveBroker(pb::RemoveBrokerCmd { cluster, broker_id })
+            }
+            Command::CreateTenant(t) => PbCmd::CreateTenant(pb::CreateTenantCmd {
+                tenant: Some(t.into()),
+            }),
+            Command::DeleteTenant { name } => PbCmd::DeleteTenant(pb::DeleteTenantCmd { name }),
+            Command::AssignPool {
+                tenant,
+                cluster,
+                broker_ids,
+            } => PbCmd::AssignPool(pb::AssignPoolCmd {
+                tenant,
+                cluster,
+                broker_ids,
+            }),
+            Command::ReleasePool {
+                tenant,
+                cluster,
+                broker_ids,
+            } => PbCmd::ReleasePool(pb::ReleasePoolCmd {
+                tenant,
+                cluster,
+                broker_ids,
+            }),
+            Command::SetPolicy(p) => PbCmd::SetPolicy(pb::SetPolicyCmd {
+                policy: Some(p.into()),
+            }),
+            Command::RemovePolicy { cluster, topic } => PbCmd::RemovePolicy(pb::RemovePolicyCmd {
+                cluster,
+                topic: topic.unwrap_or_default(),
+            }),
+            Command::AllocateIds { kind, ids } => PbCmd::AllocateIds(pb::AllocateIdsCmd {
+                kind: pb::IdKind::from(kind) as i32,
+                ids: ids.into_iter().map(|u| u.0.to_vec()).collect(),
+            }),
+        };
+        pb::Request {
+            now_ms: r.now_ms,
+            command: Some(command),
+        }
+    }
+}
+
+impl TryFrom<pb::Request> for domain::Request {
+    type Error = ConvError;
+    fn try_from(r: pb::Request) -> Result<Self, ConvError> {
+        let command = match required(r.command, "request.command")? {
+            PbCmd::AddCluster(c) => Command::AddCluster(required(c.cluster, "cluster")?.into()),
+            PbCmd::RemoveCluster(c) => Command::RemoveCluster { name: c.name },
+            PbCmd::AddBroker(c) => Command::AddBroker(required(c.broker, "broker")?.into()),
+            PbCmd::RemoveBroker(c) => Command::RemoveBroker {
+                cluster: c.cluster,
+                broker_id: c.broker_id,
+            },
+            PbCmd::CreateTenant(c) => Command::CreateTenant(required(c.tenant, "tenant")?.into()),
+            PbCmd::DeleteTenant(c) => Command::DeleteTenant { name: c.name },
+            PbCmd::AssignPool(c) => Command::AssignPool {
+                tenant: c.tenant,
+                cluster: c.cluster,
+                broker_ids: c.broker_ids,
+            },
+            PbCmd::ReleasePool(c) => Command::ReleasePool {
+                tenant: c.tenant,
+                cluster: c.cluster,
+                broker_ids: c.broker_ids,
+            },
+            PbCmd::SetPolicy(c) => Command::SetPolicy(required(c.policy, "policy")?.into()),
+            PbCmd::RemovePolicy(c) => Command::RemovePolicy {
+                cluster: c.cluster,
+                topic: non_empty(c.topic),
+            },
+            PbCmd::AllocateIds(c) => Command::AllocateIds {
+                kind: id_kind_from_pb(c.kind, "kind")?,
+                ids: c
+                    .ids
+                    .iter()
+                    .map(|b| uuid_from_bytes(b, "ids"))
+                    .collect::<Result<_, _>>()?,
+            },
+        };
+        Ok(domain::Request {
+            now_ms: r.now_ms,
+            command,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_round_trips() {
+        let req = domain::Request {
+            now_ms: 42,
+            command: Command::AddBroker(domain::Broker {
+                cluster: "c1".into(),
+                broker_id: 3,
+                host: "b3".into(),
+                rack: "r1".into(),
+                idc: "east".into(),
+                reporter_endpoint: "b3:9300".into(),
+                log_dirs: vec![domain::LogDir {
+                    path: "/data/1".into(),
+                    capacity_bytes: 10,
+                }],
+                nic_bytes_per_sec: 1,
+                cpu_cores: 8,
+                pool: Some("t1".into()),
+                registered_at_ms: 0,
+            }),
+        };
+        let back = domain::Request::try_from(pb::Request::from(req.clone())).unwrap();
+        assert_eq!(back, req);
+    }
+
+    #[test]
+    fn missing_command_names_the_field() {
+        let err = domain::Request::try_from(pb::Request {
+            now_ms: 1,
+            command: None,
+        })
+        .unwrap_err();
+        assert_eq!(err.field(), "request.command");
+    }
+}

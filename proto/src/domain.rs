@@ -1,0 +1,491 @@
+//! Domain types of the federation registry and the replicated commands.
+//!
+//! Validation lives here (`validate()`), so the admin API rejects malformed
+//! input before proposing it and the state machine re-checks it on apply.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::str::FromStr;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+/// A field failed validation. `field` is the request field path (`cluster.name`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {field}: {reason}")]
+pub struct InvalidField {
+    pub field: String,
+    pub reason: String,
+}
+
+impl InvalidField {
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+type Valid = Result<(), InvalidField>;
+
+/// Kafka's legal-name rule (topics, and here clusters and tenants too):
+/// 1..=249 characters of `[a-zA-Z0-9._-]`.
+pub fn validate_name(field: &str, value: &str) -> Valid {
+    if value.is_empty() {
+        return Err(InvalidField::new(field, "must not be empty"));
+    }
+    if value.len() > 249 {
+        return Err(InvalidField::new(field, "longer than 249 characters"));
+    }
+    if value == "." || value == ".." {
+        return Err(InvalidField::new(field, "must not be '.' or '..'"));
+    }
+    if let Some(c) = value
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(InvalidField::new(
+            field,
+            format!("character {c:?} not allowed (use [a-zA-Z0-9._-])"),
+        ));
+    }
+    Ok(())
+}
+
+/// A `host:port` endpoint with a non-empty host and a port in 1..=65535.
+pub fn validate_endpoint(field: &str, value: &str) -> Valid {
+    let Some((host, port)) = value.rsplit_once(':') else {
+        return Err(InvalidField::new(
+            field,
+            format!("{value:?} is not HOST:PORT"),
+        ));
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c == '/') {
+        return Err(InvalidField::new(
+            field,
+            format!("{value:?} has no valid host"),
+        ));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => Err(InvalidField::new(
+            field,
+            format!("{value:?} has no valid port (1-65535)"),
+        )),
+    }
+}
+
+fn validate_label(field: &str, value: &str) -> Valid {
+    if value.is_empty() {
+        return Err(InvalidField::new(field, "must not be empty"));
+    }
+    validate_name(field, value)
+}
+
+/// One Kafka log directory and its capacity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogDir {
+    pub path: String,
+    pub capacity_bytes: u64,
+}
+
+/// A registered Kafka cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cluster {
+    /// Assigned by the controller on apply.
+    pub id: u64,
+    pub name: String,
+    pub bootstrap_servers: Vec<String>,
+    pub idc: String,
+    pub kafka_cluster_id: Option<String>,
+    pub created_at_ms: u64,
+}
+
+impl Cluster {
+    pub fn validate(&self) -> Valid {
+        validate_name("cluster.name", &self.name)?;
+        if self.bootstrap_servers.is_empty() {
+            return Err(InvalidField::new(
+                "cluster.bootstrap_servers",
+                "at least one HOST:PORT is required",
+            ));
+        }
+        for s in &self.bootstrap_servers {
+            validate_endpoint("cluster.bootstrap_servers", s)?;
+        }
+        validate_label("cluster.idc", &self.idc)?;
+        if let Some(id) = &self.kafka_cluster_id {
+            if id.is_empty() || id.len() > 64 {
+                return Err(InvalidField::new(
+                    "cluster.kafka_cluster_id",
+                    "must be 1..=64 characters",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A broker of a registered cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Broker {
+    pub cluster: String,
+    pub broker_id: i32,
+    pub host: String,
+    pub rack: String,
+    /// Empty on input means "the cluster's IDC"; filled in on apply.
+    pub idc: String,
+    pub reporter_endpoint: String,
+    pub log_dirs: Vec<LogDir>,
+    pub nic_bytes_per_sec: u64,
+    pub cpu_cores: u32,
+    /// Tenant whose exclusive pool holds the broker; `None` = free pool.
+    pub pool: Option<String>,
+    pub registered_at_ms: u64,
+}
+
+impl Broker {
+    pub fn validate(&self) -> Valid {
+        validate_name("broker.cluster", &self.cluster)?;
+        if self.broker_id < 0 {
+            return Err(InvalidField::new("broker.broker_id", "must be >= 0"));
+        }
+        if self.host.is_empty() || self.host.chars().any(|c| c.is_whitespace() || c == ':') {
+            return Err(InvalidField::new(
+                "broker.host",
+                "must be a host name or IPv4 address",
+            ));
+        }
+        validate_label("broker.rack", &self.rack)?;
+        if !self.idc.is_empty() {
+            validate_name("broker.idc", &self.idc)?;
+        }
+        validate_endpoint("broker.reporter_endpoint", &self.reporter_endpoint)?;
+        if self.log_dirs.is_empty() {
+            return Err(InvalidField::new(
+                "broker.log_dirs",
+                "at least one log dir is required",
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        for d in &self.log_dirs {
+            if !d.path.starts_with('/') {
+                return Err(InvalidField::new(
+                    "broker.log_dirs.path",
+                    format!("{:?} is not an absolute path", d.path),
+                ));
+            }
+            if d.capacity_bytes == 0 {
+                return Err(InvalidField::new(
+                    "broker.log_dirs.capacity_bytes",
+                    format!("capacity of {:?} must be > 0", d.path),
+                ));
+            }
+            if !seen.insert(d.path.as_str()) {
+                return Err(InvalidField::new(
+                    "broker.log_dirs.path",
+                    format!("{:?} listed twice", d.path),
+                ));
+            }
+        }
+        if let Some(p) = &self.pool {
+            validate_name("broker.pool", p)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tenant {
+    pub name: String,
+    pub description: String,
+    pub created_at_ms: u64,
+}
+
+impl Tenant {
+    pub fn validate(&self) -> Valid {
+        validate_name("tenant.name", &self.name)?;
+        if self.description.len() > 1024 {
+            return Err(InvalidField::new(
+                "tenant.description",
+                "longer than 1024 bytes",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Replica placement policy for a whole cluster (`topic == None`) or a topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlacementPolicy {
+    pub cluster: String,
+    pub topic: Option<String>,
+    pub allowed_idcs: Vec<String>,
+    pub allowed_racks: Vec<String>,
+    pub replicas_per_idc: BTreeMap<String, u32>,
+}
+
+impl PlacementPolicy {
+    pub fn validate(&self) -> Valid {
+        validate_name("policy.cluster", &self.cluster)?;
+        if let Some(t) = &self.topic {
+            validate_name("policy.topic", t)?;
+        }
+        for i in &self.allowed_idcs {
+            validate_name("policy.allowed_idcs", i)?;
+        }
+        for r in &self.allowed_racks {
+            validate_name("policy.allowed_racks", r)?;
+        }
+        for (idc, n) in &self.replicas_per_idc {
+            validate_name("policy.replicas_per_idc", idc)?;
+            if *n == 0 {
+                return Err(InvalidField::new(
+                    "policy.replicas_per_idc",
+                    format!("count for {idc:?} must be >= 1"),
+                ));
+            }
+            if !self.allowed_idcs.is_empty() && !self.allowed_idcs.contains(idc) {
+                return Err(InvalidField::new(
+                    "policy.replicas_per_idc",
+                    format!("IDC {idc:?} is not in allowed_idcs"),
+                ));
+            }
+        }
+        if self.allowed_idcs.is_empty()
+            && self.allowed_racks.is_empty()
+            && self.replicas_per_idc.is_empty()
+        {
+            return Err(InvalidField::new(
+                "policy",
+                "a policy must constrain something",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What an allocated id is for. Ids of different kinds never collide either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdKind {
+    Topic,
+    Segment,
+}
+
+impl IdKind {
+    pub const ALL: [IdKind; 2] = [IdKind::Topic, IdKind::Segment];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdKind::Topic => "topic",
+            IdKind::Segment => "segment",
+        }
+    }
+}
+
+impl FromStr for IdKind {
+    type Err = InvalidField;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "topic" => Ok(IdKind::Topic),
+            "segment" => Ok(IdKind::Segment),
+            other => Err(InvalidField::new(
+                "kind",
+                format!("{other:?} is not one of topic, segment"),
+            )),
+        }
+    }
+}
+
+/// A Kafka `Uuid`: 16 bytes (most significant long first), shown as URL-safe
+/// base64 without padding — the format of topic ids and remote segment ids.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct KafkaUuid(pub [u8; 16]);
+
+impl KafkaUuid {
+    /// `Uuid.ZERO_UUID` and `Uuid.ONE_UUID` (= `METADATA_TOPIC_ID`).
+    pub const ZERO: KafkaUuid = KafkaUuid([0; 16]);
+    pub const ONE: KafkaUuid = KafkaUuid([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+
+    /// Kafka never hands out the reserved ids, nor ids whose text starts with
+    /// `-` (they would parse as command-line flags), see `Uuid.randomUuid()`.
+    pub fn is_allocatable(&self) -> bool {
+        *self != Self::ZERO && *self != Self::ONE && !self.to_string().starts_with('-')
+    }
+
+    /// Builds a version-4 UUID from 16 random bytes, as `java.util.UUID.randomUUID()`.
+    pub fn from_random_bytes(mut b: [u8; 16]) -> Self {
+        b[6] = (b[6] & 0x0f) | 0x40;
+        b[8] = (b[8] & 0x3f) | 0x80;
+        KafkaUuid(b)
+    }
+}
+
+impl fmt::Display for KafkaUuid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&URL_SAFE_NO_PAD.encode(self.0))
+    }
+}
+
+impl fmt::Debug for KafkaUuid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KafkaUuid({self})")
+    }
+}
+
+impl FromStr for KafkaUuid {
+    type Err = InvalidField;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(s)
+            .map_err(|e| InvalidField::new("id", format!("{s:?} is not URL-safe base64: {e}")))?;
+        let arr: [u8; 16] = bytes
+            .try_into()
+            .map_err(|_| InvalidField::new("id", format!("{s:?} does not decode to 16 bytes")))?;
+        Ok(KafkaUuid(arr))
+    }
+}
+
+impl From<KafkaUuid> for String {
+    fn from(u: KafkaUuid) -> String {
+        u.to_string()
+    }
+}
+
+impl TryFrom<String> for KafkaUuid {
+    type Error = InvalidField;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+/// The most ids one `AllocateIds` call may ask for.
+pub const MAX_IDS_PER_CALL: u32 = 10_000;
+
+/// A replicated command. Carried in a Raft log entry inside a [`Request`].
+/// (serde only to satisfy openraft's bounds; the log stores protobuf.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    AddCluster(Cluster),
+    RemoveCluster {
+        name: String,
+    },
+    AddBroker(Broker),
+    RemoveBroker {
+        cluster: String,
+        broker_id: i32,
+    },
+    CreateTenant(Tenant),
+    DeleteTenant {
+        name: String,
+    },
+    AssignPool {
+        tenant: String,
+        cluster: String,
+        broker_ids: Vec<i32>,
+    },
+    ReleasePool {
+        tenant: String,
+        cluster: String,
+        broker_ids: Vec<i32>,
+    },
+    SetPolicy(PlacementPolicy),
+    RemovePolicy {
+        cluster: String,
+        topic: Option<String>,
+    },
+    AllocateIds {
+        kind: IdKind,
+        ids: Vec<KafkaUuid>,
+    },
+}
+
+impl Command {
+    /// Checks the command's own fields (not the registry's state).
+    pub fn validate(&self) -> Valid {
+        match self {
+            Command::AddCluster(c) => c.validate(),
+            Command::RemoveCluster { name } => validate_name("name", name),
+            Command::AddBroker(b) => b.validate(),
+            Command::RemoveBroker { cluster, broker_id } => {
+                validate_name("cluster", cluster)?;
+                if *broker_id < 0 {
+                    return Err(InvalidField::new("broker_id", "must be >= 0"));
+                }
+                Ok(())
+            }
+            Command::CreateTenant(t) => t.validate(),
+            Command::DeleteTenant { name } => validate_name("name", name),
+            Command::AssignPool {
+                tenant,
+                cluster,
+                broker_ids,
+            }
+            | Command::ReleasePool {
+                tenant,
+                cluster,
+                broker_ids,
+            } => {
+                validate_name("tenant", tenant)?;
+                validate_name("cluster", cluster)?;
+                if broker_ids.is_empty() {
+                    return Err(InvalidField::new(
+                        "broker_ids",
+                        "at least one broker id is required",
+                    ));
+                }
+                if let Some(b) = broker_ids.iter().find(|b| **b < 0) {
+                    return Err(InvalidField::new("broker_ids", format!("{b} is negative")));
+                }
+                Ok(())
+            }
+            Command::SetPolicy(p) => p.validate(),
+            Command::RemovePolicy { cluster, topic } => {
+                validate_name("cluster", cluster)?;
+                if let Some(t) = topic {
+                    validate_name("topic", t)?;
+                }
+                Ok(())
+            }
+            Command::AllocateIds { ids, .. } => {
+                if ids.is_empty() || ids.len() > MAX_IDS_PER_CALL as usize {
+                    return Err(InvalidField::new(
+                        "count",
+                        format!("must be 1..={MAX_IDS_PER_CALL}"),
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// A short static name, for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::AddCluster(_) => "add_cluster",
+            Command::RemoveCluster { .. } => "remove_cluster",
+            Command::AddBroker(_) => "add_broker",
+            Command::RemoveBroker { .. } => "remove_broker",
+            Command::CreateTenant(_) => "create_tenant",
+            Command::DeleteTenant { .. } => "delete_tenant",
+            Command::AssignPool { .. } => "assign_pool",
+            Command::ReleasePool { .. } => "release_pool",
+            Command::SetPolicy(_) => "set_policy",
+            Command::RemovePolicy { .. } => "remove_policy",
+            Command::AllocateIds { .. } => "allocate_ids",
+        }
+    }
+}
+
+/// A Raft log entry's application payload: a command and the proposing
+/// leader's clock. Apply takes time from `now_ms`, never from the local clock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    pub now_ms: u64,
+    pub command: Command,
+}
