@@ -1,1 +1,23 @@
-//! placeholder
+//! The Guardian controller: one node of the Raft-replicated control plane.
+//!
+//! - [`config`]: the validated node configuration (`deploy/guardian.example.toml`).
+//! - [`node`]: start/stop a node — RocksDB store, openraft, the raft port
+//!   (peers only) and the admin port (admin API, health, reflection).
+//! - [`raft_net`] / [`raft_service`]: the Raft transport over tonic.
+//! - [`handle`]: the [`handle::Controller`] — proposes commands, serves
+//!   linearizable or stale reads, changes membership.
+//! - [`admin`]: the `GuardianAdmin` gRPC service (thin handlers, token roles).
+//! - [`error`]: API errors and their one mapping to `tonic::Status`.
+//! - [`client`]: the leader-following Rust client used by the CLI and tests.
+//!
+//! The `guardian` binary (`src/main.rs`, `src/cli/`) adds the CLI and
+//! `guardian dev`. Depends on everything; nothing depends on it but `tests/`.
+
+pub mod admin;
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod handle;
+pub mod node;
+pub mod raft_net;
+pub mod raft_service;

@@ -251,9 +251,11 @@ impl Registry {
             match self.brokers.get(&(cluster.to_string(), *id)) {
                 None => return not_found(format!("broker {id} in cluster {cluster:?}")),
                 Some(b) => match &b.pool {
-                    Some(p) if p != tenant => return precondition(format!(
+                    Some(p) if p != tenant => {
+                        return precondition(format!(
                         "broker {id} of cluster {cluster:?} already belongs to tenant {p:?}'s pool"
-                    )),
+                    ))
+                    }
                     _ => {}
                 },
             }

@@ -1,0 +1,549 @@
+//! The `GuardianAdmin` gRPC service: thin handlers — authorize, convert,
+//! call the [`Controller`], convert back.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use guardian_meta_store::{CommandResponse, GuardianNode};
+use guardian_proto::conv::{id_kind_from_pb, required};
+use guardian_proto::domain::{self, validate_endpoint, validate_name, Command};
+use guardian_proto::pb;
+use guardian_proto::pb::guardian_admin_client::GuardianAdminClient;
+use guardian_proto::pb::guardian_admin_server::GuardianAdmin;
+use tonic::{Request, Response, Status};
+
+use crate::config::{AuthConfig, Role};
+use crate::error::ApiError;
+use crate::handle::{Controller, LocalStatus};
+
+pub struct AdminService {
+    ctl: Controller,
+    tokens: BTreeMap<String, Role>,
+}
+
+impl AdminService {
+    pub fn new(ctl: Controller, auth: &AuthConfig) -> Self {
+        Self {
+            ctl,
+            tokens: auth
+                .tokens
+                .iter()
+                .map(|t| (t.token.clone(), t.role))
+                .collect(),
+        }
+    }
+
+    /// Checks the bearer token (when auth is configured) against `need`.
+    fn authorize<T>(
+        &self,
+        req: &Request<T>,
+        need: Role,
+        action: &'static str,
+    ) -> Result<(), ApiError> {
+        if self.tokens.is_empty() {
+            return Ok(());
+        }
+        let token = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(ApiError::Unauthenticated)?;
+        let role = *self.tokens.get(token).ok_or(ApiError::Unauthenticated)?;
+        if role < need {
+            return Err(ApiError::PermissionDenied {
+                role: format!("{role:?}").to_lowercase(),
+                action,
+            });
+        }
+        Ok(())
+    }
+
+    async fn write(&self, cmd: Command) -> Result<CommandResponse, Status> {
+        Ok(self.ctl.write(cmd).await?)
+    }
+
+    fn membership_response(&self, log_index: u64) -> pb::MembershipResponse {
+        let s = self.ctl.local_status();
+        pb::MembershipResponse {
+            voters: s.voters.iter().copied().collect(),
+            learners: s
+                .members
+                .keys()
+                .filter(|id| !s.voters.contains(id))
+                .copied()
+                .collect(),
+            log_index,
+        }
+    }
+
+    fn tenant_info(&self, name: &str) -> Result<pb::TenantInfo, ApiError> {
+        let st = self.ctl.state();
+        let t = st
+            .registry
+            .tenants
+            .get(name)
+            .ok_or_else(|| ApiError::NotFound {
+                what: format!("tenant {name:?}"),
+            })?;
+        Ok(pb::TenantInfo {
+            tenant: Some(t.clone().into()),
+            pool: st
+                .registry
+                .pool_of(name)
+                .into_iter()
+                .map(|(cluster, broker_id)| pb::PoolBroker { cluster, broker_id })
+                .collect(),
+        })
+    }
+}
+
+fn status_to_pb(s: LocalStatus) -> pb::NodeStatus {
+    pb::NodeStatus {
+        id: s.id,
+        admin_addr: s.admin_addr,
+        raft_addr: s.raft_addr,
+        role: s.role.to_string(),
+        term: s.term,
+        last_log_index: s.last_log_index,
+        last_applied_index: s.last_applied_index,
+        snapshot_index: s.snapshot_index,
+        purged_index: s.purged_index,
+        leader_id: s.leader_id.unwrap_or(0),
+        initialized: s.initialized,
+        error: String::new(),
+    }
+}
+
+fn node_spec(
+    n: Option<pb::NodeSpec>,
+    field: &'static str,
+) -> Result<(u64, GuardianNode), ApiError> {
+    let n = required(n, field)?;
+    if n.id == 0 {
+        return Err(ApiError::invalid(format!("{field}.id"), "must be > 0"));
+    }
+    validate_endpoint(&format!("{field}.raft_addr"), &n.raft_addr)?;
+    validate_endpoint(&format!("{field}.admin_addr"), &n.admin_addr)?;
+    Ok((
+        n.id,
+        GuardianNode {
+            raft_addr: n.raft_addr,
+            admin_addr: n.admin_addr,
+        },
+    ))
+}
+
+fn unexpected(r: CommandResponse) -> Status {
+    ApiError::Internal {
+        reason: format!("unexpected apply result {r:?}"),
+    }
+    .into()
+}
+
+/// Asks a peer's admin port for its status, with a short deadline.
+async fn peer_status(id: u64, node: &GuardianNode) -> pb::NodeStatus {
+    let unreachable = |e: String| pb::NodeStatus {
+        id,
+        admin_addr: node.admin_addr.clone(),
+        raft_addr: node.raft_addr.clone(),
+        role: "unreachable".into(),
+        error: e,
+        ..Default::default()
+    };
+    let ep = match tonic::transport::Endpoint::from_shared(format!("http://{}", node.admin_addr)) {
+        Ok(ep) => ep.connect_timeout(Duration::from_millis(500)),
+        Err(e) => return unreachable(e.to_string()),
+    };
+    let mut c = GuardianAdminClient::new(ep.connect_lazy());
+    let mut req = Request::new(pb::NodeStatusRequest {});
+    req.set_timeout(Duration::from_secs(1));
+    match c.get_node_status(req).await {
+        Ok(r) => r.into_inner(),
+        Err(e) => unreachable(e.message().to_string()),
+    }
+}
+
+#[tonic::async_trait]
+impl GuardianAdmin for AdminService {
+    #[tracing::instrument(skip_all)]
+    async fn initialize(
+        &self,
+        req: Request<pb::InitializeRequest>,
+    ) -> Result<Response<pb::MembershipResponse>, Status> {
+        self.authorize(&req, Role::Admin, "initialize the controller group")?;
+        let r = req.into_inner();
+        let mut members = BTreeMap::new();
+        if r.members.is_empty() {
+            members.insert(
+                self.ctl.id,
+                GuardianNode {
+                    raft_addr: self.ctl.raft_addr.clone(),
+                    admin_addr: self.ctl.admin_addr.clone(),
+                },
+            );
+        }
+        for m in r.members {
+            let (id, node) = node_spec(Some(m), "members")?;
+            if members.insert(id, node).is_some() {
+                return Err(
+                    ApiError::invalid("members.id", format!("node {id} listed twice")).into(),
+                );
+            }
+        }
+        self.ctl.initialize(members).await?;
+        Ok(Response::new(self.membership_response(0)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn add_learner(
+        &self,
+        req: Request<pb::AddLearnerRequest>,
+    ) -> Result<Response<pb::MembershipResponse>, Status> {
+        self.authorize(&req, Role::Admin, "change membership")?;
+        let (id, node) = node_spec(req.into_inner().node, "node")?;
+        let idx = self.ctl.add_learner(id, node).await?;
+        Ok(Response::new(self.membership_response(idx)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn promote_voter(
+        &self,
+        req: Request<pb::NodeIdRequest>,
+    ) -> Result<Response<pb::MembershipResponse>, Status> {
+        self.authorize(&req, Role::Admin, "change membership")?;
+        let id = req.into_inner().id;
+        if id == 0 {
+            return Err(ApiError::invalid("id", "must be > 0").into());
+        }
+        let idx = self.ctl.promote_voter(id).await?;
+        Ok(Response::new(self.membership_response(idx)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn remove_node(
+        &self,
+        req: Request<pb::NodeIdRequest>,
+    ) -> Result<Response<pb::MembershipResponse>, Status> {
+        self.authorize(&req, Role::Admin, "change membership")?;
+        let id = req.into_inner().id;
+        if id == 0 {
+            return Err(ApiError::invalid("id", "must be > 0").into());
+        }
+        let idx = self.ctl.remove_node(id).await?;
+        Ok(Response::new(self.membership_response(idx)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn raft_status(
+        &self,
+        req: Request<pb::RaftStatusRequest>,
+    ) -> Result<Response<pb::RaftStatusResponse>, Status> {
+        self.authorize(&req, Role::Viewer, "read status")?;
+        let local = self.ctl.local_status();
+        let mut members = local.members.clone();
+        members.remove(&local.id);
+        let peers =
+            futures::future::join_all(members.iter().map(|(id, node)| peer_status(*id, node)))
+                .await;
+        let leader_id = local.leader_id.unwrap_or(0);
+        let term = local.term;
+        let mut nodes = vec![status_to_pb(local)];
+        nodes.extend(peers);
+        nodes.sort_by_key(|n| n.id);
+        Ok(Response::new(pb::RaftStatusResponse {
+            leader_id,
+            term,
+            nodes,
+        }))
+    }
+
+    async fn get_node_status(
+        &self,
+        req: Request<pb::NodeStatusRequest>,
+    ) -> Result<Response<pb::NodeStatus>, Status> {
+        self.authorize(&req, Role::Viewer, "read status")?;
+        Ok(Response::new(status_to_pb(self.ctl.local_status())))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn trigger_snapshot(
+        &self,
+        req: Request<pb::TriggerSnapshotRequest>,
+    ) -> Result<Response<pb::TriggerSnapshotResponse>, Status> {
+        self.authorize(&req, Role::Admin, "trigger a snapshot")?;
+        let snapshot_index = self.ctl.trigger_snapshot(Duration::from_secs(20)).await?;
+        Ok(Response::new(pb::TriggerSnapshotResponse {
+            snapshot_index,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn add_cluster(
+        &self,
+        req: Request<pb::AddClusterRequest>,
+    ) -> Result<Response<pb::Cluster>, Status> {
+        self.authorize(&req, Role::Operator, "change the registry")?;
+        let c: domain::Cluster = required(req.into_inner().cluster, "cluster")
+            .map_err(ApiError::from)?
+            .into();
+        match self.write(Command::AddCluster(c)).await? {
+            CommandResponse::Cluster(c) => Ok(Response::new(c.into())),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn list_clusters(
+        &self,
+        req: Request<pb::ListClustersRequest>,
+    ) -> Result<Response<pb::ListClustersResponse>, Status> {
+        self.authorize(&req, Role::Viewer, "read the registry")?;
+        self.ctl.read_barrier(req.get_ref().stale).await?;
+        let st = self.ctl.state();
+        Ok(Response::new(pb::ListClustersResponse {
+            clusters: st
+                .registry
+                .clusters
+                .values()
+                .cloned()
+                .map(Into::into)
+                .collect(),
+        }))
+    }
+
+    async fn get_cluster(
+        &self,
+        req: Request<pb::GetClusterRequest>,
+    ) -> Result<Response<pb::Cluster>, Status> {
+        self.authorize(&req, Role::Viewer, "read the registry")?;
+        let r = req.into_inner();
+        validate_name("name", &r.name).map_err(ApiError::from)?;
+        self.ctl.read_barrier(r.stale).await?;
+        let st = self.ctl.state();
+        let c = st
+            .registry
+            .clusters
+            .get(&r.name)
+            .ok_or_else(|| ApiError::NotFound {
+                what: format!("cluster {:?}", r.name),
+            })?;
+        Ok(Response::new(c.clone().into()))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn remove_cluster(
+        &self,
+        req: Request<pb::RemoveClusterRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        self.authorize(&req, Role::Operator, "change the registry")?;
+        self.write(Command::RemoveCluster {
+            name: req.into_inner().name,
+        })
+        .await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn add_broker(
+        &self,
+        req: Request<pb::AddBrokerRequest>,
+    ) -> Result<Response<pb::Broker>, Status> {
+        self.authorize(&req, Role::Operator, "change the registry")?;
+        let b: domain::Broker = required(req.into_inner().broker, "broker")
+            .map_err(ApiError::from)?
+            .into();
+        match self.write(Command::AddBroker(b)).await? {
+            CommandResponse::Broker(b) => Ok(Response::new(b.into())),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn list_brokers(
+        &self,
+        req: Request<pb::ListBrokersRequest>,
+    ) -> Result<Response<pb::ListBrokersResponse>, Status> {
+        self.authorize(&req, Role::Viewer, "read the registry")?;
+        let r = req.into_inner();
+        validate_name("cluster", &r.cluster).map_err(ApiError::from)?;
+        self.ctl.read_barrier(r.stale).await?;
+        let st = self.ctl.state();
+        if !st.registry.clusters.contains_key(&r.cluster) {
+            return Err(ApiError::NotFound {
+                what: format!("cluster {:?}", r.cluster),
+            }
+            .into());
+        }
+        Ok(Response::new(pb::ListBrokersResponse {
+            brokers: st
+                .registry
+                .brokers_of(&r.cluster)
+                .cloned()
+                .map(Into::into)
+                .collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn remove_broker(
+        &self,
+        req: Request<pb::RemoveBrokerRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        self.authorize(&req, Role::Operator, "change the registry")?;
+        let r = req.into_inner();
+        self.write(Command::RemoveBroker {
+            cluster: r.cluster,
+            broker_id: r.broker_id,
+        })
+        .await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn create_tenant(
+        &self,
+        req: Request<pb::CreateTenantRequest>,
+    ) -> Result<Response<pb::Tenant>, Status> {
+        self.authorize(&req, Role::Operator, "change the registry")?;
+        let t: domain::Tenant = required(req.into_inner().tenant, "tenant")
+            .map_err(ApiError::from)?
+            .into();
+        match self.write(Command::CreateTenant(t)).await? {
+            CommandResponse::Tenant(t) => Ok(Response::new(t.into())),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn delete_tenant(
+        &self,
+        req: Request<pb::DeleteTenantRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        self.authorize(&req, Role::Operator, "change the registry")?;
+        self.write(Command::DeleteTenant {
+            name: req.into_inner().name,
+        })
+        .await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn list_tenants(
+        &self,
+        req: Request<pb::ListTenantsRequest>,
+    ) -> Result<Response<pb::ListTenantsResponse>, Status> {
+        self.authorize(&req, Role::Viewer, "read the registry")?;
+        self.ctl.read_barrier(req.get_ref().stale).await?;
+        let names: Vec<String> = self.ctl.state().registry.tenants.keys().cloned().collect();
+        let tenants = names
+            .iter()
+            .map(|n| self.tenant_info(n))
+            .collect::<Result<_, _>>()?;
+        Ok(Response::new(pb::ListTenantsResponse { tenants }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn assign_pool_brokers(
+        &self,
+        req: Request<pb::PoolRequest>,
+    ) -> Result<Response<pb::TenantInfo>, Status> {
+        self.authorize(&req, Role::Operator, "change the registry")?;
+        let r = req.into_inner();
+        let tenant = r.tenant.clone();
+        self.write(Command::AssignPool {
+            tenant: r.tenant,
+            cluster: r.cluster,
+            broker_ids: r.broker_ids,
+        })
+        .await?;
+        Ok(Response::new(self.tenant_info(&tenant)?))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn release_pool_brokers(
+        &self,
+        req: Request<pb::PoolRequest>,
+    ) -> Result<Response<pb::TenantInfo>, Status> {
+        self.authorize(&req, Role::Operator, "change the registry")?;
+        let r = req.into_inner();
+        let tenant = r.tenant.clone();
+        self.write(Command::ReleasePool {
+            tenant: r.tenant,
+            cluster: r.cluster,
+            broker_ids: r.broker_ids,
+        })
+        .await?;
+        Ok(Response::new(self.tenant_info(&tenant)?))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn set_placement_policy(
+        &self,
+        req: Request<pb::SetPlacementPolicyRequest>,
+    ) -> Result<Response<pb::PlacementPolicy>, Status> {
+        self.authorize(&req, Role::Operator, "change the registry")?;
+        let p: domain::PlacementPolicy = required(req.into_inner().policy, "policy")
+            .map_err(ApiError::from)?
+            .into();
+        match self.write(Command::SetPolicy(p)).await? {
+            CommandResponse::Policy(p) => Ok(Response::new(p.into())),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn list_placement_policies(
+        &self,
+        req: Request<pb::ListPlacementPoliciesRequest>,
+    ) -> Result<Response<pb::ListPlacementPoliciesResponse>, Status> {
+        self.authorize(&req, Role::Viewer, "read the registry")?;
+        let r = req.into_inner();
+        validate_name("cluster", &r.cluster).map_err(ApiError::from)?;
+        self.ctl.read_barrier(r.stale).await?;
+        let st = self.ctl.state();
+        if !st.registry.clusters.contains_key(&r.cluster) {
+            return Err(ApiError::NotFound {
+                what: format!("cluster {:?}", r.cluster),
+            }
+            .into());
+        }
+        Ok(Response::new(pb::ListPlacementPoliciesResponse {
+            policies: st
+                .registry
+                .policies_of(&r.cluster)
+                .cloned()
+                .map(Into::into)
+                .collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn remove_placement_policy(
+        &self,
+        req: Request<pb::RemovePlacementPolicyRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        self.authorize(&req, Role::Operator, "change the registry")?;
+        let r = req.into_inner();
+        self.write(Command::RemovePolicy {
+            cluster: r.cluster,
+            topic: if r.topic.is_empty() {
+                None
+            } else {
+                Some(r.topic)
+            },
+        })
+        .await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn allocate_ids(
+        &self,
+        req: Request<pb::AllocateIdsRequest>,
+    ) -> Result<Response<pb::AllocateIdsResponse>, Status> {
+        self.authorize(&req, Role::Operator, "allocate ids")?;
+        let r = req.into_inner();
+        let kind = id_kind_from_pb(r.kind, "kind").map_err(ApiError::from)?;
+        let ids = self.ctl.allocate_ids(kind, r.count).await?;
+        Ok(Response::new(pb::AllocateIdsResponse {
+            ids: ids.iter().map(|u| u.to_string()).collect(),
+        }))
+    }
+}

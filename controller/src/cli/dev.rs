@@ -1,0 +1,254 @@
+//! `guardian dev`: a local 3-node controller group as three child
+//! `guardian server` processes on 127.0.0.1, data in one directory.
+//! Ports are chosen once and kept in `DIR/dev.json`, so a second run resumes
+//! the same group from disk. Ctrl-C / SIGTERM stops the nodes cleanly; a node
+//! that dies is reported, never restarted.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use guardian_controller::client::AdminClient;
+use guardian_controller::config::NodeConfig;
+use guardian_proto::pb;
+use serde::{Deserialize, Serialize};
+use tokio::process::{Child, Command};
+
+const NODES: u64 = 3;
+
+#[derive(Args, Debug)]
+pub struct DevArgs {
+    /// Where the three nodes keep their data (and logs).
+    #[arg(long, default_value = "./guardian-data")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Serialize, Deserialize)]
+struct DevLayout {
+    nodes: Vec<DevNode>,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+struct DevNode {
+    id: u64,
+    admin: String,
+    raft: String,
+}
+
+fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
+    // Hold all listeners at once so the ports are distinct.
+    let ls: Vec<_> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()?;
+    ls.iter().map(|l| Ok(l.local_addr()?.port())).collect()
+}
+
+fn layout(dir: &Path) -> anyhow::Result<DevLayout> {
+    let path = dir.join("dev.json");
+    if path.exists() {
+        let text = std::fs::read_to_string(&path)?;
+        return serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()));
+    }
+    let ports = free_ports(2 * NODES as usize)?;
+    let nodes = (0..NODES as usize)
+        .map(|i| DevNode {
+            id: i as u64 + 1,
+            admin: format!("127.0.0.1:{}", ports[2 * i]),
+            raft: format!("127.0.0.1:{}", ports[2 * i + 1]),
+        })
+        .collect();
+    let l = DevLayout { nodes };
+    std::fs::write(&path, serde_json::to_string_pretty(&l)?)?;
+    Ok(l)
+}
+
+fn spawn(dir: &Path, n: &DevNode) -> anyhow::Result<Child> {
+    let node_dir = dir.join(format!("node-{}", n.id));
+    std::fs::create_dir_all(&node_dir)?;
+    let cfg = NodeConfig {
+        node_id: n.id,
+        data_dir: node_dir.join("data"),
+        admin_listen: n.admin.clone(),
+        raft_listen: n.raft.clone(),
+        advertise_admin: None,
+        advertise_raft: None,
+        raft: Default::default(),
+        grpc: Default::default(),
+        auth: Default::default(),
+    };
+    let cfg_path = node_dir.join("guardian.toml");
+    std::fs::write(&cfg_path, toml::to_string(&cfg)?)?;
+    let log = std::fs::File::create(node_dir.join("guardian.log"))?;
+    let exe = std::env::current_exe()?;
+    let child = Command::new(exe)
+        .arg("server")
+        .arg("--config")
+        .arg(&cfg_path)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .context("spawning guardian server")?;
+    Ok(child)
+}
+
+async fn wait_ready(
+    client: &AdminClient,
+    nodes: &[DevNode],
+) -> anyhow::Result<Vec<pb::NodeStatus>> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut out = Vec::new();
+        for n in nodes {
+            let mut stub = client.stub(&n.admin)?;
+            match stub.get_node_status(pb::NodeStatusRequest {}).await {
+                Ok(r) => out.push(r.into_inner()),
+                Err(_) => break,
+            }
+        }
+        if out.len() == nodes.len() {
+            return Ok(out);
+        }
+        if Instant::now() > deadline {
+            bail!("nodes did not come up within 30 s; see the guardian.log files");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn stop_all(children: &mut [(u64, Child)]) {
+    for (_, c) in children.iter() {
+        if let Some(pid) = c.id() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
+    for (id, c) in children.iter_mut() {
+        match tokio::time::timeout(Duration::from_secs(10), c.wait()).await {
+            Ok(_) => eprintln!("node {id} stopped"),
+            Err(_) => {
+                let _ = c.kill().await;
+                eprintln!("node {id} did not stop in 10 s; killed");
+            }
+        }
+    }
+}
+
+async fn run_inner(a: &DevArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&a.data_dir)
+        .with_context(|| format!("creating {}", a.data_dir.display()))?;
+    let dir = a.data_dir.canonicalize()?;
+    let l = layout(&dir)?;
+    let mut children = Vec::new();
+    for n in &l.nodes {
+        children.push((n.id, spawn(&dir, n)?));
+    }
+    let endpoints: Vec<String> = l.nodes.iter().map(|n| n.admin.clone()).collect();
+    let client = AdminClient::new(&endpoints, None)?;
+    let statuses = match wait_ready(&client, &l.nodes).await {
+        Ok(s) => s,
+        Err(e) => {
+            stop_all(&mut children).await;
+            return Err(e);
+        }
+    };
+    if statuses.iter().all(|s| !s.initialized) {
+        let members = l
+            .nodes
+            .iter()
+            .map(|n| pb::NodeSpec {
+                id: n.id,
+                raft_addr: n.raft.clone(),
+                admin_addr: n.admin.clone(),
+            })
+            .collect();
+        client
+            .stub(&l.nodes[0].admin)?
+            .initialize(pb::InitializeRequest { members })
+            .await
+            .context("initializing the controller group")?;
+        eprintln!(
+            "initialized a new 3-node controller group in {}",
+            dir.display()
+        );
+    } else {
+        eprintln!("resumed the controller group from {}", dir.display());
+    }
+    // Wait for a leader.
+    let status = client
+        .call(|mut s| async move { s.raft_status(pb::RaftStatusRequest {}).await })
+        .await?;
+    let mut leader = status.leader_id;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while leader == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        leader = client
+            .call(|mut s| async move { s.raft_status(pb::RaftStatusRequest {}).await })
+            .await?
+            .leader_id;
+    }
+    for n in &l.nodes {
+        println!(
+            "node {}: admin {}  raft {}  (log: {})",
+            n.id,
+            n.admin,
+            n.raft,
+            dir.join(format!("node-{}/guardian.log", n.id)).display()
+        );
+    }
+    println!("leader: node {leader}");
+    println!("export GUARDIAN_ENDPOINTS={}", endpoints.join(","));
+    println!(
+        "try:    guardian --endpoints {} raft status",
+        endpoints.join(",")
+    );
+    println!("Ctrl-C stops all nodes; run `guardian dev` again to resume from disk.");
+
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut alive: Vec<u64> = l.nodes.iter().map(|n| n.id).collect();
+    loop {
+        let exited = async {
+            loop {
+                for (id, c) in children.iter_mut() {
+                    if alive.contains(id) {
+                        if let Ok(Some(st)) = c.try_wait() {
+                            return (*id, st);
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            (id, st) = exited => {
+                eprintln!("node {id} exited ({st}); not restarting it (run `guardian dev` again to bring it back)");
+                alive.retain(|a| *a != id);
+                if alive.is_empty() {
+                    eprintln!("all nodes have exited");
+                    return Ok(());
+                }
+            }
+        }
+    }
+    eprintln!("stopping nodes…");
+    stop_all(&mut children).await;
+    Ok(())
+}
+
+pub async fn run(a: &DevArgs) -> ExitCode {
+    match run_inner(a).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,484 @@
+//! CLI commands for the federation registry.
+
+use std::collections::HashMap;
+
+use clap::{Args, Subcommand};
+use guardian_proto::pb;
+
+use super::{parse_log_dir, CliError, Ctx};
+
+#[derive(Subcommand, Debug)]
+pub enum ClusterCmd {
+    /// Register a Kafka cluster.
+    Add {
+        #[arg(long)]
+        name: String,
+        /// Bootstrap servers, HOST:PORT (repeat or comma-separate).
+        #[arg(long = "bootstrap", required = true, value_delimiter = ',')]
+        bootstrap: Vec<String>,
+        #[arg(long)]
+        idc: String,
+        /// Kafka's own cluster.id (meta.properties), if known.
+        #[arg(long)]
+        kafka_cluster_id: Option<String>,
+    },
+    /// List registered clusters.
+    List(StaleArg),
+    /// Show one cluster.
+    Get {
+        name: String,
+        #[command(flatten)]
+        stale: StaleArg,
+    },
+    /// Unregister a cluster (its brokers must be removed first).
+    Remove { name: String },
+}
+
+#[derive(Args, Debug, Clone, Copy)]
+pub struct StaleArg {
+    /// Serve from this node's local state without a linearizable read.
+    #[arg(long)]
+    pub stale: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BrokerCmd {
+    /// Register a broker of a cluster.
+    Add(BrokerAdd),
+    /// List a cluster's brokers.
+    List {
+        #[arg(long)]
+        cluster: String,
+        #[command(flatten)]
+        stale: StaleArg,
+    },
+    /// Unregister a broker (it must not be in a tenant's pool).
+    Remove {
+        #[arg(long)]
+        cluster: String,
+        #[arg(long)]
+        id: i32,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct BrokerAdd {
+    #[arg(long)]
+    pub cluster: String,
+    #[arg(long, allow_negative_numbers = true)]
+    pub id: i32,
+    #[arg(long)]
+    pub host: String,
+    #[arg(long)]
+    pub rack: String,
+    /// Defaults to the cluster's IDC.
+    #[arg(long, default_value = "")]
+    pub idc: String,
+    /// The guardian-reporter endpoint beside this broker, HOST:PORT.
+    #[arg(long)]
+    pub reporter: String,
+    /// A log dir and its capacity, PATH=BYTES (e.g. /data/1=4TiB); repeat.
+    #[arg(long = "log-dir", required = true, value_parser = parse_log_dir)]
+    pub log_dirs: Vec<pb::LogDir>,
+    /// NIC capacity, bytes/s (e.g. 1.25GB for 10 Gbit/s).
+    #[arg(long, default_value = "0", value_parser = super::parse_bytes)]
+    pub nic_bytes_per_sec: u64,
+    #[arg(long, default_value_t = 0)]
+    pub cpu_cores: u32,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TenantCmd {
+    Create {
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Delete a tenant (its pool must be empty).
+    Delete {
+        name: String,
+    },
+    List(StaleArg),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PoolArgs {
+    #[arg(long)]
+    pub tenant: String,
+    #[arg(long)]
+    pub cluster: String,
+    /// Broker ids (repeat or comma-separate).
+    #[arg(
+        long = "broker",
+        required = true,
+        value_delimiter = ',',
+        allow_negative_numbers = true
+    )]
+    pub brokers: Vec<i32>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PoolCmd {
+    /// Put brokers into a tenant's exclusive pool (all or none).
+    Add(PoolArgs),
+    /// Release brokers from a tenant's pool back to the free pool.
+    Release(PoolArgs),
+    /// Show a tenant's pool.
+    Show {
+        tenant: String,
+        #[command(flatten)]
+        stale: StaleArg,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCmd {
+    /// Set (replace) the placement policy of a cluster, or of one topic.
+    Set {
+        #[arg(long)]
+        cluster: String,
+        #[arg(long)]
+        topic: Option<String>,
+        #[arg(long = "allowed-idc", value_delimiter = ',')]
+        allowed_idcs: Vec<String>,
+        #[arg(long = "allowed-rack", value_delimiter = ',')]
+        allowed_racks: Vec<String>,
+        /// IDC=N (repeat).
+        #[arg(long = "replicas-per-idc")]
+        replicas_per_idc: Vec<String>,
+    },
+    List {
+        #[arg(long)]
+        cluster: String,
+        #[command(flatten)]
+        stale: StaleArg,
+    },
+    Remove {
+        #[arg(long)]
+        cluster: String,
+        #[arg(long)]
+        topic: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IdsCmd {
+    /// Allocate Kafka-format UUIDs, committed through Raft, never reused.
+    Allocate {
+        /// topic or segment
+        #[arg(long)]
+        kind: String,
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+    },
+}
+
+pub async fn cluster(c: &Ctx, cmd: ClusterCmd) -> Result<(), CliError> {
+    let cl = &c.client;
+    match cmd {
+        ClusterCmd::Add {
+            name,
+            bootstrap,
+            idc,
+            kafka_cluster_id,
+        } => {
+            let cluster = pb::Cluster {
+                name,
+                bootstrap_servers: bootstrap,
+                idc,
+                kafka_cluster_id: kafka_cluster_id.unwrap_or_default(),
+                ..Default::default()
+            };
+            let r = cl
+                .call(|mut s| {
+                    let cluster = cluster.clone();
+                    async move {
+                        s.add_cluster(pb::AddClusterRequest {
+                            cluster: Some(cluster),
+                        })
+                        .await
+                    }
+                })
+                .await?;
+            c.out.clusters(&[r], true);
+        }
+        ClusterCmd::List(StaleArg { stale }) => {
+            let r = cl
+                .call(
+                    |mut s| async move { s.list_clusters(pb::ListClustersRequest { stale }).await },
+                )
+                .await?;
+            c.out.clusters(&r.clusters, false);
+        }
+        ClusterCmd::Get { name, stale } => {
+            let r = cl
+                .call(|mut s| {
+                    let name = name.clone();
+                    async move {
+                        s.get_cluster(pb::GetClusterRequest {
+                            name,
+                            stale: stale.stale,
+                        })
+                        .await
+                    }
+                })
+                .await?;
+            c.out.clusters(&[r], true);
+        }
+        ClusterCmd::Remove { name } => {
+            cl.call(|mut s| {
+                let name = name.clone();
+                async move { s.remove_cluster(pb::RemoveClusterRequest { name }).await }
+            })
+            .await?;
+            c.out.done(&format!("cluster {name} removed"));
+        }
+    }
+    Ok(())
+}
+
+pub async fn broker(c: &Ctx, cmd: BrokerCmd) -> Result<(), CliError> {
+    let cl = &c.client;
+    match cmd {
+        BrokerCmd::Add(a) => {
+            let broker = pb::Broker {
+                cluster: a.cluster,
+                broker_id: a.id,
+                host: a.host,
+                rack: a.rack,
+                idc: a.idc,
+                reporter_endpoint: a.reporter,
+                log_dirs: a.log_dirs,
+                nic_bytes_per_sec: a.nic_bytes_per_sec,
+                cpu_cores: a.cpu_cores,
+                ..Default::default()
+            };
+            let r = cl
+                .call(|mut s| {
+                    let broker = broker.clone();
+                    async move {
+                        s.add_broker(pb::AddBrokerRequest {
+                            broker: Some(broker),
+                        })
+                        .await
+                    }
+                })
+                .await?;
+            c.out.brokers(&[r], true);
+        }
+        BrokerCmd::List { cluster, stale } => {
+            let r = cl
+                .call(|mut s| {
+                    let cluster = cluster.clone();
+                    async move {
+                        s.list_brokers(pb::ListBrokersRequest {
+                            cluster,
+                            stale: stale.stale,
+                        })
+                        .await
+                    }
+                })
+                .await?;
+            c.out.brokers(&r.brokers, false);
+        }
+        BrokerCmd::Remove { cluster, id } => {
+            cl.call(|mut s| {
+                let cluster = cluster.clone();
+                async move {
+                    s.remove_broker(pb::RemoveBrokerRequest {
+                        cluster,
+                        broker_id: id,
+                    })
+                    .await
+                }
+            })
+            .await?;
+            c.out
+                .done(&format!("broker {id} of cluster {cluster} removed"));
+        }
+    }
+    Ok(())
+}
+
+pub async fn tenant(c: &Ctx, cmd: TenantCmd) -> Result<(), CliError> {
+    let cl = &c.client;
+    match cmd {
+        TenantCmd::Create { name, description } => {
+            let tenant = pb::Tenant {
+                name,
+                description,
+                created_at_ms: 0,
+            };
+            let r = cl
+                .call(|mut s| {
+                    let tenant = tenant.clone();
+                    async move {
+                        s.create_tenant(pb::CreateTenantRequest {
+                            tenant: Some(tenant),
+                        })
+                        .await
+                    }
+                })
+                .await?;
+            c.out.tenants(
+                &[pb::TenantInfo {
+                    tenant: Some(r),
+                    pool: vec![],
+                }],
+                true,
+            );
+        }
+        TenantCmd::Delete { name } => {
+            cl.call(|mut s| {
+                let name = name.clone();
+                async move { s.delete_tenant(pb::DeleteTenantRequest { name }).await }
+            })
+            .await?;
+            c.out.done(&format!("tenant {name} deleted"));
+        }
+        TenantCmd::List(StaleArg { stale }) => {
+            let r = cl
+                .call(|mut s| async move { s.list_tenants(pb::ListTenantsRequest { stale }).await })
+                .await?;
+            c.out.tenants(&r.tenants, false);
+        }
+    }
+    Ok(())
+}
+
+pub async fn pool(c: &Ctx, cmd: PoolCmd) -> Result<(), CliError> {
+    let cl = &c.client;
+    let req = |a: &PoolArgs| pb::PoolRequest {
+        tenant: a.tenant.clone(),
+        cluster: a.cluster.clone(),
+        broker_ids: a.brokers.clone(),
+    };
+    let info = match cmd {
+        PoolCmd::Add(a) => {
+            let r = req(&a);
+            cl.call(|mut s| {
+                let r = r.clone();
+                async move { s.assign_pool_brokers(r).await }
+            })
+            .await?
+        }
+        PoolCmd::Release(a) => {
+            let r = req(&a);
+            cl.call(|mut s| {
+                let r = r.clone();
+                async move { s.release_pool_brokers(r).await }
+            })
+            .await?
+        }
+        PoolCmd::Show { tenant, stale } => {
+            let r = cl
+                .call(|mut s| async move {
+                    s.list_tenants(pb::ListTenantsRequest { stale: stale.stale })
+                        .await
+                })
+                .await?;
+            r.tenants
+                .into_iter()
+                .find(|t| t.tenant.as_ref().map(|t| t.name.as_str()) == Some(tenant.as_str()))
+                .ok_or_else(|| {
+                    CliError::Rpc(tonic::Status::not_found(format!(
+                        "tenant {tenant:?} not found"
+                    )))
+                })?
+        }
+    };
+    c.out.pool(&info);
+    Ok(())
+}
+
+pub async fn policy(c: &Ctx, cmd: PolicyCmd) -> Result<(), CliError> {
+    let cl = &c.client;
+    match cmd {
+        PolicyCmd::Set {
+            cluster,
+            topic,
+            allowed_idcs,
+            allowed_racks,
+            replicas_per_idc,
+        } => {
+            let mut rpi = HashMap::new();
+            for kv in &replicas_per_idc {
+                let (idc, n) = kv
+                    .split_once('=')
+                    .and_then(|(k, v)| Some((k, v.parse::<u32>().ok()?)))
+                    .ok_or_else(|| {
+                        CliError::Usage(format!("--replicas-per-idc {kv:?}: want IDC=N"))
+                    })?;
+                rpi.insert(idc.to_string(), n);
+            }
+            let policy = pb::PlacementPolicy {
+                cluster,
+                topic: topic.unwrap_or_default(),
+                allowed_idcs,
+                allowed_racks,
+                replicas_per_idc: rpi,
+            };
+            let r = cl
+                .call(|mut s| {
+                    let policy = policy.clone();
+                    async move {
+                        s.set_placement_policy(pb::SetPlacementPolicyRequest {
+                            policy: Some(policy),
+                        })
+                        .await
+                    }
+                })
+                .await?;
+            c.out.policies(&[r], true);
+        }
+        PolicyCmd::List { cluster, stale } => {
+            let r = cl
+                .call(|mut s| {
+                    let cluster = cluster.clone();
+                    async move {
+                        s.list_placement_policies(pb::ListPlacementPoliciesRequest {
+                            cluster,
+                            stale: stale.stale,
+                        })
+                        .await
+                    }
+                })
+                .await?;
+            c.out.policies(&r.policies, false);
+        }
+        PolicyCmd::Remove { cluster, topic } => {
+            cl.call(|mut s| {
+                let (cluster, topic) = (cluster.clone(), topic.clone().unwrap_or_default());
+                async move {
+                    s.remove_placement_policy(pb::RemovePlacementPolicyRequest { cluster, topic })
+                        .await
+                }
+            })
+            .await?;
+            c.out.done("placement policy removed");
+        }
+    }
+    Ok(())
+}
+
+pub async fn ids(c: &Ctx, cmd: IdsCmd) -> Result<(), CliError> {
+    let IdsCmd::Allocate { kind, count } = cmd;
+    let k: guardian_proto::domain::IdKind =
+        kind.parse()
+            .map_err(|e: guardian_proto::domain::InvalidField| {
+                CliError::Usage(format!("--kind: {}", e.reason))
+            })?;
+    let kind_pb = pb::IdKind::from(k) as i32;
+    let r = c
+        .client
+        .call(|mut s| async move {
+            s.allocate_ids(pb::AllocateIdsRequest {
+                kind: kind_pb,
+                count,
+            })
+            .await
+        })
+        .await?;
+    c.out.ids(k.as_str(), &r.ids);
+    Ok(())
+}

@@ -1,0 +1,177 @@
+//! A Rust client for the admin API that follows the leader: a write sent to
+//! a follower comes back `UNAVAILABLE` with the leader's admin address in
+//! metadata, and the call is re-sent there; an unreachable node or a group
+//! without a leader yet is retried on the other endpoints until the deadline.
+
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use guardian_proto::pb::guardian_admin_client::GuardianAdminClient;
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Status};
+
+use crate::error::LEADER_ADDR_KEY;
+
+/// Adds the bearer token, if any, to every request.
+#[derive(Clone)]
+pub struct TokenInterceptor(Option<MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for TokenInterceptor {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(t) = &self.0 {
+            req.metadata_mut().insert("authorization", t.clone());
+        }
+        Ok(req)
+    }
+}
+
+pub type AdminStub = GuardianAdminClient<InterceptedService<Channel, TokenInterceptor>>;
+
+/// Leader-following admin client over a list of `host:port` endpoints.
+pub struct AdminClient {
+    endpoints: Vec<String>,
+    /// The endpoint that last answered (usually the leader), tried first.
+    preferred: Mutex<Option<String>>,
+    channels: Mutex<std::collections::HashMap<String, Channel>>,
+    token: TokenInterceptor,
+    /// Total time a call may take across retries and redirects.
+    pub deadline: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("no endpoints given (use --endpoints or GUARDIAN_ENDPOINTS)")]
+    NoEndpoints,
+    #[error("invalid endpoint {endpoint:?}: {reason}")]
+    BadEndpoint { endpoint: String, reason: String },
+    #[error("invalid token: {0}")]
+    BadToken(String),
+}
+
+fn is_retryable(s: &Status) -> bool {
+    matches!(
+        s.code(),
+        Code::Unavailable | Code::Unknown | Code::Cancelled
+    ) || (s.code() == Code::Internal && s.message().contains("h2 protocol error"))
+}
+
+impl AdminClient {
+    pub fn new(endpoints: &[String], token: Option<&str>) -> Result<Self, ClientError> {
+        let endpoints: Vec<String> = endpoints
+            .iter()
+            .flat_map(|e| e.split(','))
+            .map(|e| e.trim().to_string())
+            .filter(|e| !e.is_empty())
+            .collect();
+        if endpoints.is_empty() {
+            return Err(ClientError::NoEndpoints);
+        }
+        for e in &endpoints {
+            guardian_proto::domain::validate_endpoint("endpoint", e).map_err(|err| {
+                ClientError::BadEndpoint {
+                    endpoint: e.clone(),
+                    reason: err.reason,
+                }
+            })?;
+        }
+        let token = token
+            .map(|t| {
+                MetadataValue::try_from(format!("Bearer {t}"))
+                    .map_err(|e| ClientError::BadToken(e.to_string()))
+            })
+            .transpose()?;
+        Ok(Self {
+            endpoints,
+            preferred: Mutex::new(None),
+            channels: Mutex::new(Default::default()),
+            token: TokenInterceptor(token),
+            deadline: Duration::from_secs(15),
+        })
+    }
+
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    /// A stub for one endpoint (channels are cached and connect lazily).
+    pub fn stub(&self, endpoint: &str) -> Result<AdminStub, Status> {
+        let ch = {
+            let mut chans = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+            match chans.get(endpoint) {
+                Some(c) => c.clone(),
+                None => {
+                    let ep = Endpoint::from_shared(format!("http://{endpoint}"))
+                        .map_err(|e| Status::invalid_argument(format!("endpoint {endpoint}: {e}")))?
+                        .connect_timeout(Duration::from_millis(300))
+                        .tcp_nodelay(true);
+                    let c = ep.connect_lazy();
+                    chans.insert(endpoint.to_string(), c.clone());
+                    c
+                }
+            }
+        };
+        Ok(GuardianAdminClient::with_interceptor(
+            ch,
+            self.token.clone(),
+        ))
+    }
+
+    /// Runs `f` against the leader, following redirects and retrying
+    /// unavailable endpoints until [`AdminClient::deadline`].
+    pub async fn call<T, F, Fut>(&self, f: F) -> Result<T, Status>
+    where
+        F: Fn(AdminStub) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let start = Instant::now();
+        let mut next = self
+            .preferred
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_else(|| self.endpoints[0].clone());
+        let mut rr = 0usize;
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            let target = next.clone();
+            let res = match self.stub(&target) {
+                Ok(stub) => f(stub).await,
+                Err(e) => return Err(e),
+            };
+            let status = match res {
+                Ok(r) => {
+                    *self.preferred.lock().unwrap_or_else(|p| p.into_inner()) = Some(target);
+                    return Ok(r.into_inner());
+                }
+                Err(s) => s,
+            };
+            if !is_retryable(&status) || start.elapsed() >= self.deadline {
+                return Err(status);
+            }
+            let leader = status
+                .metadata()
+                .get(LEADER_ADDR_KEY)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            match leader {
+                Some(l) if l != target => {
+                    next = l;
+                    continue;
+                }
+                _ => {
+                    rr = (rr + 1) % self.endpoints.len();
+                    next = self.endpoints[rr].clone();
+                    if next == target {
+                        rr = (rr + 1) % self.endpoints.len();
+                        next = self.endpoints[rr].clone();
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(100));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! A controller node's configuration: a validated struct (kebab-case TOML,
+//! unknown keys rejected). Every key is documented in
+//! `deploy/guardian.example.toml`.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Errors loading or validating a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("parsing {path}: {source}")]
+    Parse {
+        path: String,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("invalid config key {key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        reason: reason.into(),
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This node's Raft id (> 0), unique in the controller group.
+    pub node_id: u64,
+    /// Where RocksDB keeps the log and the state machine.
+    pub data_dir: PathBuf,
+    /// Admin gRPC listen address (clients, CLI). Port 0 = OS-assigned.
+    pub admin_listen: String,
+    /// Raft peer listen address (other controller nodes only).
+    pub raft_listen: String,
+    /// Address other nodes and clients use to reach the admin port; defaults
+    /// to the bound address.
+    #[serde(default)]
+    pub advertise_admin: Option<String>,
+    /// Address peers use to reach the raft port; defaults to the bound address.
+    #[serde(default)]
+    pub advertise_raft: Option<String>,
+    #[serde(default)]
+    pub raft: RaftTuning,
+    #[serde(default)]
+    pub grpc: GrpcLimits,
+    #[serde(default)]
+    pub auth: AuthConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct RaftTuning {
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot after this many applied entries since the last one.
+    pub snapshot_logs_since_last: u64,
+    /// Log entries kept behind the latest snapshot (for slow followers).
+    pub max_in_snapshot_log_to_keep: u64,
+    /// Snapshot chunk size on the wire.
+    pub snapshot_chunk_bytes: u64,
+    /// Entries per AppendEntries RPC.
+    pub max_payload_entries: u64,
+}
+
+impl Default for RaftTuning {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval_ms: 50,
+            election_timeout_min_ms: 150,
+            election_timeout_max_ms: 300,
+            snapshot_logs_since_last: 10_000,
+            max_in_snapshot_log_to_keep: 1_000,
+            snapshot_chunk_bytes: 1 << 20,
+            max_payload_entries: 512,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct GrpcLimits {
+    /// Largest admin request accepted (bytes); larger → RESOURCE_EXHAUSTED / OUT_OF_RANGE.
+    pub max_request_bytes: usize,
+    /// Server-side cap on any admin request's duration; client deadlines
+    /// (`grpc-timeout`) shorter than this are honoured as given.
+    pub request_timeout_ms: u64,
+    /// Concurrent requests per admin connection.
+    pub concurrency_per_connection: usize,
+}
+
+impl Default for GrpcLimits {
+    fn default() -> Self {
+        Self {
+            max_request_bytes: 4 << 20,
+            request_timeout_ms: 30_000,
+            concurrency_per_connection: 256,
+        }
+    }
+}
+
+/// Bearer-token authentication for the admin API. With no tokens configured,
+/// authentication is off (the `guardian dev` default).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub tokens: Vec<TokenConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TokenConfig {
+    pub token: String,
+    pub role: Role,
+}
+
+/// What a token may do: viewer reads, operator also changes the registry and
+/// allocates ids, admin also changes Raft membership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    Viewer,
+    Operator,
+    Admin,
+}
+
+impl NodeConfig {
+    /// Reads a TOML file.
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: p.clone(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: p, source })
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.node_id == 0 {
+            return Err(invalid("node-id", "must be > 0"));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(invalid("data-dir", "must not be empty"));
+        }
+        for (key, v) in [
+            ("admin-listen", &self.admin_listen),
+            ("raft-listen", &self.raft_listen),
+        ] {
+            v.parse::<std::net::SocketAddr>()
+                .map_err(|e| invalid(key, format!("{v:?}: {e} (want IP:PORT)")))?;
+        }
+        for (key, v) in [
+            ("advertise-admin", &self.advertise_admin),
+            ("advertise-raft", &self.advertise_raft),
+        ] {
+            if let Some(v) = v {
+                guardian_proto::domain::validate_endpoint(key, v)
+                    .map_err(|e| invalid(key, e.reason))?;
+            }
+        }
+        if self.admin_listen == self.raft_listen && !self.admin_listen.ends_with(":0") {
+            return Err(invalid("raft-listen", "must differ from admin-listen"));
+        }
+        let r = &self.raft;
+        if r.heartbeat_interval_ms == 0 {
+            return Err(invalid("raft.heartbeat-interval-ms", "must be > 0"));
+        }
+        if r.election_timeout_min_ms <= r.heartbeat_interval_ms {
+            return Err(invalid(
+                "raft.election-timeout-min-ms",
+                "must be greater than raft.heartbeat-interval-ms",
+            ));
+        }
+        if r.election_timeout_max_ms <= r.election_timeout_min_ms {
+            return Err(invalid(
+                "raft.election-timeout-max-ms",
+                "must be greater than raft.election-timeout-min-ms",
+            ));
+        }
+        if r.snapshot_logs_since_last == 0 {
+            return Err(invalid("raft.snapshot-logs-since-last", "must be > 0"));
+        }
+        if r.snapshot_chunk_bytes < 1024
+            || r.snapshot_chunk_bytes > (self.grpc.max_request_bytes as u64 / 2).max(1024)
+        {
+            return Err(invalid(
+                "raft.snapshot-chunk-bytes",
+                "must be >= 1024 and at most half of grpc.max-request-bytes",
+            ));
+        }
+        if r.max_payload_entries == 0 {
+            return Err(invalid("raft.max-payload-entries", "must be > 0"));
+        }
+        if self.grpc.max_request_bytes < 64 * 1024 {
+            return Err(invalid("grpc.max-request-bytes", "must be >= 65536"));
+        }
+        if self.grpc.request_timeout_ms == 0 {
+            return Err(invalid("grpc.request-timeout-ms", "must be > 0"));
+        }
+        if self.grpc.concurrency_per_connection == 0 {
+            return Err(invalid("grpc.concurrency-per-connection", "must be > 0"));
+        }
+        for t in &self.auth.tokens {
+            if t.token.len() < 16 {
+                return Err(invalid(
+                    "auth.tokens.token",
+                    "tokens must be at least 16 characters",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses_and_validates() {
+        let text = include_str!("../../deploy/guardian.example.toml");
+        let cfg: NodeConfig = toml::from_str(text).expect("example parses");
+        cfg.validate().expect("example validates");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = toml::from_str::<NodeConfig>(
+            "node-id = 1\ndata-dir = \"/x\"\nadmin-listen = \"127.0.0.1:1\"\nraft-listen = \"127.0.0.1:2\"\nbogus = 1\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn bad_election_timeouts_name_the_key() {
+        let mut cfg: NodeConfig =
+            toml::from_str(include_str!("../../deploy/guardian.example.toml")).unwrap();
+        cfg.raft.election_timeout_max_ms = cfg.raft.election_timeout_min_ms;
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("raft.election-timeout-max-ms"), "{err}");
+    }
+}

@@ -1,0 +1,277 @@
+//! The node's handle on Raft and the applied state: proposes commands,
+//! serves linearizable or stale reads, changes membership, reports status.
+//! gRPC handlers stay thin and call into this.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::RwLockReadGuard;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use guardian_meta_store::{CommandResponse, GuardianNode, NodeId, Raft, SmState, StateReader};
+use guardian_proto::domain::{Command, IdKind, KafkaUuid, Request};
+use openraft::error::{
+    CheckIsLeaderError, ClientWriteError, ForwardToLeader, InitializeError, RaftError,
+};
+use openraft::{ChangeMembers, ServerState};
+
+use crate::error::ApiError;
+
+/// How many times `allocate_ids` redraws after a (vanishingly rare) collision.
+const ID_ALLOC_ATTEMPTS: usize = 5;
+
+#[derive(Clone)]
+pub struct Controller {
+    pub raft: Raft,
+    pub state: StateReader,
+    pub id: NodeId,
+    pub admin_addr: String,
+    pub raft_addr: String,
+}
+
+/// This node's view of itself.
+#[derive(Debug, Clone)]
+pub struct LocalStatus {
+    pub id: NodeId,
+    pub admin_addr: String,
+    pub raft_addr: String,
+    pub role: &'static str,
+    pub term: u64,
+    pub last_log_index: u64,
+    pub last_applied_index: u64,
+    pub snapshot_index: u64,
+    pub purged_index: u64,
+    pub leader_id: Option<NodeId>,
+    pub initialized: bool,
+    /// Every member (voters and learners) with its addresses.
+    pub members: BTreeMap<NodeId, GuardianNode>,
+    pub voters: BTreeSet<NodeId>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn not_leader(f: ForwardToLeader<NodeId, GuardianNode>) -> ApiError {
+    ApiError::NotLeader {
+        leader_id: f.leader_id,
+        leader_admin: f.leader_node.map(|n| n.admin_addr),
+    }
+}
+
+fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, GuardianNode>>) -> ApiError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => not_leader(f),
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
+            ApiError::FailedPrecondition {
+                reason: c.to_string(),
+            }
+        }
+        RaftError::Fatal(f) => ApiError::Unavailable {
+            reason: format!("raft stopped: {f}"),
+        },
+    }
+}
+
+impl Controller {
+    /// Proposes a command through Raft and waits until it is committed and
+    /// applied here. Registry rejections come back as the matching error.
+    pub async fn write(&self, command: Command) -> Result<CommandResponse, ApiError> {
+        command.validate()?;
+        let req = Request {
+            now_ms: now_ms(),
+            command,
+        };
+        let resp = self.raft.client_write(req).await.map_err(write_error)?;
+        match resp.data {
+            CommandResponse::Rejected(r) => Err(r.into()),
+            other => Ok(other),
+        }
+    }
+
+    /// Allocates `count` Kafka-format ids: the leader draws random v4 UUIDs,
+    /// skipping reserved ones, and commits them; apply refuses any id issued
+    /// before, in which case we draw again.
+    pub async fn allocate_ids(&self, kind: IdKind, count: u32) -> Result<Vec<KafkaUuid>, ApiError> {
+        if count == 0 || count > guardian_proto::domain::MAX_IDS_PER_CALL {
+            return Err(ApiError::invalid(
+                "count",
+                format!("must be 1..={}", guardian_proto::domain::MAX_IDS_PER_CALL),
+            ));
+        }
+        let mut last = None;
+        for _ in 0..ID_ALLOC_ATTEMPTS {
+            let mut ids = Vec::with_capacity(count as usize);
+            while ids.len() < count as usize {
+                let id = KafkaUuid::from_random_bytes(rand::random());
+                if id.is_allocatable() {
+                    ids.push(id);
+                }
+            }
+            match self.write(Command::AllocateIds { kind, ids }).await {
+                Ok(CommandResponse::Ids(ids)) => return Ok(ids),
+                Ok(other) => {
+                    return Err(ApiError::Internal {
+                        reason: format!("unexpected apply result {other:?}"),
+                    })
+                }
+                Err(e @ ApiError::AlreadyExists { .. }) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or(ApiError::Internal {
+            reason: "id allocation failed".into(),
+        }))
+    }
+
+    /// Waits until this node may serve a linearizable read (read index via
+    /// the leader's quorum check); a no-op for stale reads.
+    pub async fn read_barrier(&self, stale: bool) -> Result<(), ApiError> {
+        if stale {
+            return Ok(());
+        }
+        match self.raft.ensure_linearizable().await {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => Err(not_leader(f)),
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q))) => {
+                Err(ApiError::Unavailable {
+                    reason: q.to_string(),
+                })
+            }
+            Err(RaftError::Fatal(f)) => Err(ApiError::Unavailable {
+                reason: format!("raft stopped: {f}"),
+            }),
+        }
+    }
+
+    /// The applied state. Hold the guard briefly.
+    pub fn state(&self) -> RwLockReadGuard<'_, SmState> {
+        self.state.read()
+    }
+
+    /// Initializes a new controller group with `members` as voters.
+    pub async fn initialize(
+        &self,
+        members: BTreeMap<NodeId, GuardianNode>,
+    ) -> Result<(), ApiError> {
+        match self.raft.initialize(members).await {
+            Ok(()) => Ok(()),
+            Err(RaftError::APIError(InitializeError::NotAllowed(e))) => {
+                Err(ApiError::FailedPrecondition {
+                    reason: format!("already initialized: {e}"),
+                })
+            }
+            Err(RaftError::APIError(InitializeError::NotInMembers(e))) => {
+                Err(ApiError::invalid("members", e.to_string()))
+            }
+            Err(RaftError::Fatal(f)) => Err(ApiError::Unavailable {
+                reason: format!("raft stopped: {f}"),
+            }),
+        }
+    }
+
+    pub async fn add_learner(&self, id: NodeId, node: GuardianNode) -> Result<u64, ApiError> {
+        let r = self
+            .raft
+            .add_learner(id, node, true)
+            .await
+            .map_err(write_error)?;
+        Ok(r.log_id.index)
+    }
+
+    pub async fn promote_voter(&self, id: NodeId) -> Result<u64, ApiError> {
+        let status = self.local_status();
+        if !status.members.contains_key(&id) {
+            return Err(ApiError::NotFound {
+                what: format!("node {id} (add it as a learner first)"),
+            });
+        }
+        let r = self
+            .raft
+            .change_membership(ChangeMembers::AddVoterIds([id].into()), false)
+            .await
+            .map_err(write_error)?;
+        Ok(r.log_id.index)
+    }
+
+    pub async fn remove_node(&self, id: NodeId) -> Result<u64, ApiError> {
+        let status = self.local_status();
+        if !status.members.contains_key(&id) {
+            return Err(ApiError::NotFound {
+                what: format!("node {id}"),
+            });
+        }
+        let change = if status.voters.contains(&id) {
+            if status.voters.len() == 1 {
+                return Err(ApiError::FailedPrecondition {
+                    reason: format!("node {id} is the last voter"),
+                });
+            }
+            ChangeMembers::RemoveVoters([id].into())
+        } else {
+            ChangeMembers::RemoveNodes([id].into())
+        };
+        let r = self
+            .raft
+            .change_membership(change, false)
+            .await
+            .map_err(write_error)?;
+        Ok(r.log_id.index)
+    }
+
+    /// Builds a snapshot now (the log behind it is purged per
+    /// `raft.max-in-snapshot-log-to-keep`) and waits for it.
+    pub async fn trigger_snapshot(&self, timeout: Duration) -> Result<u64, ApiError> {
+        let applied = self.local_status().last_applied_index;
+        self.raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|f| ApiError::Unavailable {
+                reason: format!("raft stopped: {f}"),
+            })?;
+        let m = self
+            .raft
+            .wait(Some(timeout))
+            .metrics(
+                |m| m.snapshot.map(|s| s.index).unwrap_or(0) >= applied,
+                "snapshot",
+            )
+            .await
+            .map_err(|e| ApiError::DeadlineExceeded {
+                what: e.to_string(),
+            })?;
+        Ok(m.snapshot.map(|s| s.index).unwrap_or(0))
+    }
+
+    pub fn local_status(&self) -> LocalStatus {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let members: BTreeMap<NodeId, GuardianNode> =
+            membership.nodes().map(|(id, n)| (*id, n.clone())).collect();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let role = match m.state {
+            ServerState::Leader => "leader",
+            ServerState::Follower => "follower",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Shutdown => "shutdown",
+        };
+        LocalStatus {
+            id: self.id,
+            admin_addr: self.admin_addr.clone(),
+            raft_addr: self.raft_addr.clone(),
+            role,
+            term: m.current_term,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            last_applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+            snapshot_index: m.snapshot.map(|l| l.index).unwrap_or(0),
+            purged_index: m.purged.map(|l| l.index).unwrap_or(0),
+            leader_id: m.current_leader,
+            initialized: !voters.is_empty(),
+            members,
+            voters,
+        }
+    }
+}

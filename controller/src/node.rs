@@ -1,0 +1,193 @@
+//! Starting and stopping one controller node: open the store, start Raft,
+//! serve the raft port (peers) and the admin port (clients).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use guardian_meta_store::Raft;
+use guardian_proto::pb::guardian_admin_server::GuardianAdminServer;
+use guardian_proto::pb::raft_peer_server::RaftPeerServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+
+use crate::admin::AdminService;
+use crate::config::{ConfigError, NodeConfig};
+use crate::handle::Controller;
+use crate::raft_net::{PeerNetwork, MAX_RAFT_MESSAGE_BYTES};
+use crate::raft_service::RaftPeerService;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("opening store: {0}")]
+    Open(#[from] guardian_meta_store::OpenError),
+    #[error("binding {what} address {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("server task: {0}")]
+    Task(String),
+}
+
+/// A running node. Drop does not stop it: call [`RunningNode::shutdown`].
+pub struct RunningNode {
+    pub ctl: Controller,
+    pub admin_addr: SocketAddr,
+    pub raft_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    servers: Vec<JoinHandle<Result<(), tonic::transport::Error>>>,
+}
+
+fn raft_config(cfg: &NodeConfig) -> Result<Arc<openraft::Config>, NodeError> {
+    let r = &cfg.raft;
+    let c = openraft::Config {
+        cluster_name: "guardian".into(),
+        heartbeat_interval: r.heartbeat_interval_ms,
+        election_timeout_min: r.election_timeout_min_ms,
+        election_timeout_max: r.election_timeout_max_ms,
+        install_snapshot_timeout: 2_000,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(r.snapshot_logs_since_last),
+        max_in_snapshot_log_to_keep: r.max_in_snapshot_log_to_keep,
+        snapshot_max_chunk_size: r.snapshot_chunk_bytes,
+        max_payload_entries: r.max_payload_entries,
+        ..Default::default()
+    };
+    Ok(Arc::new(
+        c.validate().map_err(|e| NodeError::Raft(e.to_string()))?,
+    ))
+}
+
+async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, NodeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| NodeError::Bind {
+            what,
+            addr: addr.to_string(),
+            source,
+        })
+}
+
+/// Starts a node. Returns once both ports are bound and Raft is running.
+pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
+    cfg.validate()?;
+    let dir = cfg.data_dir.clone();
+    std::fs::create_dir_all(&dir).map_err(|source| NodeError::Bind {
+        what: "data dir",
+        addr: dir.display().to_string(),
+        source,
+    })?;
+    let (log, sm) = tokio::task::spawn_blocking(move || guardian_meta_store::open(&dir))
+        .await
+        .map_err(|e| NodeError::Task(e.to_string()))??;
+    let state = sm.reader();
+
+    let admin_listener = bind("admin", &cfg.admin_listen).await?;
+    let raft_listener = bind("raft", &cfg.raft_listen).await?;
+    let admin_addr = admin_listener
+        .local_addr()
+        .map_err(|e| NodeError::Task(e.to_string()))?;
+    let raft_addr = raft_listener
+        .local_addr()
+        .map_err(|e| NodeError::Task(e.to_string()))?;
+
+    let raft = Raft::new(cfg.node_id, raft_config(&cfg)?, PeerNetwork, log, sm)
+        .await
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
+    let ctl = Controller {
+        raft: raft.clone(),
+        state,
+        id: cfg.node_id,
+        admin_addr: cfg
+            .advertise_admin
+            .clone()
+            .unwrap_or_else(|| admin_addr.to_string()),
+        raft_addr: cfg
+            .advertise_raft
+            .clone()
+            .unwrap_or_else(|| raft_addr.to_string()),
+    };
+
+    let (stop, stop_rx) = watch::channel(false);
+    let until_stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    // Raft port: peers only.
+    let raft_srv = Server::builder()
+        .tcp_nodelay(true)
+        .add_service(
+            RaftPeerServer::new(RaftPeerService::new(raft.clone()))
+                .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES),
+        )
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(raft_listener),
+            until_stopped(stop_rx.clone()),
+        );
+
+    // Admin port: the admin API, health and reflection.
+    let (health, health_svc) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<GuardianAdminServer<AdminService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(guardian_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| NodeError::Task(e.to_string()))?;
+    let admin_svc = GuardianAdminServer::new(AdminService::new(ctl.clone(), &cfg.auth))
+        .max_decoding_message_size(cfg.grpc.max_request_bytes);
+    let admin_srv = Server::builder()
+        .tcp_nodelay(true)
+        .timeout(Duration::from_millis(cfg.grpc.request_timeout_ms))
+        .concurrency_limit_per_connection(cfg.grpc.concurrency_per_connection)
+        .add_service(health_svc)
+        .add_service(reflection)
+        .add_service(admin_svc)
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(admin_listener),
+            until_stopped(stop_rx),
+        );
+
+    let servers = vec![tokio::spawn(raft_srv), tokio::spawn(admin_srv)];
+    tracing::info!(node_id = cfg.node_id, %admin_addr, %raft_addr, "controller node started");
+    Ok(RunningNode {
+        ctl,
+        admin_addr,
+        raft_addr,
+        stop,
+        servers,
+    })
+}
+
+impl RunningNode {
+    pub fn raft(&self) -> &Raft {
+        &self.ctl.raft
+    }
+
+    /// Stops serving, then stops Raft (flushing nothing extra: every
+    /// acknowledged write is already synced).
+    pub async fn shutdown(self) -> Result<(), NodeError> {
+        let _ = self.stop.send(true);
+        let _ = self.ctl.raft.shutdown().await;
+        for s in self.servers {
+            match s.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(NodeError::Task(e.to_string())),
+                Err(e) => return Err(NodeError::Task(e.to_string())),
+            }
+        }
+        tracing::info!(node_id = self.ctl.id, "controller node stopped");
+        Ok(())
+    }
+}
