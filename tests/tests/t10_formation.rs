@@ -1,0 +1,223 @@
+//! Formation: three real processes elect a leader; the CLI sees it and
+//! round-trips registry writes as JSON.
+
+use guardian_tests::{cli, TestCluster};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t10_three_nodes_elect_a_leader_and_the_cli_reports_it() {
+    let c = TestCluster::start(3).await;
+    let eps = c.endpoints().join(",");
+    let (code, out, err) = cli(&["--endpoints", &eps, "raft", "status", "-o", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let leader = v["leader_id"].as_u64().expect("leader id");
+    let nodes = v["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3);
+    assert!(v["term"].as_u64().unwrap() >= 1);
+    for n in nodes {
+        assert!(n["admin_addr"].as_str().unwrap().starts_with("127.0.0.1:"));
+        assert!(n["raft_addr"].as_str().unwrap().starts_with("127.0.0.1:"));
+        assert!(n["last_applied_index"].as_u64().unwrap() >= 1);
+        let role = n["role"].as_str().unwrap();
+        let want = if n["id"].as_u64() == Some(leader) {
+            "leader"
+        } else {
+            "follower"
+        };
+        assert_eq!(role, want);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t11_cli_registry_round_trip() {
+    let c = TestCluster::start(3).await;
+    let eps = c.endpoints().join(",");
+    let run = |args: &[&str]| {
+        let mut all = vec!["--endpoints", eps.as_str(), "-o", "json"];
+        all.extend_from_slice(args);
+        let (code, out, err) = cli(&all);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        serde_json::from_str::<serde_json::Value>(&out)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+    };
+    let added = run(&[
+        "cluster",
+        "add",
+        "--name",
+        "prod-a",
+        "--bootstrap",
+        "k1:9092,k2:9092",
+        "--idc",
+        "east",
+    ]);
+    assert_eq!(added["name"], "prod-a");
+    assert_eq!(added["id"], 1);
+    let list = run(&["cluster", "list"]);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(
+        list[0]["bootstrap_servers"],
+        serde_json::json!(["k1:9092", "k2:9092"])
+    );
+
+    let b = run(&[
+        "broker",
+        "add",
+        "--cluster",
+        "prod-a",
+        "--id",
+        "1",
+        "--host",
+        "k1",
+        "--rack",
+        "r1",
+        "--idc",
+        "east",
+        "--reporter",
+        "k1:9300",
+        "--log-dir",
+        "/data/1=4TiB",
+        "--log-dir",
+        "/data/2=2TiB",
+        "--nic-bytes-per-sec",
+        "1.25GB",
+        "--cpu-cores",
+        "16",
+    ]);
+    assert_eq!(b["log_dirs"][0]["capacity_bytes"], 4u64 << 40);
+    run(&[
+        "broker",
+        "add",
+        "--cluster",
+        "prod-a",
+        "--id",
+        "2",
+        "--host",
+        "k2",
+        "--rack",
+        "r2",
+        "--reporter",
+        "k2:9300",
+        "--log-dir",
+        "/data/1=1TiB",
+    ]);
+    let brokers = run(&["broker", "list", "--cluster", "prod-a"]);
+    assert_eq!(brokers.as_array().unwrap().len(), 2);
+    assert_eq!(
+        brokers[1]["idc"], "east",
+        "broker IDC defaults to the cluster's"
+    );
+
+    run(&[
+        "tenant",
+        "create",
+        "payments",
+        "--description",
+        "card payments",
+    ]);
+    let pool = run(&[
+        "pool",
+        "add",
+        "--tenant",
+        "payments",
+        "--cluster",
+        "prod-a",
+        "--broker",
+        "1,2",
+    ]);
+    assert_eq!(pool["pool"].as_array().unwrap().len(), 2);
+    let pool = run(&[
+        "pool",
+        "release",
+        "--tenant",
+        "payments",
+        "--cluster",
+        "prod-a",
+        "--broker",
+        "2",
+    ]);
+    assert_eq!(
+        pool["pool"],
+        serde_json::json!([{"cluster": "prod-a", "broker_id": 1}])
+    );
+    let shown = run(&["pool", "show", "payments"]);
+    assert_eq!(shown["pool"].as_array().unwrap().len(), 1);
+
+    let p = run(&[
+        "policy",
+        "set",
+        "--cluster",
+        "prod-a",
+        "--allowed-idc",
+        "east,west",
+        "--replicas-per-idc",
+        "east=2",
+        "--replicas-per-idc",
+        "west=1",
+    ]);
+    assert_eq!(p["replicas_per_idc"]["east"], 2);
+    run(&[
+        "policy",
+        "set",
+        "--cluster",
+        "prod-a",
+        "--topic",
+        "orders",
+        "--allowed-rack",
+        "r1",
+    ]);
+    let ps = run(&["policy", "list", "--cluster", "prod-a"]);
+    assert_eq!(ps.as_array().unwrap().len(), 2);
+    assert_eq!(ps[0]["topic"], serde_json::Value::Null);
+    run(&[
+        "policy",
+        "remove",
+        "--cluster",
+        "prod-a",
+        "--topic",
+        "orders",
+    ]);
+
+    let ids = run(&["ids", "allocate", "--kind", "segment", "--count", "5"]);
+    let ids = ids["ids"].as_array().unwrap();
+    assert_eq!(ids.len(), 5);
+    for id in ids {
+        let s = id.as_str().unwrap();
+        assert_eq!(s.len(), 22, "16 bytes as unpadded base64: {s}");
+        assert!(!s.starts_with('-'));
+        assert!(s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+    }
+
+    // Every node serves the registry: linearizable reads (redirected to the
+    // leader when needed) at once, stale local reads once replication lands.
+    for ep in c.endpoints() {
+        let (code, out, err) = cli(&["--endpoints", &ep, "-o", "json", "cluster", "list"]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&out)
+                .unwrap()
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+        guardian_tests::wait_until(
+            "stale read shows the cluster",
+            std::time::Duration::from_secs(5),
+            || async {
+                let (code, out, _) = cli(&[
+                    "--endpoints",
+                    &ep,
+                    "-o",
+                    "json",
+                    "cluster",
+                    "list",
+                    "--stale",
+                ]);
+                (code == 0 && out.contains("prod-a")).then_some(())
+            },
+        )
+        .await;
+    }
+}

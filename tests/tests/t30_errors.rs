@@ -1,0 +1,561 @@
+//! Bad input gets the exact gRPC code (and names the field); writes to a
+//! follower are redirected; auth roles are enforced.
+
+use std::time::Duration;
+
+use guardian_controller::client::AdminClient;
+use guardian_controller::error::LEADER_ADDR_KEY;
+use guardian_proto::pb;
+use guardian_tests::{broker, cli, cluster, TestCluster};
+use tonic::Code;
+
+async fn expect_code<T: std::fmt::Debug>(
+    what: &str,
+    r: Result<T, tonic::Status>,
+    code: Code,
+    contains: &str,
+) {
+    match r {
+        Ok(v) => panic!("{what}: expected {code:?}, got Ok({v:?})"),
+        Err(s) => {
+            assert_eq!(s.code(), code, "{what}: {s:?}");
+            assert!(
+                s.message().contains(contains),
+                "{what}: message {:?} lacks {contains:?}",
+                s.message()
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t30_bad_requests_get_exact_codes() {
+    let c = TestCluster::start(3).await;
+    let cl = c.client();
+
+    macro_rules! call {
+        ($method:ident, $req:expr) => {{
+            let req = $req;
+            cl.call(|mut s| {
+                let req = req.clone();
+                async move { s.$method(req).await }
+            })
+            .await
+        }};
+    }
+
+    // INVALID_ARGUMENT, naming the field.
+    let mut bad = cluster("bad name");
+    expect_code(
+        "cluster name",
+        call!(
+            add_cluster,
+            pb::AddClusterRequest {
+                cluster: Some(bad.clone())
+            }
+        ),
+        Code::InvalidArgument,
+        "cluster.name",
+    )
+    .await;
+    bad = cluster("ok");
+    bad.bootstrap_servers = vec![];
+    expect_code(
+        "no bootstrap",
+        call!(
+            add_cluster,
+            pb::AddClusterRequest {
+                cluster: Some(bad.clone())
+            }
+        ),
+        Code::InvalidArgument,
+        "cluster.bootstrap_servers",
+    )
+    .await;
+    bad.bootstrap_servers = vec!["k1:99999".into()];
+    expect_code(
+        "bad port",
+        call!(add_cluster, pb::AddClusterRequest { cluster: Some(bad) }),
+        Code::InvalidArgument,
+        "cluster.bootstrap_servers",
+    )
+    .await;
+    expect_code(
+        "missing cluster",
+        call!(add_cluster, pb::AddClusterRequest { cluster: None }),
+        Code::InvalidArgument,
+        "cluster",
+    )
+    .await;
+    let mut b = broker("prod", 1);
+    b.log_dirs.clear();
+    expect_code(
+        "no log dirs",
+        call!(add_broker, pb::AddBrokerRequest { broker: Some(b) }),
+        Code::InvalidArgument,
+        "broker.log_dirs",
+    )
+    .await;
+    let mut b = broker("prod", 1);
+    b.log_dirs[0].path = "relative/dir".into();
+    expect_code(
+        "relative log dir",
+        call!(add_broker, pb::AddBrokerRequest { broker: Some(b) }),
+        Code::InvalidArgument,
+        "broker.log_dirs.path",
+    )
+    .await;
+    let mut b = broker("prod", -1);
+    b.broker_id = -1;
+    expect_code(
+        "negative id",
+        call!(add_broker, pb::AddBrokerRequest { broker: Some(b) }),
+        Code::InvalidArgument,
+        "broker.broker_id",
+    )
+    .await;
+    let mut b = broker("prod", 1);
+    b.reporter_endpoint = "no-port".into();
+    expect_code(
+        "reporter",
+        call!(add_broker, pb::AddBrokerRequest { broker: Some(b) }),
+        Code::InvalidArgument,
+        "broker.reporter_endpoint",
+    )
+    .await;
+    expect_code(
+        "ids count",
+        call!(
+            allocate_ids,
+            pb::AllocateIdsRequest {
+                kind: pb::IdKind::Segment as i32,
+                count: 0
+            }
+        ),
+        Code::InvalidArgument,
+        "count",
+    )
+    .await;
+    expect_code(
+        "ids kind",
+        call!(allocate_ids, pb::AllocateIdsRequest { kind: 0, count: 1 }),
+        Code::InvalidArgument,
+        "kind",
+    )
+    .await;
+    expect_code(
+        "ids kind unknown",
+        call!(allocate_ids, pb::AllocateIdsRequest { kind: 77, count: 1 }),
+        Code::InvalidArgument,
+        "kind",
+    )
+    .await;
+    let pol = pb::PlacementPolicy {
+        cluster: "prod".into(),
+        ..Default::default()
+    };
+    expect_code(
+        "empty policy",
+        call!(
+            set_placement_policy,
+            pb::SetPlacementPolicyRequest { policy: Some(pol) }
+        ),
+        Code::InvalidArgument,
+        "policy",
+    )
+    .await;
+    expect_code(
+        "pool without brokers",
+        call!(
+            assign_pool_brokers,
+            pb::PoolRequest {
+                tenant: "t".into(),
+                cluster: "prod".into(),
+                broker_ids: vec![]
+            }
+        ),
+        Code::InvalidArgument,
+        "broker_ids",
+    )
+    .await;
+
+    // NOT_FOUND.
+    expect_code(
+        "broker of unknown cluster",
+        call!(
+            add_broker,
+            pb::AddBrokerRequest {
+                broker: Some(broker("nope", 1))
+            }
+        ),
+        Code::NotFound,
+        "cluster \"nope\"",
+    )
+    .await;
+    expect_code(
+        "list unknown cluster",
+        call!(
+            list_brokers,
+            pb::ListBrokersRequest {
+                cluster: "nope".into(),
+                stale: false
+            }
+        ),
+        Code::NotFound,
+        "nope",
+    )
+    .await;
+    expect_code(
+        "get unknown cluster",
+        call!(
+            get_cluster,
+            pb::GetClusterRequest {
+                name: "nope".into(),
+                stale: false
+            }
+        ),
+        Code::NotFound,
+        "nope",
+    )
+    .await;
+    expect_code(
+        "remove unknown cluster",
+        call!(
+            remove_cluster,
+            pb::RemoveClusterRequest {
+                name: "nope".into()
+            }
+        ),
+        Code::NotFound,
+        "nope",
+    )
+    .await;
+    expect_code(
+        "delete unknown tenant",
+        call!(
+            delete_tenant,
+            pb::DeleteTenantRequest {
+                name: "ghost".into()
+            }
+        ),
+        Code::NotFound,
+        "ghost",
+    )
+    .await;
+
+    // ALREADY_EXISTS.
+    call!(
+        add_cluster,
+        pb::AddClusterRequest {
+            cluster: Some(cluster("prod"))
+        }
+    )
+    .unwrap();
+    expect_code(
+        "dup cluster",
+        call!(
+            add_cluster,
+            pb::AddClusterRequest {
+                cluster: Some(cluster("prod"))
+            }
+        ),
+        Code::AlreadyExists,
+        "prod",
+    )
+    .await;
+    for id in [1, 2] {
+        call!(
+            add_broker,
+            pb::AddBrokerRequest {
+                broker: Some(broker("prod", id))
+            }
+        )
+        .unwrap();
+    }
+    expect_code(
+        "dup broker",
+        call!(
+            add_broker,
+            pb::AddBrokerRequest {
+                broker: Some(broker("prod", 1))
+            }
+        ),
+        Code::AlreadyExists,
+        "broker 1",
+    )
+    .await;
+    expect_code(
+        "remove unknown broker",
+        call!(
+            remove_broker,
+            pb::RemoveBrokerRequest {
+                cluster: "prod".into(),
+                broker_id: 9
+            }
+        ),
+        Code::NotFound,
+        "broker 9",
+    )
+    .await;
+    for t in ["alpha", "beta"] {
+        call!(
+            create_tenant,
+            pb::CreateTenantRequest {
+                tenant: Some(pb::Tenant {
+                    name: t.into(),
+                    ..Default::default()
+                })
+            }
+        )
+        .unwrap();
+    }
+    expect_code(
+        "dup tenant",
+        call!(
+            create_tenant,
+            pb::CreateTenantRequest {
+                tenant: Some(pb::Tenant {
+                    name: "alpha".into(),
+                    ..Default::default()
+                })
+            }
+        ),
+        Code::AlreadyExists,
+        "alpha",
+    )
+    .await;
+
+    // FAILED_PRECONDITION.
+    call!(
+        assign_pool_brokers,
+        pb::PoolRequest {
+            tenant: "alpha".into(),
+            cluster: "prod".into(),
+            broker_ids: vec![1]
+        }
+    )
+    .unwrap();
+    expect_code(
+        "broker in another pool",
+        call!(
+            assign_pool_brokers,
+            pb::PoolRequest {
+                tenant: "beta".into(),
+                cluster: "prod".into(),
+                broker_ids: vec![2, 1]
+            }
+        ),
+        Code::FailedPrecondition,
+        "alpha",
+    )
+    .await;
+    // All or nothing: broker 2 was not taken by the failed call.
+    let tenants = call!(list_tenants, pb::ListTenantsRequest { stale: false }).unwrap();
+    let beta = tenants
+        .tenants
+        .iter()
+        .find(|t| t.tenant.as_ref().unwrap().name == "beta")
+        .unwrap();
+    assert!(beta.pool.is_empty());
+    expect_code(
+        "delete tenant owning brokers",
+        call!(
+            delete_tenant,
+            pb::DeleteTenantRequest {
+                name: "alpha".into()
+            }
+        ),
+        Code::FailedPrecondition,
+        "release",
+    )
+    .await;
+    expect_code(
+        "release broker not in pool",
+        call!(
+            release_pool_brokers,
+            pb::PoolRequest {
+                tenant: "beta".into(),
+                cluster: "prod".into(),
+                broker_ids: vec![1]
+            }
+        ),
+        Code::FailedPrecondition,
+        "not in tenant",
+    )
+    .await;
+    expect_code(
+        "remove pooled broker",
+        call!(
+            remove_broker,
+            pb::RemoveBrokerRequest {
+                cluster: "prod".into(),
+                broker_id: 1
+            }
+        ),
+        Code::FailedPrecondition,
+        "pool",
+    )
+    .await;
+    expect_code(
+        "remove cluster with brokers",
+        call!(
+            remove_cluster,
+            pb::RemoveClusterRequest {
+                name: "prod".into()
+            }
+        ),
+        Code::FailedPrecondition,
+        "registered broker",
+    )
+    .await;
+    expect_code(
+        "initialize twice",
+        cl.stub(&c.nodes[0].admin)
+            .unwrap()
+            .initialize(pb::InitializeRequest { members: vec![] })
+            .await,
+        Code::FailedPrecondition,
+        "already initialized",
+    )
+    .await;
+
+    // Request size limit (default 4 MiB).
+    let mut huge = cluster("huge");
+    huge.kafka_cluster_id = "x".repeat(5 << 20);
+    let r = cl
+        .stub(&c.nodes[0].admin)
+        .unwrap()
+        .add_cluster(pb::AddClusterRequest {
+            cluster: Some(huge),
+        })
+        .await;
+    let code = r.expect_err("oversized request accepted").code();
+    assert!(
+        matches!(code, Code::OutOfRange | Code::ResourceExhausted),
+        "{code:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t31_follower_redirects_writes_to_the_leader() {
+    let c = TestCluster::start(3).await;
+    let leader = c.wait_leader(Duration::from_secs(10)).await;
+    let follower = c.nodes.iter().find(|n| n.id != leader).unwrap();
+    let raw = AdminClient::new(&[follower.admin.clone()], None).unwrap();
+    let err = raw
+        .stub(&follower.admin)
+        .unwrap()
+        .add_cluster(pb::AddClusterRequest {
+            cluster: Some(cluster("x")),
+        })
+        .await
+        .expect_err("follower accepted a write");
+    assert_eq!(err.code(), Code::Unavailable);
+    let hint = err
+        .metadata()
+        .get(LEADER_ADDR_KEY)
+        .expect("leader metadata")
+        .to_str()
+        .unwrap();
+    assert_eq!(hint, c.node(leader).admin);
+
+    // A linearizable read on a follower is redirected the same way; a stale one is served.
+    let err = raw
+        .stub(&follower.admin)
+        .unwrap()
+        .list_clusters(pb::ListClustersRequest { stale: false })
+        .await
+        .expect_err("follower served a linearizable read");
+    assert_eq!(err.code(), Code::Unavailable);
+    raw.stub(&follower.admin)
+        .unwrap()
+        .list_clusters(pb::ListClustersRequest { stale: true })
+        .await
+        .expect("stale read on a follower");
+
+    // The client, given only the follower, follows the redirect.
+    let r = raw
+        .call(|mut s| async move {
+            s.add_cluster(pb::AddClusterRequest {
+                cluster: Some(cluster("x")),
+            })
+            .await
+        })
+        .await
+        .unwrap();
+    assert_eq!(r.name, "x");
+    // So does the CLI.
+    let (code, out, err) = cli(&[
+        "--endpoints",
+        &follower.admin,
+        "-o",
+        "json",
+        "cluster",
+        "get",
+        "x",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\"name\":\"x\""));
+    // And CLI errors print the gRPC code name and exit non-zero.
+    let (code, _, err) = cli(&["--endpoints", &follower.admin, "cluster", "get", "nope"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("NOT_FOUND"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t32_token_roles_are_enforced() {
+    let extra = r#"
+[auth]
+tokens = [
+  { token = "viewer-token-0123456789", role = "viewer" },
+  { token = "operator-token-012345678", role = "operator" },
+  { token = "admin-token-0123456789ab", role = "admin" },
+]
+"#;
+    let c = TestCluster::start_with_auth(1, extra, Some("admin-token-0123456789ab")).await;
+    let ep = c.nodes[0].admin.clone();
+    let with = |t: Option<&str>| AdminClient::new(&[ep.clone()], t).unwrap();
+    let add = |cl: AdminClient| async move {
+        cl.call(|mut s| async move {
+            s.add_cluster(pb::AddClusterRequest {
+                cluster: Some(cluster("a")),
+            })
+            .await
+        })
+        .await
+    };
+    assert_eq!(
+        add(with(None)).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+    assert_eq!(
+        add(with(Some("wrong-token-000000000")))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Unauthenticated
+    );
+    assert_eq!(
+        add(with(Some("viewer-token-0123456789")))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::PermissionDenied
+    );
+    add(with(Some("operator-token-012345678"))).await.unwrap();
+    let viewer = with(Some("viewer-token-0123456789"));
+    let r = viewer
+        .call(|mut s| async move {
+            s.list_clusters(pb::ListClustersRequest { stale: false })
+                .await
+        })
+        .await
+        .unwrap();
+    assert_eq!(r.clusters.len(), 1);
+    let op = with(Some("operator-token-012345678"));
+    let err = op
+        .call(|mut s| async move { s.remove_node(pb::NodeIdRequest { id: 1 }).await })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+}

@@ -1,0 +1,197 @@
+//! Faults: SIGKILL of the leader loses no acknowledged write; a node that was
+//! down while the log was purged catches up by snapshot; without a quorum a
+//! write fails by its deadline instead of hanging.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use guardian_controller::client::AdminClient;
+use guardian_proto::pb;
+use guardian_tests::{cluster, wait_until, TestCluster};
+use tonic::Code;
+
+async fn add(cl: &AdminClient, name: &str) -> Result<(), tonic::Status> {
+    let c = cluster(name);
+    match cl
+        .call(|mut s| {
+            let c = c.clone();
+            async move {
+                s.add_cluster(pb::AddClusterRequest { cluster: Some(c) })
+                    .await
+            }
+        })
+        .await
+    {
+        Ok(_) => Ok(()),
+        // A retry of a write whose first attempt committed: it is there.
+        Err(s) if s.code() == Code::AlreadyExists => Ok(()),
+        Err(s) => Err(s),
+    }
+}
+
+async fn names(cl: &AdminClient, stale: bool) -> BTreeSet<String> {
+    cl.call(|mut s| async move { s.list_clusters(pb::ListClustersRequest { stale }).await })
+        .await
+        .expect("list clusters")
+        .clusters
+        .into_iter()
+        .map(|c| c.name)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t50_sigkill_leader_loses_no_acknowledged_write() {
+    let mut c = TestCluster::start(3).await;
+    let old_leader = c.wait_leader(Duration::from_secs(10)).await;
+    let acked = Arc::new(Mutex::new(BTreeSet::new()));
+    let count = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let (acked, count, stop, eps) = (acked.clone(), count.clone(), stop.clone(), c.endpoints());
+        writers.push(tokio::spawn(async move {
+            let cl = AdminClient::new(&eps, None).unwrap();
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let name = format!("w{w}-{i}");
+                if add(&cl, &name).await.is_ok() {
+                    acked.lock().unwrap().insert(name);
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+                i += 1;
+            }
+        }));
+    }
+    wait_until(
+        "100 acknowledged writes",
+        Duration::from_secs(30),
+        || async { (count.load(Ordering::Relaxed) >= 100).then_some(()) },
+    )
+    .await;
+    c.kill(old_leader);
+    let at_kill = count.load(Ordering::Relaxed);
+    let new_leader = c.wait_leader(Duration::from_secs(10)).await;
+    assert_ne!(new_leader, old_leader);
+    wait_until(
+        "writes continue under the new leader",
+        Duration::from_secs(30),
+        || async { (count.load(Ordering::Relaxed) >= at_kill + 100).then_some(()) },
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    let present = names(&c.client(), false).await;
+    let missing: Vec<_> = acked.difference(&present).collect();
+    assert!(missing.is_empty(), "acknowledged writes lost: {missing:?}");
+
+    // The killed leader comes back from its directory and catches up.
+    c.restart(old_leader);
+    let only_old = AdminClient::new(&[c.node(old_leader).admin.clone()], None).unwrap();
+    wait_until(
+        "restarted node has every acknowledged write",
+        Duration::from_secs(30),
+        || async { acked.is_subset(&names(&only_old, true).await).then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t51_node_down_during_purge_catches_up_by_snapshot() {
+    let extra = "[raft]\nsnapshot-logs-since-last = 100000\nmax-in-snapshot-log-to-keep = 0\n";
+    let mut c = TestCluster::start_with(3, extra).await;
+    let leader = c.wait_leader(Duration::from_secs(10)).await;
+    let lagger = c.nodes.iter().find(|n| n.id != leader).unwrap().id;
+    let lag_last = c.node_status(lagger).await.unwrap().last_log_index;
+    c.kill(lagger);
+
+    let cl = c.client();
+    for i in 0..200 {
+        add(&cl, &format!("c{i}")).await.unwrap();
+    }
+    let leader_ep = c.node(leader).admin.clone();
+    let snap = cl
+        .stub(&leader_ep)
+        .unwrap()
+        .trigger_snapshot(pb::TriggerSnapshotRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .snapshot_index;
+    assert!(snap >= lag_last + 200, "snapshot at {snap}");
+    let purged = wait_until(
+        "leader purges its log behind the snapshot",
+        Duration::from_secs(10),
+        || async {
+            let s = c.node_status(leader).await?;
+            (s.purged_index > lag_last).then_some(s.purged_index)
+        },
+    )
+    .await;
+
+    c.restart(lagger);
+    let s = wait_until(
+        "lagging node installs the snapshot and catches up",
+        Duration::from_secs(30),
+        || async {
+            let s = c.node_status(lagger).await?;
+            (s.last_applied_index >= snap).then_some(s)
+        },
+    )
+    .await;
+    assert!(
+        s.snapshot_index >= purged,
+        "node {lagger} caught up without a snapshot (snapshot index {}, leader purged {purged}):\n{}",
+        s.snapshot_index,
+        c.log_tail(lagger)
+    );
+    let only = AdminClient::new(&[c.node(lagger).admin.clone()], None).unwrap();
+    assert_eq!(names(&only, true).await.len(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t52_without_quorum_a_write_fails_by_its_deadline() {
+    let mut c = TestCluster::start(3).await;
+    let leader = c.wait_leader(Duration::from_secs(10)).await;
+    let others: Vec<u64> = c
+        .nodes
+        .iter()
+        .map(|n| n.id)
+        .filter(|id| *id != leader)
+        .collect();
+    for id in &others {
+        c.kill(*id);
+    }
+    let cl = AdminClient::new(&[c.node(leader).admin.clone()], None).unwrap();
+    let mut req = tonic::Request::new(pb::AddClusterRequest {
+        cluster: Some(cluster("lonely")),
+    });
+    req.set_timeout(Duration::from_millis(500));
+    let t = Instant::now();
+    let err = cl
+        .stub(&c.node(leader).admin)
+        .unwrap()
+        .add_cluster(req)
+        .await
+        .expect_err("write without quorum");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert!(
+        matches!(
+            err.code(),
+            Code::DeadlineExceeded | Code::Cancelled | Code::Unavailable
+        ),
+        "{err:?}"
+    );
+    // Quorum back: writes succeed again.
+    c.restart(others[0]);
+    c.wait_leader(Duration::from_secs(15)).await;
+    add(&c.client(), "after-quorum").await.unwrap();
+}
