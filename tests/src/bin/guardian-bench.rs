@@ -1,1 +1,387 @@
-fn main() {}
+//! guardian-bench: Raft write throughput and latency on 3 real `guardian`
+//! processes (fsync on), the same load against a 3-member etcd in the same
+//! run, and leader failover time (SIGKILL the leader, time to the next
+//! acknowledged write).
+//!
+//!   cargo build --release -p guardian-controller -p guardian-tests
+//!   target/release/guardian-bench [--clients 64] [--secs 10] [--failovers 20]
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use guardian_controller::client::AdminClient;
+use guardian_proto::pb;
+use guardian_proto::pb::guardian_admin_client::GuardianAdminClient;
+use guardian_tests::{cluster, wait_until, TestCluster};
+use tonic::transport::{Channel, Endpoint};
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// Concurrent writers.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Seconds per throughput run.
+    #[arg(long, default_value_t = 10)]
+    secs: u64,
+    /// Seconds of the single-client latency run.
+    #[arg(long, default_value_t = 5)]
+    latency_secs: u64,
+    /// Leader kills in the failover run (0 = skip).
+    #[arg(long, default_value_t = 20)]
+    failovers: usize,
+    /// Skip the etcd comparison.
+    #[arg(long)]
+    skip_etcd: bool,
+    /// etcd binary.
+    #[arg(long, default_value = "etcd")]
+    etcd: String,
+}
+
+#[derive(Debug, Default)]
+struct Run {
+    writes: usize,
+    secs: f64,
+    lat_us: Vec<u64>,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.writes as f64 / self.secs
+    }
+    fn pct(&mut self, p: f64) -> f64 {
+        self.lat_us.sort_unstable();
+        if self.lat_us.is_empty() {
+            return 0.0;
+        }
+        let i = ((self.lat_us.len() as f64 - 1.0) * p).round() as usize;
+        self.lat_us[i] as f64 / 1000.0
+    }
+    fn mean(&self) -> f64 {
+        self.lat_us.iter().sum::<u64>() as f64 / self.lat_us.len().max(1) as f64 / 1000.0
+    }
+    fn line(&mut self, name: &str) -> String {
+        format!(
+            "{name:<28} {:>9.0} writes/s  p50 {:>6.2} ms  p99 {:>6.2} ms  mean {:>6.2} ms  ({} writes in {:.1} s)",
+            self.rate(),
+            self.pct(0.5),
+            self.pct(0.99),
+            self.mean(),
+            self.writes,
+            self.secs
+        )
+    }
+}
+
+/// Runs `clients` loops of `op` for `secs`; op(client index, seq) does one write.
+async fn drive<F, Fut>(clients: usize, secs: u64, op: F) -> Run
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let op = Arc::new(op);
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (op, stop) = (op.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0usize;
+            let mut seq = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                match op(c, seq).await {
+                    Ok(()) => lat.push(t.elapsed().as_micros() as u64),
+                    Err(e) => {
+                        errors += 1;
+                        if errors < 3 {
+                            eprintln!("client {c}: {e:#}");
+                        }
+                    }
+                }
+                seq += 1;
+            }
+            lat
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut run = Run::default();
+    for t in tasks {
+        run.lat_us.extend(t.await.unwrap_or_default());
+    }
+    run.secs = start.elapsed().as_secs_f64();
+    run.writes = run.lat_us.len();
+    run
+}
+
+fn channel(addr: &str) -> anyhow::Result<Channel> {
+    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+        .tcp_nodelay(true)
+        .connect_lazy())
+}
+
+async fn guardian_run(c: &TestCluster, clients: usize, secs: u64) -> anyhow::Result<Run> {
+    let leader = c.wait_leader(Duration::from_secs(10)).await;
+    let addr = c.node(leader).admin.clone();
+    let cl = c.client();
+    cl.call(|mut s| async move {
+        s.add_cluster(pb::AddClusterRequest {
+            cluster: Some(cluster("bench")),
+        })
+        .await
+    })
+    .await
+    .or_else(|s| {
+        if s.code() == tonic::Code::AlreadyExists {
+            Ok(Default::default())
+        } else {
+            Err(s)
+        }
+    })?;
+    // A few HTTP/2 connections shared by all writers, as a real client pool would.
+    let chans: Vec<Channel> = (0..8).map(|_| channel(&addr)).collect::<Result<_, _>>()?;
+    Ok(drive(clients, secs, move |c, seq| {
+        let mut stub = GuardianAdminClient::new(chans[c % chans.len()].clone());
+        async move {
+            // A small registry write: upsert one topic's placement policy.
+            let policy = pb::PlacementPolicy {
+                cluster: "bench".into(),
+                topic: format!("topic-{c}"),
+                allowed_racks: vec![format!("r{}", seq % 8)],
+                ..Default::default()
+            };
+            stub.set_placement_policy(pb::SetPlacementPolicyRequest {
+                policy: Some(policy),
+            })
+            .await
+            .context("set_placement_policy")?;
+            Ok(())
+        }
+    })
+    .await)
+}
+
+struct Etcd {
+    children: Vec<Child>,
+    endpoints: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+async fn start_etcd(bin: &str) -> anyhow::Result<Etcd> {
+    let dir = tempfile::tempdir()?;
+    let ports: Vec<(u16, u16)> = (0..3)
+        .map(|_| Ok((free_port()?, free_port()?)))
+        .collect::<anyhow::Result<_>>()?;
+    let initial = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (_, peer))| format!("e{i}=http://127.0.0.1:{peer}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut children = Vec::new();
+    for (i, (client, peer)) in ports.iter().enumerate() {
+        let log = std::fs::File::create(dir.path().join(format!("e{i}.log")))?;
+        let child = Command::new(bin)
+            .args(["--name", &format!("e{i}")])
+            .arg("--data-dir")
+            .arg(dir.path().join(format!("e{i}")))
+            .args([
+                "--listen-client-urls",
+                &format!("http://127.0.0.1:{client}"),
+            ])
+            .args([
+                "--advertise-client-urls",
+                &format!("http://127.0.0.1:{client}"),
+            ])
+            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
+            .args([
+                "--initial-advertise-peer-urls",
+                &format!("http://127.0.0.1:{peer}"),
+            ])
+            .args([
+                "--initial-cluster",
+                &initial,
+                "--initial-cluster-state",
+                "new",
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {bin}"))?;
+        children.push(child);
+    }
+    let endpoints: Vec<String> = ports
+        .iter()
+        .map(|(c, _)| format!("127.0.0.1:{c}"))
+        .collect();
+    let etcd = Etcd {
+        children,
+        endpoints,
+        _dir: dir,
+    };
+    let mut client = etcd_client::Client::connect(etcd.endpoints.clone(), None).await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if client.put("ready", "1", None).await.is_ok() {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("etcd did not become ready");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(etcd)
+}
+
+async fn etcd_run(etcd: &Etcd, clients: usize, secs: u64) -> anyhow::Result<Run> {
+    // Find the leader and write to it directly, as the guardian run does.
+    let mut leader_ep = etcd.endpoints[0].clone();
+    for ep in &etcd.endpoints {
+        let mut one = etcd_client::Client::connect([ep.clone()], None).await?;
+        let s = one.status().await?;
+        if let Some(h) = s.header() {
+            if h.member_id() == s.leader() {
+                leader_ep = ep.clone();
+            }
+        }
+    }
+    let mut pool = Vec::new();
+    for _ in 0..8 {
+        pool.push(etcd_client::Client::connect([leader_ep.clone()], None).await?);
+    }
+    Ok(drive(clients, secs, move |c, seq| {
+        let mut kv = pool[c % pool.len()].kv_client();
+        async move {
+            kv.put(format!("topic-{c}"), format!("r{}", seq % 8), None)
+                .await?;
+            Ok(())
+        }
+    })
+    .await)
+}
+
+/// SIGKILL the leader `n` times; time from the kill to the next acknowledged write.
+async fn failover(c: &mut TestCluster, n: usize) -> anyhow::Result<Vec<f64>> {
+    let mut out = Vec::new();
+    for round in 0..n {
+        let leader = c.wait_leader(Duration::from_secs(15)).await;
+        // Every node caught up, so any of the others may win.
+        let cl = c.client();
+        cl.call(|mut s| async move {
+            s.list_clusters(pb::ListClustersRequest { stale: false })
+                .await
+        })
+        .await?;
+        let mut client = AdminClient::new(&c.endpoints(), None)?;
+        client.deadline = Duration::from_secs(20);
+        // Warm the client's connections to every node.
+        for ep in c.endpoints() {
+            let _ = client
+                .stub(&ep)?
+                .get_node_status(pb::NodeStatusRequest {})
+                .await;
+        }
+        let name = format!("failover-{round}");
+        c.kill(leader);
+        let t = Instant::now();
+        let p = cluster(&name);
+        client
+            .call(|mut s| {
+                let p = p.clone();
+                async move {
+                    s.add_cluster(pb::AddClusterRequest { cluster: Some(p) })
+                        .await
+                }
+            })
+            .await?;
+        let ms = t.elapsed().as_secs_f64() * 1000.0;
+        out.push(ms);
+        eprintln!("failover {round:>2}: killed node {leader}, next write acked after {ms:.0} ms");
+        c.restart(leader);
+        let cat = c.client();
+        let target = c.node(leader).admin.clone();
+        wait_until("restarted node catches up", Duration::from_secs(30), || {
+            let (cat, target, name) = (&cat, target.clone(), name.clone());
+            async move {
+                let r = cat
+                    .stub(&target)
+                    .ok()?
+                    .get_cluster(pb::GetClusterRequest { name, stale: true })
+                    .await;
+                r.ok().map(|_| ())
+            }
+        })
+        .await;
+    }
+    Ok(out)
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let a = Args::parse();
+    println!(
+        "guardian-bench: 3 guardian processes on 127.0.0.1, fsync on; {} clients, {} s",
+        a.clients, a.secs
+    );
+    let mut c = TestCluster::start(3).await;
+    let mut g = guardian_run(&c, a.clients, a.secs).await?;
+    println!("{}", g.line("guardian (3 nodes)"));
+    let mut g1 = guardian_run(&c, 1, a.latency_secs).await?;
+    println!("{}", g1.line("guardian, 1 client"));
+
+    if !a.skip_etcd {
+        match start_etcd(&a.etcd).await {
+            Ok(etcd) => {
+                let mut e = etcd_run(&etcd, a.clients, a.secs).await?;
+                println!("{}", e.line("etcd (3 members)"));
+                let mut e1 = etcd_run(&etcd, 1, a.latency_secs).await?;
+                println!("{}", e1.line("etcd, 1 client"));
+                println!(
+                    "ratio guardian/etcd: throughput {:.2}x, 1-client p99 {:.2} ms vs {:.2} ms",
+                    g.rate() / e.rate(),
+                    g1.pct(0.99),
+                    e1.pct(0.99)
+                );
+            }
+            Err(e) => println!("etcd comparison skipped: {e:#} (apt-get install etcd-server)"),
+        }
+    }
+
+    if a.failovers > 0 {
+        let mut f = failover(&mut c, a.failovers).await?;
+        println!(
+            "failover (SIGKILL leader -> next acked write), {} rounds: p50 {:.0} ms  p99 {:.0} ms  min {:.0} ms  max {:.0} ms",
+            f.len(),
+            pct(&mut f, 0.5),
+            pct(&mut f, 0.99),
+            pct(&mut f, 0.0),
+            pct(&mut f, 1.0)
+        );
+    }
+    Ok(())
+}
