@@ -515,7 +515,7 @@ mod tests {
 
     #[test]
     fn apply_is_deterministic() {
-        let cmds = vec![cluster("a"), broker("a", 1), broker("a", 2), cluster("b")];
+        let cmds = [cluster("a"), broker("a", 1), broker("a", 2), cluster("b")];
         let run = || {
             let mut r = Registry::default();
             let mut touched = Vec::new();

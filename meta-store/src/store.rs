@@ -12,6 +12,9 @@
 //! without fsync: after a crash openraft re-applies committed entries from the
 //! (synced) log, which is never purged past the last persisted snapshot.
 
+// openraft's trait methods return its (large) `StorageError`; helpers return it too.
+#![allow(clippy::result_large_err)]
+
 use std::io::Cursor;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;

@@ -214,7 +214,8 @@ impl TestCluster {
         if !n.is_running() {
             return None;
         }
-        let client = AdminClient::new(&[n.admin.clone()], self.token.as_deref()).ok()?;
+        let client =
+            AdminClient::new(std::slice::from_ref(&n.admin), self.token.as_deref()).ok()?;
         let mut req = tonic::Request::new(pb::NodeStatusRequest {});
         req.set_timeout(Duration::from_millis(500));
         client

@@ -441,7 +441,7 @@ async fn t31_follower_redirects_writes_to_the_leader() {
     let c = TestCluster::start(3).await;
     let leader = c.wait_leader(Duration::from_secs(10)).await;
     let follower = c.nodes.iter().find(|n| n.id != leader).unwrap();
-    let raw = AdminClient::new(&[follower.admin.clone()], None).unwrap();
+    let raw = AdminClient::new(std::slice::from_ref(&follower.admin), None).unwrap();
     let err = raw
         .stub(&follower.admin)
         .unwrap()
@@ -514,7 +514,7 @@ tokens = [
 "#;
     let c = TestCluster::start_with_auth(1, extra, Some("admin-token-0123456789ab")).await;
     let ep = c.nodes[0].admin.clone();
-    let with = |t: Option<&str>| AdminClient::new(&[ep.clone()], t).unwrap();
+    let with = |t: Option<&str>| AdminClient::new(std::slice::from_ref(&ep), t).unwrap();
     let add = |cl: AdminClient| async move {
         cl.call(|mut s| async move {
             s.add_cluster(pb::AddClusterRequest {
