@@ -7,8 +7,11 @@
 //! - `sm_data`: the registry, one key per item (see [`Key`]), protobuf values.
 //! - `snapshot`: the current snapshot (`pb::StoredSnapshot`).
 //!
-//! Votes, appends, truncations and purges are written with `sync = true`
-//! before they are acknowledged. State-machine writes go through the WAL
+//! Votes, truncations and purges are written with `sync = true` before they
+//! return. Appends are written to the WAL at once (so they are readable) and
+//! acknowledged to openraft only after a dedicated thread has synced the WAL
+//! (`flush_wal(true)`): one fsync covers every append queued meanwhile (group
+//! commit), and the Raft core keeps replicating while the disk works. State-machine writes go through the WAL
 //! without fsync: after a crash openraft re-applies committed entries from the
 //! (synced) log, which is never purged past the last persisted snapshot.
 
@@ -68,6 +71,11 @@ pub enum OpenError {
         found: u32,
         supported: u32,
     },
+    #[error("starting the WAL sync thread: {source}")]
+    Thread {
+        #[source]
+        source: std::io::Error,
+    },
     #[error("data dir {path} is corrupt: {what}")]
     Corrupt { path: String, what: String },
 }
@@ -118,7 +126,10 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), OpenError> {
         path: path.clone(),
         what,
     })?;
-    let log = LogStore { db: db.clone() };
+    let log = LogStore {
+        db: db.clone(),
+        syncer: WalSyncer::start(db.clone()).map_err(|source| OpenError::Thread { source })?,
+    };
     let sm = StateMachineStore {
         db,
         state: Arc::new(RwLock::new(state)),
@@ -148,6 +159,38 @@ fn decode<M: Message + Default>(bytes: &[u8]) -> Result<M, String> {
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
+    syncer: WalSyncer,
+}
+
+/// Group commit: appends queue their flush callbacks here; one thread syncs
+/// the WAL once per batch of queued callbacks, then completes them in order.
+#[derive(Clone)]
+struct WalSyncer {
+    tx: std::sync::mpsc::Sender<LogFlushed<TypeConfig>>,
+}
+
+impl WalSyncer {
+    fn start(db: Arc<DB>) -> std::io::Result<Self> {
+        let (tx, rx) = std::sync::mpsc::channel::<LogFlushed<TypeConfig>>();
+        std::thread::Builder::new()
+            .name("guardian-wal-sync".into())
+            .spawn(move || {
+                // Ends when every LogStore (sender) is dropped.
+                while let Ok(first) = rx.recv() {
+                    let mut batch = vec![first];
+                    batch.extend(rx.try_iter());
+                    let res = db.flush_wal(true);
+                    for cb in batch {
+                        cb.log_io_completed(
+                            res.as_ref()
+                                .map(|_| ())
+                                .map_err(|e| std::io::Error::other(e.to_string())),
+                        );
+                    }
+                }
+            })?;
+        Ok(WalSyncer { tx })
+    }
 }
 
 fn index_key(i: u64) -> [u8; 8] {
@@ -277,10 +320,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 codec::entry_to_pb(&e).encode_to_vec(),
             );
         }
-        let res = self.db.write_opt(batch, &sync_opts());
-        match res {
+        // Written (readable) now; durable when the syncer calls back.
+        match self.db.write(batch) {
             Ok(()) => {
-                callback.log_io_completed(Ok(()));
+                if let Err(e) = self.syncer.tx.send(callback) {
+                    let err = std::io::Error::other("WAL sync thread is gone");
+                    e.0.log_io_completed(Err(std::io::Error::other("WAL sync thread is gone")));
+                    return Err(StorageIOError::write_logs(&err).into());
+                }
                 Ok(())
             }
             Err(e) => {
