@@ -143,6 +143,10 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(guardian_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        // Advertise what this port serves; RaftPeer lives on the raft port.
+        .with_service_name("guardian.v1.GuardianAdmin")
+        .with_service_name("grpc.health.v1.Health")
+        .with_service_name("grpc.reflection.v1.ServerReflection")
         .build_v1()
         .map_err(|e| NodeError::Task(e.to_string()))?;
     let admin_svc = GuardianAdminServer::new(AdminService::new(ctl.clone(), &cfg.auth))

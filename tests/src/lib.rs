@@ -195,6 +195,24 @@ impl TestCluster {
         c
     }
 
+    /// Starts one more node (id = current count + 1) that is not yet a member:
+    /// it waits, uninitialized, to be added as a learner.
+    pub fn spawn_unjoined(&mut self) -> u64 {
+        let id = self.nodes.len() as u64 + 1;
+        let dir = self.root.join(format!("node-{id}"));
+        let cfg = write_config(&dir, id, "127.0.0.1:0", "127.0.0.1:0", &self.extra);
+        let (child, admin, raft) = spawn_node(&dir, &cfg);
+        write_config(&dir, id, &admin, &raft, &self.extra);
+        self.nodes.push(TestNode {
+            id,
+            dir,
+            admin,
+            raft,
+            child: Some(child),
+        });
+        id
+    }
+
     pub fn node(&self, id: u64) -> &TestNode {
         &self.nodes[(id - 1) as usize]
     }

@@ -221,3 +221,141 @@ async fn t11_cli_registry_round_trip() {
         .await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t12_membership_add_learner_promote_remove_via_cli() {
+    let mut c = TestCluster::start(3).await;
+    let eps = c.endpoints().join(",");
+    let json = |args: &[&str]| {
+        let mut all = vec!["--endpoints", eps.as_str(), "-o", "json"];
+        all.extend_from_slice(args);
+        let (code, out, err) = cli(&all);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    json(&[
+        "cluster",
+        "add",
+        "--name",
+        "before-4",
+        "--bootstrap",
+        "k:9092",
+        "--idc",
+        "x",
+    ]);
+    let id = c.spawn_unjoined();
+    let (raft, admin) = (c.node(id).raft.clone(), c.node(id).admin.clone());
+    let m = json(&[
+        "raft",
+        "add-learner",
+        "--id",
+        "4",
+        "--raft-addr",
+        &raft,
+        "--admin-addr",
+        &admin,
+    ]);
+    assert_eq!(m["learners"], serde_json::json!([4]));
+    assert_eq!(m["voters"], serde_json::json!([1, 2, 3]));
+    // The learner has replicated the registry.
+    let (code, out, _) = cli(&[
+        "--endpoints",
+        &admin,
+        "-o",
+        "json",
+        "cluster",
+        "list",
+        "--stale",
+    ]);
+    assert_eq!(code, 0);
+    assert!(out.contains("before-4"), "{out}");
+
+    let m = json(&["raft", "promote", "--id", "4"]);
+    assert_eq!(m["voters"], serde_json::json!([1, 2, 3, 4]));
+    let st = json(&["raft", "status"]);
+    assert_eq!(st["nodes"].as_array().unwrap().len(), 4);
+
+    // Remove a voter that is not the leader, then the group keeps working.
+    let leader = st["leader_id"].as_u64().unwrap();
+    let victim = [1u64, 2, 3].into_iter().find(|n| *n != leader).unwrap();
+    let m = json(&["raft", "remove", "--id", &victim.to_string()]);
+    assert_eq!(m["voters"].as_array().unwrap().len(), 3);
+    assert!(!m["voters"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!(victim)));
+    c.kill(victim);
+    json(&[
+        "cluster",
+        "add",
+        "--name",
+        "after-remove",
+        "--bootstrap",
+        "k:9092",
+        "--idc",
+        "x",
+    ]);
+    let st = json(&["raft", "status"]);
+    assert_eq!(st["nodes"].as_array().unwrap().len(), 3);
+
+    // Unknown node → NOT_FOUND; promoting a voter again is harmless.
+    let (code, _, err) = cli(&["--endpoints", &eps, "raft", "remove", "--id", "42"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("NOT_FOUND"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t13_health_and_reflection_are_served() {
+    let c = TestCluster::start(1).await;
+    let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", c.node(1).admin))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(ch.clone());
+    let r = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "guardian.v1.GuardianAdmin".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        r.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    let mut refl = ServerReflectionClient::new(ch);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = refl
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await
+        .unwrap()
+        .into_inner();
+    let resp = stream
+        .message()
+        .await
+        .unwrap()
+        .expect("a reflection response");
+    let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
+        panic!("unexpected reflection response {resp:?}")
+    };
+    let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.contains(&"guardian.v1.GuardianAdmin".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_string()),
+        "{names:?}"
+    );
+    // The raft peer service is not exposed on the admin port.
+    assert!(!names.iter().any(|n| n.contains("RaftPeer")), "{names:?}");
+}
