@@ -8,8 +8,8 @@ use guardian_meta_store::{CommandResponse, GuardianNode};
 use guardian_proto::conv::{id_kind_from_pb, required};
 use guardian_proto::domain::{self, validate_endpoint, validate_name, Command};
 use guardian_proto::pb;
-use guardian_proto::pb::guardian_admin_client::GuardianAdminClient;
 use guardian_proto::pb::guardian_admin_server::GuardianAdmin;
+use guardian_proto::pb::raft_peer_client::RaftPeerClient;
 use tonic::{Request, Response, Status};
 
 use crate::config::{AuthConfig, Role};
@@ -63,6 +63,24 @@ impl AdminService {
         Ok(self.ctl.write(cmd).await?)
     }
 
+    /// Validates a cluster name, waits for a (non-stale) read barrier and
+    /// returns the applied state, or `NOT_FOUND` if the cluster is unknown.
+    async fn cluster_state(
+        &self,
+        cluster: &str,
+        stale: bool,
+    ) -> Result<std::sync::RwLockReadGuard<'_, guardian_meta_store::SmState>, ApiError> {
+        validate_name("cluster", cluster)?;
+        self.ctl.read_barrier(stale).await?;
+        let st = self.ctl.state();
+        if !st.registry.clusters.contains_key(cluster) {
+            return Err(ApiError::NotFound {
+                what: format!("cluster {cluster:?}"),
+            });
+        }
+        Ok(st)
+    }
+
     fn membership_response(&self, log_index: u64) -> pb::MembershipResponse {
         let s = self.ctl.local_status();
         pb::MembershipResponse {
@@ -98,7 +116,7 @@ impl AdminService {
     }
 }
 
-fn status_to_pb(s: LocalStatus) -> pb::NodeStatus {
+pub(crate) fn status_to_pb(s: LocalStatus) -> pb::NodeStatus {
     pb::NodeStatus {
         id: s.id,
         admin_addr: s.admin_addr,
@@ -141,7 +159,7 @@ fn unexpected(r: CommandResponse) -> Status {
     .into()
 }
 
-/// Asks a peer's admin port for its status, with a short deadline.
+/// Asks a peer for its status over the raft port, with a short deadline.
 async fn peer_status(id: u64, node: &GuardianNode) -> pb::NodeStatus {
     let unreachable = |e: String| pb::NodeStatus {
         id,
@@ -151,14 +169,14 @@ async fn peer_status(id: u64, node: &GuardianNode) -> pb::NodeStatus {
         error: e,
         ..Default::default()
     };
-    let ep = match tonic::transport::Endpoint::from_shared(format!("http://{}", node.admin_addr)) {
+    let ep = match tonic::transport::Endpoint::from_shared(format!("http://{}", node.raft_addr)) {
         Ok(ep) => ep.connect_timeout(Duration::from_millis(500)),
         Err(e) => return unreachable(e.to_string()),
     };
-    let mut c = GuardianAdminClient::new(ep.connect_lazy());
+    let mut c = RaftPeerClient::new(ep.connect_lazy());
     let mut req = Request::new(pb::NodeStatusRequest {});
     req.set_timeout(Duration::from_secs(1));
-    match c.get_node_status(req).await {
+    match c.node_status(req).await {
         Ok(r) => r.into_inner(),
         Err(e) => unreachable(e.message().to_string()),
     }
@@ -192,6 +210,22 @@ impl GuardianAdmin for AdminService {
             }
         }
         self.ctl.initialize(members).await?;
+        // Report the membership once this node has applied it.
+        let _ = self
+            .ctl
+            .raft
+            .wait(Some(Duration::from_secs(5)))
+            .metrics(
+                |m| {
+                    m.membership_config
+                        .membership()
+                        .voter_ids()
+                        .next()
+                        .is_some()
+                },
+                "membership",
+            )
+            .await;
         Ok(Response::new(self.membership_response(0)))
     }
 
@@ -364,15 +398,7 @@ impl GuardianAdmin for AdminService {
     ) -> Result<Response<pb::ListBrokersResponse>, Status> {
         self.authorize(&req, Role::Viewer, "read the registry")?;
         let r = req.into_inner();
-        validate_name("cluster", &r.cluster).map_err(ApiError::from)?;
-        self.ctl.read_barrier(r.stale).await?;
-        let st = self.ctl.state();
-        if !st.registry.clusters.contains_key(&r.cluster) {
-            return Err(ApiError::NotFound {
-                what: format!("cluster {:?}", r.cluster),
-            }
-            .into());
-        }
+        let st = self.cluster_state(&r.cluster, r.stale).await?;
         Ok(Response::new(pb::ListBrokersResponse {
             brokers: st
                 .registry
@@ -495,15 +521,7 @@ impl GuardianAdmin for AdminService {
     ) -> Result<Response<pb::ListPlacementPoliciesResponse>, Status> {
         self.authorize(&req, Role::Viewer, "read the registry")?;
         let r = req.into_inner();
-        validate_name("cluster", &r.cluster).map_err(ApiError::from)?;
-        self.ctl.read_barrier(r.stale).await?;
-        let st = self.ctl.state();
-        if !st.registry.clusters.contains_key(&r.cluster) {
-            return Err(ApiError::NotFound {
-                what: format!("cluster {:?}", r.cluster),
-            }
-            .into());
-        }
+        let st = self.cluster_state(&r.cluster, r.stale).await?;
         Ok(Response::new(pb::ListPlacementPoliciesResponse {
             policies: st
                 .registry

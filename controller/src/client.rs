@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use guardian_proto::pb::guardian_admin_client::GuardianAdminClient;
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Request, Status};
 
 use crate::error::LEADER_ADDR_KEY;
@@ -37,6 +37,8 @@ pub struct AdminClient {
     preferred: Mutex<Option<String>>,
     channels: Mutex<std::collections::HashMap<String, Channel>>,
     token: TokenInterceptor,
+    /// Set when the admin ports speak TLS: trust this CA, use `https://`.
+    tls: Option<ClientTlsConfig>,
     /// Total time a call may take across retries and redirects.
     pub deadline: Duration,
 }
@@ -88,8 +90,15 @@ impl AdminClient {
             preferred: Mutex::new(None),
             channels: Mutex::new(Default::default()),
             token: TokenInterceptor(token),
+            tls: None,
             deadline: Duration::from_secs(15),
         })
+    }
+
+    /// Talks TLS to every endpoint, trusting the CA certificate(s) in `ca_pem`.
+    pub fn with_ca(mut self, ca_pem: &[u8]) -> Self {
+        self.tls = Some(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem)));
+        self
     }
 
     pub fn endpoints(&self) -> &[String] {
@@ -103,10 +112,16 @@ impl AdminClient {
             match chans.get(endpoint) {
                 Some(c) => c.clone(),
                 None => {
-                    let ep = Endpoint::from_shared(format!("http://{endpoint}"))
+                    let scheme = if self.tls.is_some() { "https" } else { "http" };
+                    let mut ep = Endpoint::from_shared(format!("{scheme}://{endpoint}"))
                         .map_err(|e| Status::invalid_argument(format!("endpoint {endpoint}: {e}")))?
                         .connect_timeout(Duration::from_millis(300))
                         .tcp_nodelay(true);
+                    if let Some(tls) = &self.tls {
+                        ep = ep.tls_config(tls.clone()).map_err(|e| {
+                            Status::invalid_argument(format!("tls for {endpoint}: {e}"))
+                        })?;
+                    }
                     let c = ep.connect_lazy();
                     chans.insert(endpoint.to_string(), c.clone());
                     c

@@ -56,6 +56,17 @@ pub struct NodeConfig {
     pub grpc: GrpcLimits,
     #[serde(default)]
     pub auth: AuthConfig,
+    /// TLS for the admin port; absent = plaintext.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+/// Server certificate and key (PEM) for the admin port.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -210,6 +221,19 @@ impl NodeConfig {
         }
         if self.grpc.concurrency_per_connection == 0 {
             return Err(invalid("grpc.concurrency-per-connection", "must be > 0"));
+        }
+        if let Some(tls) = &self.tls {
+            for (key, path) in [
+                ("tls.cert-file", &tls.cert_file),
+                ("tls.key-file", &tls.key_file),
+            ] {
+                if !path.is_file() {
+                    return Err(invalid(
+                        key,
+                        format!("{} is not a readable file", path.display()),
+                    ));
+                }
+            }
         }
         for t in &self.auth.tokens {
             if t.token.len() < 16 {

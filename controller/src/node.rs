@@ -33,6 +33,8 @@ pub enum NodeError {
         #[source]
         source: std::io::Error,
     },
+    #[error("tls: {0}")]
+    Tls(String),
     #[error("raft: {0}")]
     Raft(String),
     #[error("server task: {0}")]
@@ -126,7 +128,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     let raft_srv = Server::builder()
         .tcp_nodelay(true)
         .add_service(
-            RaftPeerServer::new(RaftPeerService::new(raft.clone()))
+            RaftPeerServer::new(RaftPeerService::new(ctl.clone()))
                 .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES),
         )
@@ -151,7 +153,18 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         .map_err(|e| NodeError::Task(e.to_string()))?;
     let admin_svc = GuardianAdminServer::new(AdminService::new(ctl.clone(), &cfg.auth))
         .max_decoding_message_size(cfg.grpc.max_request_bytes);
-    let admin_srv = Server::builder()
+    let mut admin_builder = Server::builder();
+    if let Some(tls) = &cfg.tls {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| NodeError::Tls(format!("reading {}: {e}", p.display())))
+        };
+        let identity =
+            tonic::transport::Identity::from_pem(read(&tls.cert_file)?, read(&tls.key_file)?);
+        admin_builder = admin_builder
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .map_err(|e| NodeError::Tls(e.to_string()))?;
+    }
+    let admin_srv = admin_builder
         .tcp_nodelay(true)
         .timeout(Duration::from_millis(cfg.grpc.request_timeout_ms))
         .concurrency_limit_per_connection(cfg.grpc.concurrency_per_connection)

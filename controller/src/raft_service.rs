@@ -2,6 +2,8 @@
 //! the raft port. Decodes, hands the request to openraft, encodes the reply.
 
 use guardian_meta_store::{codec, Raft};
+
+use crate::handle::Controller;
 use guardian_proto::conv::required;
 use guardian_proto::pb;
 use guardian_proto::pb::raft_peer_server::RaftPeer;
@@ -13,11 +15,15 @@ use tonic::{Request, Response, Status};
 
 pub struct RaftPeerService {
     raft: Raft,
+    ctl: Controller,
 }
 
 impl RaftPeerService {
-    pub fn new(raft: Raft) -> Self {
-        Self { raft }
+    pub fn new(ctl: Controller) -> Self {
+        Self {
+            raft: ctl.raft.clone(),
+            ctl,
+        }
     }
 }
 
@@ -88,6 +94,15 @@ impl RaftPeer for RaftPeerService {
         Ok(Response::new(pb::AppendEntriesResponse {
             result: Some(result),
         }))
+    }
+
+    async fn node_status(
+        &self,
+        _req: Request<pb::NodeStatusRequest>,
+    ) -> Result<Response<pb::NodeStatus>, Status> {
+        Ok(Response::new(crate::admin::status_to_pb(
+            self.ctl.local_status(),
+        )))
     }
 
     #[tracing::instrument(level = "debug", skip_all)]

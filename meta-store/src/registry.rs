@@ -240,11 +240,8 @@ impl Registry {
         ids: &[i32],
         touched: &mut Vec<Key>,
     ) -> CommandResponse {
-        if !self.tenants.contains_key(tenant) {
-            return not_found(format!("tenant {tenant:?}"));
-        }
-        if !self.clusters.contains_key(cluster) {
-            return not_found(format!("cluster {cluster:?}"));
+        if let Some(missing) = self.missing_tenant_or_cluster(tenant, cluster) {
+            return missing;
         }
         // All or nothing: check every broker before changing any.
         for id in ids {
@@ -279,11 +276,8 @@ impl Registry {
         ids: &[i32],
         touched: &mut Vec<Key>,
     ) -> CommandResponse {
-        if !self.tenants.contains_key(tenant) {
-            return not_found(format!("tenant {tenant:?}"));
-        }
-        if !self.clusters.contains_key(cluster) {
-            return not_found(format!("cluster {cluster:?}"));
+        if let Some(missing) = self.missing_tenant_or_cluster(tenant, cluster) {
+            return missing;
         }
         for id in ids {
             match self.brokers.get(&(cluster.to_string(), *id)) {
@@ -304,6 +298,16 @@ impl Registry {
             }
         }
         self.pool_response(tenant)
+    }
+
+    fn missing_tenant_or_cluster(&self, tenant: &str, cluster: &str) -> Option<CommandResponse> {
+        if !self.tenants.contains_key(tenant) {
+            return Some(not_found(format!("tenant {tenant:?}")));
+        }
+        if !self.clusters.contains_key(cluster) {
+            return Some(not_found(format!("cluster {cluster:?}")));
+        }
+        None
     }
 
     fn pool_response(&self, tenant: &str) -> CommandResponse {

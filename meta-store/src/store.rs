@@ -128,7 +128,8 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), OpenError> {
     })?;
     let log = LogStore {
         db: db.clone(),
-        syncer: WalSyncer::start(db.clone()).map_err(|source| OpenError::Thread { source })?,
+        syncer: WalSyncer::start(Arc::downgrade(&db))
+            .map_err(|source| OpenError::Thread { source })?,
     };
     let sm = StateMachineStore {
         db,
@@ -170,7 +171,8 @@ struct WalSyncer {
 }
 
 impl WalSyncer {
-    fn start(db: Arc<DB>) -> std::io::Result<Self> {
+    /// The thread holds only a weak handle, so dropping the store closes the DB.
+    fn start(db: std::sync::Weak<DB>) -> std::io::Result<Self> {
         let (tx, rx) = std::sync::mpsc::channel::<LogFlushed<TypeConfig>>();
         std::thread::Builder::new()
             .name("guardian-wal-sync".into())
@@ -179,13 +181,12 @@ impl WalSyncer {
                 while let Ok(first) = rx.recv() {
                     let mut batch = vec![first];
                     batch.extend(rx.try_iter());
-                    let res = db.flush_wal(true);
+                    let res = match db.upgrade() {
+                        Some(db) => db.flush_wal(true).map_err(|e| e.to_string()),
+                        None => Err("store closed".to_string()),
+                    };
                     for cb in batch {
-                        cb.log_io_completed(
-                            res.as_ref()
-                                .map(|_| ())
-                                .map_err(|e| std::io::Error::other(e.to_string())),
-                        );
+                        cb.log_io_completed(res.clone().map_err(std::io::Error::other));
                     }
                 }
             })?;

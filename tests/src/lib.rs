@@ -62,6 +62,8 @@ pub struct TestCluster {
     extra: String,
     /// Admin token used by the harness itself when auth is on.
     token: Option<String>,
+    /// CA (PEM) the harness trusts when the admin ports speak TLS.
+    ca: Option<Vec<u8>>,
 }
 
 fn write_config(node_dir: &Path, id: u64, admin: &str, raft: &str, extra: &str) -> PathBuf {
@@ -142,6 +144,15 @@ impl TestCluster {
 
     /// Like [`TestCluster::start_with`]; the harness authenticates with `token`.
     pub async fn start_with_auth(n: u64, extra: &str, token: Option<&str>) -> Self {
+        Self::start_full(n, extra, token, None).await
+    }
+
+    /// Admin ports speak TLS (configured in `extra`); the harness trusts `ca`.
+    pub async fn start_with_tls(n: u64, extra: &str, ca: &[u8]) -> Self {
+        Self::start_full(n, extra, None, Some(ca.to_vec())).await
+    }
+
+    async fn start_full(n: u64, extra: &str, token: Option<&str>, ca: Option<Vec<u8>>) -> Self {
         let tmp = tempfile::tempdir().expect("tempdir");
         let root = tmp.path().to_path_buf();
         let mut nodes = Vec::new();
@@ -165,6 +176,7 @@ impl TestCluster {
             nodes,
             extra: extra.to_string(),
             token: token.map(str::to_string),
+            ca,
         };
         let members = c
             .nodes
@@ -223,7 +235,14 @@ impl TestCluster {
 
     /// A leader-following client over every node.
     pub fn client(&self) -> AdminClient {
-        AdminClient::new(&self.endpoints(), self.token.as_deref()).expect("client")
+        self.with_tls(AdminClient::new(&self.endpoints(), self.token.as_deref()).expect("client"))
+    }
+
+    fn with_tls(&self, c: AdminClient) -> AdminClient {
+        match &self.ca {
+            Some(ca) => c.with_ca(ca),
+            None => c,
+        }
     }
 
     /// One node's own status, or `None` if it does not answer.
@@ -232,8 +251,9 @@ impl TestCluster {
         if !n.is_running() {
             return None;
         }
-        let client =
-            AdminClient::new(std::slice::from_ref(&n.admin), self.token.as_deref()).ok()?;
+        let client = self.with_tls(
+            AdminClient::new(std::slice::from_ref(&n.admin), self.token.as_deref()).ok()?,
+        );
         let mut req = tonic::Request::new(pb::NodeStatusRequest {});
         req.set_timeout(Duration::from_millis(500));
         client

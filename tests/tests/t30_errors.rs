@@ -559,3 +559,64 @@ tokens = [
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t33_admin_port_speaks_tls_when_configured() {
+    let certs = tempfile::tempdir().unwrap();
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    let (cert, key) = (
+        certs.path().join("server.crt"),
+        certs.path().join("server.key"),
+    );
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    let extra = format!(
+        "[tls]\ncert-file = \"{}\"\nkey-file = \"{}\"\n",
+        cert.display(),
+        key.display()
+    );
+    let ca = ck.cert.pem().into_bytes();
+    let c = TestCluster::start_with_tls(1, &extra, &ca).await;
+    let ep = c.node(1).admin.clone();
+
+    let tls = AdminClient::new(std::slice::from_ref(&ep), None)
+        .unwrap()
+        .with_ca(&ca);
+    let r = tls
+        .call(|mut s| async move {
+            s.add_cluster(pb::AddClusterRequest {
+                cluster: Some(cluster("secure")),
+            })
+            .await
+        })
+        .await
+        .unwrap();
+    assert_eq!(r.name, "secure");
+    // The CLI with --ca-file.
+    let ca_path = certs.path().join("ca.pem");
+    std::fs::write(&ca_path, &ca).unwrap();
+    let (code, out, err) = cli(&[
+        "--endpoints",
+        &ep,
+        "--ca-file",
+        ca_path.to_str().unwrap(),
+        "-o",
+        "json",
+        "cluster",
+        "list",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("secure"));
+    // Plaintext to a TLS port fails instead of leaking anything.
+    let mut plain = AdminClient::new(std::slice::from_ref(&ep), None).unwrap();
+    plain.deadline = Duration::from_millis(500);
+    let err = plain
+        .call(|mut s| async move {
+            s.list_clusters(pb::ListClustersRequest { stale: false })
+                .await
+        })
+        .await
+        .expect_err("plaintext accepted by a TLS port");
+    assert_ne!(err.code(), Code::Ok);
+}

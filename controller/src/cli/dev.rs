@@ -77,6 +77,7 @@ fn spawn(dir: &Path, n: &DevNode) -> anyhow::Result<Child> {
         raft: Default::default(),
         grpc: Default::default(),
         auth: Default::default(),
+        tls: None,
     };
     let cfg_path = node_dir.join("guardian.toml");
     std::fs::write(&cfg_path, toml::to_string(&cfg)?)?;

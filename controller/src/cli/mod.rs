@@ -26,6 +26,9 @@ pub struct Cli {
     /// Bearer token for the admin API.
     #[arg(long, global = true, env = "GUARDIAN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// CA certificate (PEM) to trust: talk TLS to the admin endpoints.
+    #[arg(long, global = true, env = "GUARDIAN_CA_FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
     /// Output format.
     #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -119,7 +122,7 @@ pub fn fail(e: impl Into<CliError>) -> ExitCode {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    #[error("{}: {}", code_name(.0.code()), .0.message())]
+    #[error("{}: {}{}", code_name(.0.code()), .0.message(), tls_hint(.0))]
     Rpc(tonic::Status),
     #[error("{0}")]
     Usage(String),
@@ -140,6 +143,15 @@ impl CliError {
             CliError::Usage(_) => 2,
             CliError::Other(_) => 1,
         }
+    }
+}
+
+fn tls_hint(s: &tonic::Status) -> &'static str {
+    if s.message().contains("h2 protocol error") || s.message().contains("invalid peer certificate")
+    {
+        " (does the endpoint speak TLS? pass --ca-file with the CA that signed its certificate)"
+    } else {
+        ""
     }
 }
 
@@ -176,6 +188,11 @@ fn ctx(cli: &Cli) -> Result<Ctx, CliError> {
     let mut client = AdminClient::new(&cli.endpoints, cli.token.as_deref())
         .map_err(|e| CliError::Usage(e.to_string()))?;
     client.deadline = std::time::Duration::from_secs(cli.timeout_secs);
+    if let Some(ca) = &cli.ca_file {
+        let pem = std::fs::read(ca)
+            .map_err(|e| CliError::Usage(format!("--ca-file {}: {e}", ca.display())))?;
+        client = client.with_ca(&pem);
+    }
     Ok(Ctx {
         client,
         out: Output::new(cli.format),

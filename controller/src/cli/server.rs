@@ -46,6 +46,7 @@ fn config(a: &ServerArgs) -> anyhow::Result<NodeConfig> {
             raft: Default::default(),
             grpc: Default::default(),
             auth: Default::default(),
+            tls: None,
         },
     };
     if let Some(v) = a.node_id {
