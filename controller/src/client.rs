@@ -184,7 +184,7 @@ impl AdminClient {
                         next = self.endpoints[rr].clone();
                     }
                     tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(100));
+                    backoff = (backoff * 2).min(Duration::from_millis(50));
                 }
             }
         }

@@ -489,3 +489,50 @@ pub struct Request {
     pub now_ms: u64,
     pub command: Command,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_uuid_text_form() {
+        let u = KafkaUuid::from_random_bytes([0x5a; 16]);
+        let s = u.to_string();
+        assert_eq!(s.len(), 22);
+        assert!(!s.contains('='));
+        assert_eq!(s.parse::<KafkaUuid>().unwrap(), u);
+        // Kafka's reserved ids and their text forms.
+        assert_eq!(KafkaUuid::ZERO.to_string(), "AAAAAAAAAAAAAAAAAAAAAA");
+        assert_eq!(KafkaUuid::ONE.to_string(), "AAAAAAAAAAAAAAAAAAAAAQ");
+        assert!(!KafkaUuid::ZERO.is_allocatable());
+        assert!(!KafkaUuid::ONE.is_allocatable());
+        assert!(u.is_allocatable());
+    }
+
+    #[test]
+    fn ids_starting_with_dash_are_not_allocatable() {
+        // First 6 bits = 62 encode as '-' in URL-safe base64.
+        let u = KafkaUuid::from_random_bytes([0xf8; 16]);
+        assert!(u.to_string().starts_with('-'));
+        assert!(!u.is_allocatable());
+    }
+
+    #[test]
+    fn bad_text_ids_are_rejected() {
+        assert!("not base64!".parse::<KafkaUuid>().is_err());
+        assert!("AAAA".parse::<KafkaUuid>().is_err());
+    }
+
+    #[test]
+    fn names_follow_kafka_rules() {
+        assert!(validate_name("f", "orders.v2_x-1").is_ok());
+        assert_eq!(validate_name("f", "").unwrap_err().field, "f");
+        assert!(validate_name("f", "a/b").is_err());
+        assert!(validate_name("f", "..").is_err());
+        assert!(validate_name("f", &"x".repeat(250)).is_err());
+        assert!(validate_endpoint("e", "host:9092").is_ok());
+        assert!(validate_endpoint("e", "[::1]:9092").is_ok());
+        assert!(validate_endpoint("e", "host").is_err());
+        assert!(validate_endpoint("e", "host:0").is_err());
+    }
+}

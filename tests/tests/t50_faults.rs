@@ -102,7 +102,8 @@ async fn t50_sigkill_leader_loses_no_acknowledged_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t51_node_down_during_purge_catches_up_by_snapshot() {
-    let extra = "[raft]\nsnapshot-logs-since-last = 100000\nmax-in-snapshot-log-to-keep = 0\n";
+    // Small chunks: the ~10 KB snapshot crosses the wire in many InstallSnapshot RPCs.
+    let extra = "[raft]\nsnapshot-logs-since-last = 100000\nmax-in-snapshot-log-to-keep = 0\nsnapshot-chunk-bytes = 1024\n";
     let mut c = TestCluster::start_with(3, extra).await;
     let leader = c.wait_leader(Duration::from_secs(10)).await;
     let lagger = c.nodes.iter().find(|n| n.id != leader).unwrap().id;

@@ -39,6 +39,9 @@ struct Args {
     /// etcd binary.
     #[arg(long, default_value = "etcd")]
     etcd: String,
+    /// Extra TOML appended to every guardian node's config (e.g. "[raft]\nheartbeat-interval-ms = 20").
+    #[arg(long, default_value = "")]
+    extra_config: String,
 }
 
 #[derive(Debug, Default)]
@@ -348,7 +351,7 @@ async fn main() -> anyhow::Result<()> {
         "guardian-bench: 3 guardian processes on 127.0.0.1, fsync on; {} clients, {} s",
         a.clients, a.secs
     );
-    let mut c = TestCluster::start(3).await;
+    let mut c = TestCluster::start_with(3, &a.extra_config.replace("\\n", "\n")).await;
     let mut g = guardian_run(&c, a.clients, a.secs).await?;
     println!("{}", g.line("guardian (3 nodes)"));
     let mut g1 = guardian_run(&c, 1, a.latency_secs).await?;
