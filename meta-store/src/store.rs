@@ -290,9 +290,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        // Not fsynced: the committed index is a restart hint (it lets a node
+        // re-apply without waiting for a leader), never needed for safety, and
+        // it changes on every commit; the next WAL sync covers it anyway.
+        let meta = cf(&self.db, CF_META);
         let r = match committed {
-            Some(c) => self.put_meta_sync(K_COMMITTED, &codec::log_id_to_pb(&c)),
-            None => self.db.delete_cf(cf(&self.db, CF_META), K_COMMITTED),
+            Some(c) => self
+                .db
+                .put_cf(meta, K_COMMITTED, codec::log_id_to_pb(&c).encode_to_vec()),
+            None => self.db.delete_cf(meta, K_COMMITTED),
         };
         r.map_err(|e| StorageIOError::write(&e).into())
     }
