@@ -21,6 +21,7 @@ const ID_ALLOC_ATTEMPTS: usize = 5;
 #[derive(Clone)]
 pub struct Controller {
     pub raft: Raft,
+    pub proposer: crate::proposer::Proposer,
     pub state: StateReader,
     pub id: NodeId,
     pub admin_addr: String,
@@ -60,7 +61,9 @@ fn not_leader(f: ForwardToLeader<NodeId, GuardianNode>) -> ApiError {
     }
 }
 
-fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, GuardianNode>>) -> ApiError {
+pub(crate) fn write_error(
+    e: RaftError<NodeId, ClientWriteError<NodeId, GuardianNode>>,
+) -> ApiError {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => not_leader(f),
         RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
@@ -83,8 +86,7 @@ impl Controller {
             now_ms: now_ms(),
             command,
         };
-        let resp = self.raft.client_write(req).await.map_err(write_error)?;
-        match resp.data {
+        match self.proposer.propose(req).await? {
             CommandResponse::Rejected(r) => Err(r.into()),
             other => Ok(other),
         }

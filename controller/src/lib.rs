@@ -6,6 +6,7 @@
 //! - [`raft_net`] / [`raft_service`]: the Raft transport over tonic.
 //! - [`handle`]: the [`handle::Controller`] — proposes commands, serves
 //!   linearizable or stale reads, changes membership.
+//! - [`proposer`]: leader-side group commit (concurrent writes → one batched entry).
 //! - [`admin`]: the `GuardianAdmin` gRPC service (thin handlers, token roles).
 //! - [`error`]: API errors and their one mapping to `tonic::Status`.
 //! - [`client`]: the leader-following Rust client used by the CLI and tests.
@@ -19,5 +20,6 @@ pub mod config;
 pub mod error;
 pub mod handle;
 pub mod node;
+pub mod proposer;
 pub mod raft_net;
 pub mod raft_service;

@@ -112,6 +112,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         .await
         .map_err(|e| NodeError::Raft(e.to_string()))?;
     let ctl = Controller {
+        proposer: crate::proposer::Proposer::start(raft.clone()),
         raft: raft.clone(),
         state,
         id: cfg.node_id,

@@ -58,6 +58,9 @@ impl Registry {
         }
         let now = req.now_ms;
         match &req.command {
+            Command::Batch(items) => {
+                CommandResponse::Batch(items.iter().map(|i| self.apply(i, touched)).collect())
+            }
             Command::AddCluster(c) => self.add_cluster(c, now, touched),
             Command::RemoveCluster { name } => self.remove_cluster(name, touched),
             Command::AddBroker(b) => self.add_broker(b, now, touched),
@@ -515,6 +518,32 @@ mod tests {
             apply(&mut r, cluster("bad name")),
             |r| matches!(r, Rejection::InvalidArgument { field, .. } if field == "cluster.name"),
         );
+    }
+
+    #[test]
+    fn batch_items_apply_in_order_with_their_own_results() {
+        let mut r = Registry::default();
+        let batch = Command::Batch(vec![
+            req(1, cluster("a")),
+            req(2, cluster("a")),
+            req(3, broker("a", 1)),
+        ]);
+        let CommandResponse::Batch(out) = apply(&mut r, batch) else {
+            panic!()
+        };
+        assert!(matches!(out[0], CommandResponse::Cluster(_)));
+        assert!(matches!(
+            out[1],
+            CommandResponse::Rejected(Rejection::AlreadyExists { .. })
+        ));
+        let CommandResponse::Broker(b) = &out[2] else {
+            panic!()
+        };
+        assert_eq!(b.registered_at_ms, 3, "each item keeps its own timestamp");
+        let nested = Command::Batch(vec![req(1, Command::Batch(vec![req(1, cluster("b"))]))]);
+        assert_rejected(apply(&mut r, nested), |r| {
+            matches!(r, Rejection::InvalidArgument { .. })
+        });
     }
 
     #[test]

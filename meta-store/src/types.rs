@@ -75,4 +75,6 @@ pub enum CommandResponse {
     Policy(PlacementPolicy),
     Ids(Vec<KafkaUuid>),
     Rejected(Rejection),
+    /// One result per item of a batch, in order.
+    Batch(Vec<CommandResponse>),
 }

@@ -403,6 +403,8 @@ pub enum Command {
         kind: IdKind,
         ids: Vec<KafkaUuid>,
     },
+    /// Several requests in one log entry, applied in order (never nested).
+    Batch(Vec<Request>),
 }
 
 impl Command {
@@ -452,6 +454,16 @@ impl Command {
                 }
                 Ok(())
             }
+            Command::Batch(items) => {
+                if items.is_empty() {
+                    return Err(InvalidField::new("batch", "must not be empty"));
+                }
+                if items.iter().any(|i| matches!(i.command, Command::Batch(_))) {
+                    return Err(InvalidField::new("batch", "batches do not nest"));
+                }
+                // Each item is validated when it is applied, on its own.
+                Ok(())
+            }
             Command::AllocateIds { ids, .. } => {
                 if ids.is_empty() || ids.len() > MAX_IDS_PER_CALL as usize {
                     return Err(InvalidField::new(
@@ -478,6 +490,17 @@ impl Command {
             Command::SetPolicy(_) => "set_policy",
             Command::RemovePolicy { .. } => "remove_policy",
             Command::AllocateIds { .. } => "allocate_ids",
+            Command::Batch(_) => "batch",
+        }
+    }
+
+    /// Rough encoded size in bytes, to keep batched log entries bounded.
+    pub fn approx_size(&self) -> usize {
+        match self {
+            Command::AllocateIds { ids, .. } => 32 + 18 * ids.len(),
+            Command::AddBroker(b) => 256 + 64 * b.log_dirs.len(),
+            Command::Batch(items) => items.iter().map(|i| i.command.approx_size()).sum(),
+            _ => 256,
         }
     }
 }

@@ -155,6 +155,9 @@ impl TestCluster {
     async fn start_full(n: u64, extra: &str, token: Option<&str>, ca: Option<Vec<u8>>) -> Self {
         let tmp = tempfile::tempdir().expect("tempdir");
         let root = tmp.path().to_path_buf();
+        if std::env::var_os("GUARDIAN_KEEP_TEST_DIRS").is_some() {
+            eprintln!("keeping node directories in {}", root.display());
+        }
         let mut nodes = Vec::new();
         for id in 1..=n {
             let dir = root.join(format!("node-{id}"));
@@ -340,6 +343,10 @@ impl TestCluster {
 
 impl Drop for TestCluster {
     fn drop(&mut self) {
+        if std::env::var_os("GUARDIAN_KEEP_TEST_DIRS").is_some() {
+            let tmp = std::mem::replace(&mut self._tmp, tempfile::tempdir().expect("tempdir"));
+            let _ = tmp.keep();
+        }
         for n in &mut self.nodes {
             if let Some(pid) = n.pid() {
                 let _ = kill(pid, Signal::SIGKILL);

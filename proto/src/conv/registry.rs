@@ -202,6 +202,9 @@ impl From<domain::Request> for pb::Request {
                 kind: pb::IdKind::from(kind) as i32,
                 ids: ids.into_iter().map(|u| u.0.to_vec()).collect(),
             }),
+            Command::Batch(items) => PbCmd::Batch(pb::BatchCmd {
+                items: items.into_iter().map(Into::into).collect(),
+            }),
         };
         pb::Request {
             now_ms: r.now_ms,
@@ -246,6 +249,12 @@ impl TryFrom<pb::Request> for domain::Request {
                     .map(|b| uuid_from_bytes(b, "ids"))
                     .collect::<Result<_, _>>()?,
             },
+            PbCmd::Batch(b) => Command::Batch(
+                b.items
+                    .into_iter()
+                    .map(domain::Request::try_from)
+                    .collect::<Result<_, _>>()?,
+            ),
         };
         Ok(domain::Request {
             now_ms: r.now_ms,

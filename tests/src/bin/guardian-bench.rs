@@ -287,14 +287,31 @@ async fn etcd_run(etcd: &Etcd, clients: usize, secs: u64) -> anyhow::Result<Run>
 async fn failover(c: &mut TestCluster, n: usize) -> anyhow::Result<Vec<f64>> {
     let mut out = Vec::new();
     for round in 0..n {
+        // Start from a healthy group: every node has applied the same log, so
+        // any survivor may win (a lagging one would cost a second election).
+        // A restarted node may still call an election (openraft 0.9 has no
+        // pre-vote): wait for a settled term too.
+        let settled = || async {
+            let mut seen = std::collections::BTreeSet::new();
+            for n in 1..=c.nodes.len() as u64 {
+                let s = c.node_status(n).await?;
+                seen.insert((s.term, s.leader_id, s.last_log_index, s.last_applied_index));
+            }
+            (seen.len() == 1).then(|| seen.into_iter().next())?
+        };
+        loop {
+            let a = wait_until(
+                "all nodes agree on term, leader and log",
+                Duration::from_secs(30),
+                settled,
+            )
+            .await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if settled().await == Some(a) {
+                break;
+            }
+        }
         let leader = c.wait_leader(Duration::from_secs(15)).await;
-        // Every node caught up, so any of the others may win.
-        let cl = c.client();
-        cl.call(|mut s| async move {
-            s.list_clusters(pb::ListClustersRequest { stale: false })
-                .await
-        })
-        .await?;
         let mut client = AdminClient::new(&c.endpoints(), None)?;
         client.deadline = Duration::from_secs(20);
         // Warm the client's connections to every node.
