@@ -62,6 +62,9 @@ fn raft_config(cfg: &NodeConfig) -> Result<Arc<openraft::Config>, NodeError> {
         max_in_snapshot_log_to_keep: r.max_in_snapshot_log_to_keep,
         snapshot_max_chunk_size: r.snapshot_chunk_bytes,
         max_payload_entries: r.max_payload_entries,
+        // Enabled by `hold_elections_until_settled` once the node has heard
+        // from a leader (or after a grace period).
+        enable_elect: false,
         ..Default::default()
     };
     Ok(Arc::new(
@@ -111,6 +114,10 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     let raft = Raft::new(cfg.node_id, raft_config(&cfg)?, PeerNetwork, log, sm)
         .await
         .map_err(|e| NodeError::Raft(e.to_string()))?;
+    tokio::spawn(hold_elections_until_settled(
+        raft.clone(),
+        Duration::from_millis(2 * cfg.raft.election_timeout_max_ms),
+    ));
     let ctl = Controller {
         proposer: crate::proposer::Proposer::start(raft.clone()),
         raft: raft.clone(),
@@ -186,6 +193,19 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         stop,
         servers,
     })
+}
+
+/// A node that (re)starts does not call an election for `grace` (two
+/// maximum election timeouts): a live leader's heartbeats reach it first.
+/// openraft 0.9 has no pre-vote: a restarted follower whose timer fired at
+/// once would bump the term and depose a healthy leader it cannot replace
+/// (its log is behind), and the failed attempt also marks it "saw a greater
+/// log", delaying its next election — measured as an extra ~250 ms on the
+/// next failover. (The persisted vote makes `current_leader` known at start,
+/// so "a leader is known" cannot stand in for "heard from the leader".)
+async fn hold_elections_until_settled(raft: Raft, grace: Duration) {
+    tokio::time::sleep(grace).await;
+    raft.runtime_config().elect(true);
 }
 
 impl RunningNode {

@@ -336,7 +336,10 @@ async fn failover(c: &mut TestCluster, n: usize) -> anyhow::Result<Vec<f64>> {
             .await?;
         let ms = t.elapsed().as_secs_f64() * 1000.0;
         out.push(ms);
-        eprintln!("failover {round:>2}: killed node {leader}, next write acked after {ms:.0} ms");
+        eprintln!(
+            "failover {round:>2}: killed node {leader} at {:?}, next write acked after {ms:.0} ms",
+            std::time::SystemTime::now() - t.elapsed()
+        );
         c.restart(leader);
         let cat = c.client();
         let target = c.node(leader).admin.clone();
