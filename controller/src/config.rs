@@ -147,6 +147,22 @@ pub enum Role {
 }
 
 impl NodeConfig {
+    /// A config with every optional section at its default.
+    pub fn new(node_id: u64, data_dir: PathBuf, admin_listen: String, raft_listen: String) -> Self {
+        Self {
+            node_id,
+            data_dir,
+            admin_listen,
+            raft_listen,
+            advertise_admin: None,
+            advertise_raft: None,
+            raft: RaftTuning::default(),
+            grpc: GrpcLimits::default(),
+            auth: AuthConfig::default(),
+            tls: None,
+        }
+    }
+
     /// Reads a TOML file.
     pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
         let p = path.display().to_string();

@@ -243,33 +243,7 @@ impl Registry {
         ids: &[i32],
         touched: &mut Vec<Key>,
     ) -> CommandResponse {
-        if let Some(missing) = self.missing_tenant_or_cluster(tenant, cluster) {
-            return missing;
-        }
-        // All or nothing: check every broker before changing any.
-        for id in ids {
-            match self.brokers.get(&(cluster.to_string(), *id)) {
-                None => return not_found(format!("broker {id} in cluster {cluster:?}")),
-                Some(b) => match &b.pool {
-                    Some(p) if p != tenant => {
-                        return precondition(format!(
-                        "broker {id} of cluster {cluster:?} already belongs to tenant {p:?}'s pool"
-                    ))
-                    }
-                    _ => {}
-                },
-            }
-        }
-        for id in ids {
-            let key = (cluster.to_string(), *id);
-            if let Some(b) = self.brokers.get_mut(&key) {
-                if b.pool.as_deref() != Some(tenant) {
-                    b.pool = Some(tenant.to_string());
-                    touched.push(Key::Broker(key.0, key.1));
-                }
-            }
-        }
-        self.pool_response(tenant)
+        self.move_pool(tenant, cluster, ids, true, touched)
     }
 
     fn release_pool(
@@ -279,25 +253,48 @@ impl Registry {
         ids: &[i32],
         touched: &mut Vec<Key>,
     ) -> CommandResponse {
+        self.move_pool(tenant, cluster, ids, false, touched)
+    }
+
+    /// Puts brokers into `tenant`'s pool (`assign`) or back into the free
+    /// pool. All or nothing: every broker is checked before any changes.
+    fn move_pool(
+        &mut self,
+        tenant: &str,
+        cluster: &str,
+        ids: &[i32],
+        assign: bool,
+        touched: &mut Vec<Key>,
+    ) -> CommandResponse {
         if let Some(missing) = self.missing_tenant_or_cluster(tenant, cluster) {
             return missing;
         }
         for id in ids {
-            match self.brokers.get(&(cluster.to_string(), *id)) {
-                None => return not_found(format!("broker {id} in cluster {cluster:?}")),
-                Some(b) if b.pool.as_deref() != Some(tenant) => {
+            let Some(b) = self.brokers.get(&(cluster.to_string(), *id)) else {
+                return not_found(format!("broker {id} in cluster {cluster:?}"));
+            };
+            match (&b.pool, assign) {
+                (Some(p), true) if p != tenant => {
+                    return precondition(format!(
+                        "broker {id} of cluster {cluster:?} already belongs to tenant {p:?}'s pool"
+                    ))
+                }
+                (p, false) if p.as_deref() != Some(tenant) => {
                     return precondition(format!(
                         "broker {id} of cluster {cluster:?} is not in tenant {tenant:?}'s pool"
                     ))
                 }
-                Some(_) => {}
+                _ => {}
             }
         }
+        let target = assign.then(|| tenant.to_string());
         for id in ids {
             let key = (cluster.to_string(), *id);
             if let Some(b) = self.brokers.get_mut(&key) {
-                b.pool = None;
-                touched.push(Key::Broker(key.0, key.1));
+                if b.pool != target {
+                    b.pool = target.clone();
+                    touched.push(Key::Broker(key.0, key.1));
+                }
             }
         }
         self.pool_response(tenant)

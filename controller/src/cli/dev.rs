@@ -67,18 +67,7 @@ fn layout(dir: &Path) -> anyhow::Result<DevLayout> {
 fn spawn(dir: &Path, n: &DevNode) -> anyhow::Result<Child> {
     let node_dir = dir.join(format!("node-{}", n.id));
     std::fs::create_dir_all(&node_dir)?;
-    let cfg = NodeConfig {
-        node_id: n.id,
-        data_dir: node_dir.join("data"),
-        admin_listen: n.admin.clone(),
-        raft_listen: n.raft.clone(),
-        advertise_admin: None,
-        advertise_raft: None,
-        raft: Default::default(),
-        grpc: Default::default(),
-        auth: Default::default(),
-        tls: None,
-    };
+    let cfg = NodeConfig::new(n.id, node_dir.join("data"), n.admin.clone(), n.raft.clone());
     let cfg_path = node_dir.join("guardian.toml");
     std::fs::write(&cfg_path, toml::to_string(&cfg)?)?;
     let log = std::fs::File::create(node_dir.join("guardian.log"))?;

@@ -30,24 +30,16 @@ pub struct ServerArgs {
 fn config(a: &ServerArgs) -> anyhow::Result<NodeConfig> {
     let mut cfg = match &a.config {
         Some(p) => NodeConfig::load(p)?,
-        None => NodeConfig {
-            node_id: a.node_id.unwrap_or(0),
-            data_dir: a.data_dir.clone().unwrap_or_default(),
-            admin_listen: a
-                .admin_listen
+        None => NodeConfig::new(
+            a.node_id.unwrap_or(0),
+            a.data_dir.clone().unwrap_or_default(),
+            a.admin_listen
                 .clone()
                 .unwrap_or_else(|| "127.0.0.1:7070".into()),
-            raft_listen: a
-                .raft_listen
+            a.raft_listen
                 .clone()
                 .unwrap_or_else(|| "127.0.0.1:7071".into()),
-            advertise_admin: None,
-            advertise_raft: None,
-            raft: Default::default(),
-            grpc: Default::default(),
-            auth: Default::default(),
-            tls: None,
-        },
+        ),
     };
     if let Some(v) = a.node_id {
         cfg.node_id = v;
