@@ -19,12 +19,15 @@ use crate::handle::{Controller, LocalStatus};
 pub struct AdminService {
     ctl: Controller,
     tokens: BTreeMap<String, Role>,
+    /// For `RaftStatus` fan-out over the peers' raft ports.
+    peer_token: Option<String>,
 }
 
 impl AdminService {
-    pub fn new(ctl: Controller, auth: &AuthConfig) -> Self {
+    pub fn new(ctl: Controller, auth: &AuthConfig, peer_token: Option<String>) -> Self {
         Self {
             ctl,
+            peer_token,
             tokens: auth
                 .tokens
                 .iter()
@@ -160,7 +163,7 @@ fn unexpected(r: CommandResponse) -> Status {
 }
 
 /// Asks a peer for its status over the raft port, with a short deadline.
-async fn peer_status(id: u64, node: &GuardianNode) -> pb::NodeStatus {
+async fn peer_status(id: u64, node: &GuardianNode, token: Option<&str>) -> pb::NodeStatus {
     let unreachable = |e: String| pb::NodeStatus {
         id,
         admin_addr: node.admin_addr.clone(),
@@ -174,8 +177,8 @@ async fn peer_status(id: u64, node: &GuardianNode) -> pb::NodeStatus {
         Err(e) => return unreachable(e.to_string()),
     };
     let mut c = RaftPeerClient::new(ep.connect_lazy());
-    let mut req = Request::new(pb::NodeStatusRequest {});
-    req.set_timeout(Duration::from_secs(1));
+    let req =
+        crate::raft_net::peer_request(pb::NodeStatusRequest {}, Duration::from_secs(1), token);
     match c.node_status(req).await {
         Ok(r) => r.into_inner(),
         Err(e) => unreachable(e.message().to_string()),
@@ -277,9 +280,12 @@ impl GuardianAdmin for AdminService {
         let local = self.ctl.local_status();
         let mut members = local.members.clone();
         members.remove(&local.id);
-        let peers =
-            futures::future::join_all(members.iter().map(|(id, node)| peer_status(*id, node)))
-                .await;
+        let peers = futures::future::join_all(
+            members
+                .iter()
+                .map(|(id, node)| peer_status(*id, node, self.peer_token.as_deref())),
+        )
+        .await;
         let leader_id = local.leader_id.unwrap_or(0);
         let term = local.term;
         let mut nodes = vec![status_to_pb(local)];

@@ -83,6 +83,10 @@ pub struct RaftTuning {
     pub snapshot_chunk_bytes: u64,
     /// Entries per AppendEntries RPC.
     pub max_payload_entries: u64,
+    /// Shared secret every controller node sends on, and requires from, the
+    /// raft port (`x-guardian-peer-token`). Unset = the raft port trusts its
+    /// network.
+    pub peer_token: Option<String>,
 }
 
 impl Default for RaftTuning {
@@ -95,6 +99,7 @@ impl Default for RaftTuning {
             max_in_snapshot_log_to_keep: 1_000,
             snapshot_chunk_bytes: 1 << 20,
             max_payload_entries: 512,
+            peer_token: None,
         }
     }
 }
@@ -225,6 +230,14 @@ impl NodeConfig {
                 "raft.snapshot-chunk-bytes",
                 "must be >= 1024 and at most half of grpc.max-request-bytes",
             ));
+        }
+        if let Some(t) = &r.peer_token {
+            if t.len() < 16 || t.chars().any(|c| !c.is_ascii_graphic()) {
+                return Err(invalid(
+                    "raft.peer-token",
+                    "must be at least 16 printable ASCII characters",
+                ));
+            }
         }
         if r.max_payload_entries == 0 {
             return Err(invalid("raft.max-payload-entries", "must be > 0"));

@@ -111,9 +111,17 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         .local_addr()
         .map_err(|e| NodeError::Task(e.to_string()))?;
 
-    let raft = Raft::new(cfg.node_id, raft_config(&cfg)?, PeerNetwork, log, sm)
-        .await
-        .map_err(|e| NodeError::Raft(e.to_string()))?;
+    let raft = Raft::new(
+        cfg.node_id,
+        raft_config(&cfg)?,
+        PeerNetwork {
+            token: cfg.raft.peer_token.clone(),
+        },
+        log,
+        sm,
+    )
+    .await
+    .map_err(|e| NodeError::Raft(e.to_string()))?;
     tokio::spawn(hold_elections_until_settled(
         raft.clone(),
         Duration::from_millis(2 * cfg.raft.election_timeout_max_ms),
@@ -142,9 +150,12 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     let raft_srv = Server::builder()
         .tcp_nodelay(true)
         .add_service(
-            RaftPeerServer::new(RaftPeerService::new(ctl.clone()))
-                .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES),
+            RaftPeerServer::new(RaftPeerService::new(
+                ctl.clone(),
+                cfg.raft.peer_token.clone(),
+            ))
+            .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES),
         )
         .serve_with_incoming_shutdown(incoming(raft_listener), until_stopped(stop_rx.clone()));
 
@@ -162,8 +173,12 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         .with_service_name("grpc.reflection.v1.ServerReflection")
         .build_v1()
         .map_err(|e| NodeError::Task(e.to_string()))?;
-    let admin_svc = GuardianAdminServer::new(AdminService::new(ctl.clone(), &cfg.auth))
-        .max_decoding_message_size(cfg.grpc.max_request_bytes);
+    let admin_svc = GuardianAdminServer::new(AdminService::new(
+        ctl.clone(),
+        &cfg.auth,
+        cfg.raft.peer_token.clone(),
+    ))
+    .max_decoding_message_size(cfg.grpc.max_request_bytes);
     let mut admin_builder = Server::builder();
     if let Some(tls) = &cfg.tls {
         let read = |p: &std::path::Path| {

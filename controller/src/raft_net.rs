@@ -22,9 +22,25 @@ use tonic::transport::{Channel, Endpoint};
 /// Largest Raft message accepted or sent (entries batches, snapshot chunks).
 pub const MAX_RAFT_MESSAGE_BYTES: usize = 64 << 20;
 
+/// Metadata key carrying the shared peer token on the raft port.
+pub const PEER_TOKEN_KEY: &str = "x-guardian-peer-token";
+
+/// Builds a raft-port request with a deadline and the peer token, if any.
+pub fn peer_request<T>(msg: T, timeout: Duration, token: Option<&str>) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.set_timeout(timeout);
+    if let Some(Ok(v)) = token.map(tonic::metadata::MetadataValue::try_from) {
+        r.metadata_mut().insert(PEER_TOKEN_KEY, v);
+    }
+    r
+}
+
 /// Creates one [`PeerClient`] per target node.
 #[derive(Clone, Default)]
-pub struct PeerNetwork;
+pub struct PeerNetwork {
+    /// `raft.peer-token`, sent on every call.
+    pub token: Option<String>,
+}
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = PeerClient;
@@ -34,6 +50,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
             target,
             node: node.clone(),
             client: None,
+            token: self.token.clone(),
         }
     }
 }
@@ -43,6 +60,7 @@ pub struct PeerClient {
     target: NodeId,
     node: GuardianNode,
     client: Option<RaftPeerClient<Channel>>,
+    token: Option<String>,
 }
 
 type RpcErr<E = openraft::error::Infallible> = RPCError<NodeId, GuardianNode, RaftError<NodeId, E>>;
@@ -79,10 +97,8 @@ impl PeerClient {
         Ok(c)
     }
 
-    fn request<T>(msg: T, option: &RPCOption) -> tonic::Request<T> {
-        let mut r = tonic::Request::new(msg);
-        r.set_timeout(option.hard_ttl());
-        r
+    fn request<T>(&self, msg: T, option: &RPCOption) -> tonic::Request<T> {
+        peer_request(msg, option.hard_ttl(), self.token.as_deref())
     }
 }
 
@@ -100,7 +116,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         };
         let mut c = self.client().map_err(to_rpc_error)?;
         let resp = c
-            .append_entries(Self::request(msg, &option))
+            .append_entries(self.request(msg, &option))
             .await
             .map_err(to_rpc_error)?
             .into_inner();
@@ -132,7 +148,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         };
         let mut c = self.client().map_err(to_rpc_error)?;
         let resp = c
-            .install_snapshot(Self::request(msg, &option))
+            .install_snapshot(self.request(msg, &option))
             .await
             .map_err(to_rpc_error)?
             .into_inner();
@@ -172,7 +188,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         };
         let mut c = self.client().map_err(to_rpc_error)?;
         let resp = c
-            .vote(Self::request(msg, &option))
+            .vote(self.request(msg, &option))
             .await
             .map_err(to_rpc_error)?
             .into_inner();

@@ -16,13 +16,31 @@ use tonic::{Request, Response, Status};
 pub struct RaftPeerService {
     raft: Raft,
     ctl: Controller,
+    token: Option<String>,
 }
 
 impl RaftPeerService {
-    pub fn new(ctl: Controller) -> Self {
+    pub fn new(ctl: Controller, token: Option<String>) -> Self {
         Self {
             raft: ctl.raft.clone(),
             ctl,
+            token,
+        }
+    }
+
+    /// With `raft.peer-token` set, only callers presenting it get in.
+    fn check<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        let Some(want) = &self.token else {
+            return Ok(());
+        };
+        let got = req
+            .metadata()
+            .get(crate::raft_net::PEER_TOKEN_KEY)
+            .and_then(|v| v.to_str().ok());
+        if got == Some(want.as_str()) {
+            Ok(())
+        } else {
+            Err(Status::unauthenticated("missing or wrong peer token"))
         }
     }
 }
@@ -42,6 +60,7 @@ impl RaftPeer for RaftPeerService {
         &self,
         req: Request<pb::VoteRequest>,
     ) -> Result<Response<pb::VoteResponse>, Status> {
+        self.check(&req)?;
         let r = req.into_inner();
         let vote = required(r.vote, "vote").map_err(conv_err)?;
         let resp = self
@@ -64,6 +83,7 @@ impl RaftPeer for RaftPeerService {
         &self,
         req: Request<pb::AppendEntriesRequest>,
     ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
+        self.check(&req)?;
         let r = req.into_inner();
         let vote = required(r.vote, "vote").map_err(conv_err)?;
         let entries = r
@@ -98,8 +118,9 @@ impl RaftPeer for RaftPeerService {
 
     async fn node_status(
         &self,
-        _req: Request<pb::NodeStatusRequest>,
+        req: Request<pb::NodeStatusRequest>,
     ) -> Result<Response<pb::NodeStatus>, Status> {
+        self.check(&req)?;
         Ok(Response::new(crate::admin::status_to_pb(
             self.ctl.local_status(),
         )))
@@ -110,6 +131,7 @@ impl RaftPeer for RaftPeerService {
         &self,
         req: Request<pb::InstallSnapshotRequest>,
     ) -> Result<Response<pb::InstallSnapshotResponse>, Status> {
+        self.check(&req)?;
         let r = req.into_inner();
         let vote = required(r.vote, "vote").map_err(conv_err)?;
         let meta = required(r.meta, "meta").map_err(conv_err)?;

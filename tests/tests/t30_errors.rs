@@ -620,3 +620,55 @@ async fn t33_admin_port_speaks_tls_when_configured() {
         .expect_err("plaintext accepted by a TLS port");
     assert_ne!(err.code(), Code::Ok);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t34_raft_port_requires_the_peer_token_when_set() {
+    let extra = "[raft]\npeer-token = \"peer-secret-0123456789\"\n";
+    let c = TestCluster::start_with(3, extra).await;
+    // The group formed and replicates: peers present the token to each other.
+    c.client()
+        .call(|mut s| async move {
+            s.add_cluster(pb::AddClusterRequest {
+                cluster: Some(cluster("p")),
+            })
+            .await
+        })
+        .await
+        .unwrap();
+    let st = c
+        .client()
+        .call(|mut s| async move { s.raft_status(pb::RaftStatusRequest {}).await })
+        .await
+        .unwrap();
+    assert!(st.nodes.iter().all(|n| n.role != "unreachable"), "{st:?}");
+
+    // A stranger on the raft port is turned away before openraft sees anything.
+    use guardian_proto::pb::raft_peer_client::RaftPeerClient;
+    let mut stranger = RaftPeerClient::connect(format!("http://{}", c.node(1).raft))
+        .await
+        .unwrap();
+    let vote = pb::VoteRequest {
+        vote: Some(pb::Vote {
+            term: 999,
+            node_id: 9,
+            committed: false,
+        }),
+        last_log_id: None,
+    };
+    let err = stranger
+        .vote(vote.clone())
+        .await
+        .expect_err("vote without token accepted");
+    assert_eq!(err.code(), Code::Unauthenticated);
+    let mut wrong = tonic::Request::new(vote);
+    wrong
+        .metadata_mut()
+        .insert("x-guardian-peer-token", "nope".parse().unwrap());
+    assert_eq!(
+        stranger.vote(wrong).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+    // The stranger's term never reached Raft.
+    let s = c.node_status(1).await.unwrap();
+    assert!(s.term < 999, "term {}", s.term);
+}
