@@ -656,7 +656,7 @@ async fn t34_raft_port_requires_the_peer_token_when_set() {
         last_log_id: None,
     };
     let err = stranger
-        .vote(vote.clone())
+        .vote(vote)
         .await
         .expect_err("vote without token accepted");
     assert_eq!(err.code(), Code::Unauthenticated);
