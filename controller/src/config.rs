@@ -83,6 +83,9 @@ pub struct RaftTuning {
     pub snapshot_chunk_bytes: u64,
     /// Entries per AppendEntries RPC.
     pub max_payload_entries: u64,
+    /// Leader-side group commit: proposals in flight at once; writes arriving
+    /// meanwhile join the next batch entry.
+    pub max_proposals_in_flight: usize,
     /// Shared secret every controller node sends on, and requires from, the
     /// raft port (`x-guardian-peer-token`). Unset = the raft port trusts its
     /// network.
@@ -99,6 +102,7 @@ impl Default for RaftTuning {
             max_in_snapshot_log_to_keep: 1_000,
             snapshot_chunk_bytes: 1 << 20,
             max_payload_entries: 512,
+            max_proposals_in_flight: 1,
             peer_token: None,
         }
     }
@@ -230,6 +234,9 @@ impl NodeConfig {
                 "raft.snapshot-chunk-bytes",
                 "must be >= 1024 and at most half of grpc.max-request-bytes",
             ));
+        }
+        if r.max_proposals_in_flight == 0 || r.max_proposals_in_flight > 64 {
+            return Err(invalid("raft.max-proposals-in-flight", "must be 1..=64"));
         }
         if let Some(t) = &r.peer_token {
             if t.len() < 16 || t.chars().any(|c| !c.is_ascii_graphic()) {

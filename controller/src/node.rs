@@ -127,7 +127,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         Duration::from_millis(2 * cfg.raft.election_timeout_max_ms),
     ));
     let ctl = Controller {
-        proposer: crate::proposer::Proposer::start(raft.clone()),
+        proposer: crate::proposer::Proposer::start(raft.clone(), cfg.raft.max_proposals_in_flight),
         raft: raft.clone(),
         state,
         id: cfg.node_id,

@@ -13,8 +13,6 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use crate::error::ApiError;
 use crate::handle::write_error;
 
-/// Proposals in flight at once; more writes wait and join the next batch.
-const MAX_IN_FLIGHT: usize = 2;
 /// Upper bound on a batch's approximate encoded size.
 const MAX_BATCH_BYTES: usize = 1 << 20;
 /// Upper bound on requests per batch.
@@ -33,9 +31,10 @@ pub struct Proposer {
 
 impl Proposer {
     /// Starts the batching task; it ends when every handle is dropped.
-    pub fn start(raft: Raft) -> Self {
+    /// `max_in_flight`: proposals at once; more writes wait and join the next batch.
+    pub fn start(raft: Raft, max_in_flight: usize) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(raft, rx));
+        tokio::spawn(run(raft, rx, max_in_flight.max(1)));
         Self { tx }
     }
 
@@ -53,8 +52,8 @@ impl Proposer {
     }
 }
 
-async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Pending>) {
-    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Pending>, max_in_flight: usize) {
+    let slots = Arc::new(Semaphore::new(max_in_flight));
     while let Some(first) = rx.recv().await {
         // While every slot is busy, more writes queue up behind `first`.
         let Ok(permit) = slots.clone().acquire_owned().await else {
