@@ -172,7 +172,10 @@ async fn guardian_run(c: &TestCluster, clients: usize, secs: u64) -> anyhow::Res
 struct Etcd {
     children: Vec<Child>,
     endpoints: Vec<String>,
-    _dir: tempfile::TempDir,
+    /// How to (re)start each member (same data dir, same ports).
+    commands: Vec<Vec<String>>,
+    bin: String,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Etcd {
@@ -190,6 +193,101 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
+fn spawn_etcd(
+    bin: &str,
+    args: &[String],
+    dir: &std::path::Path,
+    i: usize,
+) -> anyhow::Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("e{i}.log")))?;
+    Command::new(bin)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {bin}"))
+}
+
+/// Index of the etcd member that is leader, as its own status reports.
+async fn etcd_leader(etcd: &Etcd) -> anyhow::Result<usize> {
+    for (i, ep) in etcd.endpoints.iter().enumerate() {
+        let Ok(mut one) = etcd_client::Client::connect([ep.clone()], None).await else {
+            continue;
+        };
+        if let Ok(s) = one.status().await {
+            if s.header().map(|h| h.member_id()) == Some(s.leader()) {
+                return Ok(i);
+            }
+        }
+    }
+    bail!("no etcd leader")
+}
+
+/// The same failover measurement against etcd: SIGKILL its leader, time to the
+/// next acknowledged put through a client of the surviving members.
+async fn etcd_failover(etcd: &mut Etcd, n: usize) -> anyhow::Result<Vec<f64>> {
+    let mut out = Vec::new();
+    for round in 0..n {
+        let leader = {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                match etcd_leader(etcd).await {
+                    Ok(l) => break l,
+                    Err(e) if Instant::now() > deadline => return Err(e),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        };
+        let others: Vec<String> = (0..etcd.endpoints.len())
+            .filter(|i| *i != leader)
+            .map(|i| etcd.endpoints[i].clone())
+            .collect();
+        let mut kv = etcd_client::Client::connect(others, None).await?;
+        kv.put("warm", "1", None).await?;
+        etcd.children[leader].kill()?;
+        let t = Instant::now();
+        loop {
+            match tokio::time::timeout(
+                Duration::from_millis(300),
+                kv.put("failover", round.to_string(), None),
+            )
+            .await
+            {
+                Ok(Ok(_)) => break,
+                _ if t.elapsed() > Duration::from_secs(30) => bail!("etcd did not recover"),
+                _ => {}
+            }
+        }
+        let ms = t.elapsed().as_secs_f64() * 1000.0;
+        eprintln!("etcd failover {round:>2}: next put acked after {ms:.0} ms");
+        out.push(ms);
+        let _ = etcd.children[leader].wait();
+        etcd.children[leader] =
+            spawn_etcd(&etcd.bin, &etcd.commands[leader], etcd.dir.path(), leader)?;
+        // Wait until the restarted member serves again.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ok =
+                match etcd_client::Client::connect([etcd.endpoints[leader].clone()], None).await {
+                    Ok(mut c) => c.status().await.is_ok(),
+                    Err(_) => false,
+                };
+            if ok {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("restarted etcd member did not come back");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Ok(out)
+}
+
 async fn start_etcd(bin: &str) -> anyhow::Result<Etcd> {
     let dir = tempfile::tempdir()?;
     let ports: Vec<(u16, u16)> = (0..3)
@@ -201,37 +299,30 @@ async fn start_etcd(bin: &str) -> anyhow::Result<Etcd> {
         .map(|(i, (_, peer))| format!("e{i}=http://127.0.0.1:{peer}"))
         .collect::<Vec<_>>()
         .join(",");
-    let mut children = Vec::new();
+    let mut commands = Vec::new();
     for (i, (client, peer)) in ports.iter().enumerate() {
-        let log = std::fs::File::create(dir.path().join(format!("e{i}.log")))?;
-        let child = Command::new(bin)
-            .args(["--name", &format!("e{i}")])
-            .arg("--data-dir")
-            .arg(dir.path().join(format!("e{i}")))
-            .args([
-                "--listen-client-urls",
-                &format!("http://127.0.0.1:{client}"),
-            ])
-            .args([
-                "--advertise-client-urls",
-                &format!("http://127.0.0.1:{client}"),
-            ])
-            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
-            .args([
-                "--initial-advertise-peer-urls",
-                &format!("http://127.0.0.1:{peer}"),
-            ])
-            .args([
-                "--initial-cluster",
-                &initial,
-                "--initial-cluster-state",
-                "new",
-            ])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {bin}"))?;
-        children.push(child);
+        commands.push(vec![
+            "--name".to_string(),
+            format!("e{i}"),
+            "--data-dir".to_string(),
+            dir.path().join(format!("e{i}")).display().to_string(),
+            "--listen-client-urls".to_string(),
+            format!("http://127.0.0.1:{client}"),
+            "--advertise-client-urls".to_string(),
+            format!("http://127.0.0.1:{client}"),
+            "--listen-peer-urls".to_string(),
+            format!("http://127.0.0.1:{peer}"),
+            "--initial-advertise-peer-urls".to_string(),
+            format!("http://127.0.0.1:{peer}"),
+            "--initial-cluster".to_string(),
+            initial.clone(),
+            "--initial-cluster-state".to_string(),
+            "new".to_string(),
+        ]);
+    }
+    let mut children = Vec::new();
+    for i in 0..commands.len() {
+        children.push(spawn_etcd(bin, &commands[i], dir.path(), i)?);
     }
     let endpoints: Vec<String> = ports
         .iter()
@@ -240,7 +331,9 @@ async fn start_etcd(bin: &str) -> anyhow::Result<Etcd> {
     let etcd = Etcd {
         children,
         endpoints,
-        _dir: dir,
+        commands,
+        bin: bin.to_string(),
+        dir,
     };
     let mut client = etcd_client::Client::connect(etcd.endpoints.clone(), None).await?;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -379,7 +472,7 @@ async fn main() -> anyhow::Result<()> {
 
     if !a.skip_etcd {
         match start_etcd(&a.etcd).await {
-            Ok(etcd) => {
+            Ok(mut etcd) => {
                 let mut e = etcd_run(&etcd, a.clients, a.secs).await?;
                 println!("{}", e.line("etcd (3 members)"));
                 let mut e1 = etcd_run(&etcd, 1, a.latency_secs).await?;
@@ -390,6 +483,17 @@ async fn main() -> anyhow::Result<()> {
                     g1.pct(0.99),
                     e1.pct(0.99)
                 );
+                if a.failovers > 0 {
+                    let mut f = etcd_failover(&mut etcd, a.failovers).await?;
+                    println!(
+                        "etcd failover (SIGKILL leader -> next acked put), {} rounds: p50 {:.0} ms  p99 {:.0} ms  min {:.0} ms  max {:.0} ms",
+                        f.len(),
+                        pct(&mut f, 0.5),
+                        pct(&mut f, 0.99),
+                        pct(&mut f, 0.0),
+                        pct(&mut f, 1.0)
+                    );
+                }
             }
             Err(e) => println!("etcd comparison skipped: {e:#} (apt-get install etcd-server)"),
         }
