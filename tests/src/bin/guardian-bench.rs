@@ -320,10 +320,11 @@ async fn start_etcd(bin: &str) -> anyhow::Result<Etcd> {
             "new".to_string(),
         ]);
     }
-    let mut children = Vec::new();
-    for i in 0..commands.len() {
-        children.push(spawn_etcd(bin, &commands[i], dir.path(), i)?);
-    }
+    let children = commands
+        .iter()
+        .enumerate()
+        .map(|(i, args)| spawn_etcd(bin, args, dir.path(), i))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let endpoints: Vec<String> = ports
         .iter()
         .map(|(c, _)| format!("127.0.0.1:{c}"))
