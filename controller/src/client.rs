@@ -152,9 +152,18 @@ impl AdminClient {
         let mut backoff = Duration::from_millis(5);
         loop {
             let target = next.clone();
-            let res = match self.stub(&target) {
-                Ok(stub) => f(stub).await,
-                Err(e) => return Err(e),
+            let stub = self.stub(&target)?;
+            // No attempt outlives the call's deadline (a leader without a
+            // quorum would otherwise hold the request until the server gives up).
+            let left = self.deadline.saturating_sub(start.elapsed());
+            let res = match tokio::time::timeout(left, f(stub)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    return Err(Status::deadline_exceeded(format!(
+                        "no answer from {target} within {:?}",
+                        self.deadline
+                    )))
+                }
             };
             let status = match res {
                 Ok(r) => {

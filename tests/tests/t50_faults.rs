@@ -196,3 +196,43 @@ async fn t52_without_quorum_a_write_fails_by_its_deadline() {
     c.wait_leader(Duration::from_secs(15)).await;
     add(&c.client(), "after-quorum").await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t53_cli_gives_up_at_its_timeout_without_quorum() {
+    let mut c = TestCluster::start(3).await;
+    let leader = c.wait_leader(Duration::from_secs(10)).await;
+    for id in c
+        .nodes
+        .iter()
+        .map(|n| n.id)
+        .filter(|id| *id != leader)
+        .collect::<Vec<_>>()
+    {
+        c.kill(id);
+    }
+    let t = Instant::now();
+    let (code, _, err) = guardian_tests::cli(&[
+        "--endpoints",
+        &c.node(leader).admin,
+        "--timeout-secs",
+        "1",
+        "cluster",
+        "add",
+        "--name",
+        "x",
+        "--bootstrap",
+        "k:9092",
+        "--idc",
+        "e",
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert!(
+        err.contains("DEADLINE_EXCEEDED") || err.contains("UNAVAILABLE"),
+        "{err}"
+    );
+}
