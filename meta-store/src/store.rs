@@ -127,6 +127,7 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), OpenError> {
         what,
     })?;
     let log = LogStore {
+        cache: Default::default(),
         db: db.clone(),
         syncer: WalSyncer::start(Arc::downgrade(&db))
             .map_err(|source| OpenError::Thread { source })?,
@@ -156,11 +157,84 @@ fn decode<M: Message + Default>(bytes: &[u8]) -> Result<M, String> {
 // ---------------------------------------------------------------------------
 // Log store
 
-/// The Raft log in RocksDB. Cheap to clone (shares the DB).
+/// The Raft log in RocksDB. Cheap to clone (shares the DB and the cache).
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
     syncer: WalSyncer,
+    cache: Arc<std::sync::Mutex<LogCache>>,
+}
+
+/// The most recent log entries, decoded, so replication (which re-reads what
+/// was just appended) skips RocksDB reads and protobuf decoding. Bounded by an
+/// approximate byte budget; always a contiguous run of indexes.
+#[derive(Default)]
+struct LogCache {
+    entries: std::collections::BTreeMap<u64, (Entry, usize)>,
+    bytes: usize,
+}
+
+/// Approximate memory the log cache may hold.
+const LOG_CACHE_BYTES: usize = 64 << 20;
+
+fn entry_weight(e: &Entry) -> usize {
+    match &e.payload {
+        EntryPayload::Normal(r) => 64 + r.command.approx_size(),
+        _ => 256,
+    }
+}
+
+impl LogCache {
+    fn insert(&mut self, e: Entry) {
+        let idx = e.log_id.index;
+        // Keep the run contiguous: an append that does not continue it restarts it.
+        if let Some((&last, _)) = self.entries.last_key_value() {
+            if idx != last + 1 {
+                self.clear();
+            }
+        }
+        let w = entry_weight(&e);
+        self.bytes += w;
+        self.entries.insert(idx, (e, w));
+        while self.bytes > LOG_CACHE_BYTES {
+            match self.entries.pop_first() {
+                Some((_, (_, w))) => self.bytes -= w,
+                None => break,
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
+
+    /// Drops indexes >= `from` (truncate) or <= `upto` (purge).
+    fn retain(&mut self, keep: impl Fn(u64) -> bool) {
+        let bytes = &mut self.bytes;
+        self.entries.retain(|i, (_, w)| {
+            let k = keep(*i);
+            if !k {
+                *bytes -= *w;
+            }
+            k
+        });
+    }
+
+    /// `start..end` if every index in it is cached.
+    fn get(&self, start: u64, end: u64) -> Option<Vec<Entry>> {
+        let (&first, _) = self.entries.first_key_value()?;
+        let (&last, _) = self.entries.last_key_value()?;
+        if start < first || end > last + 1 || start >= end {
+            return None;
+        }
+        Some(
+            self.entries
+                .range(start..end)
+                .map(|(_, (e, _))| e.clone())
+                .collect(),
+        )
+    }
 }
 
 /// Group commit: appends queue their flush callbacks here; one thread syncs
@@ -230,6 +304,21 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(i) => i + 1,
             Bound::Unbounded => 0,
         };
+        let end = match range.end_bound() {
+            Bound::Included(i) => Some(i + 1),
+            Bound::Excluded(i) => Some(*i),
+            Bound::Unbounded => None,
+        };
+        if let Some(end) = end {
+            let cached = self
+                .cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(start, end);
+            if let Some(entries) = cached {
+                return Ok(entries);
+            }
+        }
         let logs = cf(&self.db, CF_LOGS);
         let mut out = Vec::new();
         let iter = self.db.iterator_cf(
@@ -320,16 +409,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let logs = cf(&self.db, CF_LOGS);
         let mut batch = WriteBatch::default();
-        for e in entries {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        for e in &entries {
             batch.put_cf(
                 logs,
                 index_key(e.log_id.index),
-                codec::entry_to_pb(&e).encode_to_vec(),
+                codec::entry_to_pb(e).encode_to_vec(),
             );
         }
         // Written (readable) now; durable when the syncer calls back.
         match self.db.write(batch) {
             Ok(()) => {
+                let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+                for e in entries {
+                    cache.insert(e);
+                }
+                drop(cache);
                 if let Err(e) = self.syncer.tx.send(callback) {
                     let err = std::io::Error::other("WAL sync thread is gone");
                     e.0.log_io_completed(Err(std::io::Error::other("WAL sync thread is gone")));
@@ -345,6 +440,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|i| i < log_id.index);
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(
             cf(&self.db, CF_LOGS),
@@ -358,6 +457,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|i| i > log_id.index);
         let mut batch = WriteBatch::default();
         batch.put_cf(
             cf(&self.db, CF_META),
@@ -779,6 +882,33 @@ mod tests {
     #[test]
     fn openraft_storage_suite() -> Result<(), StorageError> {
         Suite::test_all(RocksBuilder)
+    }
+
+    fn blank(index: u64) -> Entry {
+        Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Blank,
+        }
+    }
+
+    #[test]
+    fn log_cache_serves_only_contiguous_cached_ranges() {
+        let mut c = LogCache::default();
+        for i in 5..10 {
+            c.insert(blank(i));
+        }
+        assert_eq!(c.get(5, 10).map(|v| v.len()), Some(5));
+        assert!(c.get(4, 6).is_none(), "4 is not cached");
+        assert!(c.get(8, 11).is_none(), "10 is not cached");
+        c.retain(|i| i < 8); // truncate at 8
+        assert!(c.get(7, 9).is_none());
+        c.insert(blank(8));
+        assert_eq!(c.get(7, 9).map(|v| v.len()), Some(2));
+        c.insert(blank(20)); // not contiguous: the run restarts
+        assert!(c.get(8, 9).is_none());
+        assert_eq!(c.get(20, 21).map(|v| v.len()), Some(1));
+        c.retain(|i| i > 20); // purge up to 20
+        assert!(c.entries.is_empty() && c.bytes == 0);
     }
 
     #[test]
