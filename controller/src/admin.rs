@@ -98,6 +98,36 @@ impl AdminService {
         }
     }
 
+    /// Puts brokers into (`assign`) or releases them from a tenant's pool and
+    /// returns the tenant's pool as applied.
+    async fn change_pool(
+        &self,
+        req: Request<pb::PoolRequest>,
+        assign: bool,
+    ) -> Result<Response<pb::TenantInfo>, Status> {
+        self.authorize(&req, Role::Operator, "change the registry")?;
+        let pb::PoolRequest {
+            tenant,
+            cluster,
+            broker_ids,
+        } = req.into_inner();
+        let cmd = if assign {
+            Command::AssignPool {
+                tenant: tenant.clone(),
+                cluster,
+                broker_ids,
+            }
+        } else {
+            Command::ReleasePool {
+                tenant: tenant.clone(),
+                cluster,
+                broker_ids,
+            }
+        };
+        self.write(cmd).await?;
+        Ok(Response::new(self.tenant_info(&tenant)?))
+    }
+
     fn tenant_info(&self, name: &str) -> Result<pb::TenantInfo, ApiError> {
         let st = self.ctl.state();
         let t = st
@@ -477,16 +507,7 @@ impl GuardianAdmin for AdminService {
         &self,
         req: Request<pb::PoolRequest>,
     ) -> Result<Response<pb::TenantInfo>, Status> {
-        self.authorize(&req, Role::Operator, "change the registry")?;
-        let r = req.into_inner();
-        let tenant = r.tenant.clone();
-        self.write(Command::AssignPool {
-            tenant: r.tenant,
-            cluster: r.cluster,
-            broker_ids: r.broker_ids,
-        })
-        .await?;
-        Ok(Response::new(self.tenant_info(&tenant)?))
+        self.change_pool(req, true).await
     }
 
     #[tracing::instrument(skip_all)]
@@ -494,16 +515,7 @@ impl GuardianAdmin for AdminService {
         &self,
         req: Request<pb::PoolRequest>,
     ) -> Result<Response<pb::TenantInfo>, Status> {
-        self.authorize(&req, Role::Operator, "change the registry")?;
-        let r = req.into_inner();
-        let tenant = r.tenant.clone();
-        self.write(Command::ReleasePool {
-            tenant: r.tenant,
-            cluster: r.cluster,
-            broker_ids: r.broker_ids,
-        })
-        .await?;
-        Ok(Response::new(self.tenant_info(&tenant)?))
+        self.change_pool(req, false).await
     }
 
     #[tracing::instrument(skip_all)]
