@@ -5,12 +5,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use guardian_proto::conv::{id_kind_from_pb, required, uuid_from_bytes, ConvError};
-use guardian_proto::domain::{IdKind, Request};
+use guardian_proto::conv::{required, ConvError};
+use guardian_proto::domain::Request;
 use guardian_proto::pb;
 use openraft::{CommittedLeaderId, EntryPayload};
 
-use crate::registry::Registry;
 use crate::types::{
     Entry, GuardianNode, LogId, Membership, NodeId, SnapshotMeta, StoredMembership, Vote,
 };
@@ -145,56 +144,6 @@ pub fn snapshot_meta_from_pb(m: pb::SnapshotMeta) -> SnapshotMeta {
             .unwrap_or_default(),
         snapshot_id: m.snapshot_id,
     }
-}
-
-/// The registry as a snapshot message (ordered, so encoding is deterministic).
-pub fn registry_to_pb(r: &Registry) -> pb::RegistrySnapshot {
-    let mut by_kind: BTreeMap<IdKind, Vec<Vec<u8>>> = BTreeMap::new();
-    for (id, kind) in &r.issued {
-        by_kind.entry(*kind).or_default().push(id.0.to_vec());
-    }
-    pb::RegistrySnapshot {
-        clusters: r.clusters.values().cloned().map(Into::into).collect(),
-        brokers: r.brokers.values().cloned().map(Into::into).collect(),
-        tenants: r.tenants.values().cloned().map(Into::into).collect(),
-        policies: r.policies.values().cloned().map(Into::into).collect(),
-        issued_ids: by_kind
-            .into_iter()
-            .map(|(kind, ids)| pb::IssuedIds {
-                kind: pb::IdKind::from(kind) as i32,
-                ids,
-            })
-            .collect(),
-        next_cluster_id: r.next_cluster_id,
-    }
-}
-
-pub fn registry_from_pb(s: pb::RegistrySnapshot) -> Result<Registry, ConvError> {
-    let mut r = Registry {
-        next_cluster_id: s.next_cluster_id,
-        ..Default::default()
-    };
-    for c in s.clusters {
-        r.clusters.insert(c.name.clone(), c.into());
-    }
-    for b in s.brokers {
-        r.brokers.insert((b.cluster.clone(), b.broker_id), b.into());
-    }
-    for t in s.tenants {
-        r.tenants.insert(t.name.clone(), t.into());
-    }
-    for p in s.policies {
-        r.policies
-            .insert((p.cluster.clone(), p.topic.clone()), p.into());
-    }
-    for set in s.issued_ids {
-        let kind = id_kind_from_pb(set.kind, "issued_ids.kind")?;
-        for id in set.ids {
-            r.issued
-                .insert(uuid_from_bytes(&id, "issued_ids.ids")?, kind);
-        }
-    }
-    Ok(r)
 }
 
 #[cfg(test)]

@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use guardian_proto::domain::{
     Broker, Cluster, Command, IdKind, KafkaUuid, PlacementPolicy, Request, Tenant,
 };
+use guardian_proto::remote_log::PartitionKey;
 
+use crate::remote_log::RemoteLogState;
 use crate::types::{CommandResponse, Rejection};
 
 /// A persisted item of the registry (one RocksDB key in the `sm_data` family).
@@ -22,6 +24,16 @@ pub enum Key {
     Policy(String, String),
     Id(KafkaUuid),
     Counters,
+    /// Remote log: a partition's record (name, hosts, fence, deletion).
+    RlPartition(PartitionKey),
+    /// Remote log: a segment's metadata.
+    RlSegment(PartitionKey, KafkaUuid),
+    /// Remote log: (epoch, epoch start offset) → segment served by lookups.
+    RlOffset(PartitionKey, i32, i64),
+    /// Remote log: a segment listed for an epoch but not served by lookups.
+    RlUnref(PartitionKey, i32, KafkaUuid),
+    /// Remote log: highest offset ever copied for an epoch.
+    RlHighest(PartitionKey, i32),
 }
 
 /// The replicated federation registry.
@@ -34,6 +46,8 @@ pub struct Registry {
     /// Every id ever issued, of any kind: never handed out twice.
     pub issued: BTreeMap<KafkaUuid, IdKind>,
     pub next_cluster_id: u64,
+    /// Tiered-storage metadata (KIP-405).
+    pub remote_log: RemoteLogState,
 }
 
 fn not_found(what: impl Into<String>) -> CommandResponse {
@@ -60,6 +74,23 @@ impl Registry {
         match &req.command {
             Command::Batch(items) => {
                 CommandResponse::Batch(items.iter().map(|i| self.apply(i, touched)).collect())
+            }
+            Command::RemoteLog(events) => {
+                CommandResponse::RemoteLog(self.remote_log.apply_events(events, touched))
+            }
+            Command::TrackPartitions {
+                broker_id,
+                partitions,
+            } => match self.remote_log.track(*broker_id, partitions, touched) {
+                Ok(()) => CommandResponse::Done,
+                Err(r) => CommandResponse::Rejected(r),
+            },
+            Command::UntrackPartitions {
+                broker_id,
+                partitions,
+            } => {
+                self.remote_log.untrack(*broker_id, partitions, touched);
+                CommandResponse::Done
             }
             Command::AddCluster(c) => self.add_cluster(c, now, touched),
             Command::RemoveCluster { name } => self.remove_cluster(name, touched),

@@ -4,8 +4,12 @@
 //! - `meta`: on-disk format version, vote, committed log id, last purged log id.
 //! - `logs`: index (u64 big-endian) → `pb::Entry`.
 //! - `sm_meta`: last applied log id, last membership.
-//! - `sm_data`: the registry, one key per item (see [`Key`]), protobuf values.
-//! - `snapshot`: the current snapshot (`pb::StoredSnapshot`).
+//! - `sm_data`: the replicated state, one key per item; layout in
+//!   [`crate::state_keys`].
+//! - `sm_meta` also holds `installing` while a snapshot is being streamed in
+//!   (an interrupted install is finished at the next open).
+//! - `snapshot`: the current snapshot's meta and file name
+//!   (`pb::StoredSnapshot`); the file lives in `<dir>/snapshots/`.
 //!
 //! Votes, truncations and purges are written with `sync = true` before they
 //! return. Appends are written to the WAL at once (so they are readable) and
@@ -18,10 +22,11 @@
 // openraft's trait methods return its (large) `StorageError`; helpers return it too.
 #![allow(clippy::result_large_err)]
 
-use std::io::Cursor;
 use std::ops::{Bound, RangeBounds};
-use std::path::Path;
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+
+use tokio::io::AsyncSeekExt;
 
 use guardian_proto::pb;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine};
@@ -33,14 +38,16 @@ use rocksdb::{
 };
 
 use crate::codec;
-use crate::registry::{Key, Registry};
+use crate::registry::Registry;
+use crate::snapshot_file::{self, SnapshotWriter};
+use crate::state_keys;
 use crate::types::{
     CommandResponse, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership,
     TypeConfig, Vote,
 };
 
 /// The on-disk format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 const CF_META: &str = "meta";
 const CF_LOGS: &str = "logs";
@@ -55,6 +62,7 @@ const K_PURGED: &[u8] = b"last_purged";
 const K_APPLIED: &[u8] = b"last_applied";
 const K_MEMBERSHIP: &[u8] = b"last_membership";
 const K_SNAPSHOT: &[u8] = b"current";
+const K_INSTALLING: &[u8] = b"installing";
 
 /// Errors opening the store.
 #[derive(Debug, thiserror::Error)]
@@ -122,10 +130,17 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), OpenError> {
         }
     }
 
-    let state = load_state(&db).map_err(|what| OpenError::Corrupt {
+    let snap_dir = dir.join("snapshots");
+    std::fs::create_dir_all(&snap_dir).map_err(|e| OpenError::Corrupt {
+        path: path.clone(),
+        what: format!("creating {}: {e}", snap_dir.display()),
+    })?;
+    let state = load_state(&db, &snap_dir).map_err(|what| OpenError::Corrupt {
         path: path.clone(),
         what,
     })?;
+    let keep = current_snapshot_record(&db).ok().flatten().map(|(_, f)| f);
+    remove_stale_snapshot_files(&snap_dir, keep.as_deref(), true);
     let log = LogStore {
         cache: Default::default(),
         db: db.clone(),
@@ -136,6 +151,8 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), OpenError> {
         db,
         state: Arc::new(RwLock::new(state)),
         snapshot_seq: 0,
+        snap_dir,
+        receiving: Default::default(),
     };
     Ok((log, sm))
 }
@@ -490,10 +507,15 @@ pub struct SmState {
 }
 
 /// The state machine in RocksDB, with an in-memory copy for reads.
+/// Snapshots are files in `<data dir>/snapshots` ([`snapshot_file`]).
 pub struct StateMachineStore {
     db: Arc<DB>,
     state: Arc<RwLock<SmState>>,
     snapshot_seq: u64,
+    snap_dir: PathBuf,
+    /// The file a snapshot is being received into (set by
+    /// `begin_receiving_snapshot`, taken by `install_snapshot`).
+    receiving: Arc<Mutex<Option<PathBuf>>>,
 }
 
 /// A read handle on the applied state, shared with the API layer.
@@ -509,125 +531,210 @@ impl StateReader {
     }
 }
 
-fn key_bytes(k: &Key) -> Vec<u8> {
-    let mut out = Vec::new();
-    match k {
-        Key::Cluster(n) => {
-            out.extend_from_slice(b"c\0");
-            out.extend_from_slice(n.as_bytes());
-        }
-        Key::Broker(c, id) => {
-            out.extend_from_slice(b"b\0");
-            out.extend_from_slice(c.as_bytes());
-            out.push(0);
-            out.extend_from_slice(&((*id as i64 - i32::MIN as i64) as u32).to_be_bytes());
-        }
-        Key::Tenant(n) => {
-            out.extend_from_slice(b"t\0");
-            out.extend_from_slice(n.as_bytes());
-        }
-        Key::Policy(c, t) => {
-            out.extend_from_slice(b"p\0");
-            out.extend_from_slice(c.as_bytes());
-            out.push(0);
-            out.extend_from_slice(t.as_bytes());
-        }
-        Key::Id(u) => {
-            out.extend_from_slice(b"i\0");
-            out.extend_from_slice(&u.0);
-        }
-        Key::Counters => out.extend_from_slice(b"n\0"),
-    }
-    out
+fn err_str(e: impl std::fmt::Display) -> String {
+    e.to_string()
 }
 
-/// The current value of `k`, encoded; `None` if it no longer exists.
-fn value_bytes(r: &Registry, k: &Key) -> Option<Vec<u8>> {
-    match k {
-        Key::Cluster(n) => r
-            .clusters
-            .get(n)
-            .map(|c| pb::Cluster::from(c.clone()).encode_to_vec()),
-        Key::Broker(c, id) => r
-            .brokers
-            .get(&(c.clone(), *id))
-            .map(|b| pb::Broker::from(b.clone()).encode_to_vec()),
-        Key::Tenant(n) => r
-            .tenants
-            .get(n)
-            .map(|t| pb::Tenant::from(t.clone()).encode_to_vec()),
-        Key::Policy(c, t) => r
-            .policies
-            .get(&(c.clone(), t.clone()))
-            .map(|p| pb::PlacementPolicy::from(p.clone()).encode_to_vec()),
-        Key::Id(u) => r.issued.get(u).map(|k| {
-            pb::IssuedIds {
-                kind: pb::IdKind::from(*k) as i32,
-                ids: vec![],
-            }
-            .encode_to_vec()
-        }),
-        Key::Counters => Some(r.next_cluster_id.to_be_bytes().to_vec()),
-    }
+fn load_sm_meta(
+    get: impl Fn(&[u8]) -> Result<Option<Vec<u8>>, rocksdb::Error>,
+) -> Result<(Option<LogId>, StoredMembership), String> {
+    let applied = match get(K_APPLIED).map_err(err_str)? {
+        Some(v) => Some(codec::log_id_from_pb(&decode::<pb::LogId>(&v)?)),
+        None => None,
+    };
+    let membership = match get(K_MEMBERSHIP).map_err(err_str)? {
+        Some(v) => codec::stored_membership_from_pb(decode(&v)?),
+        None => StoredMembership::default(),
+    };
+    Ok((applied, membership))
 }
 
-fn load_state(db: &DB) -> Result<SmState, String> {
+/// Loads the persisted state machine; finishes an interrupted snapshot
+/// install first.
+fn load_state(db: &DB, snap_dir: &Path) -> Result<SmState, String> {
     let sm_meta = cf(db, CF_SM_META);
-    let mut st = SmState::default();
-    if let Some(v) = db.get_cf(sm_meta, K_APPLIED).map_err(|e| e.to_string())? {
-        st.last_applied = Some(codec::log_id_from_pb(&decode::<pb::LogId>(&v)?));
+    if db.get_cf(sm_meta, K_INSTALLING).map_err(err_str)?.is_some() {
+        let (meta, file) = current_snapshot_record(db)?
+            .ok_or("a snapshot install was interrupted but no snapshot is recorded")?;
+        tracing::warn!(snapshot = %meta.snapshot_id, "finishing an interrupted snapshot install");
+        return ingest_snapshot(db, &meta, &snap_dir.join(file));
     }
-    if let Some(v) = db
-        .get_cf(sm_meta, K_MEMBERSHIP)
-        .map_err(|e| e.to_string())?
-    {
-        st.last_membership = codec::stored_membership_from_pb(decode(&v)?);
-    }
-    let r = &mut st.registry;
+    let (last_applied, last_membership) = load_sm_meta(|k| db.get_cf(sm_meta, k))?;
+    let mut st = SmState {
+        last_applied,
+        last_membership,
+        registry: Registry::default(),
+    };
     for item in db.iterator_cf(cf(db, CF_SM_DATA), IteratorMode::Start) {
-        let (k, v) = item.map_err(|e| e.to_string())?;
-        match k.get(..2) {
-            Some(b"c\0") => {
-                let c: pb::Cluster = decode(&v)?;
-                r.clusters.insert(c.name.clone(), c.into());
-            }
-            Some(b"b\0") => {
-                let b: pb::Broker = decode(&v)?;
-                r.brokers.insert((b.cluster.clone(), b.broker_id), b.into());
-            }
-            Some(b"t\0") => {
-                let t: pb::Tenant = decode(&v)?;
-                r.tenants.insert(t.name.clone(), t.into());
-            }
-            Some(b"p\0") => {
-                let p: pb::PlacementPolicy = decode(&v)?;
-                r.policies
-                    .insert((p.cluster.clone(), p.topic.clone()), p.into());
-            }
-            Some(b"i\0") => {
-                let ids: pb::IssuedIds = decode(&v)?;
-                let kind = guardian_proto::conv::id_kind_from_pb(ids.kind, "kind")
-                    .map_err(|e| e.to_string())?;
-                let id = guardian_proto::conv::uuid_from_bytes(&k[2..], "id")
-                    .map_err(|e| e.to_string())?;
-                r.issued.insert(id, kind);
-            }
-            Some(b"n\0") => {
-                let b: [u8; 8] = v
-                    .as_ref()
-                    .try_into()
-                    .map_err(|_| "bad counter".to_string())?;
-                r.next_cluster_id = u64::from_be_bytes(b);
-            }
-            _ => {
-                return Err(format!(
-                    "unknown state key {:?}",
-                    String::from_utf8_lossy(&k)
-                ))
-            }
-        }
+        let (k, v) = item.map_err(err_str)?;
+        state_keys::load_kv(&mut st.registry, &k, &v)?;
     }
     Ok(st)
+}
+
+fn sm_meta_batch(db: &DB, batch: &mut WriteBatch, st: &SmState) {
+    let sm_meta = cf(db, CF_SM_META);
+    if let Some(l) = &st.last_applied {
+        batch.put_cf(sm_meta, K_APPLIED, codec::log_id_to_pb(l).encode_to_vec());
+    }
+    batch.put_cf(
+        sm_meta,
+        K_MEMBERSHIP,
+        codec::stored_membership_to_pb(&st.last_membership).encode_to_vec(),
+    );
+}
+
+/// The recorded current snapshot: its meta and file name.
+fn current_snapshot_record(db: &DB) -> Result<Option<(SnapshotMeta, String)>, String> {
+    let Some(v) = db
+        .get_cf(cf(db, CF_SNAPSHOT), K_SNAPSHOT)
+        .map_err(err_str)?
+    else {
+        return Ok(None);
+    };
+    let stored: pb::StoredSnapshot = decode(&v)?;
+    Ok(Some((
+        codec::snapshot_meta_from_pb(stored.meta.unwrap_or_default()),
+        stored.file,
+    )))
+}
+
+fn snapshot_record_batch(db: &DB, batch: &mut WriteBatch, meta: &SnapshotMeta, file: &str) {
+    let stored = pb::StoredSnapshot {
+        meta: Some(codec::snapshot_meta_to_pb(meta)),
+        file: file.to_string(),
+    };
+    batch.put_cf(cf(db, CF_SNAPSHOT), K_SNAPSHOT, stored.encode_to_vec());
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// A snapshot id as a safe file name.
+fn snapshot_file_name(id: &str) -> String {
+    let clean: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{clean}.snap")
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Removes every snapshot file but `keep` (and, at open, partial receives).
+fn remove_stale_snapshot_files(dir: &Path, keep: Option<&str>, partial_too: bool) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let stale = (name.ends_with(".snap") && Some(name.as_str()) != keep)
+            || name.ends_with(".tmp")
+            || (partial_too && name.ends_with(".part"));
+        if stale {
+            if let Err(err) = std::fs::remove_file(e.path()) {
+                tracing::warn!(file = %name, %err, "removing an old snapshot file");
+            }
+        }
+    }
+}
+
+/// Writes a snapshot file from one consistent RocksDB view (bounded memory:
+/// records stream from the iterator to the file).
+fn build_snapshot_file(db: &DB, dir: &Path, seq: u64) -> Result<(SnapshotMeta, PathBuf), String> {
+    // Make the applied state durable first: the log may be purged up to it.
+    db.flush_wal(true).map_err(err_str)?;
+    let view = db.snapshot();
+    let sm_meta = cf(db, CF_SM_META);
+    let (last_applied, last_membership) = load_sm_meta(|k| view.get_cf(sm_meta, k))?;
+    let snapshot_id = match &last_applied {
+        Some(l) => format!(
+            "{}-{}-{}-{}",
+            l.leader_id.term, l.leader_id.node_id, l.index, seq
+        ),
+        None => format!("0-0-0-{seq}"),
+    };
+    let path = dir.join(snapshot_file_name(&snapshot_id));
+    let tmp = path.with_extension("tmp");
+    let mut w = SnapshotWriter::create(&tmp).map_err(err_str)?;
+    for item in view.iterator_cf(cf(db, CF_SM_DATA), IteratorMode::Start) {
+        let (k, v) = item.map_err(err_str)?;
+        w.put(&k, &v).map_err(err_str)?;
+    }
+    w.finish().map_err(err_str)?;
+    std::fs::rename(&tmp, &path).map_err(err_str)?;
+    sync_dir(dir).map_err(err_str)?;
+    let meta = SnapshotMeta {
+        last_log_id: last_applied,
+        last_membership,
+        snapshot_id,
+    };
+    Ok((meta, path))
+}
+
+/// Replaces the state with the snapshot file's: checks the whole file, then
+/// records it as current with an "installing" mark, then streams it in.
+fn install_snapshot_file(db: &DB, meta: &SnapshotMeta, path: &Path) -> Result<SmState, String> {
+    snapshot_file::read_records(path, |_, _| Ok(()))?;
+    let mut batch = WriteBatch::default();
+    snapshot_record_batch(db, &mut batch, meta, &file_name(path));
+    batch.put_cf(cf(db, CF_SM_META), K_INSTALLING, b"");
+    db.write_opt(batch, &sync_opts()).map_err(err_str)?;
+    ingest_snapshot(db, meta, path)
+}
+
+/// Streams a (checked) snapshot file into `sm_data` in bounded write
+/// batches, building the in-memory state alongside. Idempotent: rerun at
+/// open if interrupted (the "installing" mark is cleared only at the end).
+fn ingest_snapshot(db: &DB, meta: &SnapshotMeta, path: &Path) -> Result<SmState, String> {
+    const BATCH_BYTES: usize = 32 << 20;
+    let data = cf(db, CF_SM_DATA);
+    db.delete_range_cf(data, [0u8].as_slice(), [0xffu8; 4].as_slice())
+        .map_err(err_str)?;
+    let mut st = SmState {
+        last_applied: meta.last_log_id,
+        last_membership: meta.last_membership.clone(),
+        registry: Registry::default(),
+    };
+    // Without WAL: the memtables are flushed below before the mark is cleared.
+    let mut no_wal = WriteOptions::default();
+    no_wal.disable_wal(true);
+    let mut batch = WriteBatch::default();
+    snapshot_file::read_records(path, |k, v| {
+        state_keys::load_kv(&mut st.registry, k, v)?;
+        batch.put_cf(data, k, v);
+        if batch.size_in_bytes() >= BATCH_BYTES {
+            db.write_opt(std::mem::take(&mut batch), &no_wal)
+                .map_err(err_str)?;
+        }
+        Ok(())
+    })?;
+    db.write_opt(batch, &no_wal).map_err(err_str)?;
+    db.flush_cf(data).map_err(err_str)?;
+    let mut batch = WriteBatch::default();
+    sm_meta_batch(db, &mut batch, &st);
+    batch.delete_cf(cf(db, CF_SM_META), K_INSTALLING);
+    db.write_opt(batch, &sync_opts()).map_err(err_str)?;
+    Ok(st)
+}
+
+fn snapshot_io_err(meta: Option<&SnapshotMeta>, e: impl std::fmt::Display) -> StorageError {
+    StorageIOError::read_snapshot(
+        meta.map(|m| m.signature()),
+        &std::io::Error::other(e.to_string()),
+    )
+    .into()
 }
 
 impl StateMachineStore {
@@ -642,71 +749,44 @@ impl StateMachineStore {
         self.state.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn sm_meta_batch(&self, batch: &mut WriteBatch, st: &SmState) {
-        let sm_meta = cf(&self.db, CF_SM_META);
-        if let Some(l) = &st.last_applied {
-            batch.put_cf(sm_meta, K_APPLIED, codec::log_id_to_pb(l).encode_to_vec());
-        }
-        batch.put_cf(
-            sm_meta,
-            K_MEMBERSHIP,
-            codec::stored_membership_to_pb(&st.last_membership).encode_to_vec(),
-        );
-    }
-
-    fn encode_snapshot_data(st: &SmState) -> Vec<u8> {
-        pb::StateMachineData {
-            last_applied: codec::opt_log_id_to_pb(&st.last_applied),
-            last_membership: Some(codec::stored_membership_to_pb(&st.last_membership)),
-            registry: Some(codec::registry_to_pb(&st.registry)),
-        }
-        .encode_to_vec()
-    }
-
-    fn save_snapshot(&self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
-        let stored = pb::StoredSnapshot {
-            meta: Some(codec::snapshot_meta_to_pb(meta)),
-            data: data.to_vec(),
-        };
-        self.db
-            .put_cf_opt(
-                cf(&self.db, CF_SNAPSHOT),
-                K_SNAPSHOT,
-                stored.encode_to_vec(),
-                &sync_opts(),
-            )
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e).into())
+    async fn blocking<T: Send + 'static>(
+        &self,
+        meta: Option<&SnapshotMeta>,
+        f: impl FnOnce(&DB) -> Result<T, String> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| snapshot_io_err(meta, e))?
+            .map_err(|e| snapshot_io_err(meta, e))
     }
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
-        let (data, last_applied, last_membership) = {
-            let st = self.reader();
-            let st = st.read();
-            (
-                Self::encode_snapshot_data(&st),
-                st.last_applied,
-                st.last_membership.clone(),
-            )
-        };
-        self.snapshot_seq += 1;
-        let snapshot_id = match &last_applied {
-            Some(l) => format!(
-                "{}-{}-{}-{}",
-                l.leader_id.term, l.leader_id.node_id, l.index, self.snapshot_seq
-            ),
-            None => format!("0-0-0-{}", self.snapshot_seq),
-        };
-        let meta = SnapshotMeta {
-            last_log_id: last_applied,
-            last_membership,
-            snapshot_id,
-        };
-        self.save_snapshot(&meta, &data)?;
+        let (dir, seq) = (self.snap_dir.clone(), self.snapshot_seq);
+        let started = std::time::Instant::now();
+        let (meta, path) = self
+            .blocking(None, move |db| {
+                let (meta, path) = build_snapshot_file(db, &dir, seq)?;
+                let mut batch = WriteBatch::default();
+                snapshot_record_batch(db, &mut batch, &meta, &file_name(&path));
+                db.write_opt(batch, &sync_opts()).map_err(err_str)?;
+                remove_stale_snapshot_files(&dir, Some(&file_name(&path)), false);
+                Ok((meta, path))
+            })
+            .await?;
+        tracing::info!(
+            snapshot = %meta.snapshot_id,
+            ms = started.elapsed().as_millis() as u64,
+            "snapshot built"
+        );
+        let f = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| snapshot_io_err(Some(&meta), e))?;
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Box::new(f),
         })
     }
 }
@@ -742,16 +822,16 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 };
                 out.push(resp);
             }
-            touched.sort();
+            touched.sort_unstable();
             touched.dedup();
             let data = cf(&self.db, CF_SM_DATA);
             for k in &touched {
-                match value_bytes(&st.registry, k) {
-                    Some(v) => batch.put_cf(data, key_bytes(k), v),
-                    None => batch.delete_cf(data, key_bytes(k)),
+                match state_keys::value_bytes(&st.registry, k) {
+                    Some(v) => batch.put_cf(data, state_keys::key_bytes(k), v),
+                    None => batch.delete_cf(data, state_keys::key_bytes(k)),
                 }
             }
-            self.sm_meta_batch(&mut batch, &st);
+            sm_meta_batch(&self.db, &mut batch, &st);
         }
         self.db
             .write(batch)
@@ -760,103 +840,113 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.snapshot_seq += 1;
         StateMachineStore {
             db: self.db.clone(),
             state: self.state.clone(),
-            snapshot_seq: {
-                self.snapshot_seq += 1;
-                self.snapshot_seq
-            },
+            snapshot_seq: self.snapshot_seq,
+            snap_dir: self.snap_dir.clone(),
+            receiving: self.receiving.clone(),
         }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+        self.snapshot_seq += 1;
+        let path = self
+            .snap_dir
+            .join(format!("recv-{}.part", self.snapshot_seq));
+        let f = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        *self.receiving.lock().unwrap_or_else(|p| p.into_inner()) = Some(path);
+        Ok(Box::new(f))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        mut snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError> {
-        let data = snapshot.into_inner();
-        let bad = |e: String| {
-            StorageError::from(StorageIOError::read_snapshot(
-                Some(meta.signature()),
-                &std::io::Error::other(e),
-            ))
+        let started = std::time::Instant::now();
+        let io = |e: std::io::Error| {
+            StorageError::from(StorageIOError::write_snapshot(Some(meta.signature()), &e))
         };
-        let smd: pb::StateMachineData = decode(&data).map_err(bad)?;
-        let registry = codec::registry_from_pb(smd.registry.unwrap_or_default())
-            .map_err(|e| bad(e.to_string()))?;
-        let new_state = SmState {
-            last_applied: meta.last_log_id,
-            last_membership: meta.last_membership.clone(),
-            registry,
+        let path = self.snap_dir.join(snapshot_file_name(&meta.snapshot_id));
+        let received = self
+            .receiving
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        // Is the handle the file we received into? (It is over the network;
+        // a local caller may hand over any file.)
+        let same_file = |part: &PathBuf| {
+            use std::os::unix::fs::MetadataExt;
+            let a = std::fs::metadata(part).ok()?;
+            Some((a.dev(), a.ino()))
         };
-        // Replace the persisted state in one batch, then the snapshot itself.
-        let mut batch = WriteBatch::default();
-        let data_cf = cf(&self.db, CF_SM_DATA);
-        batch.delete_range_cf(data_cf, [0u8].as_slice(), [0xffu8; 4].as_slice());
-        let mut keys = Vec::new();
-        keys.extend(
-            new_state
-                .registry
-                .clusters
-                .keys()
-                .map(|n| Key::Cluster(n.clone())),
-        );
-        keys.extend(
-            new_state
-                .registry
-                .brokers
-                .keys()
-                .map(|(c, i)| Key::Broker(c.clone(), *i)),
-        );
-        keys.extend(
-            new_state
-                .registry
-                .tenants
-                .keys()
-                .map(|n| Key::Tenant(n.clone())),
-        );
-        keys.extend(
-            new_state
-                .registry
-                .policies
-                .keys()
-                .map(|(c, t)| Key::Policy(c.clone(), t.clone())),
-        );
-        keys.extend(new_state.registry.issued.keys().map(|u| Key::Id(*u)));
-        keys.push(Key::Counters);
-        for k in &keys {
-            if let Some(v) = value_bytes(&new_state.registry, k) {
-                batch.put_cf(data_cf, key_bytes(k), v);
+        let handle_id = {
+            use std::os::unix::fs::MetadataExt;
+            snapshot.metadata().await.ok().map(|m| (m.dev(), m.ino()))
+        };
+        let received = match received {
+            Some(p) if handle_id.is_some() && same_file(&p) == handle_id => Some(p),
+            Some(p) => {
+                let _ = std::fs::remove_file(p);
+                None
+            }
+            None => None,
+        };
+        match received {
+            Some(part) => {
+                snapshot.sync_all().await.map_err(io)?;
+                drop(snapshot);
+                tokio::fs::rename(&part, &path).await.map_err(io)?;
+            }
+            None => {
+                // Not received over the network (a local handle): copy it.
+                // (It may be this store's own current file: copy, then rename.)
+                snapshot
+                    .seek(std::io::SeekFrom::Start(0))
+                    .await
+                    .map_err(io)?;
+                let tmp = path.with_extension("copy.tmp");
+                let mut out = tokio::fs::File::create(&tmp).await.map_err(io)?;
+                tokio::io::copy(&mut snapshot, &mut out).await.map_err(io)?;
+                out.sync_all().await.map_err(io)?;
+                tokio::fs::rename(&tmp, &path).await.map_err(io)?;
             }
         }
-        self.sm_meta_batch(&mut batch, &new_state);
-        self.db
-            .write_opt(batch, &sync_opts())
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
-        self.save_snapshot(meta, &data)?;
+        let (m, p) = (meta.clone(), path.clone());
+        let new_state = self
+            .blocking(Some(meta), move |db| install_snapshot_file(db, &m, &p))
+            .await?;
+        remove_stale_snapshot_files(&self.snap_dir, Some(&file_name(&path)), false);
         *self.write_state() = new_state;
+        tracing::info!(
+            snapshot = %meta.snapshot_id,
+            ms = started.elapsed().as_millis() as u64,
+            "snapshot installed"
+        );
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        let Some(v) = self
-            .db
-            .get_cf(cf(&self.db, CF_SNAPSHOT), K_SNAPSHOT)
-            .map_err(|e| StorageIOError::read_snapshot(None, &e))?
+        let Some((meta, file)) =
+            current_snapshot_record(&self.db).map_err(|e| snapshot_io_err(None, e))?
         else {
             return Ok(None);
         };
-        let stored: pb::StoredSnapshot = decode(&v)
-            .map_err(|e| StorageIOError::read_snapshot(None, &std::io::Error::other(e)))?;
-        let meta = codec::snapshot_meta_from_pb(stored.meta.unwrap_or_default());
+        let f = tokio::fs::File::open(self.snap_dir.join(&file))
+            .await
+            .map_err(|e| snapshot_io_err(Some(&meta), e))?;
         Ok(Some(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(stored.data)),
+            snapshot: Box::new(f),
         }))
     }
 }
@@ -932,7 +1022,7 @@ mod tests {
         match open(dir.path()) {
             Err(OpenError::UnsupportedFormat {
                 found: 99,
-                supported: 1,
+                supported: FORMAT_VERSION,
                 ..
             }) => {}
             Err(e) => panic!("unexpected error {e}"),

@@ -1,7 +1,6 @@
 //! The openraft type configuration and the application's response type.
 
 use std::fmt;
-use std::io::Cursor;
 
 use guardian_proto::domain::{Broker, Cluster, KafkaUuid, PlacementPolicy, Request, Tenant};
 use serde::{Deserialize, Serialize};
@@ -31,7 +30,7 @@ openraft::declare_raft_types!(
         NodeId = NodeId,
         Node = GuardianNode,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = tokio::fs::File,
         AsyncRuntime = openraft::TokioRuntime,
 );
 
@@ -77,4 +76,16 @@ pub enum CommandResponse {
     Rejected(Rejection),
     /// One result per item of a batch, in order.
     Batch(Vec<CommandResponse>),
+    /// One outcome per tiered-storage event, in order.
+    RemoteLog(Vec<EventOutcome>),
+}
+
+/// What became of one tiered-storage metadata event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventOutcome {
+    Applied,
+    /// Not applied: an invalid state transition (Kafka drops these events).
+    Dropped(String),
+    /// Refused: malformed, fenced, untracked partition, unknown segment.
+    Rejected(Rejection),
 }

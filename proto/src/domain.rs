@@ -11,6 +11,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
+pub use crate::remote_log::{
+    validate_partitions, RemoteLogEvent, TopicIdPartition, TrackedPartition, MAX_EVENTS_PER_WRITE,
+};
+
 /// A field failed validation. `field` is the request field path (`cluster.name`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {field}: {reason}")]
@@ -76,6 +80,13 @@ pub fn validate_endpoint(field: &str, value: &str) -> Valid {
             format!("{value:?} has no valid port (1-65535)"),
         )),
     }
+}
+
+fn validate_broker_id(id: i32) -> Valid {
+    if id < 0 {
+        return Err(InvalidField::new("broker_id", "must be >= 0"));
+    }
+    Ok(())
 }
 
 fn validate_label(field: &str, value: &str) -> Valid {
@@ -405,6 +416,18 @@ pub enum Command {
     },
     /// Several requests in one log entry, applied in order (never nested).
     Batch(Vec<Request>),
+    /// Tiered-storage metadata events, applied in order, one result each.
+    RemoteLog(Vec<RemoteLogEvent>),
+    /// A broker declares it hosts these partitions (leader or follower).
+    TrackPartitions {
+        broker_id: i32,
+        partitions: Vec<TrackedPartition>,
+    },
+    /// A broker stops hosting these partitions.
+    UntrackPartitions {
+        broker_id: i32,
+        partitions: Vec<TopicIdPartition>,
+    },
 }
 
 impl Command {
@@ -464,6 +487,40 @@ impl Command {
                 // Each item is validated when it is applied, on its own.
                 Ok(())
             }
+            Command::RemoteLog(events) => {
+                if events.is_empty() || events.len() > MAX_EVENTS_PER_WRITE {
+                    return Err(InvalidField::new(
+                        "events",
+                        format!("must hold 1..={MAX_EVENTS_PER_WRITE} events"),
+                    ));
+                }
+                // Each event is validated on its own when applied.
+                Ok(())
+            }
+            Command::TrackPartitions {
+                broker_id,
+                partitions,
+            } => {
+                validate_broker_id(*broker_id)?;
+                validate_partitions("partitions", partitions.iter().map(|p| &p.partition))?;
+                match partitions
+                    .iter()
+                    .position(|p| p.leader_epoch.is_some_and(|e| e < 0))
+                {
+                    Some(i) => Err(InvalidField::new(
+                        format!("partitions[{i}].leader_epoch"),
+                        "must be >= 0",
+                    )),
+                    None => Ok(()),
+                }
+            }
+            Command::UntrackPartitions {
+                broker_id,
+                partitions,
+            } => {
+                validate_broker_id(*broker_id)?;
+                validate_partitions("partitions", partitions.iter())
+            }
             Command::AllocateIds { ids, .. } => {
                 if ids.is_empty() || ids.len() > MAX_IDS_PER_CALL as usize {
                     return Err(InvalidField::new(
@@ -491,6 +548,9 @@ impl Command {
             Command::RemovePolicy { .. } => "remove_policy",
             Command::AllocateIds { .. } => "allocate_ids",
             Command::Batch(_) => "batch",
+            Command::RemoteLog(_) => "remote_log",
+            Command::TrackPartitions { .. } => "track_partitions",
+            Command::UntrackPartitions { .. } => "untrack_partitions",
         }
     }
 
@@ -500,6 +560,9 @@ impl Command {
             Command::AllocateIds { ids, .. } => 32 + 18 * ids.len(),
             Command::AddBroker(b) => 256 + 64 * b.log_dirs.len(),
             Command::Batch(items) => items.iter().map(|i| i.command.approx_size()).sum(),
+            Command::RemoteLog(events) => events.iter().map(RemoteLogEvent::approx_size).sum(),
+            Command::TrackPartitions { partitions, .. } => 64 * partitions.len(),
+            Command::UntrackPartitions { partitions, .. } => 64 * partitions.len(),
             _ => 256,
         }
     }

@@ -2,6 +2,7 @@
 //! types. pb → domain is `TryFrom` with a [`ConvError`] naming the field.
 
 mod registry;
+pub mod remote_log;
 
 pub use registry::{id_kind_from_pb, uuid_from_bytes};
 

@@ -1,5 +1,6 @@
 //! Registry resources and replicated commands.
 
+use super::remote_log as rl;
 use super::{non_empty, required, ConvError};
 use crate::domain::{self, Command, IdKind, InvalidField, KafkaUuid};
 use crate::pb;
@@ -205,6 +206,23 @@ impl From<domain::Request> for pb::Request {
             Command::Batch(items) => PbCmd::Batch(pb::BatchCmd {
                 items: items.into_iter().map(Into::into).collect(),
             }),
+            Command::RemoteLog(events) => PbCmd::RemoteLog(pb::RemoteLogEventsCmd {
+                events: events.iter().map(rl::event_to_pb).collect(),
+            }),
+            Command::TrackPartitions {
+                broker_id,
+                partitions,
+            } => PbCmd::TrackPartitions(pb::TrackPartitionsCmd {
+                broker_id,
+                partitions: partitions.iter().map(rl::tracked_to_pb).collect(),
+            }),
+            Command::UntrackPartitions {
+                broker_id,
+                partitions,
+            } => PbCmd::UntrackPartitions(pb::UntrackPartitionsCmd {
+                broker_id,
+                partitions: partitions.iter().map(rl::partition_to_pb).collect(),
+            }),
         };
         pb::Request {
             now_ms: r.now_ms,
@@ -255,6 +273,19 @@ impl TryFrom<pb::Request> for domain::Request {
                     .map(domain::Request::try_from)
                     .collect::<Result<_, _>>()?,
             ),
+            PbCmd::RemoteLog(c) => {
+                Command::RemoteLog(rl::list_from_pb(c.events, "events", rl::event_from_pb)?)
+            }
+            PbCmd::TrackPartitions(c) => Command::TrackPartitions {
+                broker_id: c.broker_id,
+                partitions: rl::list_from_pb(c.partitions, "partitions", rl::tracked_from_pb)?,
+            },
+            PbCmd::UntrackPartitions(c) => Command::UntrackPartitions {
+                broker_id: c.broker_id,
+                partitions: rl::list_from_pb(c.partitions, "partitions", |p, f| {
+                    rl::partition_from_pb(Some(p), f)
+                })?,
+            },
         };
         Ok(domain::Request {
             now_ms: r.now_ms,

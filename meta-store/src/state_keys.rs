@@ -1,0 +1,272 @@
+//! The `sm_data` key space: how each [`Key`] of the replicated state is laid
+//! out in RocksDB, its current value, and how a stored key/value pair is
+//! loaded back into memory.
+//!
+//! Keys start with a two-byte tag. Integers are big-endian (offsets, epochs
+//! and partitions are >= 0), so RocksDB's byte order is numeric order and a
+//! partition's keys are contiguous:
+//!
+//! | tag  | key after the tag                         | value |
+//! |------|-------------------------------------------|-------|
+//! | `c\0`| cluster name                              | `pb::Cluster` |
+//! | `b\0`| cluster name, `\0`, broker id (biased u32)| `pb::Broker` |
+//! | `t\0`| tenant name                               | `pb::Tenant` |
+//! | `p\0`| cluster, `\0`, topic (`""` = cluster-wide)| `pb::PlacementPolicy` |
+//! | `i\0`| uuid (16)                                 | `pb::IssuedIds` (kind only) |
+//! | `n\0`| —                                         | next cluster id (u64) |
+//! | `rp` | topic id (16), partition (u32)            | `pb::RemotePartitionRecord` |
+//! | `rs` | topic id, partition, segment id (16)      | `pb::RemoteLogSegment` |
+//! | `ro` | topic id, partition, epoch (u32), epoch start offset (u64) | segment id |
+//! | `ru` | topic id, partition, epoch, segment id    | empty |
+//! | `rh` | topic id, partition, epoch                | highest offset (u64) |
+//!
+//! `ro` is the lookup index: the segment holding offset `o` of epoch `e` is
+//! the last `ro` key ≤ (partition, e, o) — a RocksDB `seek_for_prev`.
+
+use guardian_proto::conv::remote_log as rlconv;
+use guardian_proto::domain::KafkaUuid;
+use guardian_proto::pb;
+use guardian_proto::remote_log::PartitionKey;
+use prost::Message;
+
+use crate::registry::{Key, Registry};
+
+fn put_partition(out: &mut Vec<u8>, tag: &[u8; 2], p: &PartitionKey) {
+    out.extend_from_slice(tag);
+    out.extend_from_slice(&p.topic_id.0);
+    out.extend_from_slice(&(p.partition as u32).to_be_bytes());
+}
+
+/// The RocksDB key of `k`.
+pub fn key_bytes(k: &Key) -> Vec<u8> {
+    let mut out = Vec::with_capacity(48);
+    match k {
+        Key::Cluster(n) => {
+            out.extend_from_slice(b"c\0");
+            out.extend_from_slice(n.as_bytes());
+        }
+        Key::Broker(c, id) => {
+            out.extend_from_slice(b"b\0");
+            out.extend_from_slice(c.as_bytes());
+            out.push(0);
+            out.extend_from_slice(&((*id as i64 - i32::MIN as i64) as u32).to_be_bytes());
+        }
+        Key::Tenant(n) => {
+            out.extend_from_slice(b"t\0");
+            out.extend_from_slice(n.as_bytes());
+        }
+        Key::Policy(c, t) => {
+            out.extend_from_slice(b"p\0");
+            out.extend_from_slice(c.as_bytes());
+            out.push(0);
+            out.extend_from_slice(t.as_bytes());
+        }
+        Key::Id(u) => {
+            out.extend_from_slice(b"i\0");
+            out.extend_from_slice(&u.0);
+        }
+        Key::Counters => out.extend_from_slice(b"n\0"),
+        Key::RlPartition(p) => put_partition(&mut out, b"rp", p),
+        Key::RlSegment(p, id) => {
+            put_partition(&mut out, b"rs", p);
+            out.extend_from_slice(&id.0);
+        }
+        Key::RlOffset(p, epoch, start) => {
+            put_partition(&mut out, b"ro", p);
+            out.extend_from_slice(&(*epoch as u32).to_be_bytes());
+            out.extend_from_slice(&(*start as u64).to_be_bytes());
+        }
+        Key::RlUnref(p, epoch, id) => {
+            put_partition(&mut out, b"ru", p);
+            out.extend_from_slice(&(*epoch as u32).to_be_bytes());
+            out.extend_from_slice(&id.0);
+        }
+        Key::RlHighest(p, epoch) => {
+            put_partition(&mut out, b"rh", p);
+            out.extend_from_slice(&(*epoch as u32).to_be_bytes());
+        }
+    }
+    out
+}
+
+/// The current value of `k`, encoded; `None` if it no longer exists.
+pub fn value_bytes(r: &Registry, k: &Key) -> Option<Vec<u8>> {
+    let rl = &r.remote_log;
+    match k {
+        Key::Cluster(n) => r
+            .clusters
+            .get(n)
+            .map(|c| pb::Cluster::from(c.clone()).encode_to_vec()),
+        Key::Broker(c, id) => r
+            .brokers
+            .get(&(c.clone(), *id))
+            .map(|b| pb::Broker::from(b.clone()).encode_to_vec()),
+        Key::Tenant(n) => r
+            .tenants
+            .get(n)
+            .map(|t| pb::Tenant::from(t.clone()).encode_to_vec()),
+        Key::Policy(c, t) => r
+            .policies
+            .get(&(c.clone(), t.clone()))
+            .map(|p| pb::PlacementPolicy::from(p.clone()).encode_to_vec()),
+        Key::Id(u) => r.issued.get(u).map(|k| {
+            pb::IssuedIds {
+                kind: pb::IdKind::from(*k) as i32,
+                ids: vec![],
+            }
+            .encode_to_vec()
+        }),
+        Key::Counters => Some(r.next_cluster_id.to_be_bytes().to_vec()),
+        Key::RlPartition(p) => rl.partitions.get(p).map(|p| {
+            pb::RemotePartitionRecord {
+                topic: p.topic.clone(),
+                hosts: p.hosts.iter().copied().collect(),
+                fence_epoch: p.fence_epoch,
+                delete_state: p
+                    .delete_state
+                    .map_or(0, |s| rlconv::delete_state_to_pb(s) as i32),
+            }
+            .encode_to_vec()
+        }),
+        Key::RlSegment(p, id) => rl
+            .partitions
+            .get(p)
+            .and_then(|p| p.segments.get(id))
+            .map(|s| rlconv::segment_to_pb(s).encode_to_vec()),
+        Key::RlOffset(p, epoch, start) => rl
+            .partitions
+            .get(p)
+            .and_then(|p| p.epochs.get(epoch))
+            .and_then(|e| e.offset_to_id.get(start))
+            .map(|id| id.0.to_vec()),
+        Key::RlUnref(p, epoch, id) => rl
+            .partitions
+            .get(p)
+            .and_then(|p| p.epochs.get(epoch))
+            .filter(|e| e.unreferenced.contains(id))
+            .map(|_| Vec::new()),
+        Key::RlHighest(p, epoch) => rl
+            .partitions
+            .get(p)
+            .and_then(|p| p.epochs.get(epoch))
+            .and_then(|e| e.highest)
+            .map(|h| (h as u64).to_be_bytes().to_vec()),
+    }
+}
+
+fn decode<M: Message + Default>(bytes: &[u8]) -> Result<M, String> {
+    M::decode(bytes).map_err(|e| e.to_string())
+}
+
+/// Reads fixed-size fields off a key.
+struct KeyReader<'a>(&'a [u8]);
+
+impl KeyReader<'_> {
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        if self.0.len() < N {
+            return Err("key too short".into());
+        }
+        let (a, b) = self.0.split_at(N);
+        self.0 = b;
+        Ok(a.try_into().expect("length checked"))
+    }
+    fn partition(&mut self) -> Result<PartitionKey, String> {
+        Ok(PartitionKey {
+            topic_id: KafkaUuid(self.take()?),
+            partition: u32::from_be_bytes(self.take()?) as i32,
+        })
+    }
+    fn u32(&mut self) -> Result<i32, String> {
+        Ok(u32::from_be_bytes(self.take()?) as i32)
+    }
+    fn u64(&mut self) -> Result<i64, String> {
+        Ok(u64::from_be_bytes(self.take()?) as i64)
+    }
+    fn uuid(&mut self) -> Result<KafkaUuid, String> {
+        Ok(KafkaUuid(self.take()?))
+    }
+}
+
+/// Loads one stored key/value pair into `r` (at open, and when a snapshot is
+/// installed). Keys arrive in RocksDB order.
+pub fn load_kv(r: &mut Registry, k: &[u8], v: &[u8]) -> Result<(), String> {
+    let bad = |e: String| format!("key {:?}: {e}", String::from_utf8_lossy(k));
+    let tag = k.get(..2).ok_or_else(|| bad("no tag".into()))?;
+    let mut rest = KeyReader(&k[2..]);
+    match tag {
+        b"c\0" => {
+            let c: pb::Cluster = decode(v)?;
+            r.clusters.insert(c.name.clone(), c.into());
+        }
+        b"b\0" => {
+            let b: pb::Broker = decode(v)?;
+            r.brokers.insert((b.cluster.clone(), b.broker_id), b.into());
+        }
+        b"t\0" => {
+            let t: pb::Tenant = decode(v)?;
+            r.tenants.insert(t.name.clone(), t.into());
+        }
+        b"p\0" => {
+            let p: pb::PlacementPolicy = decode(v)?;
+            r.policies
+                .insert((p.cluster.clone(), p.topic.clone()), p.into());
+        }
+        b"i\0" => {
+            let ids: pb::IssuedIds = decode(v)?;
+            let kind = guardian_proto::conv::id_kind_from_pb(ids.kind, "kind")
+                .map_err(|e| bad(e.to_string()))?;
+            let id = guardian_proto::conv::uuid_from_bytes(&k[2..], "id")
+                .map_err(|e| bad(e.to_string()))?;
+            r.issued.insert(id, kind);
+        }
+        b"n\0" => {
+            let b: [u8; 8] = v.try_into().map_err(|_| bad("bad counter".into()))?;
+            r.next_cluster_id = u64::from_be_bytes(b);
+        }
+        b"rp" => {
+            let key = rest.partition().map_err(bad)?;
+            let rec: pb::RemotePartitionRecord = decode(v).map_err(bad)?;
+            let p = r.remote_log.partitions.entry(key).or_default();
+            p.topic = rec.topic;
+            p.hosts = rec.hosts.into_iter().collect();
+            p.fence_epoch = rec.fence_epoch;
+            p.delete_state = rlconv::delete_state_from_pb(rec.delete_state, "delete_state")
+                .map_err(|e| bad(e.to_string()))?;
+        }
+        b"rs" => {
+            let key = rest.partition().map_err(bad)?;
+            let s = rlconv::segment_from_pb(decode(v).map_err(bad)?, "segment")
+                .map_err(|e| bad(e.to_string()))?;
+            let p = r.remote_log.partitions.entry(key).or_default();
+            if p.segments.insert(s.id, s).is_none() {
+                r.remote_log.segment_count += 1;
+            }
+        }
+        b"ro" => {
+            let key = rest.partition().map_err(bad)?;
+            let (epoch, start) = (rest.u32().map_err(bad)?, rest.u64().map_err(bad)?);
+            let id = KafkaUuid(v.try_into().map_err(|_| bad("bad segment id".into()))?);
+            let p = r.remote_log.partitions.entry(key).or_default();
+            p.epochs
+                .entry(epoch)
+                .or_default()
+                .offset_to_id
+                .insert(start, id);
+        }
+        b"ru" => {
+            let key = rest.partition().map_err(bad)?;
+            let (epoch, id) = (rest.u32().map_err(bad)?, rest.uuid().map_err(bad)?);
+            let p = r.remote_log.partitions.entry(key).or_default();
+            p.epochs.entry(epoch).or_default().unreferenced.insert(id);
+        }
+        b"rh" => {
+            let key = rest.partition().map_err(bad)?;
+            let epoch = rest.u32().map_err(bad)?;
+            let h: [u8; 8] = v.try_into().map_err(|_| bad("bad highest offset".into()))?;
+            let p = r.remote_log.partitions.entry(key).or_default();
+            p.epochs.entry(epoch).or_default().highest = Some(u64::from_be_bytes(h) as i64);
+        }
+        _ => return Err(bad("unknown tag".into())),
+    }
+    Ok(())
+}
