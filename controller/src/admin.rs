@@ -18,16 +18,20 @@ use crate::handle::{Controller, LocalStatus};
 
 pub struct AdminService {
     ctl: Controller,
-    tokens: BTreeMap<String, Role>,
+    auth: Auth,
     /// For `RaftStatus` fan-out over the peers' raft ports.
     peer_token: Option<String>,
 }
 
-impl AdminService {
-    pub fn new(ctl: Controller, auth: &AuthConfig, peer_token: Option<String>) -> Self {
+/// Bearer-token roles of the client-facing services.
+#[derive(Clone)]
+pub struct Auth {
+    tokens: BTreeMap<String, Role>,
+}
+
+impl Auth {
+    pub fn new(auth: &AuthConfig) -> Self {
         Self {
-            ctl,
-            peer_token,
             tokens: auth
                 .tokens
                 .iter()
@@ -37,7 +41,7 @@ impl AdminService {
     }
 
     /// Checks the bearer token (when auth is configured) against `need`.
-    fn authorize<T>(
+    pub fn authorize<T>(
         &self,
         req: &Request<T>,
         need: Role,
@@ -60,6 +64,25 @@ impl AdminService {
             });
         }
         Ok(())
+    }
+}
+
+impl AdminService {
+    pub fn new(ctl: Controller, auth: &AuthConfig, peer_token: Option<String>) -> Self {
+        Self {
+            ctl,
+            peer_token,
+            auth: Auth::new(auth),
+        }
+    }
+
+    fn authorize<T>(
+        &self,
+        req: &Request<T>,
+        need: Role,
+        action: &'static str,
+    ) -> Result<(), ApiError> {
+        self.auth.authorize(req, need, action)
     }
 
     async fn write(&self, cmd: Command) -> Result<CommandResponse, Status> {

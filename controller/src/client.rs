@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use guardian_proto::pb::guardian_admin_client::GuardianAdminClient;
+use guardian_proto::pb::remote_log_metadata_client::RemoteLogMetadataClient;
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
@@ -28,7 +29,28 @@ impl tonic::service::Interceptor for TokenInterceptor {
     }
 }
 
-pub type AdminStub = GuardianAdminClient<InterceptedService<Channel, TokenInterceptor>>;
+/// A channel to one endpoint that adds the bearer token.
+pub type AuthChannel = InterceptedService<Channel, TokenInterceptor>;
+pub type AdminStub = GuardianAdminClient<AuthChannel>;
+pub type RemoteLogStub = RemoteLogMetadataClient<AuthChannel>;
+
+/// A generated gRPC client the leader-following [`AdminClient::call_on`] can drive.
+pub trait Stub {
+    fn from_channel(ch: AuthChannel) -> Self;
+}
+
+impl Stub for AdminStub {
+    fn from_channel(ch: AuthChannel) -> Self {
+        GuardianAdminClient::new(ch)
+    }
+}
+
+impl Stub for RemoteLogStub {
+    fn from_channel(ch: AuthChannel) -> Self {
+        // Listings of big partitions can exceed tonic's 4 MiB default.
+        RemoteLogMetadataClient::new(ch).max_decoding_message_size(256 << 20)
+    }
+}
 
 /// Leader-following admin client over a list of `host:port` endpoints.
 pub struct AdminClient {
@@ -105,8 +127,14 @@ impl AdminClient {
         &self.endpoints
     }
 
-    /// A stub for one endpoint (channels are cached and connect lazily).
+    /// An admin stub for one endpoint.
     pub fn stub(&self, endpoint: &str) -> Result<AdminStub, Status> {
+        self.stub_on(endpoint)
+    }
+
+    /// A stub of any service for one endpoint (channels are cached and
+    /// connect lazily).
+    pub fn stub_on<S: Stub>(&self, endpoint: &str) -> Result<S, Status> {
         let ch = {
             let mut chans = self.channels.lock().unwrap_or_else(|p| p.into_inner());
             match chans.get(endpoint) {
@@ -128,17 +156,24 @@ impl AdminClient {
                 }
             }
         };
-        Ok(GuardianAdminClient::with_interceptor(
-            ch,
-            self.token.clone(),
-        ))
+        Ok(S::from_channel(InterceptedService::new(ch, self.token.clone())))
     }
 
-    /// Runs `f` against the leader, following redirects and retrying
-    /// unavailable endpoints until [`AdminClient::deadline`].
+    /// Runs `f` on the admin service of the leader, following redirects and
+    /// retrying unavailable endpoints until [`AdminClient::deadline`].
     pub async fn call<T, F, Fut>(&self, f: F) -> Result<T, Status>
     where
         F: Fn(AdminStub) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        self.call_on(f).await
+    }
+
+    /// [`AdminClient::call`] for any service on the admin port.
+    pub async fn call_on<S, T, F, Fut>(&self, f: F) -> Result<T, Status>
+    where
+        S: Stub,
+        F: Fn(S) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let start = Instant::now();
@@ -152,7 +187,7 @@ impl AdminClient {
         let mut backoff = Duration::from_millis(5);
         loop {
             let target = next.clone();
-            let stub = self.stub(&target)?;
+            let stub = self.stub_on::<S>(&target)?;
             // No attempt outlives the call's deadline (a leader without a
             // quorum would otherwise hold the request until the server gives up).
             let left = self.deadline.saturating_sub(start.elapsed());

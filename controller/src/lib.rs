@@ -2,12 +2,14 @@
 //!
 //! - [`config`]: the validated node configuration (`deploy/guardian.example.toml`).
 //! - [`node`]: start/stop a node — RocksDB store, openraft, the raft port
-//!   (peers only) and the admin port (admin API, health, reflection).
+//!   (peers only) and the admin port (admin API, remote log metadata, health, reflection).
 //! - [`raft_net`] / [`raft_service`]: the Raft transport over tonic.
 //! - [`handle`]: the [`handle::Controller`] — proposes commands, serves
 //!   linearizable or stale reads, changes membership.
 //! - [`proposer`]: leader-side group commit (concurrent writes → one batched entry).
 //! - [`admin`]: the `GuardianAdmin` gRPC service (thin handlers, token roles).
+//! - [`remote_log`]: the `RemoteLogMetadata` gRPC service (KIP-405 tiered
+//!   storage metadata: batched events, lookups, listings).
 //! - [`error`]: API errors and their one mapping to `tonic::Status`.
 //! - [`client`]: the leader-following Rust client used by the CLI and tests.
 //!
@@ -23,3 +25,4 @@ pub mod node;
 pub mod proposer;
 pub mod raft_net;
 pub mod raft_service;
+pub mod remote_log;

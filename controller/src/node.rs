@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use guardian_meta_store::Raft;
 use guardian_proto::pb::guardian_admin_server::GuardianAdminServer;
+use guardian_proto::pb::remote_log_metadata_server::RemoteLogMetadataServer;
 use guardian_proto::pb::raft_peer_server::RaftPeerServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -14,11 +15,12 @@ use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
-use crate::admin::AdminService;
+use crate::admin::{AdminService, Auth};
 use crate::config::{ConfigError, NodeConfig};
 use crate::handle::Controller;
 use crate::raft_net::{PeerNetwork, MAX_RAFT_MESSAGE_BYTES};
 use crate::raft_service::RaftPeerService;
+use crate::remote_log::RemoteLogService;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -164,11 +166,15 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     health
         .set_serving::<GuardianAdminServer<AdminService>>()
         .await;
+    health
+        .set_serving::<RemoteLogMetadataServer<RemoteLogService>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(guardian_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         // Advertise what this port serves; RaftPeer lives on the raft port.
         .with_service_name("guardian.v1.GuardianAdmin")
+        .with_service_name("guardian.v1.RemoteLogMetadata")
         .with_service_name("grpc.health.v1.Health")
         .with_service_name("grpc.reflection.v1.ServerReflection")
         .build_v1()
@@ -179,6 +185,10 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         cfg.raft.peer_token.clone(),
     ))
     .max_decoding_message_size(cfg.grpc.max_request_bytes);
+    let remote_log_svc =
+        RemoteLogMetadataServer::new(RemoteLogService::new(ctl.clone(), Auth::new(&cfg.auth)))
+            .max_decoding_message_size(cfg.grpc.max_request_bytes)
+            .max_encoding_message_size(cfg.grpc.max_request_bytes.max(64 << 20));
     let mut admin_builder = Server::builder();
     if let Some(tls) = &cfg.tls {
         let read = |p: &std::path::Path| {
@@ -197,6 +207,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         .add_service(health_svc)
         .add_service(reflection)
         .add_service(admin_svc)
+        .add_service(remote_log_svc)
         .serve_with_incoming_shutdown(incoming(admin_listener), until_stopped(stop_rx));
 
     let servers = vec![tokio::spawn(raft_srv), tokio::spawn(admin_srv)];

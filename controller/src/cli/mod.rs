@@ -3,12 +3,14 @@
 mod dev;
 mod output;
 mod registry;
+mod remote_log;
 mod server;
 
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use guardian_controller::client::AdminClient;
+pub use guardian_controller::error::code_name;
 use guardian_proto::pb;
 
 pub use output::Output;
@@ -72,6 +74,9 @@ pub enum Cmd {
     /// Kafka-format UUIDs.
     #[command(subcommand)]
     Ids(registry::IdsCmd),
+    /// Tiered-storage metadata (KIP-405 RemoteLogMetadataManager).
+    #[command(subcommand)]
+    RemoteLog(remote_log::RemoteLogCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -155,30 +160,6 @@ fn tls_hint(s: &tonic::Status) -> &'static str {
     }
 }
 
-/// The gRPC code's canonical name (`NOT_FOUND`), as operators grep for it.
-pub fn code_name(c: tonic::Code) -> &'static str {
-    use tonic::Code::*;
-    match c {
-        Ok => "OK",
-        Cancelled => "CANCELLED",
-        Unknown => "UNKNOWN",
-        InvalidArgument => "INVALID_ARGUMENT",
-        DeadlineExceeded => "DEADLINE_EXCEEDED",
-        NotFound => "NOT_FOUND",
-        AlreadyExists => "ALREADY_EXISTS",
-        PermissionDenied => "PERMISSION_DENIED",
-        ResourceExhausted => "RESOURCE_EXHAUSTED",
-        FailedPrecondition => "FAILED_PRECONDITION",
-        Aborted => "ABORTED",
-        OutOfRange => "OUT_OF_RANGE",
-        Unimplemented => "UNIMPLEMENTED",
-        Internal => "INTERNAL",
-        Unavailable => "UNAVAILABLE",
-        DataLoss => "DATA_LOSS",
-        Unauthenticated => "UNAUTHENTICATED",
-    }
-}
-
 pub struct Ctx {
     pub client: AdminClient,
     pub out: Output,
@@ -224,6 +205,7 @@ async fn dispatch(c: &Ctx, cmd: Cmd) -> Result<(), CliError> {
         Cmd::Pool(x) => registry::pool(c, x).await,
         Cmd::Policy(x) => registry::policy(c, x).await,
         Cmd::Ids(x) => registry::ids(c, x).await,
+        Cmd::RemoteLog(x) => remote_log::run(c, x).await,
     }
 }
 

@@ -1,0 +1,331 @@
+//! The `RemoteLogMetadata` gRPC service: Guardian as Kafka tiered storage's
+//! `RemoteLogMetadataManager` (KIP-405). Thin handlers: authorize, convert,
+//! write through Raft or read the applied state, convert back.
+//!
+//! Writes return after the entry is committed and applied (read-your-writes).
+//! Reads are linearizable unless the request sets `stale`.
+
+use guardian_meta_store::remote_log::{ReadError, RemoteLogState};
+use guardian_meta_store::{CommandResponse, EventOutcome};
+use guardian_proto::conv::remote_log as rlconv;
+use guardian_proto::conv::required;
+use guardian_proto::domain::{Command, InvalidField};
+use guardian_proto::pb;
+use guardian_proto::pb::remote_log_metadata_server::RemoteLogMetadata;
+use guardian_proto::remote_log::{
+    validate_partitions, Segment, TopicIdPartition, MAX_EVENTS_PER_WRITE,
+};
+use tonic::{Request, Response, Status};
+
+use crate::admin::Auth;
+use crate::config::Role;
+use crate::error::ApiError;
+use crate::handle::Controller;
+
+/// The most lookups one `GetSegments` call may carry.
+pub const MAX_LOOKUPS_PER_CALL: usize = 100_000;
+
+pub struct RemoteLogService {
+    ctl: Controller,
+    auth: Auth,
+}
+
+impl RemoteLogService {
+    pub fn new(ctl: Controller, auth: Auth) -> Self {
+        Self { ctl, auth }
+    }
+
+    async fn read_state(
+        &self,
+        stale: bool,
+    ) -> Result<std::sync::RwLockReadGuard<'_, guardian_meta_store::SmState>, ApiError> {
+        self.ctl.read_barrier(stale).await?;
+        Ok(self.ctl.state())
+    }
+}
+
+fn read_error(e: ReadError) -> ApiError {
+    ApiError::NotFound {
+        what: match e {
+            ReadError::UnknownPartition(tp) => {
+                format!("remote log metadata of partition {tp} (never tracked, or deleted)")
+            }
+        },
+    }
+}
+
+/// A request's partition, converted and validated.
+fn partition(p: Option<pb::TopicIdPartition>, field: &str) -> Result<TopicIdPartition, ApiError> {
+    let tp = rlconv::partition_from_pb(p, field)?;
+    tp.validate(field)?;
+    Ok(tp)
+}
+
+fn non_negative(field: &str, v: i64) -> Result<(), ApiError> {
+    if v < 0 {
+        return Err(InvalidField::new(field, "must be >= 0").into());
+    }
+    Ok(())
+}
+
+fn result(outcome: pb::event_result::Outcome, code: &str, message: String) -> pb::EventResult {
+    pb::EventResult {
+        outcome: outcome as i32,
+        code: code.to_string(),
+        message,
+    }
+}
+
+fn error_result(e: ApiError) -> pb::EventResult {
+    result(
+        pb::event_result::Outcome::Error,
+        crate::error::code_name(e.code()),
+        e.to_string(),
+    )
+}
+
+fn outcome_to_pb(o: EventOutcome) -> pb::EventResult {
+    match o {
+        EventOutcome::Applied => result(pb::event_result::Outcome::Applied, "OK", String::new()),
+        EventOutcome::Dropped(why) => result(pb::event_result::Outcome::Dropped, "OK", why),
+        EventOutcome::Rejected(r) => error_result(r.into()),
+    }
+}
+
+/// One lookup, for `GetSegment` and each item of `GetSegments`.
+fn lookup<'a>(
+    rl: &'a RemoteLogState,
+    l: pb::SegmentLookup,
+    field: &str,
+) -> Result<Option<&'a Segment>, ApiError> {
+    let tp = partition(l.partition, &format!("{field}.partition"))?;
+    non_negative(&format!("{field}.leader_epoch"), l.leader_epoch as i64)?;
+    non_negative(&format!("{field}.offset"), l.offset)?;
+    rl.segment_for(&tp, l.leader_epoch, l.offset)
+        .map_err(read_error)
+}
+
+#[tonic::async_trait]
+impl RemoteLogMetadata for RemoteLogService {
+    async fn apply_events(
+        &self,
+        req: Request<pb::ApplyEventsRequest>,
+    ) -> Result<Response<pb::ApplyEventsResponse>, Status> {
+        self.auth
+            .authorize(&req, Role::Operator, "write remote log metadata")?;
+        let events = req.into_inner().events;
+        if events.is_empty() || events.len() > MAX_EVENTS_PER_WRITE {
+            return Err(ApiError::invalid(
+                "events",
+                format!("must hold 1..={MAX_EVENTS_PER_WRITE} events"),
+            )
+            .into());
+        }
+        // A malformed event fails alone (named by its index); the others are
+        // proposed, in order, as one command.
+        let mut results: Vec<Option<pb::EventResult>> = vec![None; events.len()];
+        let mut valid = Vec::with_capacity(events.len());
+        let mut at = Vec::with_capacity(events.len());
+        for (i, e) in events.into_iter().enumerate() {
+            let field = format!("events[{i}]");
+            let ev = rlconv::event_from_pb(e, &field)
+                .map_err(ApiError::from)
+                .and_then(|ev| ev.validate(&field).map(|()| ev).map_err(ApiError::from));
+            match ev {
+                Ok(ev) => {
+                    valid.push(ev);
+                    at.push(i);
+                }
+                Err(e) => results[i] = Some(error_result(e)),
+            }
+        }
+        if !valid.is_empty() {
+            match self.ctl.write(Command::RemoteLog(valid)).await? {
+                CommandResponse::RemoteLog(outs) if outs.len() == at.len() => {
+                    for (i, o) in at.into_iter().zip(outs) {
+                        results[i] = Some(outcome_to_pb(o));
+                    }
+                }
+                other => {
+                    return Err(ApiError::Internal {
+                        reason: format!("unexpected apply result {other:?}"),
+                    }
+                    .into())
+                }
+            }
+        }
+        Ok(Response::new(pb::ApplyEventsResponse {
+            results: results.into_iter().map(Option::unwrap_or_default).collect(),
+        }))
+    }
+
+    async fn track_partitions(
+        &self,
+        req: Request<pb::TrackPartitionsRequest>,
+    ) -> Result<Response<pb::TrackPartitionsResponse>, Status> {
+        self.auth
+            .authorize(&req, Role::Operator, "write remote log metadata")?;
+        let r = req.into_inner();
+        let partitions = rlconv::list_from_pb(r.partitions, "partitions", rlconv::tracked_from_pb)
+            .map_err(ApiError::from)?;
+        let cmd = Command::TrackPartitions {
+            broker_id: r.broker_id,
+            partitions,
+        };
+        cmd.validate().map_err(ApiError::from)?;
+        self.ctl.write(cmd).await?;
+        Ok(Response::new(pb::TrackPartitionsResponse {}))
+    }
+
+    async fn untrack_partitions(
+        &self,
+        req: Request<pb::UntrackPartitionsRequest>,
+    ) -> Result<Response<pb::TrackPartitionsResponse>, Status> {
+        self.auth
+            .authorize(&req, Role::Operator, "write remote log metadata")?;
+        let r = req.into_inner();
+        let partitions = rlconv::list_from_pb(r.partitions, "partitions", |p, f| {
+            rlconv::partition_from_pb(Some(p), f)
+        })
+        .map_err(ApiError::from)?;
+        validate_partitions("partitions", partitions.iter()).map_err(ApiError::from)?;
+        let cmd = Command::UntrackPartitions {
+            broker_id: r.broker_id,
+            partitions,
+        };
+        cmd.validate().map_err(ApiError::from)?;
+        self.ctl.write(cmd).await?;
+        Ok(Response::new(pb::TrackPartitionsResponse {}))
+    }
+
+    async fn get_segment(
+        &self,
+        req: Request<pb::GetSegmentRequest>,
+    ) -> Result<Response<pb::GetSegmentResponse>, Status> {
+        self.auth
+            .authorize(&req, Role::Viewer, "read remote log metadata")?;
+        let r = req.into_inner();
+        let l = required(r.lookup, "lookup").map_err(ApiError::from)?;
+        let st = self.read_state(r.stale).await?;
+        let seg = lookup(&st.registry.remote_log, l, "lookup")?;
+        Ok(Response::new(pb::GetSegmentResponse {
+            segment: seg.map(rlconv::segment_to_pb),
+        }))
+    }
+
+    async fn get_segments(
+        &self,
+        req: Request<pb::GetSegmentsRequest>,
+    ) -> Result<Response<pb::GetSegmentsResponse>, Status> {
+        self.auth
+            .authorize(&req, Role::Viewer, "read remote log metadata")?;
+        let r = req.into_inner();
+        if r.lookups.is_empty() || r.lookups.len() > MAX_LOOKUPS_PER_CALL {
+            return Err(ApiError::invalid(
+                "lookups",
+                format!("must hold 1..={MAX_LOOKUPS_PER_CALL} lookups"),
+            )
+            .into());
+        }
+        let st = self.read_state(r.stale).await?;
+        let rl = &st.registry.remote_log;
+        let results = r
+            .lookups
+            .into_iter()
+            .enumerate()
+            .map(|(i, l)| match lookup(rl, l, &format!("lookups[{i}]")) {
+                Ok(seg) => pb::LookupResult {
+                    segment: seg.map(rlconv::segment_to_pb),
+                    ..Default::default()
+                },
+                Err(e) => pb::LookupResult {
+                    segment: None,
+                    error_code: crate::error::code_name(e.code()).to_string(),
+                    error_message: e.to_string(),
+                },
+            })
+            .collect();
+        Ok(Response::new(pb::GetSegmentsResponse { results }))
+    }
+
+    async fn highest_offset_for_epoch(
+        &self,
+        req: Request<pb::PartitionEpochRequest>,
+    ) -> Result<Response<pb::HighestOffsetResponse>, Status> {
+        self.auth
+            .authorize(&req, Role::Viewer, "read remote log metadata")?;
+        let r = req.into_inner();
+        let tp = partition(r.partition, "partition")?;
+        non_negative("leader_epoch", r.leader_epoch as i64)?;
+        let st = self.read_state(r.stale).await?;
+        let offset = st
+            .registry
+            .remote_log
+            .highest_offset(&tp, r.leader_epoch)
+            .map_err(read_error)?;
+        Ok(Response::new(pb::HighestOffsetResponse { offset }))
+    }
+
+    async fn list_segments(
+        &self,
+        req: Request<pb::ListSegmentsRequest>,
+    ) -> Result<Response<pb::ListSegmentsResponse>, Status> {
+        self.auth
+            .authorize(&req, Role::Viewer, "read remote log metadata")?;
+        let r = req.into_inner();
+        let tp = partition(r.partition, "partition")?;
+        if let Some(e) = r.leader_epoch {
+            non_negative("leader_epoch", e as i64)?;
+        }
+        let st = self.read_state(r.stale).await?;
+        let rl = &st.registry.remote_log;
+        let segs = match r.leader_epoch {
+            Some(e) => rl.list_epoch(&tp, e),
+            None => rl.list(&tp),
+        }
+        .map_err(read_error)?;
+        Ok(Response::new(pb::ListSegmentsResponse {
+            segments: segs.into_iter().map(rlconv::segment_to_pb).collect(),
+        }))
+    }
+
+    async fn remote_log_size(
+        &self,
+        req: Request<pb::PartitionEpochRequest>,
+    ) -> Result<Response<pb::RemoteLogSizeResponse>, Status> {
+        self.auth
+            .authorize(&req, Role::Viewer, "read remote log metadata")?;
+        let r = req.into_inner();
+        let tp = partition(r.partition, "partition")?;
+        non_negative("leader_epoch", r.leader_epoch as i64)?;
+        let st = self.read_state(r.stale).await?;
+        let size_in_bytes = st
+            .registry
+            .remote_log
+            .size(&tp, r.leader_epoch)
+            .map_err(read_error)?;
+        Ok(Response::new(pb::RemoteLogSizeResponse { size_in_bytes }))
+    }
+
+    async fn next_segment_with_txn_index(
+        &self,
+        req: Request<pb::GetSegmentRequest>,
+    ) -> Result<Response<pb::GetSegmentResponse>, Status> {
+        self.auth
+            .authorize(&req, Role::Viewer, "read remote log metadata")?;
+        let r = req.into_inner();
+        let l = required(r.lookup, "lookup").map_err(ApiError::from)?;
+        let tp = partition(l.partition, "lookup.partition")?;
+        non_negative("lookup.leader_epoch", l.leader_epoch as i64)?;
+        non_negative("lookup.offset", l.offset)?;
+        let st = self.read_state(r.stale).await?;
+        let seg = st
+            .registry
+            .remote_log
+            .next_txn_segment(&tp, l.leader_epoch, l.offset)
+            .map_err(read_error)?;
+        Ok(Response::new(pb::GetSegmentResponse {
+            segment: seg.map(rlconv::segment_to_pb),
+        }))
+    }
+}
