@@ -156,7 +156,10 @@ impl AdminClient {
                 }
             }
         };
-        Ok(S::from_channel(InterceptedService::new(ch, self.token.clone())))
+        Ok(S::from_channel(InterceptedService::new(
+            ch,
+            self.token.clone(),
+        )))
     }
 
     /// Runs `f` on the admin service of the leader, following redirects and

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use guardian_meta_store::Raft;
 use guardian_proto::pb::guardian_admin_server::GuardianAdminServer;
-use guardian_proto::pb::remote_log_metadata_server::RemoteLogMetadataServer;
 use guardian_proto::pb::raft_peer_server::RaftPeerServer;
+use guardian_proto::pb::remote_log_metadata_server::RemoteLogMetadataServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;

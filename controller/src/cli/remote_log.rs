@@ -109,7 +109,11 @@ impl PartitionArgs {
     }
 }
 
-fn partition_pb(topic_id: &str, topic: &str, partition: i32) -> Result<pb::TopicIdPartition, String> {
+fn partition_pb(
+    topic_id: &str,
+    topic: &str,
+    partition: i32,
+) -> Result<pb::TopicIdPartition, String> {
     Ok(pb::TopicIdPartition {
         topic_id: uuid("topic_id", topic_id)?.0.to_vec(),
         topic: topic.to_string(),
@@ -175,7 +179,9 @@ fn custom(c: Option<String>) -> Result<Option<Vec<u8>>, String> {
 }
 
 fn segment_state(s: &str) -> Result<i32, String> {
-    let st: SegmentState = s.parse().map_err(|e: guardian_proto::domain::InvalidField| e.reason)?;
+    let st: SegmentState = s
+        .parse()
+        .map_err(|e: guardian_proto::domain::InvalidField| e.reason)?;
     Ok(guardian_proto::conv::remote_log::segment_state_to_pb(st) as i32)
 }
 
@@ -314,7 +320,9 @@ pub fn segment_json(p: &PartitionArgs, s: &pb::RemoteLogSegment) -> Value {
 fn segments_table(p: &PartitionArgs, segs: &[pb::RemoteLogSegment]) -> String {
     let mut t = comfy_table::Table::new();
     t.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY)
-        .set_header(vec!["SEGMENT", "OFFSETS", "EPOCHS", "SIZE", "STATE", "BROKER", "TXN"]);
+        .set_header(vec![
+            "SEGMENT", "OFFSETS", "EPOCHS", "SIZE", "STATE", "BROKER", "TXN",
+        ]);
     for s in segs {
         let j = segment_json(p, s);
         let epochs: Vec<String> = s
@@ -337,9 +345,10 @@ fn segments_table(p: &PartitionArgs, segs: &[pb::RemoteLogSegment]) -> String {
 
 fn print_segment(c: &Ctx, p: &PartitionArgs, s: Option<pb::RemoteLogSegment>) {
     match s {
-        Some(s) => c
-            .out
-            .json_or_line(segment_json(p, &s), segments_table(p, std::slice::from_ref(&s))),
+        Some(s) => c.out.json_or_line(
+            segment_json(p, &s),
+            segments_table(p, std::slice::from_ref(&s)),
+        ),
         None => c.out.json_or_line(Value::Null, "no such segment".into()),
     }
 }
@@ -479,9 +488,9 @@ async fn apply(c: &Ctx, file: &str) -> Result<(), CliError> {
     let reader: Box<dyn BufRead> = if file == "-" {
         Box::new(std::io::BufReader::new(std::io::stdin()))
     } else {
-        Box::new(std::io::BufReader::new(std::fs::File::open(file).map_err(
-            |e| CliError::Usage(format!("{file}: {e}")),
-        )?))
+        Box::new(std::io::BufReader::new(
+            std::fs::File::open(file).map_err(|e| CliError::Usage(format!("{file}: {e}")))?,
+        ))
     };
     let mut parsed: Vec<Result<pb::RemoteLogEvent, String>> = Vec::new();
     for (n, line) in reader.lines().enumerate() {
@@ -500,8 +509,10 @@ async fn apply(c: &Ctx, file: &str) -> Result<(), CliError> {
         println!("{v}");
     };
     for chunk in parsed.chunks(MAX_EVENTS_PER_WRITE) {
-        let events: Vec<pb::RemoteLogEvent> =
-            chunk.iter().filter_map(|e| e.as_ref().ok().cloned()).collect();
+        let events: Vec<pb::RemoteLogEvent> = chunk
+            .iter()
+            .filter_map(|e| e.as_ref().ok().cloned())
+            .collect();
         let mut results = if events.is_empty() {
             Vec::new()
         } else {
@@ -531,7 +542,9 @@ async fn apply(c: &Ctx, file: &str) -> Result<(), CliError> {
         }
     }
     if failed > 0 {
-        return Err(CliError::Usage(format!("{failed} of {total} events failed")));
+        return Err(CliError::Usage(format!(
+            "{failed} of {total} events failed"
+        )));
     }
     Ok(())
 }
