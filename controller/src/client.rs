@@ -17,7 +17,7 @@ use tonic::{Code, Request, Status};
 use crate::error::LEADER_ADDR_KEY;
 
 /// Adds the bearer token, if any, to every request.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct TokenInterceptor(Option<MetadataValue<tonic::metadata::Ascii>>);
 
 impl tonic::service::Interceptor for TokenInterceptor {

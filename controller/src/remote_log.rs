@@ -127,10 +127,13 @@ impl RemoteLogMetadata for RemoteLogService {
         let mut valid = Vec::with_capacity(events.len());
         let mut at = Vec::with_capacity(events.len());
         for (i, e) in events.into_iter().enumerate() {
-            let field = format!("events[{i}]");
-            let ev = rlconv::event_from_pb(e, &field)
-                .map_err(ApiError::from)
-                .and_then(|ev| ev.validate(&field).map(|()| ev).map_err(ApiError::from));
+            let field = || format!("events[{i}]");
+            let ev = rlconv::event_from_pb(e, "")
+                .map_err(|e| ApiError::from(e.under(&field())))
+                .and_then(|ev| match ev.validate("") {
+                    Ok(()) => Ok(ev),
+                    Err(e) => Err(e.under(&field()).into()),
+                });
             match ev {
                 Ok(ev) => {
                     valid.push(ev);

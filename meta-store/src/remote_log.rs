@@ -83,17 +83,18 @@ impl RemoteLogState {
         events
             .iter()
             .enumerate()
-            .map(|(i, e)| self.apply_event(e, &format!("events[{i}]"), touched))
+            .map(|(i, e)| self.apply_event(e, i, touched))
             .collect()
     }
 
     fn apply_event(
         &mut self,
         e: &RemoteLogEvent,
-        field: &str,
+        i: usize,
         touched: &mut Vec<Key>,
     ) -> EventOutcome {
-        if let Err(err) = e.validate(field) {
+        let field = || format!("events[{i}]");
+        if let Err(err) = e.validate("").map_err(|err| err.under(&field())) {
             return EventOutcome::Rejected(Rejection::InvalidArgument {
                 field: err.field,
                 reason: err.reason,
@@ -114,7 +115,7 @@ impl RemoteLogState {
         }
         if p.topic != e.partition.topic {
             return EventOutcome::Rejected(Rejection::InvalidArgument {
-                field: format!("{field}.partition.topic"),
+                field: format!("{}.partition.topic", field()),
                 reason: format!(
                     "topic id {} is named {:?}, not {:?}",
                     e.partition.topic_id, p.topic, e.partition.topic

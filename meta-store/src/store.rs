@@ -238,6 +238,24 @@ impl LogCache {
         });
     }
 
+    /// If `start` is cached: the end (exclusive, <= `end`) of the longest run
+    /// from `start` within `max_bytes` (at least one entry).
+    fn limit_end(&self, start: u64, end: u64, max_bytes: usize) -> Option<u64> {
+        if start >= end || !self.entries.contains_key(&start) {
+            return None;
+        }
+        let mut bytes = 0;
+        let mut stop = start + 1;
+        for (&i, (_, w)) in self.entries.range(start..end) {
+            bytes += w;
+            if bytes > max_bytes && i > start {
+                break;
+            }
+            stop = i + 1;
+        }
+        Some(stop)
+    }
+
     /// `start..end` if every index in it is cached.
     fn get(&self, start: u64, end: u64) -> Option<Vec<Entry>> {
         let (&first, _) = self.entries.first_key_value()?;
@@ -311,7 +329,40 @@ impl LogStore {
     }
 }
 
+/// Upper bound on the entries one AppendEntries carries (at least one
+/// entry). A lagging follower then catches up a few MiB at a time and the
+/// heartbeats queued behind each RPC still arrive within election timeouts.
+const MAX_APPEND_BYTES: usize = 4 << 20;
+
 impl RaftLogReader<TypeConfig> for LogStore {
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let cached_end = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .limit_end(start, end, MAX_APPEND_BYTES);
+        if let Some(end) = cached_end {
+            return self.try_get_log_entries(start..end).await;
+        }
+        let mut out = self.try_get_log_entries(start..end).await?;
+        let mut bytes = 0;
+        let keep = out
+            .iter()
+            .take_while(|e| {
+                bytes += entry_weight(e);
+                bytes <= MAX_APPEND_BYTES
+            })
+            .count()
+            .max(1)
+            .min(out.len());
+        out.truncate(keep);
+        Ok(out)
+    }
+
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + std::fmt::Debug + OptionalSend>(
         &mut self,
         range: RB,
@@ -695,10 +746,11 @@ fn install_snapshot_file(db: &DB, meta: &SnapshotMeta, path: &Path) -> Result<Sm
 }
 
 /// Streams a (checked) snapshot file into `sm_data` in bounded write
-/// batches, building the in-memory state alongside. Idempotent: rerun at
-/// open if interrupted (the "installing" mark is cleared only at the end).
+/// batches, building the in-memory state alongside (decoding on this thread,
+/// RocksDB writes on another). Idempotent: rerun at open if interrupted (the
+/// "installing" mark is cleared only at the end).
 fn ingest_snapshot(db: &DB, meta: &SnapshotMeta, path: &Path) -> Result<SmState, String> {
-    const BATCH_BYTES: usize = 32 << 20;
+    const CHUNK_BYTES: usize = 8 << 20;
     let data = cf(db, CF_SM_DATA);
     db.delete_range_cf(data, [0u8].as_slice(), [0xffu8; 4].as_slice())
         .map_err(err_str)?;
@@ -707,20 +759,38 @@ fn ingest_snapshot(db: &DB, meta: &SnapshotMeta, path: &Path) -> Result<SmState,
         last_membership: meta.last_membership.clone(),
         registry: Registry::default(),
     };
-    // Without WAL: the memtables are flushed below before the mark is cleared.
-    let mut no_wal = WriteOptions::default();
-    no_wal.disable_wal(true);
-    let mut batch = WriteBatch::default();
-    snapshot_file::read_records(path, |k, v| {
-        state_keys::load_kv(&mut st.registry, k, v)?;
-        batch.put_cf(data, k, v);
-        if batch.size_in_bytes() >= BATCH_BYTES {
-            db.write_opt(std::mem::take(&mut batch), &no_wal)
-                .map_err(err_str)?;
-        }
-        Ok(())
+    // At most a few chunks in flight: memory stays bounded.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<WriteBatch>(4);
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(move || -> Result<(), String> {
+            // Without WAL: the memtables are flushed below before the mark is cleared.
+            let mut no_wal = WriteOptions::default();
+            no_wal.disable_wal(true);
+            for batch in rx {
+                db.write_opt(batch, &no_wal).map_err(err_str)?;
+            }
+            Ok(())
+        });
+        let mut batch = WriteBatch::default();
+        let read = snapshot_file::read_records(path, |k, v| {
+            state_keys::load_kv(&mut st.registry, k, v)?;
+            batch.put_cf(data, k, v);
+            if batch.size_in_bytes() >= CHUNK_BYTES {
+                tx.send(std::mem::take(&mut batch))
+                    .map_err(|_| "snapshot writer stopped".to_string())?;
+            }
+            Ok(())
+        });
+        let sent = read.and_then(|_| {
+            tx.send(batch)
+                .map_err(|_| "snapshot writer stopped".to_string())
+        });
+        drop(tx);
+        let written = writer
+            .join()
+            .map_err(|_| "snapshot writer panicked".to_string())?;
+        sent.and(written)
     })?;
-    db.write_opt(batch, &no_wal).map_err(err_str)?;
     db.flush_cf(data).map_err(err_str)?;
     let mut batch = WriteBatch::default();
     sm_meta_batch(db, &mut batch, &st);

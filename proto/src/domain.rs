@@ -30,6 +30,20 @@ impl InvalidField {
             reason: reason.into(),
         }
     }
+
+    /// The same error, its field placed under `parent` (`events[3]` +
+    /// `add_segment.state`). Validation builds paths this way, on the error
+    /// path only, so valid input allocates no field names.
+    pub fn under(mut self, parent: &str) -> Self {
+        if !parent.is_empty() {
+            self.field = if self.field.is_empty() {
+                parent.to_string()
+            } else {
+                format!("{parent}.{}", self.field)
+            };
+        }
+        self
+    }
 }
 
 type Valid = Result<(), InvalidField>;

@@ -40,19 +40,14 @@ impl TopicIdPartition {
         }
     }
 
+    /// Checks the fields; errors name them under `field`.
     pub fn validate(&self, field: &str) -> Valid {
-        validate_name(&format!("{field}.topic"), &self.topic)?;
+        validate_name("topic", &self.topic).map_err(|e| e.under(field))?;
         if self.partition < 0 {
-            return Err(InvalidField::new(
-                format!("{field}.partition"),
-                "must be >= 0",
-            ));
+            return Err(InvalidField::new("partition", "must be >= 0").under(field));
         }
         if self.topic_id == KafkaUuid::ZERO {
-            return Err(InvalidField::new(
-                format!("{field}.topic_id"),
-                "must not be the zero uuid",
-            ));
+            return Err(InvalidField::new("topic_id", "must not be the zero uuid").under(field));
         }
         Ok(())
     }
@@ -228,14 +223,18 @@ impl Segment {
         }
     }
 
+    /// Checks the fields; errors name them under `field`.
     pub fn validate(&self, field: &str) -> Valid {
-        let f = |n: &str| format!("{field}.{n}");
+        self.validate_rel().map_err(|e| e.under(field))
+    }
+
+    fn validate_rel(&self) -> Valid {
         if self.start_offset < 0 {
-            return Err(InvalidField::new(f("start_offset"), "must be >= 0"));
+            return Err(InvalidField::new("start_offset", "must be >= 0"));
         }
         if self.end_offset < self.start_offset {
             return Err(InvalidField::new(
-                f("end_offset"),
+                "end_offset",
                 format!(
                     "{} is below start_offset {}",
                     self.end_offset, self.start_offset
@@ -243,35 +242,32 @@ impl Segment {
             ));
         }
         if self.broker_id < 0 {
-            return Err(InvalidField::new(f("broker_id"), "must be >= 0"));
+            return Err(InvalidField::new("broker_id", "must be >= 0"));
         }
         if self.size_in_bytes < 0 {
-            return Err(InvalidField::new(
-                f("segment_size_in_bytes"),
-                "must be >= 0",
-            ));
+            return Err(InvalidField::new("segment_size_in_bytes", "must be >= 0"));
         }
         if self.leader_epochs.is_empty() {
             return Err(InvalidField::new(
-                f("segment_leader_epochs"),
+                "segment_leader_epochs",
                 "must not be empty",
             ));
         }
         for w in self.leader_epochs.windows(2) {
             if w[0].0 >= w[1].0 {
                 return Err(InvalidField::new(
-                    f("segment_leader_epochs"),
+                    "segment_leader_epochs",
                     format!("epoch {} is listed twice or out of order", w[1].0),
                 ));
             }
         }
         if let Some((e, o)) = self.leader_epochs.iter().find(|(e, o)| *e < 0 || *o < 0) {
             return Err(InvalidField::new(
-                f("segment_leader_epochs"),
+                "segment_leader_epochs",
                 format!("epoch {e} → offset {o}: epochs and offsets must be >= 0"),
             ));
         }
-        validate_custom(&f("custom_metadata"), &self.custom_metadata)
+        validate_custom("custom_metadata", &self.custom_metadata)
     }
 }
 
@@ -328,47 +324,48 @@ pub struct RemoteLogEvent {
 }
 
 impl RemoteLogEvent {
+    /// Checks the event's own fields; errors name them under `field`.
     pub fn validate(&self, field: &str) -> Valid {
-        self.partition.validate(&format!("{field}.partition"))?;
-        if let Some(e) = self.leader_epoch {
-            if e < 0 {
-                return Err(InvalidField::new(
-                    format!("{field}.leader_epoch"),
-                    "must be >= 0",
-                ));
-            }
+        self.validate_rel().map_err(|e| e.under(field))
+    }
+
+    fn validate_rel(&self) -> Valid {
+        self.partition.validate("partition")?;
+        if self.leader_epoch.is_some_and(|e| e < 0) {
+            return Err(InvalidField::new("leader_epoch", "must be >= 0"));
         }
         match &self.kind {
             EventKind::AddSegment(s) => {
-                let f = format!("{field}.add_segment");
                 if s.state != SegmentState::CopySegmentStarted {
                     return Err(InvalidField::new(
-                        format!("{f}.state"),
+                        "add_segment.state",
                         format!(
                             "a new segment must be COPY_SEGMENT_STARTED, not {}",
                             s.state
                         ),
                     ));
                 }
-                s.validate(&f)
+                s.validate("add_segment")
             }
             EventKind::UpdateSegment(u) => {
-                let f = format!("{field}.update_segment");
                 if u.state == SegmentState::CopySegmentStarted {
                     return Err(InvalidField::new(
-                        format!("{f}.state"),
+                        "update_segment.state",
                         "an update can not set COPY_SEGMENT_STARTED (use add_segment)",
                     ));
                 }
                 if u.broker_id < 0 {
-                    return Err(InvalidField::new(format!("{f}.broker_id"), "must be >= 0"));
+                    return Err(InvalidField::new(
+                        "update_segment.broker_id",
+                        "must be >= 0",
+                    ));
                 }
-                validate_custom(&format!("{f}.custom_metadata"), &u.custom_metadata)
+                validate_custom("update_segment.custom_metadata", &u.custom_metadata)
             }
             EventKind::DeletePartition(d) => {
                 if d.broker_id < 0 {
                     return Err(InvalidField::new(
-                        format!("{field}.delete_partition.broker_id"),
+                        "delete_partition.broker_id",
                         "must be >= 0",
                     ));
                 }
@@ -418,7 +415,8 @@ pub fn validate_partitions<'a>(
         ));
     }
     for (i, p) in parts.enumerate() {
-        p.validate(&format!("{field}[{i}]"))?;
+        p.validate("")
+            .map_err(|e| e.under(&format!("{field}[{i}]")))?;
     }
     Ok(())
 }

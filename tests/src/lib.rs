@@ -3,6 +3,8 @@
 //! stop (SIGTERM) and restart (same directory, same ports) any node; wait on
 //! observable state with deadlines — never fixed sleeps.
 
+pub mod bench;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -18,6 +18,16 @@ pub enum ConvError {
 }
 
 impl ConvError {
+    /// See [`InvalidField::under`].
+    pub fn under(self, parent: &str) -> ConvError {
+        match self {
+            ConvError::MissingField { field } => {
+                ConvError::Invalid(InvalidField::new(field, "is required").under(parent))
+            }
+            ConvError::Invalid(i) => ConvError::Invalid(i.under(parent)),
+        }
+    }
+
     /// The request field the error is about.
     pub fn field(&self) -> &str {
         match self {

@@ -36,7 +36,7 @@ pub fn partition_from_pb(
 ) -> Result<TopicIdPartition, ConvError> {
     let p = p.ok_or_else(|| missing(field))?;
     Ok(TopicIdPartition {
-        topic_id: uuid(&p.topic_id, &format!("{field}.topic_id"))?,
+        topic_id: uuid(&p.topic_id, "topic_id").map_err(|e| e.under(field))?,
         topic: p.topic,
         partition: p.partition,
     })
@@ -126,6 +126,10 @@ pub fn segment_to_pb(s: &Segment) -> pb::RemoteLogSegment {
 
 /// Leader epochs are sorted here; duplicates are left for validation to name.
 pub fn segment_from_pb(s: pb::RemoteLogSegment, field: &str) -> Result<Segment, ConvError> {
+    segment_from_pb_rel(s).map_err(|e| e.under(field))
+}
+
+fn segment_from_pb_rel(s: pb::RemoteLogSegment) -> Result<Segment, ConvError> {
     let mut leader_epochs: Vec<(i32, i64)> = s
         .segment_leader_epochs
         .iter()
@@ -133,7 +137,7 @@ pub fn segment_from_pb(s: pb::RemoteLogSegment, field: &str) -> Result<Segment, 
         .collect();
     leader_epochs.sort_unstable();
     Ok(Segment {
-        id: uuid(&s.segment_id, &format!("{field}.segment_id"))?,
+        id: uuid(&s.segment_id, "segment_id")?,
         start_offset: s.start_offset,
         end_offset: s.end_offset,
         broker_id: s.broker_id,
@@ -142,7 +146,7 @@ pub fn segment_from_pb(s: pb::RemoteLogSegment, field: &str) -> Result<Segment, 
         leader_epochs,
         size_in_bytes: s.segment_size_in_bytes,
         custom_metadata: s.custom_metadata,
-        state: segment_state_from_pb(s.state, &format!("{field}.state"))?,
+        state: segment_state_from_pb(s.state, "state")?,
         txn_index_empty: s.txn_index_empty,
     })
 }
@@ -172,28 +176,30 @@ pub fn event_to_pb(e: &RemoteLogEvent) -> pb::RemoteLogEvent {
 }
 
 pub fn event_from_pb(e: pb::RemoteLogEvent, field: &str) -> Result<RemoteLogEvent, ConvError> {
+    event_from_pb_rel(e).map_err(|err| err.under(field))
+}
+
+fn event_from_pb_rel(e: pb::RemoteLogEvent) -> Result<RemoteLogEvent, ConvError> {
     use pb::remote_log_event::Event;
-    let partition = partition_from_pb(e.partition, &format!("{field}.partition"))?;
-    let kind = match e.event.ok_or_else(|| missing(&format!("{field}.event")))? {
-        Event::AddSegment(s) => {
-            EventKind::AddSegment(segment_from_pb(s, &format!("{field}.add_segment"))?)
-        }
+    let partition = partition_from_pb(e.partition, "partition")?;
+    let kind = match e.event.ok_or_else(|| missing("event"))? {
+        Event::AddSegment(s) => EventKind::AddSegment(segment_from_pb(s, "add_segment")?),
         Event::UpdateSegment(u) => {
-            let f = format!("{field}.update_segment");
+            let under = |e: ConvError| e.under("update_segment");
             EventKind::UpdateSegment(SegmentUpdate {
-                id: uuid(&u.segment_id, &format!("{f}.segment_id"))?,
+                id: uuid(&u.segment_id, "segment_id").map_err(under)?,
                 broker_id: u.broker_id,
                 event_timestamp_ms: u.event_timestamp_ms,
                 custom_metadata: u.custom_metadata,
-                state: segment_state_from_pb(u.state, &format!("{f}.state"))?,
+                state: segment_state_from_pb(u.state, "state").map_err(under)?,
             })
         }
         Event::DeletePartition(d) => {
-            let f = format!("{field}.delete_partition.state");
+            let f = "delete_partition.state";
             EventKind::DeletePartition(PartitionDelete {
                 broker_id: d.broker_id,
                 event_timestamp_ms: d.event_timestamp_ms,
-                state: delete_state_from_pb(d.state, &f)?.ok_or_else(|| missing(&f))?,
+                state: delete_state_from_pb(d.state, f)?.ok_or_else(|| missing(f))?,
             })
         }
     };
@@ -216,12 +222,13 @@ pub fn tracked_from_pb(
     field: &str,
 ) -> Result<TrackedPartition, ConvError> {
     Ok(TrackedPartition {
-        partition: partition_from_pb(t.partition, &format!("{field}.partition"))?,
+        partition: partition_from_pb(t.partition, "partition").map_err(|e| e.under(field))?,
         leader_epoch: t.leader_epoch,
     })
 }
 
-/// Converts a list with indexed field paths (`events[3]…`).
+/// Converts a list; an item's error is named by its index (`events[3]…`).
+/// `f` gets `""` as its field path (errors relative to the item).
 pub fn list_from_pb<P, T>(
     items: Vec<P>,
     field: &str,
@@ -230,7 +237,7 @@ pub fn list_from_pb<P, T>(
     items
         .into_iter()
         .enumerate()
-        .map(|(i, p)| f(p, &format!("{field}[{i}]")))
+        .map(|(i, p)| f(p, "").map_err(|e| e.under(&format!("{field}[{i}]"))))
         .collect()
 }
 

@@ -7,8 +7,6 @@
 //!   target/release/guardian-bench [--clients 64] [--secs 10] [--failovers 20]
 
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -16,6 +14,7 @@ use clap::Parser;
 use guardian_controller::client::AdminClient;
 use guardian_proto::pb;
 use guardian_proto::pb::guardian_admin_client::GuardianAdminClient;
+use guardian_tests::bench::{drive, Run};
 use guardian_tests::{cluster, wait_until, TestCluster};
 use tonic::transport::{Channel, Endpoint};
 
@@ -42,84 +41,6 @@ struct Args {
     /// Extra TOML appended to every guardian node's config (e.g. "[raft]\nheartbeat-interval-ms = 20").
     #[arg(long, default_value = "")]
     extra_config: String,
-}
-
-#[derive(Debug, Default)]
-struct Run {
-    writes: usize,
-    secs: f64,
-    lat_us: Vec<u64>,
-}
-
-impl Run {
-    fn rate(&self) -> f64 {
-        self.writes as f64 / self.secs
-    }
-    fn pct(&mut self, p: f64) -> f64 {
-        self.lat_us.sort_unstable();
-        if self.lat_us.is_empty() {
-            return 0.0;
-        }
-        let i = ((self.lat_us.len() as f64 - 1.0) * p).round() as usize;
-        self.lat_us[i] as f64 / 1000.0
-    }
-    fn mean(&self) -> f64 {
-        self.lat_us.iter().sum::<u64>() as f64 / self.lat_us.len().max(1) as f64 / 1000.0
-    }
-    fn line(&mut self, name: &str) -> String {
-        format!(
-            "{name:<28} {:>9.0} writes/s  p50 {:>6.2} ms  p99 {:>6.2} ms  mean {:>6.2} ms  ({} writes in {:.1} s)",
-            self.rate(),
-            self.pct(0.5),
-            self.pct(0.99),
-            self.mean(),
-            self.writes,
-            self.secs
-        )
-    }
-}
-
-/// Runs `clients` loops of `op` for `secs`; op(client index, seq) does one write.
-async fn drive<F, Fut>(clients: usize, secs: u64, op: F) -> Run
-where
-    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
-{
-    let op = Arc::new(op);
-    let stop = Arc::new(AtomicBool::new(false));
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for c in 0..clients {
-        let (op, stop) = (op.clone(), stop.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            let mut errors = 0usize;
-            let mut seq = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                match op(c, seq).await {
-                    Ok(()) => lat.push(t.elapsed().as_micros() as u64),
-                    Err(e) => {
-                        errors += 1;
-                        if errors < 3 {
-                            eprintln!("client {c}: {e:#}");
-                        }
-                    }
-                }
-                seq += 1;
-            }
-            lat
-        }));
-    }
-    tokio::time::sleep(Duration::from_secs(secs)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut run = Run::default();
-    for t in tasks {
-        run.lat_us.extend(t.await.unwrap_or_default());
-    }
-    run.secs = start.elapsed().as_secs_f64();
-    run.writes = run.lat_us.len();
-    run
 }
 
 fn channel(addr: &str) -> anyhow::Result<Channel> {
@@ -163,7 +84,7 @@ async fn guardian_run(c: &TestCluster, clients: usize, secs: u64) -> anyhow::Res
             })
             .await
             .context("set_placement_policy")?;
-            Ok(())
+            Ok(1)
         }
     })
     .await)
@@ -371,7 +292,7 @@ async fn etcd_run(etcd: &Etcd, clients: usize, secs: u64) -> anyhow::Result<Run>
         async move {
             kv.put(format!("topic-{c}"), format!("r{}", seq % 8), None)
                 .await?;
-            Ok(())
+            Ok(1)
         }
     })
     .await)

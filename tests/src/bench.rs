@@ -1,0 +1,114 @@
+//! Load-generation helpers shared by the bench binaries: closed-loop clients
+//! and latency percentiles.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One load run: operations, the items they carried, and per-op latencies.
+#[derive(Debug, Default)]
+pub struct Run {
+    /// Successful operations (RPCs).
+    pub writes: usize,
+    /// Items carried by the successful operations (events, lookups; 1 per
+    /// op for single writes).
+    pub items: usize,
+    pub secs: f64,
+    pub lat_us: Vec<u64>,
+}
+
+impl Run {
+    /// Operations per second.
+    pub fn rate(&self) -> f64 {
+        self.writes as f64 / self.secs
+    }
+    /// Items per second.
+    pub fn item_rate(&self) -> f64 {
+        self.items as f64 / self.secs
+    }
+    /// Latency percentile `p` (0..=1), in ms.
+    pub fn pct(&mut self, p: f64) -> f64 {
+        self.lat_us.sort_unstable();
+        if self.lat_us.is_empty() {
+            return 0.0;
+        }
+        let i = ((self.lat_us.len() as f64 - 1.0) * p).round() as usize;
+        self.lat_us[i] as f64 / 1000.0
+    }
+    pub fn mean(&self) -> f64 {
+        self.lat_us.iter().sum::<u64>() as f64 / self.lat_us.len().max(1) as f64 / 1000.0
+    }
+    pub fn line(&mut self, name: &str) -> String {
+        format!(
+            "{name:<28} {:>9.0} writes/s  p50 {:>6.2} ms  p99 {:>6.2} ms  mean {:>6.2} ms  ({} writes in {:.1} s)",
+            self.rate(),
+            self.pct(0.5),
+            self.pct(0.99),
+            self.mean(),
+            self.writes,
+            self.secs
+        )
+    }
+    /// A line for batched runs: items/s and per-RPC latency.
+    pub fn items_line(&mut self, name: &str, unit: &str) -> String {
+        format!(
+            "{name:<34} {:>10.0} {unit}/s  ({:.0} RPC/s)  RPC p50 {:>6.2} ms  p99 {:>6.2} ms  ({} {unit} in {:.1} s)",
+            self.item_rate(),
+            self.rate(),
+            self.pct(0.5),
+            self.pct(0.99),
+            self.items,
+            self.secs
+        )
+    }
+}
+
+/// Runs `clients` closed loops of `op` for `secs`; `op(client, seq)` does
+/// one operation and returns how many items it carried.
+pub async fn drive<F, Fut>(clients: usize, secs: u64, op: F) -> Run
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<usize>> + Send,
+{
+    let op = Arc::new(op);
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (op, stop) = (op.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut items = 0usize;
+            let mut errors = 0usize;
+            let mut seq = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                match op(c, seq).await {
+                    Ok(n) => {
+                        lat.push(t.elapsed().as_micros() as u64);
+                        items += n;
+                    }
+                    Err(e) => {
+                        errors += 1;
+                        if errors < 3 {
+                            eprintln!("client {c}: {e:#}");
+                        }
+                    }
+                }
+                seq += 1;
+            }
+            (lat, items)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut run = Run::default();
+    for t in tasks {
+        let (lat, items) = t.await.unwrap_or_default();
+        run.lat_us.extend(lat);
+        run.items += items;
+    }
+    run.secs = start.elapsed().as_secs_f64();
+    run.writes = run.lat_us.len();
+    run
+}
