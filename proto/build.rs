@@ -17,6 +17,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={p}");
     }
     tonic_prost_build::configure()
+        // Pre-encoded requests inside log entries: shared, not copied.
+        .bytes(".guardian.v1.Entry.normal_encoded")
         .file_descriptor_set_path(out.join("guardian_descriptor.bin"))
         .compile_protos(&protos, &["."])?;
     Ok(())

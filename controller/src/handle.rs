@@ -82,10 +82,7 @@ impl Controller {
     /// applied here. Registry rejections come back as the matching error.
     pub async fn write(&self, command: Command) -> Result<CommandResponse, ApiError> {
         command.validate()?;
-        let req = Request {
-            now_ms: now_ms(),
-            command,
-        };
+        let req = Request::new(now_ms(), command);
         match self.proposer.propose(req).await? {
             CommandResponse::Rejected(r) => Err(r.into()),
             other => Ok(other),

@@ -94,10 +94,7 @@ async fn propose(raft: &Raft, mut batch: Vec<Pending>) {
     let (reqs, replies): (Vec<Request>, Vec<_>) =
         batch.into_iter().map(|p| (p.req, p.reply)).unzip();
     let n = reqs.len();
-    let req = Request {
-        now_ms,
-        command: Command::Batch(reqs),
-    };
+    let req = Request::new(now_ms, Command::Batch(reqs));
     match raft.client_write(req).await {
         Ok(resp) => match resp.data {
             CommandResponse::Batch(results) if results.len() == n => {

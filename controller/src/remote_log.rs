@@ -143,7 +143,11 @@ impl RemoteLogMetadata for RemoteLogService {
             }
         }
         if !valid.is_empty() {
-            match self.ctl.write(Command::RemoteLog(valid)).await? {
+            match self
+                .ctl
+                .write(Command::RemoteLog(std::sync::Arc::new(valid)))
+                .await?
+            {
                 CommandResponse::RemoteLog(outs) if outs.len() == at.len() => {
                     for (i, o) in at.into_iter().zip(outs) {
                         results[i] = Some(outcome_to_pb(o));

@@ -69,7 +69,7 @@ fn seg_id(n: u64) -> KafkaUuid {
 fn entry(index: u64, command: Command) -> Entry {
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-        payload: EntryPayload::Normal(Request { now_ms: 1, command }),
+        payload: EntryPayload::Normal(Request::new(1, command)),
     }
 }
 
@@ -138,7 +138,7 @@ async fn fill(dir: &Path, segments: u64) -> serde_json::Value {
         });
         if events.len() >= EVENTS_PER_ENTRY || n + 1 == segments {
             applied += events.len() as u64;
-            let cmd = Command::RemoteLog(std::mem::take(&mut events));
+            let cmd = Command::RemoteLog(std::sync::Arc::new(std::mem::take(&mut events)));
             sm.apply([entry(index, cmd)]).await.expect("apply");
             index += 1;
         }

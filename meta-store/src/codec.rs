@@ -108,7 +108,7 @@ pub fn stored_membership_from_pb(m: pb::StoredMembership) -> StoredMembership {
 pub fn entry_to_pb(e: &Entry) -> pb::Entry {
     let payload = match &e.payload {
         EntryPayload::Blank => pb::entry::Payload::Blank(pb::Blank {}),
-        EntryPayload::Normal(r) => pb::entry::Payload::Normal(r.clone().into()),
+        EntryPayload::Normal(r) => pb::entry::Payload::NormalEncoded(r.encoded()),
         EntryPayload::Membership(m) => pb::entry::Payload::Membership(membership_to_pb(m)),
     };
     pb::Entry {
@@ -122,6 +122,7 @@ pub fn entry_from_pb(e: pb::Entry) -> Result<Entry, ConvError> {
     let payload = match required(e.payload, "entry.payload")? {
         pb::entry::Payload::Blank(_) => EntryPayload::Blank,
         pb::entry::Payload::Normal(r) => EntryPayload::Normal(Request::try_from(r)?),
+        pb::entry::Payload::NormalEncoded(b) => EntryPayload::Normal(Request::decode_cached(b)?),
         pb::entry::Payload::Membership(m) => EntryPayload::Membership(membership_from_pb(m)),
     };
     Ok(Entry { log_id, payload })
@@ -166,10 +167,7 @@ mod tests {
         for payload in [
             EntryPayload::Blank,
             EntryPayload::Membership(m),
-            EntryPayload::Normal(Request {
-                now_ms: 5,
-                command: Command::DeleteTenant { name: "t".into() },
-            }),
+            EntryPayload::Normal(Request::new(5, Command::DeleteTenant { name: "t".into() })),
         ] {
             let e = Entry { log_id, payload };
             let back = entry_from_pb(entry_to_pb(&e)).unwrap();

@@ -390,7 +390,7 @@ mod tests {
     use guardian_proto::domain::LogDir;
 
     fn req(now_ms: u64, command: Command) -> Request {
-        Request { now_ms, command }
+        Request::new(now_ms, command)
     }
 
     fn cluster(name: &str) -> Command {

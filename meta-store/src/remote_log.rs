@@ -541,9 +541,7 @@ mod tests {
 
         fn run(&mut self, command: Command) -> CommandResponse {
             let mut touched = Vec::new();
-            let out = self
-                .reg
-                .apply(&Request { now_ms: 1, command }, &mut touched);
+            let out = self.reg.apply(&Request::new(1, command), &mut touched);
             for k in touched {
                 match state_keys::value_bytes(&self.reg, &k) {
                     Some(v) => self.kv.insert(state_keys::key_bytes(&k), v),
@@ -572,7 +570,7 @@ mod tests {
                     kind,
                 })
                 .collect();
-            match self.run(Command::RemoteLog(events)) {
+            match self.run(Command::RemoteLog(std::sync::Arc::new(events))) {
                 CommandResponse::RemoteLog(v) => v,
                 other => panic!("unexpected {other:?}"),
             }
@@ -888,11 +886,13 @@ mod tests {
             ..tp()
         };
         assert!(h.rl().list(&wrong_name).is_err());
-        let out = h.run(Command::RemoteLog(vec![RemoteLogEvent {
-            partition: other,
-            leader_epoch: None,
-            kind: add(1, 0, 1, &[(0, 0)]),
-        }]));
+        let out = h.run(Command::RemoteLog(std::sync::Arc::new(vec![
+            RemoteLogEvent {
+                partition: other,
+                leader_epoch: None,
+                kind: add(1, 0, 1, &[(0, 0)]),
+            },
+        ])));
         assert!(matches!(
             out,
             CommandResponse::RemoteLog(v) if matches!(v[0], EventOutcome::Rejected(Rejection::FailedPrecondition { .. }))

@@ -330,9 +330,11 @@ impl LogStore {
 }
 
 /// Upper bound on the entries one AppendEntries carries (at least one
-/// entry). A lagging follower then catches up a few MiB at a time and the
-/// heartbeats queued behind each RPC still arrive within election timeouts.
-const MAX_APPEND_BYTES: usize = 4 << 20;
+/// entry). openraft 0.9 gives every AppendEntries RPC the heartbeat interval
+/// (50 ms by default) to complete; a bigger payload on a loaded machine
+/// times out, replication backs off for 500 ms and the followers call
+/// elections. 1 MiB crosses loopback, decodes and syncs well within that.
+const MAX_APPEND_BYTES: usize = 1 << 20;
 
 impl RaftLogReader<TypeConfig> for LogStore {
     async fn limited_get_log_entries(

@@ -431,7 +431,9 @@ pub enum Command {
     /// Several requests in one log entry, applied in order (never nested).
     Batch(Vec<Request>),
     /// Tiered-storage metadata events, applied in order, one result each.
-    RemoteLog(Vec<RemoteLogEvent>),
+    /// Shared: a log entry is cloned on its way to the log cache, the
+    /// replication stream and the state machine; the events are not.
+    RemoteLog(std::sync::Arc<Vec<RemoteLogEvent>>),
     /// A broker declares it hosts these partitions (leader or follower).
     TrackPartitions {
         broker_id: i32,
@@ -588,6 +590,41 @@ impl Command {
 pub struct Request {
     pub now_ms: u64,
     pub command: Command,
+    /// This request's protobuf encoding, made once and shared by its clones
+    /// (the log store, each follower's AppendEntries, a follower's own log).
+    #[serde(skip)]
+    pub encoded: EncodedCache,
+}
+
+impl Request {
+    pub fn new(now_ms: u64, command: Command) -> Self {
+        Self {
+            now_ms,
+            command,
+            encoded: EncodedCache::default(),
+        }
+    }
+}
+
+/// A lazily filled, shared slot for an encoding. Never part of equality.
+#[derive(Clone, Default)]
+pub struct EncodedCache(pub std::sync::Arc<std::sync::OnceLock<bytes::Bytes>>);
+
+impl PartialEq for EncodedCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for EncodedCache {}
+
+impl fmt::Debug for EncodedCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.get() {
+            Some(b) => write!(f, "EncodedCache({} bytes)", b.len()),
+            None => f.write_str("EncodedCache(empty)"),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -273,9 +273,11 @@ impl TryFrom<pb::Request> for domain::Request {
                     .map(domain::Request::try_from)
                     .collect::<Result<_, _>>()?,
             ),
-            PbCmd::RemoteLog(c) => {
-                Command::RemoteLog(rl::list_from_pb(c.events, "events", rl::event_from_pb)?)
-            }
+            PbCmd::RemoteLog(c) => Command::RemoteLog(std::sync::Arc::new(rl::list_from_pb(
+                c.events,
+                "events",
+                rl::event_from_pb,
+            )?)),
             PbCmd::TrackPartitions(c) => Command::TrackPartitions {
                 broker_id: c.broker_id,
                 partitions: rl::list_from_pb(c.partitions, "partitions", rl::tracked_from_pb)?,
@@ -287,10 +289,27 @@ impl TryFrom<pb::Request> for domain::Request {
                 })?,
             },
         };
-        Ok(domain::Request {
-            now_ms: r.now_ms,
-            command,
-        })
+        Ok(domain::Request::new(r.now_ms, command))
+    }
+}
+
+impl domain::Request {
+    /// The protobuf encoding of this request (made once, then shared).
+    pub fn encoded(&self) -> bytes::Bytes {
+        self.encoded
+            .0
+            .get_or_init(|| prost::Message::encode_to_vec(&pb::Request::from(self.clone())).into())
+            .clone()
+    }
+
+    /// Decodes a request and keeps `bytes` as its encoding.
+    pub fn decode_cached(bytes: bytes::Bytes) -> Result<domain::Request, ConvError> {
+        let pb = <pb::Request as prost::Message>::decode(bytes.clone()).map_err(|e| {
+            ConvError::Invalid(InvalidField::new("request", format!("undecodable: {e}")))
+        })?;
+        let req = domain::Request::try_from(pb)?;
+        let _ = req.encoded.0.set(bytes);
+        Ok(req)
     }
 }
 
@@ -301,6 +320,7 @@ mod tests {
     #[test]
     fn request_round_trips() {
         let req = domain::Request {
+            encoded: Default::default(),
             now_ms: 42,
             command: Command::AddBroker(domain::Broker {
                 cluster: "c1".into(),
