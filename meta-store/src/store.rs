@@ -350,19 +350,8 @@ impl RaftLogReader<TypeConfig> for LogStore {
         if let Some(end) = cached_end {
             return self.try_get_log_entries(start..end).await;
         }
-        let mut out = self.try_get_log_entries(start..end).await?;
-        let mut bytes = 0;
-        let keep = out
-            .iter()
-            .take_while(|e| {
-                bytes += entry_weight(e);
-                bytes <= MAX_APPEND_BYTES
-            })
-            .count()
-            .max(1)
-            .min(out.len());
-        out.truncate(keep);
-        Ok(out)
+        // Not cached (a follower far behind): read only what one RPC carries.
+        self.read_db(start, |i| i < end, MAX_APPEND_BYTES)
     }
 
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + std::fmt::Debug + OptionalSend>(
@@ -389,8 +378,22 @@ impl RaftLogReader<TypeConfig> for LogStore {
                 return Ok(entries);
             }
         }
+        self.read_db(start, |i| range.contains(&i), usize::MAX)
+    }
+}
+
+impl LogStore {
+    /// Entries from `start` while `in_range` holds, read from RocksDB; stops
+    /// after `max_bytes` of encoded entries (at least one entry).
+    fn read_db(
+        &self,
+        start: u64,
+        in_range: impl Fn(u64) -> bool,
+        max_bytes: usize,
+    ) -> Result<Vec<Entry>, StorageError> {
         let logs = cf(&self.db, CF_LOGS);
         let mut out = Vec::new();
+        let mut bytes = 0usize;
         let iter = self.db.iterator_cf(
             logs,
             IteratorMode::From(&index_key(start), Direction::Forward),
@@ -400,7 +403,11 @@ impl RaftLogReader<TypeConfig> for LogStore {
             let idx = u64::from_be_bytes(k.as_ref().try_into().map_err(|_| {
                 StorageIOError::read_logs(&std::io::Error::other("log key is not 8 bytes"))
             })?);
-            if !range.contains(&idx) {
+            if !in_range(idx) {
+                break;
+            }
+            bytes += v.len();
+            if bytes > max_bytes && !out.is_empty() {
                 break;
             }
             let e = decode::<pb::Entry>(&v)
