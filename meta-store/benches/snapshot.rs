@@ -159,6 +159,30 @@ async fn build(dir: &Path) -> serde_json::Value {
     let load_secs = t.elapsed().as_secs_f64();
     let segments = sm.reader().read().registry.remote_log.segment_count;
     let rss_loaded = vm_kb("VmRSS:");
+    // In-process lookups on the loaded state (what one GetSegments item
+    // costs without gRPC): random partition, random offset, its epoch.
+    let (lookups, hits, lookup_secs) = {
+        let reader = sm.reader();
+        let st = reader.read();
+        let rl = &st.registry.remote_log;
+        let partitions = segments.div_ceil(SEGMENTS_PER_PARTITION);
+        let tps: Vec<TopicIdPartition> = (0..partitions).map(tp).collect();
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let (n, mut hits) = (2_000_000u64, 0u64);
+        let t = Instant::now();
+        for _ in 0..n {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let p = &tps[(x % partitions) as usize];
+            let offset = ((x >> 16) % (SEGMENTS_PER_PARTITION * 10_000)) as i64;
+            let epoch = (offset / 10_000 / 100) as i32;
+            if let Ok(Some(_)) = rl.segment_for(p, epoch, offset) {
+                hits += 1;
+            }
+        }
+        (n, hits, t.elapsed().as_secs_f64())
+    };
     // Count from here: clear the peak so VmHWM is the build's own.
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let t = Instant::now();
@@ -170,6 +194,8 @@ async fn build(dir: &Path) -> serde_json::Value {
         .join(format!("{}.snap", snap.meta.snapshot_id));
     json!({
         "phase": "build", "segments": segments, "secs": secs, "load_secs": load_secs,
+        "in_process_lookups_per_sec": (lookups as f64 / lookup_secs) as u64,
+        "lookup_hit_ratio": hits as f64 / lookups as f64,
         "file_mib": std::fs::metadata(&file).map(|m| m.len() >> 20).unwrap_or(0),
         "file": file, "snapshot_id": snap.meta.snapshot_id,
         "last_log_index": snap.meta.last_log_id.map(|l| l.index),
@@ -279,6 +305,7 @@ fn main() {
                 json!({
                     "summary": "snapshot", "segments": segments,
                     "fill_events_per_sec": fill["events_per_sec"],
+                    "in_process_lookups_per_sec": build["in_process_lookups_per_sec"],
                     "build_secs": build["secs"], "install_secs": install["secs"],
                     "transfer_copy_secs": install["receive_copy_secs"],
                     "build_plus_install_secs": total,
