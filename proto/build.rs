@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "guardian/v1/types.proto",
         "guardian/v1/remote_log.proto",
+        "guardian/v1/reporter.proto",
         "guardian/v1/state.proto",
         "guardian/v1/raft.proto",
         "guardian/v1/admin.proto",

@@ -1,0 +1,469 @@
+//! Kafka log directories, read from disk in Kafka 3.x/4.x's own formats.
+//!
+//! - `meta.properties`: `node.id` (KRaft) or `broker.id` (ZooKeeper),
+//!   `cluster.id`, `directory.id`.
+//! - `<topic>-<partition>/`: segments `<20-digit base offset>.log` (+ index
+//!   files), `partition.metadata` (`topic_id: <base64>`).
+//! - `replication-offset-checkpoint` (high watermarks),
+//!   `recovery-point-offset-checkpoint`, `log-start-offset-checkpoint`: a
+//!   version line (`0`), a count line, then `topic partition offset` lines.
+//! - `<topic>-<partition>.<32 hex>-future/`: an intra-broker move in progress;
+//!   `…-delete/`: a pending deletion; `…-stray/`: a stray log (KRaft).
+//!
+//! Everything is parsed defensively: a missing, half-written or foreign file
+//! becomes a warning and the rest of the dir is still reported.
+//!
+//! The log end offset comes from the active segment: from the last entry of
+//! its offset index (or the start), record-batch headers are skipped to the
+//! end of the file; the scan position is cached so the next sample reads only
+//! what was appended.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use guardian_proto::domain::KafkaUuid;
+
+/// `meta.properties` of a log dir.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetaProperties {
+    pub broker_id: Option<i32>,
+    pub cluster_id: Option<String>,
+    pub directory_id: Option<String>,
+}
+
+/// One partition directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionDir {
+    pub topic: String,
+    pub partition: i32,
+    pub topic_id: Option<KafkaUuid>,
+    pub future: bool,
+    pub size_bytes: u64,
+    pub segments: u32,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+    /// -1 when the checkpoint does not list the partition.
+    pub high_watermark: i64,
+    pub recovery_point: i64,
+    pub path: PathBuf,
+}
+
+/// Everything read from one log dir.
+#[derive(Debug, Clone, Default)]
+pub struct LogDirScan {
+    pub meta: MetaProperties,
+    pub partitions: Vec<PartitionDir>,
+    pub pending_deletions: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// Where the last scan of a partition's active segment stopped.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ScanPos {
+    base: i64,
+    pos: u64,
+    leo: i64,
+}
+
+/// Per-partition scan positions, kept between samples.
+pub type ScanCache = HashMap<PathBuf, ScanPos>;
+
+fn parse_properties(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('!'))
+        .filter_map(|l| {
+            let (k, v) = l.split_once('=').or_else(|| l.split_once(':'))?;
+            Some((k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect()
+}
+
+/// Reads `meta.properties`; `None` with a warning when absent or malformed.
+pub fn read_meta(dir: &Path, warnings: &mut Vec<String>) -> MetaProperties {
+    let p = dir.join("meta.properties");
+    let text = match std::fs::read_to_string(&p) {
+        Ok(t) => t,
+        Err(e) => {
+            warnings.push(format!("{}: {e}", p.display()));
+            return MetaProperties::default();
+        }
+    };
+    let props = parse_properties(&text);
+    let id = props.get("node.id").or_else(|| props.get("broker.id"));
+    let broker_id = match id.map(|v| v.parse::<i32>()) {
+        Some(Ok(v)) => Some(v),
+        Some(Err(_)) => {
+            warnings.push(format!(
+                "{}: node.id/broker.id is not a number",
+                p.display()
+            ));
+            None
+        }
+        None => {
+            warnings.push(format!("{}: no node.id or broker.id", p.display()));
+            None
+        }
+    };
+    MetaProperties {
+        broker_id,
+        cluster_id: props.get("cluster.id").cloned(),
+        directory_id: props.get("directory.id").cloned(),
+    }
+}
+
+/// Reads an offset checkpoint file: (topic, partition) → offset. A missing
+/// file is empty; a malformed one is a warning (valid lines before the
+/// damage are kept).
+pub fn read_checkpoint(path: &Path, warnings: &mut Vec<String>) -> HashMap<(String, i32), i64> {
+    let mut out = HashMap::new();
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return out,
+        Err(e) => {
+            warnings.push(format!("{}: {e}", path.display()));
+            return out;
+        }
+    };
+    let mut lines = text.lines();
+    let bad = |what: &str| format!("{}: {what}", path.display());
+    match lines.next().map(str::trim) {
+        Some("0") => {}
+        other => {
+            warnings.push(bad(&format!("unsupported version line {other:?}")));
+            return out;
+        }
+    }
+    let Some(Ok(count)) = lines.next().map(|l| l.trim().parse::<usize>()) else {
+        warnings.push(bad("missing or bad entry count"));
+        return out;
+    };
+    for (i, line) in lines.enumerate() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        match f.as_slice() {
+            [t, p, o] => match (p.parse::<i32>(), o.parse::<i64>()) {
+                (Ok(p), Ok(o)) => {
+                    out.insert((t.to_string(), p), o);
+                }
+                _ => {
+                    warnings.push(bad(&format!("line {}: {line:?}", i + 3)));
+                    return out;
+                }
+            },
+            [] => {}
+            _ => {
+                warnings.push(bad(&format!("line {}: {line:?}", i + 3)));
+                return out;
+            }
+        }
+    }
+    if out.len() != count {
+        warnings.push(bad(&format!(
+            "header says {count} entries, found {} (half-written?)",
+            out.len()
+        )));
+    }
+    out
+}
+
+/// Splits `topic-partition`, `topic-partition.<hex>-future` and friends.
+/// Returns (topic, partition, suffix) with suffix "", "future", "delete" or "stray".
+pub fn parse_dir_name(name: &str) -> Option<(String, i32, &'static str)> {
+    let (base, suffix) = if let Some(b) = name.strip_suffix("-future") {
+        (b, "future")
+    } else if let Some(b) = name.strip_suffix("-delete") {
+        (b, "delete")
+    } else if let Some(b) = name.strip_suffix("-stray") {
+        (b, "stray")
+    } else {
+        (name, "")
+    };
+    let base = if suffix.is_empty() {
+        base
+    } else {
+        // `<topic>-<partition>.<uuid as 32 hex chars>`
+        let (b, id) = base.rsplit_once('.')?;
+        if id.len() != 32 || !id.chars().all(|c| c.is_ascii_hexdigit()) {
+            return None;
+        }
+        b
+    };
+    let (topic, p) = base.rsplit_once('-')?;
+    let partition = p.parse::<i32>().ok().filter(|p| *p >= 0)?;
+    if topic.is_empty() {
+        return None;
+    }
+    Some((topic.to_string(), partition, suffix))
+}
+
+fn read_topic_id(dir: &Path, warnings: &mut Vec<String>) -> Option<KafkaUuid> {
+    let p = dir.join("partition.metadata");
+    let text = match std::fs::read_to_string(&p) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            warnings.push(format!("{}: {e}", p.display()));
+            return None;
+        }
+    };
+    let props = parse_properties(&text);
+    match props.get("topic_id").map(|v| v.parse::<KafkaUuid>()) {
+        Some(Ok(id)) => Some(id),
+        _ => {
+            warnings.push(format!("{}: no valid topic_id", p.display()));
+            None
+        }
+    }
+}
+
+/// Reads the last non-empty offset-index entry's log position (0 if none).
+fn last_index_position(index: &Path) -> u64 {
+    let Ok(bytes) = std::fs::read(index) else {
+        return 0;
+    };
+    // 8-byte entries (relative offset u32, position u32); the active index is
+    // preallocated and zero-filled past its last entry.
+    bytes
+        .chunks_exact(8)
+        .enumerate()
+        .rev()
+        .find(|(i, e)| *i == 0 || e.iter().any(|b| *b != 0))
+        .map(|(_, e)| u32::from_be_bytes([e[4], e[5], e[6], e[7]]) as u64)
+        .unwrap_or(0)
+}
+
+/// Skips record batches from `pos` to the end of the `.log` file; returns
+/// (position after the last complete batch, last offset in it).
+fn scan_batches(log: &Path, mut pos: u64) -> std::io::Result<(u64, Option<i64>)> {
+    let mut f = File::open(log)?;
+    let len = f.metadata()?.len();
+    let mut last = None;
+    let mut head = [0u8; 27];
+    while pos + 17 <= len {
+        f.seek(SeekFrom::Start(pos))?;
+        let n = (len - pos).min(27) as usize;
+        f.read_exact(&mut head[..n])?;
+        let base = i64::from_be_bytes(head[0..8].try_into().expect("8 bytes"));
+        let size = i32::from_be_bytes(head[8..12].try_into().expect("4 bytes"));
+        if size <= 0 {
+            break; // zero-filled tail (preallocated) or damage
+        }
+        let next = pos + 12 + size as u64;
+        if next > len {
+            break; // a batch still being written
+        }
+        let magic = head[16];
+        last = Some(if magic >= 2 && n >= 27 {
+            base + i32::from_be_bytes(head[23..27].try_into().expect("4 bytes")) as i64
+        } else {
+            base // message format v0/v1: the wrapper carries the last offset
+        });
+        pos = next;
+    }
+    Ok((pos, last))
+}
+
+/// Reads one partition directory.
+fn read_partition(
+    dir: &Path,
+    topic: String,
+    partition: i32,
+    future: bool,
+    ckpt: &Checkpoints,
+    cache: &mut ScanCache,
+    warnings: &mut Vec<String>,
+) -> PartitionDir {
+    let mut segments: Vec<(i64, u64)> = Vec::new();
+    match std::fs::read_dir(dir) {
+        Ok(rd) => {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(base) = name.strip_suffix(".log") {
+                    match base.parse::<i64>() {
+                        Ok(b) if base.len() == 20 => {
+                            let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+                            segments.push((b, size));
+                        }
+                        _ => warnings.push(format!(
+                            "{}: not a segment file name",
+                            dir.join(&name).display()
+                        )),
+                    }
+                }
+            }
+        }
+        Err(e) => warnings.push(format!("{}: {e}", dir.display())),
+    }
+    segments.sort_unstable();
+    let key = (topic.clone(), partition);
+    let first_base = segments.first().map_or(0, |s| s.0);
+    let log_start_offset = if future {
+        first_base
+    } else {
+        ckpt.log_start.get(&key).copied().unwrap_or(first_base)
+    };
+    let log_end_offset = match segments.last() {
+        None => log_start_offset,
+        Some(&(base, _)) => {
+            let log = dir.join(format!("{base:020}.log"));
+            let prev = cache.get(dir).copied().filter(|c| c.base == base);
+            let start = match prev {
+                Some(c) => c.pos,
+                None => last_index_position(&dir.join(format!("{base:020}.index"))),
+            };
+            match scan_batches(&log, start) {
+                Ok((pos, last)) => {
+                    let leo = match (last, prev) {
+                        (Some(l), _) => l + 1,
+                        (None, Some(c)) => c.leo,
+                        (None, None) => base,
+                    };
+                    cache.insert(dir.to_path_buf(), ScanPos { base, pos, leo });
+                    leo
+                }
+                Err(e) => {
+                    warnings.push(format!("{}: {e}", log.display()));
+                    base
+                }
+            }
+        }
+    };
+    PartitionDir {
+        topic_id: read_topic_id(dir, warnings),
+        size_bytes: segments.iter().map(|s| s.1).sum(),
+        segments: segments.len() as u32,
+        log_start_offset,
+        log_end_offset,
+        high_watermark: if future {
+            -1
+        } else {
+            ckpt.hw.get(&key).copied().unwrap_or(-1)
+        },
+        recovery_point: ckpt.recovery.get(&key).copied().unwrap_or(-1),
+        path: dir.to_path_buf(),
+        topic,
+        partition,
+        future,
+    }
+}
+
+struct Checkpoints {
+    hw: HashMap<(String, i32), i64>,
+    recovery: HashMap<(String, i32), i64>,
+    log_start: HashMap<(String, i32), i64>,
+}
+
+/// Scans one log dir.
+pub fn scan_log_dir(dir: &Path, cache: &mut ScanCache) -> LogDirScan {
+    let mut out = LogDirScan::default();
+    let w = &mut out.warnings;
+    out.meta = read_meta(dir, w);
+    let ckpt = Checkpoints {
+        hw: read_checkpoint(&dir.join("replication-offset-checkpoint"), w),
+        recovery: read_checkpoint(&dir.join("recovery-point-offset-checkpoint"), w),
+        log_start: read_checkpoint(&dir.join("log-start-offset-checkpoint"), w),
+    };
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) => {
+            out.warnings.push(format!("{}: {e}", dir.display()));
+            return out;
+        }
+    };
+    let mut entries: Vec<_> = rd.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        if !e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            continue;
+        }
+        let name = e.file_name().to_string_lossy().into_owned();
+        match parse_dir_name(&name) {
+            Some((_, _, "delete")) => out
+                .pending_deletions
+                .push(format!("{}/{name}", dir.display())),
+            Some((_, _, "stray")) => out.warnings.push(format!(
+                "{}: stray log (not assigned here)",
+                e.path().display()
+            )),
+            Some((topic, partition, suffix)) => {
+                let p = read_partition(
+                    &e.path(),
+                    topic,
+                    partition,
+                    suffix == "future",
+                    &ckpt,
+                    cache,
+                    &mut out.warnings,
+                );
+                out.partitions.push(p);
+            }
+            None => out
+                .warnings
+                .push(format!("{}: not a partition directory", e.path().display())),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dir_names() {
+        assert_eq!(parse_dir_name("orders-3"), Some(("orders".into(), 3, "")));
+        assert_eq!(
+            parse_dir_name("my-topic.v2-10"),
+            Some(("my-topic.v2".into(), 10, ""))
+        );
+        let hex = "0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            parse_dir_name(&format!("a-b-7.{hex}-future")),
+            Some(("a-b".into(), 7, "future"))
+        );
+        assert_eq!(
+            parse_dir_name(&format!("t-0.{hex}-delete")),
+            Some(("t".into(), 0, "delete"))
+        );
+        assert_eq!(parse_dir_name("lost+found"), None);
+        assert_eq!(parse_dir_name("t-x"), None);
+        assert_eq!(parse_dir_name("t-0.abc-future"), None);
+    }
+
+    #[test]
+    fn checkpoints_and_damage() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("cp");
+        std::fs::write(&p, "0\n2\na 0 10\nb-c 3 7\n").unwrap();
+        let mut w = Vec::new();
+        let m = read_checkpoint(&p, &mut w);
+        assert_eq!(m[&("b-c".to_string(), 3)], 7);
+        assert!(w.is_empty());
+        std::fs::write(&p, "0\n3\na 0 10\nb 1").unwrap();
+        let m = read_checkpoint(&p, &mut w);
+        assert_eq!(m.len(), 1);
+        assert_eq!(w.len(), 1, "{w:?}");
+        std::fs::write(&p, "\u{0}\u{1}garbage").unwrap();
+        read_checkpoint(&p, &mut w);
+        assert_eq!(w.len(), 2);
+        assert!(read_checkpoint(&d.path().join("missing"), &mut w).is_empty());
+        assert_eq!(w.len(), 2, "a missing checkpoint is not a warning");
+    }
+
+    #[test]
+    fn meta_properties() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("meta.properties"),
+            "#\n#Tue\nnode.id=4\nversion=1\ncluster.id=abc\ndirectory.id=xyz\n",
+        )
+        .unwrap();
+        let mut w = Vec::new();
+        let m = read_meta(d.path(), &mut w);
+        assert_eq!(m.broker_id, Some(4));
+        assert_eq!(m.cluster_id.as_deref(), Some("abc"));
+        assert!(w.is_empty());
+    }
+}
