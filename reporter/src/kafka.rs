@@ -67,8 +67,22 @@ pub struct ScanPos {
     leo: i64,
 }
 
-/// Per-partition scan positions, kept between samples.
-pub type ScanCache = HashMap<PathBuf, ScanPos>;
+/// What is remembered of a partition dir between samples.
+#[derive(Debug, Clone, Default)]
+pub struct PartCache {
+    dir_mtime: Option<std::time::SystemTime>,
+    /// (base offset, size) of every segment as of the last listing; the
+    /// active (last) one's size is refreshed every sample.
+    segments: Vec<(i64, u64)>,
+    topic_id: Option<KafkaUuid>,
+    /// Warnings of the last listing, repeated while the dir is unchanged.
+    warnings: Vec<String>,
+    scan: Option<ScanPos>,
+}
+
+/// One log dir's partition dirs by name, kept between samples. Entries of
+/// dirs that are gone are dropped by [`scan_log_dir`].
+pub type ScanCache = HashMap<String, PartCache>;
 
 fn parse_properties(text: &str) -> HashMap<String, String> {
     text.lines()
@@ -266,15 +280,7 @@ fn scan_batches(log: &Path, mut pos: u64) -> std::io::Result<(u64, Option<i64>)>
 }
 
 /// Reads one partition directory.
-fn read_partition(
-    dir: &Path,
-    topic: String,
-    partition: i32,
-    future: bool,
-    ckpt: &Checkpoints,
-    cache: &mut ScanCache,
-    warnings: &mut Vec<String>,
-) -> PartitionDir {
+fn list_segments(dir: &Path, warnings: &mut Vec<String>) -> Vec<(i64, u64)> {
     let mut segments: Vec<(i64, u64)> = Vec::new();
     match std::fs::read_dir(dir) {
         Ok(rd) => {
@@ -297,43 +303,78 @@ fn read_partition(
         Err(e) => warnings.push(format!("{}: {e}", dir.display())),
     }
     segments.sort_unstable();
+    segments
+}
+
+/// Reads one partition directory. While the directory itself is unchanged
+/// (same mtime: no segment rolled, deleted or renamed), only the active
+/// segment is looked at, and only the bytes appended since the last sample.
+fn read_partition(
+    dir: &Path,
+    topic: String,
+    partition: i32,
+    future: bool,
+    ckpt: &Checkpoints,
+    c: &mut PartCache,
+    warnings: &mut Vec<String>,
+) -> PartitionDir {
+    let mtime = std::fs::metadata(dir).and_then(|m| m.modified()).ok();
+    if mtime.is_none() || c.dir_mtime != mtime {
+        let mut w = Vec::new();
+        c.segments = list_segments(dir, &mut w);
+        c.topic_id = read_topic_id(dir, &mut w);
+        c.warnings = w;
+        c.dir_mtime = mtime;
+    } else if let Some(last) = c.segments.last_mut() {
+        let log = dir.join(format!("{:020}.log", last.0));
+        if let Ok(m) = std::fs::metadata(&log) {
+            last.1 = m.len();
+        }
+    }
+    warnings.extend(c.warnings.iter().cloned());
     let key = (topic.clone(), partition);
-    let first_base = segments.first().map_or(0, |s| s.0);
+    let first_base = c.segments.first().map_or(0, |s| s.0);
     let log_start_offset = if future {
         first_base
     } else {
         ckpt.log_start.get(&key).copied().unwrap_or(first_base)
     };
-    let log_end_offset = match segments.last() {
+    let log_end_offset = match c.segments.last() {
         None => log_start_offset,
-        Some(&(base, _)) => {
-            let log = dir.join(format!("{base:020}.log"));
-            let prev = cache.get(dir).copied().filter(|c| c.base == base);
-            let start = match prev {
-                Some(c) => c.pos,
-                None => last_index_position(&dir.join(format!("{base:020}.index"))),
-            };
-            match scan_batches(&log, start) {
-                Ok((pos, last)) => {
-                    let leo = match (last, prev) {
-                        (Some(l), _) => l + 1,
-                        (None, Some(c)) => c.leo,
-                        (None, None) => base,
+        Some(&(base, size)) => {
+            let prev = c.scan.filter(|s| s.base == base);
+            match prev {
+                // Nothing appended since the last sample.
+                Some(s) if size <= s.pos => s.leo,
+                _ => {
+                    let start = match prev {
+                        Some(s) => s.pos,
+                        None => last_index_position(&dir.join(format!("{base:020}.index"))),
                     };
-                    cache.insert(dir.to_path_buf(), ScanPos { base, pos, leo });
-                    leo
-                }
-                Err(e) => {
-                    warnings.push(format!("{}: {e}", log.display()));
-                    base
+                    let log = dir.join(format!("{base:020}.log"));
+                    match scan_batches(&log, start) {
+                        Ok((pos, last)) => {
+                            let leo = match (last, prev) {
+                                (Some(l), _) => l + 1,
+                                (None, Some(s)) => s.leo,
+                                (None, None) => base,
+                            };
+                            c.scan = Some(ScanPos { base, pos, leo });
+                            leo
+                        }
+                        Err(e) => {
+                            warnings.push(format!("{}: {e}", log.display()));
+                            base
+                        }
+                    }
                 }
             }
         }
     };
     PartitionDir {
-        topic_id: read_topic_id(dir, warnings),
-        size_bytes: segments.iter().map(|s| s.1).sum(),
-        segments: segments.len() as u32,
+        topic_id: c.topic_id,
+        size_bytes: c.segments.iter().map(|s| s.1).sum(),
+        segments: c.segments.len() as u32,
         log_start_offset,
         log_end_offset,
         high_watermark: if future {
@@ -365,6 +406,7 @@ pub fn scan_log_dir(dir: &Path, cache: &mut ScanCache) -> LogDirScan {
         recovery: read_checkpoint(&dir.join("recovery-point-offset-checkpoint"), w),
         log_start: read_checkpoint(&dir.join("log-start-offset-checkpoint"), w),
     };
+    let mut old = std::mem::take(cache);
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) => {
@@ -388,15 +430,17 @@ pub fn scan_log_dir(dir: &Path, cache: &mut ScanCache) -> LogDirScan {
                 e.path().display()
             )),
             Some((topic, partition, suffix)) => {
+                let mut c = old.remove(&name).unwrap_or_default();
                 let p = read_partition(
                     &e.path(),
                     topic,
                     partition,
                     suffix == "future",
                     &ckpt,
-                    cache,
+                    &mut c,
                     &mut out.warnings,
                 );
+                cache.insert(name, c);
                 out.partitions.push(p);
             }
             None => out
@@ -404,6 +448,7 @@ pub fn scan_log_dir(dir: &Path, cache: &mut ScanCache) -> LogDirScan {
                 .push(format!("{}: not a partition directory", e.path().display())),
         }
     }
+    // What is left in `old` is gone (moved, deleted): forgotten.
     out
 }
 

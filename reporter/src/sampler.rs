@@ -26,7 +26,8 @@ struct Prev {
 /// and the log end offset scan resumes where it stopped.
 pub struct Sampler {
     dirs: Vec<PathBuf>,
-    cache: ScanCache,
+    /// One per log dir.
+    caches: Vec<ScanCache>,
     prev: Option<Prev>,
 }
 
@@ -41,8 +42,8 @@ fn rate(now: u64, before: u64, secs: f64) -> f64 {
 impl Sampler {
     pub fn new(dirs: Vec<PathBuf>) -> Self {
         Self {
+            caches: vec![ScanCache::default(); dirs.len()],
             dirs,
-            cache: ScanCache::default(),
             prev: None,
         }
     }
@@ -79,7 +80,7 @@ impl Sampler {
         let mut parts_now = HashMap::new();
         let mut disks_now = HashMap::new();
         for (di, dir) in self.dirs.iter().enumerate() {
-            let scan = kafka::scan_log_dir(dir, &mut self.cache);
+            let scan = kafka::scan_log_dir(dir, &mut self.caches[di]);
             warnings.extend(scan.warnings);
             snap.pending_deletions.extend(scan.pending_deletions);
             if let Some(id) = scan.meta.broker_id {
