@@ -70,7 +70,7 @@ pub struct ScanPos {
 /// What is remembered of a partition dir between samples.
 #[derive(Debug, Clone, Default)]
 pub struct PartCache {
-    dir_mtime: Option<std::time::SystemTime>,
+    dir_mtime: Option<(i64, i64)>,
     /// (base offset, size) of every segment as of the last listing; the
     /// active (last) one's size is refreshed every sample.
     segments: Vec<(i64, u64)>,
@@ -306,10 +306,20 @@ fn list_segments(dir: &Path, warnings: &mut Vec<String>) -> Vec<(i64, u64)> {
     segments
 }
 
+/// (size, mtime) of `rel` under the open log dir: `fstatat` walks only the
+/// relative path (absolute-path lookups were the largest kernel cost).
+fn stat_at(log_dir: &File, rel: &str) -> Option<(u64, (i64, i64))> {
+    let st = nix::sys::stat::fstatat(log_dir, rel, nix::fcntl::AtFlags::empty()).ok()?;
+    Some((st.st_size as u64, (st.st_mtime, st.st_mtime_nsec)))
+}
+
 /// Reads one partition directory. While the directory itself is unchanged
 /// (same mtime: no segment rolled, deleted or renamed), only the active
 /// segment is looked at, and only the bytes appended since the last sample.
+#[allow(clippy::too_many_arguments)]
 fn read_partition(
+    log_dir: &File,
+    name: &str,
     dir: &Path,
     topic: String,
     partition: i32,
@@ -318,7 +328,7 @@ fn read_partition(
     c: &mut PartCache,
     warnings: &mut Vec<String>,
 ) -> PartitionDir {
-    let mtime = std::fs::metadata(dir).and_then(|m| m.modified()).ok();
+    let mtime = stat_at(log_dir, name).map(|s| s.1);
     if mtime.is_none() || c.dir_mtime != mtime {
         let mut w = Vec::new();
         c.segments = list_segments(dir, &mut w);
@@ -326,9 +336,8 @@ fn read_partition(
         c.warnings = w;
         c.dir_mtime = mtime;
     } else if let Some(last) = c.segments.last_mut() {
-        let log = dir.join(format!("{:020}.log", last.0));
-        if let Ok(m) = std::fs::metadata(&log) {
-            last.1 = m.len();
+        if let Some((size, _)) = stat_at(log_dir, &format!("{name}/{:020}.log", last.0)) {
+            last.1 = size;
         }
     }
     warnings.extend(c.warnings.iter().cloned());
@@ -406,6 +415,13 @@ pub fn scan_log_dir(dir: &Path, cache: &mut ScanCache) -> LogDirScan {
         recovery: read_checkpoint(&dir.join("recovery-point-offset-checkpoint"), w),
         log_start: read_checkpoint(&dir.join("log-start-offset-checkpoint"), w),
     };
+    let dir_file = match File::open(dir) {
+        Ok(f) => f,
+        Err(e) => {
+            out.warnings.push(format!("{}: {e}", dir.display()));
+            return out;
+        }
+    };
     let mut old = std::mem::take(cache);
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
@@ -432,6 +448,8 @@ pub fn scan_log_dir(dir: &Path, cache: &mut ScanCache) -> LogDirScan {
             Some((topic, partition, suffix)) => {
                 let mut c = old.remove(&name).unwrap_or_default();
                 let p = read_partition(
+                    &dir_file,
+                    &name,
                     &e.path(),
                     topic,
                     partition,
