@@ -19,6 +19,7 @@ use crate::handle::{Controller, LocalStatus};
 pub struct AdminService {
     ctl: Controller,
     auth: Auth,
+    collector: std::sync::Arc<crate::collector::Collector>,
     /// For `RaftStatus` fan-out over the peers' raft ports.
     peer_token: Option<String>,
 }
@@ -68,11 +69,17 @@ impl Auth {
 }
 
 impl AdminService {
-    pub fn new(ctl: Controller, auth: &AuthConfig, peer_token: Option<String>) -> Self {
+    pub fn new(
+        ctl: Controller,
+        auth: &AuthConfig,
+        peer_token: Option<String>,
+        collector: std::sync::Arc<crate::collector::Collector>,
+    ) -> Self {
         Self {
             ctl,
             peer_token,
             auth: Auth::new(auth),
+            collector,
         }
     }
 
@@ -604,5 +611,186 @@ impl GuardianAdmin for AdminService {
         Ok(Response::new(pb::AllocateIdsResponse {
             ids: ids.iter().map(|u| u.to_string()).collect(),
         }))
+    }
+
+    async fn load_cluster(
+        &self,
+        req: Request<pb::LoadClusterRequest>,
+    ) -> Result<Response<pb::LoadClusterResponse>, Status> {
+        self.authorize(&req, Role::Viewer, "read load")?;
+        let cluster = req.into_inner().cluster;
+        self.load_guard(&cluster)?;
+        let now = now_ms();
+        let st = self
+            .collector
+            .state
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut out = pb::LoadClusterResponse {
+            cluster: cluster.clone(),
+            ..Default::default()
+        };
+        for b in self.ctl.state().registry.brokers_of(&cluster) {
+            let l = st.brokers.get(&(cluster.clone(), b.broker_id));
+            let reason = match l {
+                Some(l) => l.stale_reason(now, self.collector.interval_ms),
+                None => Some("not collected yet (this leader is new, or just started)".into()),
+            };
+            let mut info = pb::BrokerLoadInfo {
+                broker_id: b.broker_id,
+                reporter_endpoint: b.reporter_endpoint.clone(),
+                stale: reason.is_some(),
+                stale_reason: reason.unwrap_or_default(),
+                ..Default::default()
+            };
+            if let Some(l) = l {
+                info.last_ok_ms = l.last_ok_ms.unwrap_or(0) as i64;
+                info.partitions = l.partitions.len() as u64;
+                info.bytes_in_per_sec = l.bytes_in.last;
+                info.bytes_in_median = l.bytes_in.pct(0.5);
+                info.bytes_in_p95 = l.bytes_in.pct(0.95);
+                info.cpu_busy = l.cpu.last;
+                info.page_cache_bytes = l.page_cache_bytes;
+                info.capacity_bytes = l.disks.iter().map(|d| d.capacity_bytes).sum();
+                info.used_bytes = l
+                    .disks
+                    .iter()
+                    .map(|d| d.capacity_bytes.saturating_sub(d.free_bytes))
+                    .sum();
+            }
+            out.brokers += 1;
+            out.stale_brokers += u32::from(info.stale);
+            out.bytes_in_per_sec += info.bytes_in_per_sec;
+            out.used_bytes += info.used_bytes;
+            out.capacity_bytes += info.capacity_bytes;
+            out.broker_loads.push(info);
+        }
+        Ok(Response::new(out))
+    }
+
+    async fn load_disks(
+        &self,
+        req: Request<pb::LoadTopRequest>,
+    ) -> Result<Response<pb::LoadDisksResponse>, Status> {
+        self.authorize(&req, Role::Viewer, "read load")?;
+        let r = req.into_inner();
+        self.load_guard(&r.cluster)?;
+        let now = now_ms();
+        let st = self
+            .collector
+            .state
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut disks: Vec<pb::DiskLoadInfo> = st
+            .brokers
+            .iter()
+            .filter(|((c, _), _)| *c == r.cluster)
+            .flat_map(|((_, id), b)| {
+                let stale = b.stale_reason(now, self.collector.interval_ms).is_some();
+                b.disks.iter().map(move |d| pb::DiskLoadInfo {
+                    broker_id: *id,
+                    path: d.path.clone(),
+                    device: d.device.clone(),
+                    capacity_bytes: d.capacity_bytes,
+                    free_bytes: d.free_bytes,
+                    write_bytes_per_sec: d.write.last,
+                    write_median: d.write.pct(0.5),
+                    write_p95: d.write.pct(0.95),
+                    read_bytes_per_sec: d.read.last,
+                    utilization: d.util.last,
+                    utilization_median: d.util.pct(0.5),
+                    utilization_p95: d.util.pct(0.95),
+                    stale,
+                })
+            })
+            .collect();
+        // Hottest first: utilisation, then write rate, then fullness.
+        disks.sort_by(|a, b| {
+            let full =
+                |d: &pb::DiskLoadInfo| 1.0 - d.free_bytes as f64 / d.capacity_bytes.max(1) as f64;
+            (b.utilization, b.write_bytes_per_sec, full(b))
+                .partial_cmp(&(a.utilization, a.write_bytes_per_sec, full(a)))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        disks.truncate(top(r.top));
+        Ok(Response::new(pb::LoadDisksResponse { disks }))
+    }
+
+    async fn load_partitions(
+        &self,
+        req: Request<pb::LoadTopRequest>,
+    ) -> Result<Response<pb::LoadPartitionsResponse>, Status> {
+        self.authorize(&req, Role::Viewer, "read load")?;
+        let r = req.into_inner();
+        self.load_guard(&r.cluster)?;
+        let st = self
+            .collector
+            .state
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut parts: Vec<pb::PartitionLoadInfo> = st
+            .brokers
+            .iter()
+            .filter(|((c, _), _)| *c == r.cluster)
+            .flat_map(|((_, id), b)| {
+                b.partitions.iter().map(move |p| pb::PartitionLoadInfo {
+                    broker_id: *id,
+                    topic: p.topic.clone(),
+                    partition: p.partition,
+                    log_dir: p.log_dir.clone(),
+                    size_bytes: p.size_bytes,
+                    bytes_in_per_sec: p.bytes_in_per_sec,
+                    future: p.future,
+                })
+            })
+            .collect();
+        // Hottest first: bytes in, then size.
+        parts.sort_by(|a, b| {
+            (b.bytes_in_per_sec, b.size_bytes)
+                .partial_cmp(&(a.bytes_in_per_sec, a.size_bytes))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        parts.truncate(top(r.top));
+        Ok(Response::new(pb::LoadPartitionsResponse {
+            partitions: parts,
+        }))
+    }
+}
+
+fn top(n: u32) -> usize {
+    if n == 0 {
+        20
+    } else {
+        n as usize
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl AdminService {
+    /// Load lives on the leader: anywhere else, `UNAVAILABLE` naming the
+    /// leader (clients follow it). The cluster must exist.
+    fn load_guard(&self, cluster: &str) -> Result<(), ApiError> {
+        validate_name("cluster", cluster)?;
+        let s = self.ctl.local_status();
+        if s.role != "leader" {
+            return Err(ApiError::NotLeader {
+                leader_id: s.leader_id,
+                leader_admin: s
+                    .leader_id
+                    .and_then(|id| s.members.get(&id))
+                    .map(|n| n.admin_addr.clone()),
+            });
+        }
+        if !self.ctl.state().registry.clusters.contains_key(cluster) {
+            return Err(ApiError::NotFound {
+                what: format!("cluster {cluster:?}"),
+            });
+        }
+        Ok(())
     }
 }

@@ -56,6 +56,8 @@ pub struct NodeConfig {
     pub grpc: GrpcLimits,
     #[serde(default)]
     pub auth: AuthConfig,
+    #[serde(default)]
+    pub collect: CollectConfig,
     /// TLS for the admin port; absent = plaintext.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
@@ -130,6 +132,28 @@ impl Default for GrpcLimits {
     }
 }
 
+/// Load collection from the brokers' reporters (leader only).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct CollectConfig {
+    /// How often the leader pulls every reporter.
+    pub interval_ms: u64,
+    /// Deadline of one reporter pull; a slower reporter is marked stale.
+    pub timeout_ms: u64,
+    /// Reporters pulled at once.
+    pub concurrency: usize,
+}
+
+impl Default for CollectConfig {
+    fn default() -> Self {
+        Self {
+            interval_ms: 10_000,
+            timeout_ms: 2_000,
+            concurrency: 64,
+        }
+    }
+}
+
 /// Bearer-token authentication for the admin API. With no tokens configured,
 /// authentication is off (the `guardian dev` default).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -168,6 +192,7 @@ impl NodeConfig {
             raft: RaftTuning::default(),
             grpc: GrpcLimits::default(),
             auth: AuthConfig::default(),
+            collect: CollectConfig::default(),
             tls: None,
         }
     }
@@ -248,6 +273,19 @@ impl NodeConfig {
         }
         if r.max_payload_entries == 0 {
             return Err(invalid("raft.max-payload-entries", "must be > 0"));
+        }
+        let c = &self.collect;
+        if c.interval_ms < 100 {
+            return Err(invalid("collect.interval-ms", "must be >= 100"));
+        }
+        if c.timeout_ms == 0 || c.timeout_ms > c.interval_ms {
+            return Err(invalid(
+                "collect.timeout-ms",
+                "must be > 0 and <= collect.interval-ms",
+            ));
+        }
+        if c.concurrency == 0 {
+            return Err(invalid("collect.concurrency", "must be > 0"));
         }
         if self.grpc.max_request_bytes < 64 * 1024 {
             return Err(invalid("grpc.max-request-bytes", "must be >= 65536"));

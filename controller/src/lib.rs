@@ -10,6 +10,8 @@
 //! - [`admin`]: the `GuardianAdmin` gRPC service (thin handlers, token roles).
 //! - [`remote_log`]: the `RemoteLogMetadata` gRPC service (KIP-405 tiered
 //!   storage metadata: batched events, lookups, listings).
+//! - [`collector`]: leader-only pulls of every broker's reporter, load
+//!   windows per broker and disk (soft state), served by the `Load*` RPCs.
 //! - [`error`]: API errors and their one mapping to `tonic::Status`.
 //! - [`client`]: the leader-following Rust client used by the CLI and tests.
 //!
@@ -18,6 +20,7 @@
 
 pub mod admin;
 pub mod client;
+pub mod collector;
 pub mod config;
 pub mod error;
 pub mod handle;

@@ -179,10 +179,12 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         .with_service_name("grpc.reflection.v1.ServerReflection")
         .build_v1()
         .map_err(|e| NodeError::Task(e.to_string()))?;
+    let collector = crate::collector::start(ctl.clone(), cfg.collect.clone());
     let admin_svc = GuardianAdminServer::new(AdminService::new(
         ctl.clone(),
         &cfg.auth,
         cfg.raft.peer_token.clone(),
+        collector,
     ))
     .max_decoding_message_size(cfg.grpc.max_request_bytes);
     let remote_log_svc =

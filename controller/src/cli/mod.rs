@@ -1,6 +1,7 @@
 //! Command-line parsing (clap) and dispatch.
 
 mod dev;
+mod load;
 mod output;
 mod registry;
 mod remote_log;
@@ -77,6 +78,9 @@ pub enum Cmd {
     /// Tiered-storage metadata (KIP-405 RemoteLogMetadataManager).
     #[command(subcommand)]
     RemoteLog(remote_log::RemoteLogCmd),
+    /// Load collected by the leader from the brokers' reporters.
+    #[command(subcommand)]
+    Load(load::LoadCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -206,6 +210,7 @@ async fn dispatch(c: &Ctx, cmd: Cmd) -> Result<(), CliError> {
         Cmd::Policy(x) => registry::policy(c, x).await,
         Cmd::Ids(x) => registry::ids(c, x).await,
         Cmd::RemoteLog(x) => remote_log::run(c, x).await,
+        Cmd::Load(x) => load::run(c, x).await,
     }
 }
 

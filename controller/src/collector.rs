@@ -1,0 +1,357 @@
+//! Load collection (leader only; soft state, never through the Raft log).
+//!
+//! Every `collect.interval-ms` the leader pulls `GetSnapshot` from every
+//! registered broker's reporter, concurrently (at most `collect.concurrency`
+//! at once), each with a `collect.timeout-ms` deadline. A dead, slow or
+//! lying reporter (broker or cluster id not matching the registry) marks its
+//! broker stale with the reason and never holds up the others. Per broker
+//! and per disk the collector keeps the last value and one-minute buckets
+//! over the last hour (median and p95 over the buckets); per partition the
+//! last value.
+//!
+//! Not yet: persisting the windows (a new leader starts empty), and the
+//! broker's own Prometheus metrics.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures::StreamExt;
+use guardian_proto::pb;
+use guardian_proto::pb::reporter_client::ReporterClient;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::config::CollectConfig;
+use crate::handle::Controller;
+
+/// One-minute buckets over the last hour of one measure.
+#[derive(Debug, Clone, Default)]
+pub struct Window {
+    /// (minute since the epoch, sum, samples), oldest first, at most 60.
+    buckets: VecDeque<(u64, f64, u32)>,
+    pub last: f64,
+}
+
+impl Window {
+    pub fn push(&mut self, now_ms: u64, v: f64) {
+        self.last = v;
+        let minute = now_ms / 60_000;
+        match self.buckets.back_mut() {
+            Some(b) if b.0 == minute => {
+                b.1 += v;
+                b.2 += 1;
+            }
+            _ => self.buckets.push_back((minute, v, 1)),
+        }
+        while self.buckets.front().is_some_and(|b| b.0 + 60 <= minute) {
+            self.buckets.pop_front();
+        }
+    }
+
+    /// Percentile `p` (0..=1) of the per-minute means over the last hour.
+    pub fn pct(&self, p: f64) -> f64 {
+        let mut v: Vec<f64> = self
+            .buckets
+            .iter()
+            .map(|(_, s, n)| s / (*n).max(1) as f64)
+            .collect();
+        if v.is_empty() {
+            return 0.0;
+        }
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[((v.len() - 1) as f64 * p).round() as usize]
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DiskLoad {
+    pub path: String,
+    pub device: String,
+    pub capacity_bytes: u64,
+    pub free_bytes: u64,
+    pub write: Window,
+    pub read: Window,
+    pub util: Window,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PartitionLoad {
+    pub topic: String,
+    pub partition: i32,
+    pub log_dir: String,
+    pub size_bytes: u64,
+    pub bytes_in_per_sec: f64,
+    pub future: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct BrokerLoad {
+    pub endpoint: String,
+    /// When the last snapshot was accepted (ms since the epoch).
+    pub last_ok_ms: Option<u64>,
+    /// Why the last pull failed; `None` after a good one.
+    pub error: Option<String>,
+    pub disks: Vec<DiskLoad>,
+    pub partitions: Vec<PartitionLoad>,
+    pub bytes_in: Window,
+    pub cpu: Window,
+    pub page_cache_bytes: u64,
+}
+
+impl BrokerLoad {
+    /// Stale: the last pull failed, or nothing accepted within 3 intervals.
+    pub fn stale_reason(&self, now_ms: u64, interval_ms: u64) -> Option<String> {
+        if let Some(e) = &self.error {
+            return Some(e.clone());
+        }
+        match self.last_ok_ms {
+            None => Some("never collected".into()),
+            Some(t) if now_ms.saturating_sub(t) > 3 * interval_ms => Some(format!(
+                "no snapshot for {} s",
+                now_ms.saturating_sub(t) / 1000
+            )),
+            Some(_) => None,
+        }
+    }
+}
+
+/// The leader's load state: (cluster, broker id) → load.
+#[derive(Default)]
+pub struct LoadState {
+    pub brokers: BTreeMap<(String, i32), BrokerLoad>,
+}
+
+pub struct Collector {
+    pub state: RwLock<LoadState>,
+    pub interval_ms: u64,
+    channels: std::sync::Mutex<HashMap<String, Channel>>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Collector {
+    fn channel(&self, endpoint: &str, timeout: Duration) -> Result<Channel, String> {
+        let mut chans = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = chans.get(endpoint) {
+            return Ok(c.clone());
+        }
+        let c = Endpoint::from_shared(format!("http://{endpoint}"))
+            .map_err(|e| format!("bad reporter endpoint {endpoint:?}: {e}"))?
+            .connect_timeout(timeout)
+            .tcp_nodelay(true)
+            .connect_lazy();
+        chans.insert(endpoint.to_string(), c.clone());
+        Ok(c)
+    }
+
+    async fn pull(&self, endpoint: &str, timeout: Duration) -> Result<pb::BrokerSnapshot, String> {
+        let ch = self.channel(endpoint, timeout)?;
+        let mut c = ReporterClient::new(ch).max_decoding_message_size(256 << 20);
+        match tokio::time::timeout(timeout, c.get_snapshot(pb::GetSnapshotRequest {})).await {
+            Ok(Ok(r)) => Ok(r.into_inner()),
+            Ok(Err(s)) => Err(format!("reporter {endpoint}: {}", s.message())),
+            Err(_) => Err(format!("reporter {endpoint}: no answer within {timeout:?}")),
+        }
+    }
+}
+
+/// Checks a snapshot against the registry and folds it into `b`.
+fn accept(
+    b: &mut BrokerLoad,
+    broker_id: i32,
+    kafka_cluster_id: Option<&str>,
+    s: pb::BrokerSnapshot,
+    now: u64,
+) -> Result<(), String> {
+    if s.broker_id != broker_id {
+        return Err(format!(
+            "reporter {} reports broker id {}, registered as {broker_id}",
+            b.endpoint, s.broker_id
+        ));
+    }
+    if let Some(want) = kafka_cluster_id {
+        if !s.cluster_id.is_empty() && s.cluster_id != want {
+            return Err(format!(
+                "reporter {} reports cluster id {}, registered as {want}",
+                b.endpoint, s.cluster_id
+            ));
+        }
+    }
+    let t = s.partitions.unwrap_or_default();
+    let mut disks = std::mem::take(&mut b.disks);
+    b.disks = s
+        .log_dirs
+        .iter()
+        .map(|d| {
+            let mut dl = disks
+                .iter_mut()
+                .find(|x| x.path == d.path)
+                .map(std::mem::take)
+                .unwrap_or_default();
+            dl.path = d.path.clone();
+            dl.device = d.device.clone();
+            dl.capacity_bytes = d.capacity_bytes;
+            dl.free_bytes = d.free_bytes;
+            if s.interval_secs > 0.0 {
+                dl.write.push(now, d.write_bytes_per_sec);
+                dl.read.push(now, d.read_bytes_per_sec);
+                dl.util.push(now, d.utilization);
+            }
+            dl
+        })
+        .collect();
+    b.partitions = (0..t.partition.len())
+        .map(|i| PartitionLoad {
+            topic: t
+                .topics
+                .get(t.topic_index[i] as usize)
+                .cloned()
+                .unwrap_or_default(),
+            partition: t.partition[i],
+            log_dir: s
+                .log_dirs
+                .get(t.log_dir_index[i] as usize)
+                .map(|d| d.path.clone())
+                .unwrap_or_default(),
+            size_bytes: t.size_bytes[i],
+            bytes_in_per_sec: t.bytes_in_per_sec[i],
+            future: t.future[i],
+        })
+        .collect();
+    if s.interval_secs > 0.0 {
+        b.bytes_in.push(now, t.bytes_in_per_sec.iter().sum::<f64>());
+        if let Some(h) = &s.host {
+            b.cpu.push(now, h.cpu_busy);
+        }
+    }
+    b.page_cache_bytes = s.host.map_or(0, |h| h.page_cache_bytes);
+    b.last_ok_ms = Some(now);
+    b.error = None;
+    Ok(())
+}
+
+/// Starts the collection loop; it runs while the node runs and works only
+/// while this node is the leader.
+pub fn start(ctl: Controller, cfg: CollectConfig) -> Arc<Collector> {
+    let c = Arc::new(Collector {
+        state: RwLock::new(LoadState::default()),
+        interval_ms: cfg.interval_ms,
+        channels: Default::default(),
+    });
+    let me = c.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(cfg.interval_ms));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut was_leader = false;
+        loop {
+            tick.tick().await;
+            let leader = ctl.local_status().role == "leader";
+            if !leader {
+                if was_leader {
+                    // Soft state: a former leader forgets what it collected.
+                    *me.state.write().unwrap_or_else(|p| p.into_inner()) = LoadState::default();
+                }
+                was_leader = false;
+                continue;
+            }
+            was_leader = true;
+            let targets: Vec<(String, i32, String, Option<String>)> = {
+                let st = ctl.state();
+                st.registry
+                    .brokers
+                    .values()
+                    .map(|b| {
+                        let cid = st
+                            .registry
+                            .clusters
+                            .get(&b.cluster)
+                            .and_then(|c| c.kafka_cluster_id.clone());
+                        (
+                            b.cluster.clone(),
+                            b.broker_id,
+                            b.reporter_endpoint.clone(),
+                            cid,
+                        )
+                    })
+                    .collect()
+            };
+            let timeout = Duration::from_millis(cfg.timeout_ms);
+            let results: Vec<_> = futures::stream::iter(targets.clone())
+                .map(|(cluster, id, ep, cid)| {
+                    let me = me.clone();
+                    async move {
+                        let r = me.pull(&ep, timeout).await;
+                        (cluster, id, ep, cid, r)
+                    }
+                })
+                .buffer_unordered(cfg.concurrency)
+                .collect()
+                .await;
+            let now = now_ms();
+            let mut st = me.state.write().unwrap_or_else(|p| p.into_inner());
+            // Brokers removed from the registry are forgotten.
+            st.brokers
+                .retain(|k, _| targets.iter().any(|t| (&t.0, t.1) == (&k.0, k.1)));
+            for (cluster, id, ep, cid, r) in results {
+                let b = st.brokers.entry((cluster, id)).or_default();
+                b.endpoint = ep;
+                let outcome = r.and_then(|s| accept(b, id, cid.as_deref(), s, now));
+                if let Err(e) = outcome {
+                    tracing::debug!(broker = id, error = %e, "collection failed");
+                    b.error = Some(e);
+                }
+            }
+        }
+    });
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_keeps_an_hour_of_minute_buckets() {
+        let mut w = Window::default();
+        for m in 0..90u64 {
+            w.push(m * 60_000, m as f64);
+            w.push(m * 60_000 + 1, m as f64 + 2.0);
+        }
+        assert_eq!(w.buckets.len(), 60);
+        assert_eq!(w.last, 91.0);
+        // Minute means 31..=90 (each minute: m and m+2 → m+1).
+        assert_eq!(w.pct(0.0), 31.0);
+        assert_eq!(w.pct(1.0), 90.0);
+        assert_eq!(w.pct(0.5), 61.0);
+    }
+
+    #[test]
+    fn lying_reporters_are_rejected() {
+        let mut b = BrokerLoad {
+            endpoint: "r:1".into(),
+            ..Default::default()
+        };
+        let snap = |id, cid: &str| pb::BrokerSnapshot {
+            broker_id: id,
+            cluster_id: cid.into(),
+            ..Default::default()
+        };
+        assert!(accept(&mut b, 3, None, snap(4, ""), 1)
+            .unwrap_err()
+            .contains("broker id 4"));
+        assert!(accept(&mut b, 3, Some("abc"), snap(3, "xyz"), 1)
+            .unwrap_err()
+            .contains("cluster id xyz"));
+        accept(&mut b, 3, Some("abc"), snap(3, "abc"), 5).unwrap();
+        assert_eq!(b.last_ok_ms, Some(5));
+        assert_eq!(b.stale_reason(6, 1000), None);
+        assert!(b
+            .stale_reason(10_000, 1000)
+            .unwrap()
+            .contains("no snapshot"));
+    }
+}
