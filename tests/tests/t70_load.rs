@@ -1,0 +1,237 @@
+//! Load collection: 3 controller processes pull real `guardian-reporter`
+//! processes reading Kafka-format log dirs; a reporter killed and restarted,
+//! a lying reporter, and the leader killed — load queries stay answerable and
+//! staleness is reported with its reason.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use guardian_proto::pb;
+use guardian_tests::{broker, cli, cluster, guardian_bin, wait_until, TestCluster};
+use serde_json::Value;
+
+fn reporter_bin() -> PathBuf {
+    guardian_bin().with_file_name("guardian-reporter")
+}
+
+/// A Kafka log dir of broker `id` with `parts` partitions of topic `t`.
+fn log_dir(root: &Path, id: i32, parts: i32) -> PathBuf {
+    let d = root.join(format!("broker-{id}"));
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(
+        d.join("meta.properties"),
+        format!("node.id={id}\nversion=1\ncluster.id=k1-id\n"),
+    )
+    .unwrap();
+    for p in 0..parts {
+        let pd = d.join(format!("t-{p}"));
+        std::fs::create_dir_all(&pd).unwrap();
+        let mut f = std::fs::File::create(pd.join("00000000000000000000.log")).unwrap();
+        // One v2 batch of 10 records: base 0, last offset delta 9.
+        let mut b = Vec::new();
+        b.extend_from_slice(&0i64.to_be_bytes());
+        b.extend_from_slice(&100i32.to_be_bytes());
+        b.extend_from_slice(&0i32.to_be_bytes());
+        b.push(2);
+        b.extend_from_slice(&[0; 6]);
+        b.extend_from_slice(&9i32.to_be_bytes());
+        b.resize(112, 0x61);
+        f.write_all(&b).unwrap();
+    }
+    d
+}
+
+struct Reporter {
+    child: Child,
+    addr: String,
+    dir: PathBuf,
+}
+
+impl Reporter {
+    fn start(dir: &Path, listen: &str) -> Reporter {
+        let mut child = Command::new(reporter_bin())
+            .args(["--log-dir", dir.to_str().unwrap(), "--listen", listen])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run guardian-reporter");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("{line:?}"));
+        Reporter {
+            child,
+            addr: v["listening"].as_str().unwrap().to_string(),
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `guardian load cluster k1 -o json`, or None if it failed.
+fn load(endpoints: &str) -> Option<Value> {
+    let (code, out, _) = cli(&[
+        "--endpoints",
+        endpoints,
+        "--timeout-secs",
+        "5",
+        "load",
+        "cluster",
+        "k1",
+        "-o",
+        "json",
+    ]);
+    (code == 0).then(|| serde_json::from_str(&out).unwrap())
+}
+
+fn broker_state(v: &Value, id: i64) -> (bool, String) {
+    let b = v["broker_loads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["broker_id"] == id)
+        .unwrap();
+    (
+        b["stale"].as_bool().unwrap(),
+        b["stale_reason"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t70_load_survives_reporter_and_leader_kills() {
+    let mut c =
+        TestCluster::start_with(3, "[collect]\ninterval-ms = 200\ntimeout-ms = 150\n").await;
+    let cl = c.client();
+    cl.call(|mut s| async move {
+        s.add_cluster(pb::AddClusterRequest {
+            cluster: Some(cluster("k1")),
+        })
+        .await
+    })
+    .await
+    .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let mut reporters = Vec::new();
+    for id in 1..=3 {
+        // Broker 3's reporter reads a log dir that belongs to broker 99.
+        let dir = log_dir(root.path(), if id == 3 { 99 } else { id }, 2 + id);
+        let r = Reporter::start(&dir, "127.0.0.1:0");
+        let mut b = broker("k1", id);
+        b.reporter_endpoint = r.addr.clone();
+        cl.call(|mut s| {
+            let b = b.clone();
+            async move { s.add_broker(pb::AddBrokerRequest { broker: Some(b) }).await }
+        })
+        .await
+        .unwrap();
+        reporters.push(r);
+    }
+    let eps = c.endpoints().join(",");
+    let v = wait_until(
+        "brokers 1 and 2 collected",
+        Duration::from_secs(15),
+        || async {
+            let v = load(&eps)?;
+            (!broker_state(&v, 1).0 && !broker_state(&v, 2).0).then_some(v)
+        },
+    )
+    .await;
+    assert_eq!(v["brokers"], 3);
+    let (stale, why) = broker_state(&v, 3);
+    assert!(stale && why.contains("reports broker id 99"), "{why}");
+    let b2 = v["broker_loads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["broker_id"] == 2)
+        .unwrap();
+    assert_eq!(b2["partitions"], 4);
+    assert!(b2["capacity_bytes"].as_u64().unwrap() > 0);
+
+    // A dead reporter marks only its broker stale, with the reason.
+    reporters[1].kill();
+    let why = wait_until("broker 2 stale", Duration::from_secs(10), || async {
+        let v = load(&eps)?;
+        let (s1, _) = broker_state(&v, 1);
+        let (s2, why) = broker_state(&v, 2);
+        (!s1 && s2).then_some(why)
+    })
+    .await;
+    assert!(why.contains(&reporters[1].addr), "{why}");
+    let (addr, dir) = (reporters[1].addr.clone(), reporters[1].dir.clone());
+    reporters[1] = Reporter::start(&dir, &addr);
+    wait_until("broker 2 fresh again", Duration::from_secs(10), || async {
+        let v = load(&eps)?;
+        (!broker_state(&v, 2).0).then_some(())
+    })
+    .await;
+
+    // The leader dies: the new leader collects and answers.
+    let leader = c.wait_leader(Duration::from_secs(10)).await;
+    c.kill(leader);
+    let survivors: Vec<String> = c
+        .nodes
+        .iter()
+        .filter(|n| n.id != leader)
+        .map(|n| n.admin.clone())
+        .collect();
+    let eps2 = survivors.join(",");
+    wait_until(
+        "the new leader collects",
+        Duration::from_secs(15),
+        || async {
+            let v = load(&eps2)?;
+            (!broker_state(&v, 1).0 && !broker_state(&v, 2).0).then_some(())
+        },
+    )
+    .await;
+
+    // Top-N queries and errors.
+    let (code, out, err) = cli(&[
+        "--endpoints",
+        &eps2,
+        "load",
+        "disks",
+        "--cluster",
+        "k1",
+        "--top",
+        "2",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let disks: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert!(!disks.is_empty() && disks.len() <= 2, "{out}");
+    let (code, out, err) = cli(&[
+        "--endpoints",
+        &eps2,
+        "load",
+        "partitions",
+        "--cluster",
+        "k1",
+        "--top",
+        "3",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let parts: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(parts.len(), 3);
+    assert!(parts.iter().all(|p| p["topic"] == "t"));
+    let (code, _, err) = cli(&["--endpoints", &eps2, "load", "cluster", "nope"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("NOT_FOUND"), "{err}");
+}
