@@ -159,8 +159,9 @@ impl Collector {
     }
 }
 
-/// Checks a snapshot against the registry and folds it into `b`.
-fn accept(
+/// Checks a snapshot against the registry and folds it into `b` (public for
+/// the ingestion benchmark).
+pub fn accept(
     b: &mut BrokerLoad,
     broker_id: i32,
     kafka_cluster_id: Option<&str>,
