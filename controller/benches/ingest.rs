@@ -85,7 +85,15 @@ fn main() {
             let t = Instant::now();
             let snap = pb::BrokerSnapshot::decode(buf.as_slice()).expect("decode");
             let load = state.entry(b as i32).or_default();
-            accept(load, b as i32, Some("k1"), snap, 60_000 * round as u64 + 1).expect("accept");
+            accept(
+                load,
+                b as i32,
+                Some("k1"),
+                snap,
+                60_000 * round as u64 + 1,
+                round as u64,
+            )
+            .expect("accept");
             lat_us.push(t.elapsed().as_secs_f64() * 1e6);
         }
     }

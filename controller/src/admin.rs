@@ -651,6 +651,8 @@ impl GuardianAdmin for AdminService {
                 info.bytes_in_p95 = l.bytes_in.pct(0.95);
                 info.cpu_busy = l.cpu.last;
                 info.page_cache_bytes = l.page_cache_bytes;
+                info.history_buckets = l.bytes_in.len() as u32;
+                info.history_first_bucket = l.bytes_in.first_bucket().unwrap_or(0);
                 info.capacity_bytes = l.disks.iter().map(|d| d.capacity_bytes).sum();
                 info.used_bytes = l
                     .disks

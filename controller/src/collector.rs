@@ -21,29 +21,70 @@ use guardian_proto::pb;
 use guardian_proto::pb::reporter_client::ReporterClient;
 use tonic::transport::{Channel, Endpoint};
 
+use guardian_meta_store::registry::{LoadHistory, HISTORY_BUCKETS};
+use guardian_proto::domain::{BrokerLoadSample, Command, DiskLoadSample};
+
 use crate::config::CollectConfig;
 use crate::handle::Controller;
 
-/// One-minute buckets over the last hour of one measure.
+/// Buckets (one minute by default) over the last 60 buckets of one measure.
 #[derive(Debug, Clone, Default)]
 pub struct Window {
-    /// (minute since the epoch, sum, samples), oldest first, at most 60.
+    /// (bucket number, sum, samples), oldest first, at most 60.
     buckets: VecDeque<(u64, f64, u32)>,
     pub last: f64,
 }
 
 impl Window {
-    pub fn push(&mut self, now_ms: u64, v: f64) {
+    pub fn push(&mut self, bucket: u64, v: f64) {
         self.last = v;
-        let minute = now_ms / 60_000;
         match self.buckets.back_mut() {
-            Some(b) if b.0 == minute => {
+            Some(b) if b.0 == bucket => {
                 b.1 += v;
                 b.2 += 1;
             }
-            _ => self.buckets.push_back((minute, v, 1)),
+            _ => self.buckets.push_back((bucket, v, 1)),
         }
-        while self.buckets.front().is_some_and(|b| b.0 + 60 <= minute) {
+        while self
+            .buckets
+            .front()
+            .is_some_and(|b| b.0 + HISTORY_BUCKETS <= bucket)
+        {
+            self.buckets.pop_front();
+        }
+    }
+
+    /// The mean of one bucket, if it has samples.
+    pub fn bucket_mean(&self, bucket: u64) -> Option<f64> {
+        self.buckets
+            .iter()
+            .find(|b| b.0 == bucket)
+            .map(|(_, s, n)| s / (*n).max(1) as f64)
+    }
+
+    /// The oldest bucket held.
+    pub fn first_bucket(&self) -> Option<u64> {
+        self.buckets.front().map(|b| b.0)
+    }
+
+    /// Buckets kept.
+    pub fn len(&self) -> usize {
+        self.buckets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buckets.is_empty()
+    }
+
+    /// Fills in recorded history (value × `scale`) for buckets not held.
+    pub fn seed(&mut self, series: &[(u64, u64)], scale: f64) {
+        for &(b, v) in series {
+            if !self.buckets.iter().any(|x| x.0 == b) {
+                self.buckets.push_back((b, v as f64 * scale, 1));
+            }
+        }
+        self.buckets.make_contiguous().sort_by_key(|x| x.0);
+        while self.buckets.len() as u64 > HISTORY_BUCKETS {
             self.buckets.pop_front();
         }
     }
@@ -167,6 +208,7 @@ pub fn accept(
     kafka_cluster_id: Option<&str>,
     s: pb::BrokerSnapshot,
     now: u64,
+    bucket: u64,
 ) -> Result<(), String> {
     if s.broker_id != broker_id {
         return Err(format!(
@@ -198,9 +240,9 @@ pub fn accept(
             dl.capacity_bytes = d.capacity_bytes;
             dl.free_bytes = d.free_bytes;
             if s.interval_secs > 0.0 {
-                dl.write.push(now, d.write_bytes_per_sec);
-                dl.read.push(now, d.read_bytes_per_sec);
-                dl.util.push(now, d.utilization);
+                dl.write.push(bucket, d.write_bytes_per_sec);
+                dl.read.push(bucket, d.read_bytes_per_sec);
+                dl.util.push(bucket, d.utilization);
             }
             dl
         })
@@ -224,9 +266,10 @@ pub fn accept(
         })
         .collect();
     if s.interval_secs > 0.0 {
-        b.bytes_in.push(now, t.bytes_in_per_sec.iter().sum::<f64>());
+        b.bytes_in
+            .push(bucket, t.bytes_in_per_sec.iter().sum::<f64>());
         if let Some(h) = &s.host {
-            b.cpu.push(now, h.cpu_busy);
+            b.cpu.push(bucket, h.cpu_busy);
         }
     }
     b.page_cache_bytes = s.host.map_or(0, |h| h.page_cache_bytes);
@@ -248,6 +291,8 @@ pub fn start(ctl: Controller, cfg: CollectConfig) -> Arc<Collector> {
         let mut tick = tokio::time::interval(Duration::from_millis(cfg.interval_ms));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut was_leader = false;
+        let bucket_ms = cfg.history_bucket_ms;
+        let mut recorded = 0u64;
         loop {
             tick.tick().await;
             let leader = ctl.local_status().role == "leader";
@@ -258,6 +303,14 @@ pub fn start(ctl: Controller, cfg: CollectConfig) -> Arc<Collector> {
                 }
                 was_leader = false;
                 continue;
+            }
+            let bucket = now_ms() / bucket_ms;
+            if !was_leader {
+                // A new leader starts from the replicated history.
+                let st = ctl.state();
+                let mut load = me.state.write().unwrap_or_else(|p| p.into_inner());
+                seed(&mut load, &st.registry.load);
+                recorded = bucket.saturating_sub(1);
             }
             was_leader = true;
             let targets: Vec<(String, i32, String, Option<String>)> = {
@@ -293,22 +346,101 @@ pub fn start(ctl: Controller, cfg: CollectConfig) -> Arc<Collector> {
                 .collect()
                 .await;
             let now = now_ms();
-            let mut st = me.state.write().unwrap_or_else(|p| p.into_inner());
-            // Brokers removed from the registry are forgotten.
-            st.brokers
-                .retain(|k, _| targets.iter().any(|t| (&t.0, t.1) == (&k.0, k.1)));
-            for (cluster, id, ep, cid, r) in results {
-                let b = st.brokers.entry((cluster, id)).or_default();
-                b.endpoint = ep;
-                let outcome = r.and_then(|s| accept(b, id, cid.as_deref(), s, now));
-                if let Err(e) = outcome {
-                    tracing::debug!(broker = id, error = %e, "collection failed");
-                    b.error = Some(e);
+            // Once a bucket is complete, its means are replicated.
+            let done = bucket.saturating_sub(1);
+            let record = {
+                let mut st = me.state.write().unwrap_or_else(|p| p.into_inner());
+                // Brokers removed from the registry are forgotten.
+                st.brokers
+                    .retain(|k, _| targets.iter().any(|t| (&t.0, t.1) == (&k.0, k.1)));
+                for (cluster, id, ep, cid, r) in results {
+                    let b = st.brokers.entry((cluster, id)).or_default();
+                    b.endpoint = ep;
+                    let outcome =
+                        r.and_then(|s| accept(b, id, cid.as_deref(), s, now, now / bucket_ms));
+                    if let Err(e) = outcome {
+                        tracing::debug!(broker = id, error = %e, "collection failed");
+                        b.error = Some(e);
+                    }
+                }
+                (done > recorded).then(|| completed_bucket(&st, done))
+            };
+            if let Some(brokers) = record {
+                recorded = done;
+                if !brokers.is_empty() {
+                    let cmd = Command::RecordLoad {
+                        bucket: done,
+                        brokers,
+                    };
+                    if let Err(e) = ctl.write(cmd).await {
+                        tracing::warn!(error = %e, "recording load history failed");
+                    }
                 }
             }
         }
     });
     c
+}
+
+fn ppm(v: f64) -> u64 {
+    (v * 1e6).round().max(0.0) as u64
+}
+
+fn whole(v: f64) -> u64 {
+    v.round().max(0.0) as u64
+}
+
+/// Every broker's means over `bucket`, for brokers that have them.
+fn completed_bucket(st: &LoadState, bucket: u64) -> Vec<BrokerLoadSample> {
+    st.brokers
+        .iter()
+        .filter_map(|((cluster, id), b)| {
+            let bytes_in = b.bytes_in.bucket_mean(bucket)?;
+            Some(BrokerLoadSample {
+                cluster: cluster.clone(),
+                broker_id: *id,
+                bytes_in: whole(bytes_in),
+                cpu_ppm: ppm(b.cpu.bucket_mean(bucket).unwrap_or(0.0)),
+                disks: b
+                    .disks
+                    .iter()
+                    .filter_map(|d| {
+                        Some(DiskLoadSample {
+                            path: d.path.clone(),
+                            write: whole(d.write.bucket_mean(bucket)?),
+                            read: whole(d.read.bucket_mean(bucket).unwrap_or(0.0)),
+                            util_ppm: ppm(d.util.bucket_mean(bucket).unwrap_or(0.0)),
+                        })
+                    })
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
+/// Seeds the windows from the replicated history.
+fn seed(st: &mut LoadState, history: &BTreeMap<(String, i32), LoadHistory>) {
+    for (key, h) in history {
+        let b = st.brokers.entry(key.clone()).or_default();
+        b.bytes_in.seed(&h.bytes_in, 1.0);
+        b.cpu.seed(&h.cpu_ppm, 1e-6);
+        for (path, dh) in &h.disks {
+            let i = match b.disks.iter().position(|d| &d.path == path) {
+                Some(i) => i,
+                None => {
+                    b.disks.push(DiskLoad {
+                        path: path.clone(),
+                        ..Default::default()
+                    });
+                    b.disks.len() - 1
+                }
+            };
+            let d = &mut b.disks[i];
+            d.write.seed(&dh.write, 1.0);
+            d.read.seed(&dh.read, 1.0);
+            d.util.seed(&dh.util_ppm, 1e-6);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -319,8 +451,8 @@ mod tests {
     fn window_keeps_an_hour_of_minute_buckets() {
         let mut w = Window::default();
         for m in 0..90u64 {
-            w.push(m * 60_000, m as f64);
-            w.push(m * 60_000 + 1, m as f64 + 2.0);
+            w.push(m, m as f64);
+            w.push(m, m as f64 + 2.0);
         }
         assert_eq!(w.buckets.len(), 60);
         assert_eq!(w.last, 91.0);
@@ -341,13 +473,13 @@ mod tests {
             cluster_id: cid.into(),
             ..Default::default()
         };
-        assert!(accept(&mut b, 3, None, snap(4, ""), 1)
+        assert!(accept(&mut b, 3, None, snap(4, ""), 1, 0)
             .unwrap_err()
             .contains("broker id 4"));
-        assert!(accept(&mut b, 3, Some("abc"), snap(3, "xyz"), 1)
+        assert!(accept(&mut b, 3, Some("abc"), snap(3, "xyz"), 1, 0)
             .unwrap_err()
             .contains("cluster id xyz"));
-        accept(&mut b, 3, Some("abc"), snap(3, "abc"), 5).unwrap();
+        accept(&mut b, 3, Some("abc"), snap(3, "abc"), 5, 0).unwrap();
         assert_eq!(b.last_ok_ms, Some(5));
         assert_eq!(b.stale_reason(6, 1000), None);
         assert!(b

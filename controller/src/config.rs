@@ -142,6 +142,9 @@ pub struct CollectConfig {
     pub timeout_ms: u64,
     /// Reporters pulled at once.
     pub concurrency: usize,
+    /// Length of one load-history bucket; the last 60 buckets are kept and
+    /// replicated (a new leader starts with them).
+    pub history_bucket_ms: u64,
 }
 
 impl Default for CollectConfig {
@@ -150,6 +153,7 @@ impl Default for CollectConfig {
             interval_ms: 10_000,
             timeout_ms: 2_000,
             concurrency: 64,
+            history_bucket_ms: 60_000,
         }
     }
 }
@@ -282,6 +286,12 @@ impl NodeConfig {
             return Err(invalid(
                 "collect.timeout-ms",
                 "must be > 0 and <= collect.interval-ms",
+            ));
+        }
+        if c.history_bucket_ms < c.interval_ms {
+            return Err(invalid(
+                "collect.history-bucket-ms",
+                "must be >= collect.interval-ms",
             ));
         }
         if c.concurrency == 0 {

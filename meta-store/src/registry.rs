@@ -34,6 +34,41 @@ pub enum Key {
     RlUnref(PartitionKey, i32, KafkaUuid),
     /// Remote log: highest offset ever copied for an epoch.
     RlHighest(PartitionKey, i32),
+    /// A broker's load history (cluster, broker id).
+    Load(String, i32),
+}
+
+/// Buckets of load history kept per series (an hour of one-minute buckets).
+pub const HISTORY_BUCKETS: u64 = 60;
+
+/// (bucket, value) points, oldest first, at most [`HISTORY_BUCKETS`].
+pub type Series = Vec<(u64, u64)>;
+
+/// One disk's load history.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DiskHistory {
+    pub write: Series,
+    pub read: Series,
+    pub util_ppm: Series,
+}
+
+/// A broker's load history, recorded by the leader bucket by bucket so a new
+/// leader starts with the last hour.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadHistory {
+    pub bytes_in: Series,
+    pub cpu_ppm: Series,
+    pub disks: BTreeMap<String, DiskHistory>,
+}
+
+fn record(series: &mut Series, bucket: u64, value: u64) {
+    series.retain(|(b, _)| *b != bucket && b + HISTORY_BUCKETS > bucket);
+    series.push((bucket, value));
+    series.sort_unstable_by_key(|p| p.0);
+}
+
+fn trim(series: &mut Series, bucket: u64) {
+    series.retain(|(b, _)| b + HISTORY_BUCKETS > bucket);
 }
 
 /// The replicated federation registry.
@@ -48,6 +83,8 @@ pub struct Registry {
     pub next_cluster_id: u64,
     /// Tiered-storage metadata (KIP-405).
     pub remote_log: RemoteLogState,
+    /// Per broker: the last hour of collected load, bucket by bucket.
+    pub load: BTreeMap<(String, i32), LoadHistory>,
 }
 
 fn not_found(what: impl Into<String>) -> CommandResponse {
@@ -90,6 +127,31 @@ impl Registry {
                 partitions,
             } => {
                 self.remote_log.untrack(*broker_id, partitions, touched);
+                CommandResponse::Done
+            }
+            Command::RecordLoad { bucket, brokers } => {
+                for s in brokers {
+                    let key = (s.cluster.clone(), s.broker_id);
+                    if !self.brokers.contains_key(&key) {
+                        continue; // removed meanwhile
+                    }
+                    let h = self.load.entry(key.clone()).or_default();
+                    record(&mut h.bytes_in, *bucket, s.bytes_in);
+                    record(&mut h.cpu_ppm, *bucket, s.cpu_ppm);
+                    for d in &s.disks {
+                        let dh = h.disks.entry(d.path.clone()).or_default();
+                        record(&mut dh.write, *bucket, d.write);
+                        record(&mut dh.read, *bucket, d.read);
+                        record(&mut dh.util_ppm, *bucket, d.util_ppm);
+                    }
+                    for dh in h.disks.values_mut() {
+                        trim(&mut dh.write, *bucket);
+                        trim(&mut dh.read, *bucket);
+                        trim(&mut dh.util_ppm, *bucket);
+                    }
+                    h.disks.retain(|_, d| !d.write.is_empty());
+                    touched.push(Key::Load(key.0, key.1));
+                }
                 CommandResponse::Done
             }
             Command::AddCluster(c) => self.add_cluster(c, now, touched),
@@ -263,6 +325,9 @@ impl Registry {
             ));
         }
         self.brokers.remove(&key);
+        if self.load.remove(&key).is_some() {
+            touched.push(Key::Load(key.0.clone(), key.1));
+        }
         touched.push(Key::Broker(key.0, key.1));
         CommandResponse::Done
     }
@@ -587,5 +652,73 @@ mod tests {
             (r, out, touched)
         };
         assert_eq!(run(), run());
+    }
+
+    #[test]
+    fn load_history_keeps_sixty_buckets_and_reloads() {
+        use guardian_proto::domain::{BrokerLoadSample, DiskLoadSample};
+        let mut r = Registry::default();
+        apply(&mut r, cluster("a"));
+        apply(&mut r, broker("a", 1));
+        let mut kv = std::collections::BTreeMap::new();
+        for bucket in 0..70u64 {
+            let mut touched = Vec::new();
+            let cmd = Command::RecordLoad {
+                bucket,
+                brokers: vec![
+                    BrokerLoadSample {
+                        cluster: "a".into(),
+                        broker_id: 1,
+                        bytes_in: bucket * 10,
+                        cpu_ppm: 500_000,
+                        disks: vec![DiskLoadSample {
+                            path: "/data/1".into(),
+                            write: bucket,
+                            read: 0,
+                            util_ppm: 1,
+                        }],
+                    },
+                    // Not registered: ignored.
+                    BrokerLoadSample {
+                        cluster: "a".into(),
+                        broker_id: 9,
+                        bytes_in: 1,
+                        cpu_ppm: 0,
+                        disks: vec![],
+                    },
+                ],
+            };
+            assert_eq!(r.apply(&req(1, cmd), &mut touched), CommandResponse::Done);
+            for k in touched {
+                match crate::state_keys::value_bytes(&r, &k) {
+                    Some(v) => kv.insert(crate::state_keys::key_bytes(&k), v),
+                    None => kv.remove(&crate::state_keys::key_bytes(&k)),
+                };
+            }
+        }
+        let h = &r.load[&("a".to_string(), 1)];
+        assert_eq!(h.bytes_in.len(), 60);
+        assert_eq!(h.bytes_in[0], (10, 100));
+        assert_eq!(h.disks["/data/1"].write.last(), Some(&(69, 69)));
+        assert!(!r.load.contains_key(&("a".to_string(), 9)));
+        let mut back = Registry::default();
+        for (k, v) in &kv {
+            crate::state_keys::load_kv(&mut back, k, v).unwrap();
+        }
+        assert_eq!(back.load, r.load);
+        // Removing the broker removes its history.
+        let mut touched = Vec::new();
+        r.apply(
+            &req(
+                2,
+                Command::RemoveBroker {
+                    cluster: "a".into(),
+                    broker_id: 1,
+                },
+            ),
+            &mut touched,
+        );
+        assert!(r.load.is_empty());
+        assert!(touched.contains(&Key::Load("a".into(), 1)));
     }
 }

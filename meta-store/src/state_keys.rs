@@ -14,6 +14,7 @@
 //! | `p\0`| cluster, `\0`, topic (`""` = cluster-wide)| `pb::PlacementPolicy` |
 //! | `i\0`| uuid (16)                                 | `pb::IssuedIds` (kind only) |
 //! | `n\0`| —                                         | next cluster id (u64) |
+//! | `l\0`| cluster name, `\0`, broker id (biased u32)| `pb::BrokerLoadHistory` |
 //! | `rp` | topic id (16), partition (u32)            | `pb::RemotePartitionRecord` |
 //! | `rs` | topic id, partition, segment id (16)      | `pb::RemoteLogSegment` |
 //! | `ro` | topic id, partition, epoch (u32), epoch start offset (u64) | segment id |
@@ -29,7 +30,7 @@ use guardian_proto::pb;
 use guardian_proto::remote_log::PartitionKey;
 use prost::Message;
 
-use crate::registry::{Key, Registry};
+use crate::registry::{DiskHistory, Key, LoadHistory, Registry, Series};
 
 fn put_partition(out: &mut Vec<u8>, tag: &[u8; 2], p: &PartitionKey) {
     out.extend_from_slice(tag);
@@ -44,6 +45,12 @@ pub fn key_bytes(k: &Key) -> Vec<u8> {
         Key::Cluster(n) => {
             out.extend_from_slice(b"c\0");
             out.extend_from_slice(n.as_bytes());
+        }
+        Key::Load(c, id) => {
+            out.extend_from_slice(b"l\0");
+            out.extend_from_slice(c.as_bytes());
+            out.push(0);
+            out.extend_from_slice(&((*id as i64 - i32::MIN as i64) as u32).to_be_bytes());
         }
         Key::Broker(c, id) => {
             out.extend_from_slice(b"b\0");
@@ -117,6 +124,10 @@ pub fn value_bytes(r: &Registry, k: &Key) -> Option<Vec<u8>> {
             .encode_to_vec()
         }),
         Key::Counters => Some(r.next_cluster_id.to_be_bytes().to_vec()),
+        Key::Load(c, id) => r
+            .load
+            .get(&(c.clone(), *id))
+            .map(|h| load_to_pb(c, *id, h).encode_to_vec()),
         Key::RlPartition(p) => rl.partitions.get(p).map(|p| {
             pb::RemotePartitionRecord {
                 topic: p.topic.clone(),
@@ -223,6 +234,11 @@ pub fn load_kv(r: &mut Registry, k: &[u8], v: &[u8]) -> Result<(), String> {
             let b: [u8; 8] = v.try_into().map_err(|_| bad("bad counter".into()))?;
             r.next_cluster_id = u64::from_be_bytes(b);
         }
+        b"l\0" => {
+            let h: pb::BrokerLoadHistory = decode(v).map_err(bad)?;
+            r.load
+                .insert((h.cluster.clone(), h.broker_id), load_from_pb(h));
+        }
         b"rp" => {
             let key = rest.partition().map_err(bad)?;
             let rec: pb::RemotePartitionRecord = decode(v).map_err(bad)?;
@@ -269,4 +285,56 @@ pub fn load_kv(r: &mut Registry, k: &[u8], v: &[u8]) -> Result<(), String> {
         _ => return Err(bad("unknown tag".into())),
     }
     Ok(())
+}
+
+fn series_to_pb(s: &Series) -> pb::LoadSeries {
+    pb::LoadSeries {
+        buckets: s.iter().map(|p| p.0).collect(),
+        values: s.iter().map(|p| p.1).collect(),
+    }
+}
+
+fn series_from_pb(s: Option<pb::LoadSeries>) -> Series {
+    let s = s.unwrap_or_default();
+    s.buckets.into_iter().zip(s.values).collect()
+}
+
+fn load_to_pb(cluster: &str, broker_id: i32, h: &LoadHistory) -> pb::BrokerLoadHistory {
+    pb::BrokerLoadHistory {
+        cluster: cluster.to_string(),
+        broker_id,
+        bytes_in: Some(series_to_pb(&h.bytes_in)),
+        cpu_ppm: Some(series_to_pb(&h.cpu_ppm)),
+        disks: h
+            .disks
+            .iter()
+            .map(|(path, d)| pb::DiskLoadHistory {
+                path: path.clone(),
+                write: Some(series_to_pb(&d.write)),
+                read: Some(series_to_pb(&d.read)),
+                util_ppm: Some(series_to_pb(&d.util_ppm)),
+            })
+            .collect(),
+    }
+}
+
+fn load_from_pb(h: pb::BrokerLoadHistory) -> LoadHistory {
+    LoadHistory {
+        bytes_in: series_from_pb(h.bytes_in),
+        cpu_ppm: series_from_pb(h.cpu_ppm),
+        disks: h
+            .disks
+            .into_iter()
+            .map(|d| {
+                (
+                    d.path,
+                    DiskHistory {
+                        write: series_from_pb(d.write),
+                        read: series_from_pb(d.read),
+                        util_ppm: series_from_pb(d.util_ppm),
+                    },
+                )
+            })
+            .collect(),
+    }
 }

@@ -444,6 +444,31 @@ pub enum Command {
         broker_id: i32,
         partitions: Vec<TopicIdPartition>,
     },
+    /// One completed load bucket of every collected broker (leader → all).
+    RecordLoad {
+        bucket: u64,
+        brokers: Vec<BrokerLoadSample>,
+    },
+}
+
+/// One disk's means over a load bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskLoadSample {
+    pub path: String,
+    pub write: u64,
+    pub read: u64,
+    /// Utilisation in parts per million.
+    pub util_ppm: u64,
+}
+
+/// One broker's means over a load bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerLoadSample {
+    pub cluster: String,
+    pub broker_id: i32,
+    pub bytes_in: u64,
+    pub cpu_ppm: u64,
+    pub disks: Vec<DiskLoadSample>,
 }
 
 impl Command {
@@ -537,6 +562,12 @@ impl Command {
                 validate_broker_id(*broker_id)?;
                 validate_partitions("partitions", partitions.iter())
             }
+            Command::RecordLoad { brokers, .. } => {
+                if brokers.is_empty() {
+                    return Err(InvalidField::new("brokers", "must not be empty"));
+                }
+                Ok(())
+            }
             Command::AllocateIds { ids, .. } => {
                 if ids.is_empty() || ids.len() > MAX_IDS_PER_CALL as usize {
                     return Err(InvalidField::new(
@@ -567,6 +598,7 @@ impl Command {
             Command::RemoteLog(_) => "remote_log",
             Command::TrackPartitions { .. } => "track_partitions",
             Command::UntrackPartitions { .. } => "untrack_partitions",
+            Command::RecordLoad { .. } => "record_load",
         }
     }
 
@@ -579,6 +611,12 @@ impl Command {
             Command::RemoteLog(events) => events.iter().map(RemoteLogEvent::approx_size).sum(),
             Command::TrackPartitions { partitions, .. } => 64 * partitions.len(),
             Command::UntrackPartitions { partitions, .. } => 64 * partitions.len(),
+            Command::RecordLoad { brokers, .. } => brokers
+                .iter()
+                .map(|b| {
+                    48 + b.cluster.len() + b.disks.iter().map(|d| 32 + d.path.len()).sum::<usize>()
+                })
+                .sum(),
             _ => 256,
         }
     }

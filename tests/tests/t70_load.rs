@@ -112,8 +112,11 @@ fn broker_state(v: &Value, id: i64) -> (bool, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t70_load_survives_reporter_and_leader_kills() {
-    let mut c =
-        TestCluster::start_with(3, "[collect]\ninterval-ms = 200\ntimeout-ms = 150\n").await;
+    let mut c = TestCluster::start_with(
+        3,
+        "[collect]\ninterval-ms = 200\ntimeout-ms = 150\nhistory-bucket-ms = 400\n",
+    )
+    .await;
     let cl = c.client();
     cl.call(|mut s| async move {
         s.add_cluster(pb::AddClusterRequest {
@@ -179,8 +182,36 @@ async fn t70_load_survives_reporter_and_leader_kills() {
     })
     .await;
 
-    // The leader dies: the new leader collects and answers.
+    // The leader dies: the new leader collects and answers, starting from
+    // the replicated history (buckets older than its own reign).
+    let history = |v: &Value, id: i64| {
+        let b = v["broker_loads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["broker_id"] == id)
+            .unwrap()
+            .clone();
+        (
+            b["history_buckets"].as_u64().unwrap(),
+            b["history_first_bucket"].as_u64().unwrap(),
+        )
+    };
+    wait_until(
+        "a few history buckets recorded",
+        Duration::from_secs(15),
+        || async {
+            let v = load(&eps)?;
+            (history(&v, 1).0 >= 4).then_some(())
+        },
+    )
+    .await;
     let leader = c.wait_leader(Duration::from_secs(10)).await;
+    let killed_at_bucket = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        / 400;
     c.kill(leader);
     let survivors: Vec<String> = c
         .nodes
@@ -189,15 +220,20 @@ async fn t70_load_survives_reporter_and_leader_kills() {
         .map(|n| n.admin.clone())
         .collect();
     let eps2 = survivors.join(",");
-    wait_until(
+    let v = wait_until(
         "the new leader collects",
         Duration::from_secs(15),
         || async {
             let v = load(&eps2)?;
-            (!broker_state(&v, 1).0 && !broker_state(&v, 2).0).then_some(())
+            (!broker_state(&v, 1).0 && !broker_state(&v, 2).0).then_some(v)
         },
     )
     .await;
+    let (buckets, first) = history(&v, 1);
+    assert!(
+        first < killed_at_bucket && buckets >= 3,
+        "the new leader holds history from before the kill: first bucket {first}, killed at {killed_at_bucket}, {buckets} buckets"
+    );
 
     // Top-N queries and errors.
     let (code, out, err) = cli(&[

@@ -55,6 +55,8 @@ pub async fn run(c: &Ctx, cmd: LoadCmd) -> Result<(), CliError> {
                         "bytes_in_p95": b.bytes_in_p95, "cpu_busy": b.cpu_busy,
                         "page_cache_bytes": b.page_cache_bytes, "used_bytes": b.used_bytes,
                         "capacity_bytes": b.capacity_bytes,
+                        "history_buckets": b.history_buckets,
+                        "history_first_bucket": b.history_first_bucket,
                     })
                 })
                 .collect();

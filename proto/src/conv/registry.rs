@@ -223,6 +223,28 @@ impl From<domain::Request> for pb::Request {
                 broker_id,
                 partitions: partitions.iter().map(rl::partition_to_pb).collect(),
             }),
+            Command::RecordLoad { bucket, brokers } => PbCmd::RecordLoad(pb::RecordLoadCmd {
+                bucket,
+                brokers: brokers
+                    .into_iter()
+                    .map(|b| pb::BrokerLoadSample {
+                        cluster: b.cluster,
+                        broker_id: b.broker_id,
+                        bytes_in: b.bytes_in,
+                        cpu_ppm: b.cpu_ppm,
+                        disks: b
+                            .disks
+                            .into_iter()
+                            .map(|d| pb::DiskLoadSample {
+                                path: d.path,
+                                write: d.write,
+                                read: d.read,
+                                util_ppm: d.util_ppm,
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+            }),
         };
         pb::Request {
             now_ms: r.now_ms,
@@ -281,6 +303,29 @@ impl TryFrom<pb::Request> for domain::Request {
             PbCmd::TrackPartitions(c) => Command::TrackPartitions {
                 broker_id: c.broker_id,
                 partitions: rl::list_from_pb(c.partitions, "partitions", rl::tracked_from_pb)?,
+            },
+            PbCmd::RecordLoad(c) => Command::RecordLoad {
+                bucket: c.bucket,
+                brokers: c
+                    .brokers
+                    .into_iter()
+                    .map(|b| domain::BrokerLoadSample {
+                        cluster: b.cluster,
+                        broker_id: b.broker_id,
+                        bytes_in: b.bytes_in,
+                        cpu_ppm: b.cpu_ppm,
+                        disks: b
+                            .disks
+                            .into_iter()
+                            .map(|d| domain::DiskLoadSample {
+                                path: d.path,
+                                write: d.write,
+                                read: d.read,
+                                util_ppm: d.util_ppm,
+                            })
+                            .collect(),
+                    })
+                    .collect(),
             },
             PbCmd::UntrackPartitions(c) => Command::UntrackPartitions {
                 broker_id: c.broker_id,
