@@ -135,12 +135,14 @@ async fn t51_node_down_during_purge_catches_up_by_snapshot() {
     .await;
 
     c.restart(lagger);
+    // Applied and snapshot index come from separate metrics updates: wait
+    // for both (a catch-up by log alone would never report the snapshot).
     let s = wait_until(
         "lagging node installs the snapshot and catches up",
         Duration::from_secs(30),
         || async {
             let s = c.node_status(lagger).await?;
-            (s.last_applied_index >= snap).then_some(s)
+            (s.last_applied_index >= snap && s.snapshot_index >= purged).then_some(s)
         },
     )
     .await;

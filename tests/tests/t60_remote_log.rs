@@ -453,7 +453,8 @@ async fn t62_lagging_node_rebuilds_remote_log_state_from_a_snapshot() {
         Duration::from_secs(30),
         || async {
             let s = c.node_status(lagger).await?;
-            (s.last_applied_index >= snap).then_some(s)
+            // Applied and snapshot index are separate metrics updates.
+            (s.last_applied_index >= snap && s.snapshot_index >= snap).then_some(s)
         },
     )
     .await;
