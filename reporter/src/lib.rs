@@ -7,12 +7,16 @@
 //!   `-future` and `-delete` dirs), defensively: damage is a warning.
 //! - [`host`]: device and filesystem per log dir, `/proc` disk, memory, CPU
 //!   and network counters.
+//! - [`broker_metrics`]: the broker's Prometheus endpoint (JMX exporter):
+//!   per-topic bytes in/out and messages in, under-replicated partitions,
+//!   request-handler idle ratio, p99 request latencies.
 //! - [`sampler`]: one snapshot (partitions as packed parallel arrays, topics
 //!   interned) with rates derived from the previous sample; JSON view.
 //! - [`server`]: the gRPC service plus `/healthz` and `/metrics` on the same port.
 //!
 //! Depends on `guardian-proto` only (no RocksDB, no openraft).
 
+pub mod broker_metrics;
 pub mod host;
 pub mod kafka;
 pub mod sampler;

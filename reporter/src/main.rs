@@ -19,9 +19,10 @@ struct Cli {
     /// Address to serve gRPC (Reporter), /healthz and /metrics on.
     #[arg(long, default_value = "0.0.0.0:9300")]
     listen: String,
-    /// The broker's Prometheus exporter endpoint (JMX exporter agent).
-    /// Accepted for forward compatibility; scraping is not implemented yet.
-    #[arg(long)]
+    /// The broker's Prometheus exporter endpoint (JMX exporter agent), e.g.
+    /// http://localhost:7071/metrics: per-topic bytes in/out and messages in,
+    /// under-replicated partitions, request-handler idle ratio, p99 latencies.
+    #[arg(long, global = true)]
     broker_metrics: Option<String>,
     #[command(subcommand)]
     command: Option<Cmd>,
@@ -50,10 +51,8 @@ fn main() -> ExitCode {
         eprintln!("error: at least one --log-dir is required");
         return ExitCode::from(2);
     }
-    if let Some(url) = &cli.broker_metrics {
-        tracing::warn!(%url, "--broker-metrics: broker metric scraping is not implemented yet; ignored");
-    }
-    let mut sampler = Sampler::new(cli.log_dirs.clone());
+    let mut sampler =
+        Sampler::new(cli.log_dirs.clone()).with_broker_metrics(cli.broker_metrics.clone());
     match cli.command {
         Some(Cmd::Snapshot { .. }) => {
             let s = sampler.sample();

@@ -10,6 +10,7 @@ use guardian_proto::domain::KafkaUuid;
 use guardian_proto::pb;
 use serde_json::{json, Value};
 
+use crate::broker_metrics;
 use crate::host::{self, DiskCounters};
 use crate::kafka::{self, ScanCache};
 
@@ -25,6 +26,9 @@ struct Prev {
 /// Samples one broker. Keep it between calls: rates need the previous sample
 /// and the log end offset scan resumes where it stopped.
 pub struct Sampler {
+    /// The broker's Prometheus endpoint, and the previous scrape with its time.
+    broker_metrics: Option<String>,
+    prev_scrape: Option<(Instant, broker_metrics::Scrape)>,
     dirs: Vec<PathBuf>,
     /// One per log dir.
     caches: Vec<ScanCache>,
@@ -45,7 +49,57 @@ impl Sampler {
             caches: vec![ScanCache::default(); dirs.len()],
             dirs,
             prev: None,
+            broker_metrics: None,
+            prev_scrape: None,
         }
+    }
+
+    /// Also scrape the broker's Prometheus endpoint on every sample.
+    pub fn with_broker_metrics(mut self, url: Option<String>) -> Self {
+        self.broker_metrics = url;
+        self
+    }
+
+    fn scrape(&mut self, warnings: &mut Vec<String>) -> Option<pb::BrokerMetrics> {
+        let url = self.broker_metrics.clone()?;
+        let now = Instant::now();
+        let Some(s) = broker_metrics::scrape(&url, std::time::Duration::from_secs(2), warnings)
+        else {
+            return Some(pb::BrokerMetrics::default());
+        };
+        let mut m = pb::BrokerMetrics {
+            scraped: true,
+            under_replicated_partitions: s.under_replicated,
+            request_handler_idle: s.handler_idle,
+            request_p99_ms: s.request_p99_ms.clone().into_iter().collect(),
+            ..Default::default()
+        };
+        if let Some((at, prev)) = &self.prev_scrape {
+            let secs = now.duration_since(*at).as_secs_f64();
+            let r = |now: f64, before: f64| {
+                if secs > 0.0 {
+                    (now - before).max(0.0) / secs
+                } else {
+                    0.0
+                }
+            };
+            m.bytes_in_per_sec = r(s.total[0], prev.total[0]);
+            m.bytes_out_per_sec = r(s.total[1], prev.total[1]);
+            m.messages_in_per_sec = r(s.total[2], prev.total[2]);
+            let mut topics: Vec<_> = s.topics.iter().collect();
+            topics.sort_by(|a, b| a.0.cmp(b.0));
+            for (t, v) in topics {
+                let p = prev.topics.get(t).copied().unwrap_or(*v);
+                m.topics.push(pb::TopicRates {
+                    topic: t.clone(),
+                    bytes_in_per_sec: r(v[0], p[0]),
+                    bytes_out_per_sec: r(v[1], p[1]),
+                    messages_in_per_sec: r(v[2], p[2]),
+                });
+            }
+        }
+        self.prev_scrape = Some((now, s));
+        Some(m)
     }
 
     /// Takes a sample now.
@@ -191,6 +245,7 @@ impl Sampler {
             cpus,
         });
         snap.partitions = Some(table);
+        snap.broker_metrics = self.scrape(&mut warnings);
         snap.warnings = warnings;
         // Keep the previous disk counters of devices not seen this time.
         self.prev = Some(Prev {
@@ -269,6 +324,18 @@ pub fn snapshot_json(s: &pb::BrokerSnapshot) -> Value {
             "cpu_busy": h.cpu_busy, "cpus": h.cpus,
             "net_rx_bytes_per_sec": h.net_rx_bytes_per_sec, "net_tx_bytes_per_sec": h.net_tx_bytes_per_sec,
         },
+        "broker_metrics": s.broker_metrics.as_ref().map(|m| json!({
+            "scraped": m.scraped,
+            "bytes_in_per_sec": m.bytes_in_per_sec, "bytes_out_per_sec": m.bytes_out_per_sec,
+            "messages_in_per_sec": m.messages_in_per_sec,
+            "under_replicated_partitions": m.under_replicated_partitions,
+            "request_handler_idle": m.request_handler_idle,
+            "request_p99_ms": m.request_p99_ms,
+            "topics": m.topics.iter().map(|t| json!({
+                "topic": t.topic, "bytes_in_per_sec": t.bytes_in_per_sec,
+                "bytes_out_per_sec": t.bytes_out_per_sec, "messages_in_per_sec": t.messages_in_per_sec,
+            })).collect::<Vec<_>>(),
+        })),
         "warnings": s.warnings,
     })
 }

@@ -313,3 +313,107 @@ async fn served_snapshots_track_growth_and_moves() {
         assert!(body.contains(want), "{body}");
     }
 }
+
+/// A broker's Prometheus endpoint (what the JMX exporter serves): every
+/// request sees the counters 1,000 bytes further along.
+fn metrics_server() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for (n, conn) in l.incoming().enumerate() {
+            let Ok(mut conn) = conn else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let body = format!(
+                "# TYPE kafka_server_brokertopicmetrics_bytesin_total counter\n\
+                 kafka_server_brokertopicmetrics_bytesin_total{{topic=\"orders.v1\",}} {}\n\
+                 kafka_server_brokertopicmetrics_bytesin_total {}\n\
+                 kafka_server_replicamanager_underreplicatedpartitions 1.0\n\
+                 kafka_server_kafkarequesthandlerpool_requesthandleravgidlepercent 0.8\n\
+                 kafka_network_requestmetrics_totaltimems{{request=\"Produce\",quantile=\"0.99\",}} 7.0\n",
+                n * 1000,
+                n * 1000
+            );
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    format!("http://{addr}/metrics")
+}
+
+#[tokio::test]
+async fn broker_metrics_are_scraped_and_a_dead_endpoint_is_a_warning() {
+    let b = Broker::new();
+    let url = metrics_server();
+    let mut child = Command::new(BIN)
+        .args([
+            "--log-dir",
+            b.dir.path().to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--broker-metrics",
+            &url,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = serde_json::from_str::<Value>(&line).unwrap()["listening"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let srv = Served(child, addr);
+    let mut c = ReporterClient::connect(format!("http://{}", srv.1))
+        .await
+        .unwrap();
+    let first = c
+        .get_snapshot(pb::GetSnapshotRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let m = first.broker_metrics.unwrap();
+    assert!(m.scraped, "{:?}", first.warnings);
+    assert_eq!(m.under_replicated_partitions, Some(1.0));
+    assert_eq!(m.request_handler_idle, Some(0.8));
+    assert_eq!(m.request_p99_ms["Produce"], 7.0);
+    std::thread::sleep(Duration::from_millis(200));
+    let second = c
+        .get_snapshot(pb::GetSnapshotRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let m = second.broker_metrics.unwrap();
+    assert!(m.bytes_in_per_sec > 0.0);
+    let t = m.topics.iter().find(|t| t.topic == "orders.v1").unwrap();
+    assert!(t.bytes_in_per_sec > 0.0);
+
+    // Nothing listening: the snapshot is still served, with a warning.
+    let out = Command::new(BIN)
+        .args([
+            "snapshot",
+            "--log-dir",
+            b.dir.path().to_str().unwrap(),
+            "--broker-metrics",
+            "http://127.0.0.1:1/metrics",
+            "-o",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["broker_metrics"]["scraped"], false);
+    assert!(s["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w.as_str().unwrap().contains("broker metrics")));
+    assert_eq!(part(&s, "orders.v1", 1, false)["log_end_offset"], 150);
+}
