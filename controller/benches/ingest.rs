@@ -109,6 +109,13 @@ fn main() {
             "snapshots_per_sec": ((brokers * rounds) as f64 / secs) as u64,
             "per_snapshot_ms_p50": pct(0.5), "per_snapshot_ms_p99": pct(0.99),
             "per_snapshot_ms_max": pct(1.0),
+            "peak_rss_mib": std::fs::read_to_string("/proc/self/status")
+                .unwrap_or_default()
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0) / 1024,
         })
     );
 }

@@ -743,6 +743,8 @@ impl GuardianAdmin for AdminService {
                     size_bytes: p.size_bytes,
                     bytes_in_per_sec: p.bytes_in_per_sec,
                     future: p.future,
+                    bytes_in_median: p.bytes_in.pct(0.5),
+                    bytes_in_p95: p.bytes_in.pct(0.95),
                 })
             })
             .collect();

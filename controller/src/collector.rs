@@ -123,6 +123,65 @@ pub struct PartitionLoad {
     pub size_bytes: u64,
     pub bytes_in_per_sec: f64,
     pub future: bool,
+    /// Bytes in per bucket over the last 60 buckets.
+    pub bytes_in: PartWindow,
+}
+
+/// A compact window for one partition (a federation holds millions): 60
+/// `f32` bucket means in a ring, NaN where a bucket has no sample; the
+/// current bucket accumulates. ≈ 260 bytes.
+#[derive(Debug, Clone)]
+pub struct PartWindow {
+    last_bucket: u64,
+    cur_sum: f32,
+    cur_n: u16,
+    vals: [f32; HISTORY_BUCKETS as usize],
+}
+
+impl Default for PartWindow {
+    fn default() -> Self {
+        Self {
+            last_bucket: 0,
+            cur_sum: 0.0,
+            cur_n: 0,
+            vals: [f32::NAN; HISTORY_BUCKETS as usize],
+        }
+    }
+}
+
+impl PartWindow {
+    pub fn push(&mut self, bucket: u64, v: f64) {
+        let n = HISTORY_BUCKETS;
+        if self.cur_n == 0 || bucket > self.last_bucket {
+            // Clear the slots of skipped buckets (at most a full ring).
+            let from = if self.cur_n == 0 {
+                bucket.saturating_sub(n - 1)
+            } else {
+                self.last_bucket + 1
+            };
+            for b in from.max(bucket.saturating_sub(n - 1))..bucket {
+                self.vals[(b % n) as usize] = f32::NAN;
+            }
+            self.last_bucket = bucket;
+            self.cur_sum = 0.0;
+            self.cur_n = 0;
+        } else if bucket < self.last_bucket {
+            return; // late sample of an old bucket
+        }
+        self.cur_sum += v as f32;
+        self.cur_n = self.cur_n.saturating_add(1);
+        self.vals[(bucket % n) as usize] = self.cur_sum / self.cur_n as f32;
+    }
+
+    /// Percentile `p` (0..=1) of the bucket means held.
+    pub fn pct(&self, p: f64) -> f64 {
+        let mut v: Vec<f32> = self.vals.iter().copied().filter(|x| !x.is_nan()).collect();
+        if v.is_empty() {
+            return 0.0;
+        }
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[((v.len() - 1) as f64 * p).round() as usize] as f64
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -247,24 +306,46 @@ pub fn accept(
             dl
         })
         .collect();
-    b.partitions = (0..t.partition.len())
-        .map(|i| PartitionLoad {
-            topic: t
-                .topics
-                .get(t.topic_index[i] as usize)
-                .cloned()
-                .unwrap_or_default(),
-            partition: t.partition[i],
-            log_dir: s
-                .log_dirs
-                .get(t.log_dir_index[i] as usize)
-                .map(|d| d.path.clone())
-                .unwrap_or_default(),
-            size_bytes: t.size_bytes[i],
-            bytes_in_per_sec: t.bytes_in_per_sec[i],
-            future: t.future[i],
-        })
-        .collect();
+    let topic = |i: usize| {
+        t.topics
+            .get(t.topic_index[i] as usize)
+            .map(String::as_str)
+            .unwrap_or_default()
+    };
+    // Reporters list partitions in a stable order: update in place when the
+    // set is unchanged, else carry each partition's window over by identity.
+    let same = b.partitions.len() == t.partition.len()
+        && b.partitions.iter().enumerate().all(|(i, p)| {
+            p.partition == t.partition[i] && p.future == t.future[i] && p.topic == topic(i)
+        });
+    if !same {
+        let mut old: HashMap<(String, i32, bool), PartWindow> = std::mem::take(&mut b.partitions)
+            .into_iter()
+            .map(|p| ((p.topic, p.partition, p.future), p.bytes_in))
+            .collect();
+        b.partitions = (0..t.partition.len())
+            .map(|i| PartitionLoad {
+                topic: topic(i).to_string(),
+                partition: t.partition[i],
+                future: t.future[i],
+                bytes_in: old
+                    .remove(&(topic(i).to_string(), t.partition[i], t.future[i]))
+                    .unwrap_or_default(),
+                ..Default::default()
+            })
+            .collect();
+    }
+    for (i, p) in b.partitions.iter_mut().enumerate() {
+        let dir = s.log_dirs.get(t.log_dir_index[i] as usize);
+        if dir.is_some_and(|d| d.path != p.log_dir) {
+            p.log_dir = dir.map(|d| d.path.clone()).unwrap_or_default();
+        }
+        p.size_bytes = t.size_bytes[i];
+        p.bytes_in_per_sec = t.bytes_in_per_sec[i];
+        if s.interval_secs > 0.0 {
+            p.bytes_in.push(bucket, t.bytes_in_per_sec[i]);
+        }
+    }
     if s.interval_secs > 0.0 {
         b.bytes_in
             .push(bucket, t.bytes_in_per_sec.iter().sum::<f64>());
@@ -460,6 +541,24 @@ mod tests {
         assert_eq!(w.pct(0.0), 31.0);
         assert_eq!(w.pct(1.0), 90.0);
         assert_eq!(w.pct(0.5), 61.0);
+    }
+
+    #[test]
+    fn partition_window_is_a_ring_of_bucket_means() {
+        let mut w = PartWindow::default();
+        for b in 0..100u64 {
+            w.push(b, b as f64);
+            w.push(b, b as f64 + 2.0);
+        }
+        // Buckets 40..=99, means b+1.
+        assert_eq!(w.pct(0.0), 41.0);
+        assert_eq!(w.pct(1.0), 100.0);
+        w.push(150, 7.0); // buckets 91..=99 are still within the last 60
+        assert_eq!((w.pct(0.0), w.pct(1.0)), (7.0, 100.0));
+        w.push(300, 5.0); // a gap longer than the ring clears everything
+        assert_eq!((w.pct(0.0), w.pct(1.0)), (5.0, 5.0));
+        w.push(299, 1000.0); // late: ignored
+        assert_eq!(w.pct(1.0), 5.0);
     }
 
     #[test]

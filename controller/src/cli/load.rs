@@ -153,6 +153,7 @@ pub async fn run(c: &Ctx, cmd: LoadCmd) -> Result<(), CliError> {
                         "broker_id": p.broker_id, "topic": p.topic, "partition": p.partition,
                         "log_dir": p.log_dir, "size_bytes": p.size_bytes,
                         "bytes_in_per_sec": p.bytes_in_per_sec, "future": p.future,
+                        "bytes_in_median": p.bytes_in_median, "bytes_in_p95": p.bytes_in_p95,
                     })
                 })
                 .collect();
