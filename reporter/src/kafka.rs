@@ -48,6 +48,8 @@ pub struct PartitionDir {
     pub high_watermark: i64,
     pub recovery_point: i64,
     pub path: PathBuf,
+    /// (size bytes, log end offset) at the previous sample, for rates.
+    pub previous: Option<(u64, i64)>,
 }
 
 /// Everything read from one log dir.
@@ -78,6 +80,8 @@ pub struct PartCache {
     /// Warnings of the last listing, repeated while the dir is unchanged.
     warnings: Vec<String>,
     scan: Option<ScanPos>,
+    /// (size bytes, log end offset) at the last sample.
+    last_sample: Option<(u64, i64)>,
 }
 
 /// One log dir's partition dirs by name, kept between samples. Entries of
@@ -380,9 +384,12 @@ fn read_partition(
             }
         }
     };
+    let size_bytes = c.segments.iter().map(|s| s.1).sum();
+    let previous = c.last_sample.replace((size_bytes, log_end_offset));
     PartitionDir {
         topic_id: c.topic_id,
-        size_bytes: c.segments.iter().map(|s| s.1).sum(),
+        size_bytes,
+        previous,
         segments: c.segments.len() as u32,
         log_start_offset,
         log_end_offset,

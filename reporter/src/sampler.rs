@@ -19,8 +19,6 @@ struct Prev {
     disks: HashMap<(u32, u32), DiskCounters>,
     cpu: (u64, u64),
     net: (u64, u64),
-    /// Per partition dir: (size bytes, log end offset).
-    parts: HashMap<PathBuf, (u64, i64)>,
 }
 
 /// Samples one broker. Keep it between calls: rates need the previous sample
@@ -131,7 +129,6 @@ impl Sampler {
         };
         let mut table = pb::PartitionTable::default();
         let mut topic_ix: HashMap<String, u32> = HashMap::new();
-        let mut parts_now = HashMap::new();
         let mut disks_now = HashMap::new();
         for (di, dir) in self.dirs.iter().enumerate() {
             let scan = kafka::scan_log_dir(dir, &mut self.caches[di]);
@@ -201,9 +198,8 @@ impl Sampler {
                         ));
                     }
                 }
-                let before = self.prev.as_ref().and_then(|pr| pr.parts.get(&p.path));
-                let (bin, min) = match before {
-                    Some(&(size, leo)) => (
+                let (bin, min) = match p.previous.filter(|_| self.prev.is_some()) {
+                    Some((size, leo)) => (
                         rate(p.size_bytes, size, secs),
                         rate(p.log_end_offset.max(0) as u64, leo.max(0) as u64, secs),
                     ),
@@ -222,7 +218,6 @@ impl Sampler {
                 table.future.push(p.future);
                 table.bytes_in_per_sec.push(bin);
                 table.messages_in_per_sec.push(min);
-                parts_now.insert(p.path, (p.size_bytes, p.log_end_offset));
             }
             snap.log_dirs.push(ld);
         }
@@ -253,7 +248,6 @@ impl Sampler {
             disks: disks_now,
             cpu,
             net,
-            parts: parts_now,
         });
         snap.build_ms = started.elapsed().as_secs_f64() * 1000.0;
         snap
