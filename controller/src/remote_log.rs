@@ -35,6 +35,39 @@ impl RemoteLogService {
         Self { ctl, auth }
     }
 
+    /// A (partition, epoch) read: authorize, check the fields (before any
+    /// waiting), read barrier unless stale, then `f` on the applied state.
+    async fn epoch_read<T>(
+        &self,
+        req: Request<pb::PartitionEpochRequest>,
+        f: impl FnOnce(&RemoteLogState, &TopicIdPartition, i32) -> Result<T, ReadError>,
+    ) -> Result<T, Status> {
+        self.auth.authorize(&req, Role::Viewer, READ)?;
+        let r = req.into_inner();
+        let tp = partition(r.partition, "partition")?;
+        non_negative("leader_epoch", r.leader_epoch as i64)?;
+        let st = self.read_state(r.stale).await?;
+        Ok(f(&st.registry.remote_log, &tp, r.leader_epoch).map_err(read_error)?)
+    }
+
+    /// A (partition, epoch, offset) read returning one segment or none.
+    async fn segment_read(
+        &self,
+        req: Request<pb::GetSegmentRequest>,
+        f: SegmentQuery,
+    ) -> Result<Response<pb::GetSegmentResponse>, Status> {
+        self.auth.authorize(&req, Role::Viewer, READ)?;
+        let r = req.into_inner();
+        let l = required(r.lookup, "lookup").map_err(ApiError::from)?;
+        let (tp, epoch, offset) =
+            checked_lookup(l).map_err(|e| ApiError::from(e.under("lookup")))?;
+        let st = self.read_state(r.stale).await?;
+        let seg = f(&st.registry.remote_log, &tp, epoch, offset).map_err(read_error)?;
+        Ok(Response::new(pb::GetSegmentResponse {
+            segment: seg.map(rlconv::segment_to_pb),
+        }))
+    }
+
     async fn read_state(
         &self,
         stale: bool,
@@ -92,17 +125,32 @@ fn outcome_to_pb(o: EventOutcome) -> pb::EventResult {
     }
 }
 
-/// One lookup, for `GetSegment` and each item of `GetSegments`.
-fn lookup<'a>(
-    rl: &'a RemoteLogState,
-    l: pb::SegmentLookup,
-    field: &str,
-) -> Result<Option<&'a Segment>, ApiError> {
-    let tp = partition(l.partition, &format!("{field}.partition"))?;
-    non_negative(&format!("{field}.leader_epoch"), l.leader_epoch as i64)?;
-    non_negative(&format!("{field}.offset"), l.offset)?;
-    rl.segment_for(&tp, l.leader_epoch, l.offset)
-        .map_err(read_error)
+const READ: &str = "read remote log metadata";
+
+/// A per-(partition, epoch, offset) query of the remote log state.
+type SegmentQuery = for<'a> fn(
+    &'a RemoteLogState,
+    &TopicIdPartition,
+    i32,
+    i64,
+) -> Result<Option<&'a Segment>, ReadError>;
+
+/// A lookup's (partition, leader epoch, offset), checked. Field names are
+/// relative (`partition.topic`); callers place them under their own path,
+/// on the error path only (`GetSegments` runs this per item).
+fn checked_lookup(l: pb::SegmentLookup) -> Result<(TopicIdPartition, i32, i64), InvalidField> {
+    let tp = rlconv::partition_from_pb(l.partition, "partition").map_err(|e| match e {
+        guardian_proto::conv::ConvError::Invalid(i) => i,
+        other => InvalidField::new(other.field(), "is required"),
+    })?;
+    tp.validate("partition")?;
+    if l.leader_epoch < 0 {
+        return Err(InvalidField::new("leader_epoch", "must be >= 0"));
+    }
+    if l.offset < 0 {
+        return Err(InvalidField::new("offset", "must be >= 0"));
+    }
+    Ok((tp, l.leader_epoch, l.offset))
 }
 
 #[tonic::async_trait]
@@ -209,23 +257,14 @@ impl RemoteLogMetadata for RemoteLogService {
         &self,
         req: Request<pb::GetSegmentRequest>,
     ) -> Result<Response<pb::GetSegmentResponse>, Status> {
-        self.auth
-            .authorize(&req, Role::Viewer, "read remote log metadata")?;
-        let r = req.into_inner();
-        let l = required(r.lookup, "lookup").map_err(ApiError::from)?;
-        let st = self.read_state(r.stale).await?;
-        let seg = lookup(&st.registry.remote_log, l, "lookup")?;
-        Ok(Response::new(pb::GetSegmentResponse {
-            segment: seg.map(rlconv::segment_to_pb),
-        }))
+        self.segment_read(req, RemoteLogState::segment_for).await
     }
 
     async fn get_segments(
         &self,
         req: Request<pb::GetSegmentsRequest>,
     ) -> Result<Response<pb::GetSegmentsResponse>, Status> {
-        self.auth
-            .authorize(&req, Role::Viewer, "read remote log metadata")?;
+        self.auth.authorize(&req, Role::Viewer, READ)?;
         let r = req.into_inner();
         if r.lookups.is_empty() || r.lookups.len() > MAX_LOOKUPS_PER_CALL {
             return Err(ApiError::invalid(
@@ -240,7 +279,12 @@ impl RemoteLogMetadata for RemoteLogService {
             .lookups
             .into_iter()
             .enumerate()
-            .map(|(i, l)| match lookup(rl, l, &format!("lookups[{i}]")) {
+            .map(|(i, l)| {
+                checked_lookup(l)
+                    .map_err(|e| ApiError::from(e.under(&format!("lookups[{i}]"))))
+                    .and_then(|(tp, e, o)| rl.segment_for(&tp, e, o).map_err(read_error))
+            })
+            .map(|found| match found {
                 Ok(seg) => pb::LookupResult {
                     segment: seg.map(rlconv::segment_to_pb),
                     ..Default::default()
@@ -259,17 +303,7 @@ impl RemoteLogMetadata for RemoteLogService {
         &self,
         req: Request<pb::PartitionEpochRequest>,
     ) -> Result<Response<pb::HighestOffsetResponse>, Status> {
-        self.auth
-            .authorize(&req, Role::Viewer, "read remote log metadata")?;
-        let r = req.into_inner();
-        let tp = partition(r.partition, "partition")?;
-        non_negative("leader_epoch", r.leader_epoch as i64)?;
-        let st = self.read_state(r.stale).await?;
-        let offset = st
-            .registry
-            .remote_log
-            .highest_offset(&tp, r.leader_epoch)
-            .map_err(read_error)?;
+        let offset = self.epoch_read(req, RemoteLogState::highest_offset).await?;
         Ok(Response::new(pb::HighestOffsetResponse { offset }))
     }
 
@@ -277,8 +311,7 @@ impl RemoteLogMetadata for RemoteLogService {
         &self,
         req: Request<pb::ListSegmentsRequest>,
     ) -> Result<Response<pb::ListSegmentsResponse>, Status> {
-        self.auth
-            .authorize(&req, Role::Viewer, "read remote log metadata")?;
+        self.auth.authorize(&req, Role::Viewer, READ)?;
         let r = req.into_inner();
         let tp = partition(r.partition, "partition")?;
         if let Some(e) = r.leader_epoch {
@@ -300,17 +333,7 @@ impl RemoteLogMetadata for RemoteLogService {
         &self,
         req: Request<pb::PartitionEpochRequest>,
     ) -> Result<Response<pb::RemoteLogSizeResponse>, Status> {
-        self.auth
-            .authorize(&req, Role::Viewer, "read remote log metadata")?;
-        let r = req.into_inner();
-        let tp = partition(r.partition, "partition")?;
-        non_negative("leader_epoch", r.leader_epoch as i64)?;
-        let st = self.read_state(r.stale).await?;
-        let size_in_bytes = st
-            .registry
-            .remote_log
-            .size(&tp, r.leader_epoch)
-            .map_err(read_error)?;
+        let size_in_bytes = self.epoch_read(req, RemoteLogState::size).await?;
         Ok(Response::new(pb::RemoteLogSizeResponse { size_in_bytes }))
     }
 
@@ -318,21 +341,7 @@ impl RemoteLogMetadata for RemoteLogService {
         &self,
         req: Request<pb::GetSegmentRequest>,
     ) -> Result<Response<pb::GetSegmentResponse>, Status> {
-        self.auth
-            .authorize(&req, Role::Viewer, "read remote log metadata")?;
-        let r = req.into_inner();
-        let l = required(r.lookup, "lookup").map_err(ApiError::from)?;
-        let tp = partition(l.partition, "lookup.partition")?;
-        non_negative("lookup.leader_epoch", l.leader_epoch as i64)?;
-        non_negative("lookup.offset", l.offset)?;
-        let st = self.read_state(r.stale).await?;
-        let seg = st
-            .registry
-            .remote_log
-            .next_txn_segment(&tp, l.leader_epoch, l.offset)
-            .map_err(read_error)?;
-        Ok(Response::new(pb::GetSegmentResponse {
-            segment: seg.map(rlconv::segment_to_pb),
-        }))
+        self.segment_read(req, RemoteLogState::next_txn_segment)
+            .await
     }
 }
