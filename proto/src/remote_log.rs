@@ -66,6 +66,33 @@ pub struct PartitionKey {
     pub partition: i32,
 }
 
+/// `Display` and `FromStr` by Kafka's state names (`as_str` over `ALL`).
+macro_rules! kafka_state_names {
+    ($t:ty) => {
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $t {
+            type Err = InvalidField;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                <$t>::ALL
+                    .into_iter()
+                    .find(|st| st.as_str() == s)
+                    .ok_or_else(|| {
+                        let names: Vec<&str> = <$t>::ALL.iter().map(|st| st.as_str()).collect();
+                        InvalidField::new(
+                            "state",
+                            format!("{s:?} is not one of {}", names.join(", ")),
+                        )
+                    })
+            }
+        }
+    };
+}
+
 /// Kafka's `RemoteLogSegmentState`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum SegmentState {
@@ -108,29 +135,7 @@ impl SegmentState {
     }
 }
 
-impl fmt::Display for SegmentState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for SegmentState {
-    type Err = InvalidField;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        SegmentState::ALL
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| {
-                InvalidField::new(
-                    "state",
-                    format!(
-                        "{s:?} is not one of COPY_SEGMENT_STARTED, COPY_SEGMENT_FINISHED, \
-                         DELETE_SEGMENT_STARTED, DELETE_SEGMENT_FINISHED"
-                    ),
-                )
-            })
-    }
-}
+kafka_state_names!(SegmentState);
 
 /// Kafka's `RemotePartitionDeleteState`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -169,29 +174,7 @@ impl PartitionDeleteState {
     }
 }
 
-impl fmt::Display for PartitionDeleteState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for PartitionDeleteState {
-    type Err = InvalidField;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        PartitionDeleteState::ALL
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| {
-                InvalidField::new(
-                    "state",
-                    format!(
-                        "{s:?} is not one of DELETE_PARTITION_MARKED, \
-                         DELETE_PARTITION_STARTED, DELETE_PARTITION_FINISHED"
-                    ),
-                )
-            })
-    }
-}
+kafka_state_names!(PartitionDeleteState);
 
 /// A remote log segment's metadata (Kafka's `RemoteLogSegmentMetadata`
 /// without the partition, which the container carries).
