@@ -684,13 +684,11 @@ impl GuardianAdmin for AdminService {
             .read()
             .unwrap_or_else(|p| p.into_inner());
         let mut disks: Vec<pb::DiskLoadInfo> = st
-            .brokers
-            .iter()
-            .filter(|((c, _), _)| *c == r.cluster)
-            .flat_map(|((_, id), b)| {
+            .brokers_of(&r.cluster)
+            .flat_map(|(id, b)| {
                 let stale = b.stale_reason(now, self.collector.interval_ms).is_some();
                 b.disks.iter().map(move |d| pb::DiskLoadInfo {
-                    broker_id: *id,
+                    broker_id: id,
                     path: d.path.clone(),
                     device: d.device.clone(),
                     capacity_bytes: d.capacity_bytes,
@@ -730,31 +728,39 @@ impl GuardianAdmin for AdminService {
             .state
             .read()
             .unwrap_or_else(|p| p.into_inner());
-        let mut parts: Vec<pb::PartitionLoadInfo> = st
-            .brokers
-            .iter()
-            .filter(|((c, _), _)| *c == r.cluster)
-            .flat_map(|((_, id), b)| {
-                b.partitions.iter().map(move |p| pb::PartitionLoadInfo {
-                    broker_id: *id,
-                    topic: p.topic.clone(),
-                    partition: p.partition,
-                    log_dir: p.log_dir.clone(),
-                    size_bytes: p.size_bytes,
-                    bytes_in_per_sec: p.bytes_in_per_sec,
-                    future: p.future,
-                    bytes_in_median: p.bytes_in.pct(0.5),
-                    bytes_in_p95: p.bytes_in.pct(0.95),
-                })
+        // Hottest first (bytes in, then size). Pick the top N before building
+        // answers: a cluster can hold millions of partitions, and the
+        // window percentiles are computed only for those returned.
+        let mut all: Vec<(i32, &crate::collector::PartitionLoad)> = st
+            .brokers_of(&r.cluster)
+            .flat_map(|(id, b)| b.partitions.iter().map(move |p| (id, p)))
+            .collect();
+        let hotter = |a: &(i32, &crate::collector::PartitionLoad),
+                      b: &(i32, &crate::collector::PartitionLoad)| {
+            (b.1.bytes_in_per_sec, b.1.size_bytes)
+                .partial_cmp(&(a.1.bytes_in_per_sec, a.1.size_bytes))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        };
+        let n = top(r.top).min(all.len());
+        if n < all.len() {
+            all.select_nth_unstable_by(n, hotter);
+            all.truncate(n);
+        }
+        all.sort_by(hotter);
+        let parts = all
+            .into_iter()
+            .map(|(id, p)| pb::PartitionLoadInfo {
+                broker_id: id,
+                topic: p.topic.clone(),
+                partition: p.partition,
+                log_dir: p.log_dir.clone(),
+                size_bytes: p.size_bytes,
+                bytes_in_per_sec: p.bytes_in_per_sec,
+                future: p.future,
+                bytes_in_median: p.bytes_in.pct(0.5),
+                bytes_in_p95: p.bytes_in.pct(0.95),
             })
             .collect();
-        // Hottest first: bytes in, then size.
-        parts.sort_by(|a, b| {
-            (b.bytes_in_per_sec, b.size_bytes)
-                .partial_cmp(&(a.bytes_in_per_sec, a.size_bytes))
-                .unwrap_or(std::cmp::Ordering::Equal)
-        });
-        parts.truncate(top(r.top));
         Ok(Response::new(pb::LoadPartitionsResponse {
             partitions: parts,
         }))

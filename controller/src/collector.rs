@@ -221,6 +221,15 @@ pub struct LoadState {
     pub brokers: BTreeMap<(String, i32), BrokerLoad>,
 }
 
+impl LoadState {
+    /// One cluster's brokers, by id (a range of the ordered map).
+    pub fn brokers_of<'a>(&'a self, cluster: &str) -> impl Iterator<Item = (i32, &'a BrokerLoad)> {
+        self.brokers
+            .range((cluster.to_string(), i32::MIN)..=(cluster.to_string(), i32::MAX))
+            .map(|((_, id), b)| (*id, b))
+    }
+}
+
 pub struct Collector {
     pub state: RwLock<LoadState>,
     pub interval_ms: u64,
