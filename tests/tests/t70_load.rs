@@ -143,17 +143,21 @@ async fn t70_load_survives_reporter_and_leader_kills() {
         reporters.push(r);
     }
     let eps = c.endpoints().join(",");
+    // Broker 3 may be added after a round already started, so wait until
+    // every broker has been pulled at least once ("not collected yet" gone).
     let v = wait_until(
-        "brokers 1 and 2 collected",
+        "brokers 1 and 2 collected, broker 3 rejected",
         Duration::from_secs(15),
         || async {
             let v = load(&eps)?;
-            (!broker_state(&v, 1).0 && !broker_state(&v, 2).0).then_some(v)
+            let (s3, why3) = broker_state(&v, 3);
+            (!broker_state(&v, 1).0 && !broker_state(&v, 2).0 && !why3.contains("not collected"))
+                .then_some((v, s3, why3))
         },
     )
     .await;
+    let (v, stale, why) = v;
     assert_eq!(v["brokers"], 3);
-    let (stale, why) = broker_state(&v, 3);
     assert!(stale && why.contains("reports broker id 99"), "{why}");
     let b2 = v["broker_loads"]
         .as_array()
