@@ -1,21 +1,118 @@
-//! Planner benchmarks (one core): `cargo bench -p guardian-planner --features testing --bench plan -- [g1k|cc-parity|placement|throttle|all] [--seed N] [--runs N]`.
+//! Planner benchmarks, single-threaded (run under `taskset -c 0` for one core):
+//!
+//! `cargo bench -p guardian-planner --features testing --bench plan -- [g1k|cc-parity|placement|throttle|all] [--runs N] [--seed N]`
+//!
+//! Model building is not timed; each figure is the median of `--runs`
+//! (default 5; CC-parity 1), with min and max beside it.
 use std::time::Instant;
 
 use guardian_planner::generate::scenario;
-use guardian_planner::{plan, verify, ClusterModel, Goals, PlanOptions};
+use guardian_planner::model::PolicySpec;
+use guardian_planner::{
+    place, plan, plan_throttles, verify, ClusterModel, Goals, NewTopic, PlanOptions, Resource,
+    ThrottleOptions,
+};
+
+fn timed<T>(runs: usize, mut f: impl FnMut() -> T) -> (T, [f64; 3]) {
+    let mut ms = Vec::with_capacity(runs);
+    let mut last = None;
+    for _ in 0..runs.max(1) {
+        let t = Instant::now();
+        let v = std::hint::black_box(f());
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+        last = Some(v);
+    }
+    ms.sort_by(f64::total_cmp);
+    (
+        last.expect("at least one run"),
+        [ms[ms.len() / 2], ms[0], ms[ms.len() - 1]],
+    )
+}
+
+fn model(name: &str, seed: u64) -> ClusterModel {
+    let t = Instant::now();
+    let spec = scenario(name, seed).expect("known scenario");
+    let m = ClusterModel::from_spec(&spec).expect("valid model");
+    println!(
+        "{name} seed {seed}: {} brokers, {} disks, {} partitions, {} replicas (generated in {:.0} ms)",
+        m.brokers.len(),
+        m.disks.len(),
+        m.partitions.len(),
+        m.replicas.len(),
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    m
+}
+
+fn balance(name: &str, seed: u64, runs: usize) {
+    let m = model(name, seed);
+    let goals = Goals::default();
+    let (p, [med, min, max]) = timed(runs, || plan(&m, &goals, &PlanOptions::default()).unwrap());
+    let r = verify(&m, &p, &goals);
+    println!(
+        "BENCH balance {name}: plan {med:.0} ms (min {min:.0}, max {max:.0}, {runs} runs); disk_bytes max/mean {:.3} → {:.3} (feasible {:.3}); bytes moved {:.3} × lower bound; {} moves, {} leader moves, {} hard violations",
+        r.before[&Resource::DiskBytes].max_over_mean,
+        r.after[&Resource::DiskBytes].max_over_mean,
+        r.feasibility[&Resource::DiskBytes],
+        r.bytes_over_lower_bound.unwrap_or(0.0),
+        r.moves,
+        r.leader_moves,
+        r.hard_violations.len()
+    );
+    print!("{}", r.table());
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-    let what = args.first().cloned().unwrap_or_else(|| "g1k".into());
-    let seed = 1;
-    let t = Instant::now();
-    let spec = scenario(&what, seed).unwrap();
-    let m = ClusterModel::from_spec(&spec).unwrap();
-    println!("{what}: built in {:?}: {} brokers, {} disks, {} replicas", t.elapsed(), m.brokers.len(), m.disks.len(), m.replicas.len());
-    let goals = Goals::default();
-    let t = Instant::now();
-    let p = plan(&m, &goals, &PlanOptions::default()).unwrap();
-    let ms = t.elapsed().as_secs_f64() * 1e3;
-    let r = verify(&m, &p, &goals);
-    println!("plan {ms:.0} ms\n{}", r.table());
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse::<usize>().ok())
+    };
+    let what = args
+        .iter()
+        .find(|a| !a.starts_with("--") && a.parse::<usize>().is_err())
+        .cloned()
+        .unwrap_or_else(|| "all".into());
+    let seed = flag("--seed").unwrap_or(1) as u64;
+    let runs = flag("--runs");
+    let all = what == "all";
+    if all || what == "g1k" {
+        balance("g1k", seed, runs.unwrap_or(5));
+    }
+    if all || what == "cc-parity" {
+        balance("cc-parity", seed, runs.unwrap_or(1));
+    }
+    if all || what == "placement" {
+        let m = model("g1k", seed);
+        let t = NewTopic {
+            name: "new-topic".into(),
+            partitions: 10_000,
+            replication_factor: 3,
+            bytes_in_per_partition: 200e3,
+            size_per_partition: 20 << 30,
+            pool: "tenant-0".into(),
+            policy: PolicySpec::default(),
+            max_disk_fill: 0.95,
+        };
+        let (p, [med, min, max]) = timed(runs.unwrap_or(20), || place(&m, &t).unwrap());
+        println!(
+            "BENCH placement 10,000 partitions × RF 3 on g1k pool tenant-0: {med:.1} ms (min {min:.1}, max {max:.1}); {} partitions placed",
+            p.partitions.len()
+        );
+    }
+    if all || what == "throttle" {
+        let m = model("g1k", seed);
+        let o = ThrottleOptions::default();
+        let (p, [med, min, max]) = timed(runs.unwrap_or(20), || plan_throttles(&m, &o));
+        let abnormal: usize = p.disks.iter().map(|d| d.abnormal.len()).sum();
+        println!(
+            "BENCH throttle g1k ({} consumer positions): {med:.1} ms (min {min:.1}, max {max:.1}); {} disks with abnormal I/O ({abnormal} entries), {} actions, {} migrate-away",
+            m.groups.iter().map(|g| g.positions.len()).sum::<usize>(),
+            p.disks.len(),
+            p.actions.len(),
+            p.migrate_away.len()
+        );
+    }
 }

@@ -23,7 +23,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, LogNormal};
 
 use crate::model::{
-    BrokerSpec, ClusterSpec, DiskSpec, GroupSpec, PartitionSpec, PolicySpec, PositionSpec,
+    BrokerSpec, ClusterSpec, DiskSpec, FutureSpec, GroupSpec, PartitionSpec, PolicySpec, PositionSpec,
     ReplicaSpec, TopicSpec,
 };
 
@@ -180,6 +180,11 @@ pub fn scenario(name: &str, seed: u64) -> Result<ClusterSpec, String> {
     Ok(spec)
 }
 
+/// Brokers are generated with ids 1..=n in order.
+fn index_of(brokers: &[BrokerSpec], id: i32) -> usize {
+    (id - brokers[0].id) as usize
+}
+
 fn idc_of(rack: u32, racks: u32, idcs: u32) -> String {
     format!("idc{}", rack * idcs.max(1) / racks.max(1))
 }
@@ -225,8 +230,9 @@ pub fn generate(p: &GenParams, seed: u64) -> ClusterSpec {
                 .map(|d| DiskSpec {
                     dir: format!("/data/{d}/kafka"),
                     capacity_bytes: p.disk_capacity,
-                    write_budget: 300e6,
-                    read_budget: 200e6,
+                    // Spinning disks shared by many sequential streams.
+                    write_budget: 25e6,
+                    read_budget: 8e6,
                     ..DiskSpec::default()
                 })
                 .collect(),
@@ -278,12 +284,31 @@ pub fn generate(p: &GenParams, seed: u64) -> ClusterSpec {
                     .min_by_key(|&d| (disk_count[base + d], d))
                     .expect("disks");
                 disk_count[base + d] += 1;
+                // 0.5 % of followers are catching up, minutes to hours behind.
+                let lag_bytes = if !reps.is_empty() && rng.random_bool(0.005) {
+                    (bytes_in * rng.random_range(600.0..7_200.0)) as u64
+                } else {
+                    0
+                };
                 reps.push(ReplicaSpec {
                     broker: brokers[bi].id,
                     dir: brokers[bi].disks[d].dir.clone(),
-                    lag_bytes: 0,
+                    lag_bytes,
                 });
             }
+            // One partition in 2,000 is moving to another dir of its leader.
+            let future = if p.disks_per_broker > 1 && rng.random_bool(0.0005) {
+                let b = &brokers[index_of(&brokers, reps[0].broker)];
+                let to = b.disks.iter().find(|d| d.dir != reps[0].dir).map(|d| d.dir.clone());
+                to.map(|dir| FutureSpec {
+                    broker: b.id,
+                    dir,
+                    remaining_bytes: (size * rng.random_range(0.1..0.9)) as u64,
+                    rate: 20e6,
+                })
+            } else {
+                None
+            };
             parts.push(PartitionSpec {
                 partition: pi as i32,
                 replicas: reps,
@@ -294,7 +319,7 @@ pub fn generate(p: &GenParams, seed: u64) -> ClusterSpec {
                 disk_read: 0.0,
                 messages_in: bytes_in / 1024.0,
                 cpu: bytes_in / 40e6,
-                future: None,
+                future,
             });
         }
         // Consumer groups: each reads every partition; 20 % lag.

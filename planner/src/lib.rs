@@ -28,10 +28,14 @@ pub mod error;
 #[cfg(feature = "testing")]
 pub mod generate;
 pub mod model;
+pub mod placement;
 pub mod stats;
+pub mod throttle;
 pub mod verify;
 
 pub use balance::{plan, Action, Batch, Goals, Plan, PlanOptions};
 pub use error::{GoalError, ModelError, PlacementError};
 pub use model::{ClusterModel, ClusterSpec, Replica, Resource};
+pub use placement::{place, NewTopic, Placement};
+pub use throttle::{plan_throttles, ThrottleOptions, ThrottlePlan};
 pub use verify::{verify, Report, Violation};
