@@ -55,6 +55,10 @@
 //!
 //! Deterministic: no hashing, no clock, ties broken by index.
 
+// Loads, limits and capacities are parallel arrays indexed by resource
+// slot; index loops read clearer than zipped iterators of four arrays.
+#![allow(clippy::needless_range_loop)]
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
@@ -414,7 +418,14 @@ impl<'a> Planner<'a> {
 
     fn trace(&self, phase: &str) {
         if std::env::var_os("PLANNER_TRACE").is_some() {
-            let b: u64 = self.moves.iter().map(|a| match a { Action::Move { bytes, .. } => *bytes, _ => 0 }).sum();
+            let b: u64 = self
+                .moves
+                .iter()
+                .map(|a| match a {
+                    Action::Move { bytes, .. } => *bytes,
+                    _ => 0,
+                })
+                .sum();
             eprintln!("{phase}: moves {} bytes {b}", self.moves.len());
         }
     }
@@ -444,7 +455,11 @@ impl<'a> Planner<'a> {
         let mut total = 0.0;
         for (b, br) in m.brokers.iter().enumerate() {
             let disks = br.first_disk as usize..(br.first_disk + br.n_disks) as usize;
-            let on_b = || disks.clone().flat_map(|d| self.on_disk[d].iter().map(|&f| f as usize));
+            let on_b = || {
+                disks
+                    .clone()
+                    .flat_map(|d| self.on_disk[d].iter().map(|&f| f as usize))
+            };
             if !broker_usable(m, b) {
                 total += on_b().map(|f| self.size(f) as f64).sum::<f64>();
                 continue;
@@ -518,8 +533,10 @@ impl<'a> Planner<'a> {
     /// its pool. O(replicas).
     fn feasibility(&self) -> BTreeMap<Resource, f64> {
         let m = self.m;
-        let mut out: BTreeMap<Resource, f64> =
-            Resource::ALL.iter().map(|&r| (r, self.g.threshold(r))).collect();
+        let mut out: BTreeMap<Resource, f64> = Resource::ALL
+            .iter()
+            .map(|&r| (r, self.g.threshold(r)))
+            .collect();
         // The largest unit's limit in each pool, per resource (= goal × mean × weight).
         let np = m.pools.len().max(1);
         let mut best_lim = vec![[0.0f64; 8]; np];
@@ -543,7 +560,11 @@ impl<'a> Planner<'a> {
             let pool = m.topics[part.topic as usize].pool as usize;
             let (d, b) = m.replica_load(part, true);
             for (i, &r) in Resource::ALL.iter().enumerate() {
-                let item = if r.per_disk() { d[r.slot()] } else { b[r.slot()] };
+                let item = if r.per_disk() {
+                    d[r.slot()]
+                } else {
+                    b[r.slot()]
+                };
                 let lim = best_lim[pool][i];
                 if lim > 0.0 && item > lim {
                     let e = out.get_mut(&r).expect("all resources");
@@ -585,7 +606,7 @@ impl<'a> Planner<'a> {
                 return false;
             }
         }
-        if inter {
+        {
             // IDC spread: never below the policy; strictly better when below.
             let need = m.idcs_needed(part.topic, part.rf);
             if need > 1 {
@@ -624,12 +645,14 @@ impl<'a> Planner<'a> {
         if inter {
             let b = tb as usize;
             for s in 0..3 {
-                if bload[s] > 0.0 && self.l.broker[b][s] + bload[s] > self.bhard[b][s] * (1.0 + EPS) {
+                if bload[s] > 0.0 && self.l.broker[b][s] + bload[s] > self.bhard[b][s] * (1.0 + EPS)
+                {
                     return false;
                 }
             }
             for s in 0..upto.saturating_sub(3) {
-                if bload[s] > 0.0 && self.l.broker[b][s] + bload[s] > self.blim[b][s] * (1.0 + EPS) {
+                if bload[s] > 0.0 && self.l.broker[b][s] + bload[s] > self.blim[b][s] * (1.0 + EPS)
+                {
                     return false;
                 }
             }
@@ -661,9 +684,9 @@ impl<'a> Planner<'a> {
         worst
     }
 
-    /// The best destination for replica `f`: its own broker's disks first
-    /// when `intra` (and the move helps), else the least-filled feasible disks
-    /// of its pool, scored.
+    /// The best destination for replica `f`: with `intra`, its own broker's
+    /// disks first, then the least-filled feasible disks of its pool, scored;
+    /// without, only disks of other brokers (broker-level goals).
     fn find_dest(&self, f: usize, upto: usize, intra: bool) -> Option<u32> {
         let m = self.m;
         let from = self.assign[f];
@@ -688,6 +711,10 @@ impl<'a> Planner<'a> {
         for (scanned, &(_, d)) in self.by_fill[pool].iter().enumerate() {
             if scanned >= self.o.max_scan && upto > 0 {
                 break;
+            }
+            // Broker-level goals need the replica off its broker.
+            if !intra && m.disks[d as usize].broker == from.broker {
+                continue;
             }
             if !self.fits(f, d, upto) {
                 continue;
@@ -758,9 +785,11 @@ impl<'a> Planner<'a> {
     /// within the hard constraints only. Returns whether it moved.
     fn try_move(&mut self, f: usize, intra: bool, level: Option<usize>) -> bool {
         let fallback = level.map_or(0, |l| l + 1);
-        let dest = self
-            .find_dest(f, 8, intra)
-            .or_else(|| (fallback < 8).then(|| self.find_dest(f, fallback, intra)).flatten());
+        let dest = self.find_dest(f, 8, intra).or_else(|| {
+            (fallback < 8)
+                .then(|| self.find_dest(f, fallback, intra))
+                .flatten()
+        });
         match dest {
             Some(d) => {
                 self.do_move(f, d);
@@ -794,6 +823,13 @@ impl<'a> Planner<'a> {
                 let r = self.assign[f];
                 let br = &m.brokers[r.broker as usize];
                 let earlier = part.first as usize..f;
+                let idc_of = |o: usize| m.brokers[self.assign[o].broker as usize].idc;
+                let spans = |slots: std::ops::Range<usize>| {
+                    let mut v: Vec<u32> = slots.map(idc_of).collect();
+                    v.sort_unstable();
+                    v.dedup();
+                    v.len() as u32
+                };
                 let why = if !m.disk_usable(r.disk) {
                     Some("its broker or disk is gone")
                 } else if br.pool != topic.pool {
@@ -808,6 +844,10 @@ impl<'a> Planner<'a> {
                         .any(|o| m.brokers[self.assign[o].broker as usize].rack == br.rack)
                 {
                     Some("another replica is in the same rack")
+                } else if spans(m.slots(p as u32)) < m.idcs_needed(part.topic, part.rf)
+                    && earlier.clone().any(|o| idc_of(o) == br.idc)
+                {
+                    Some("the partition spans too few IDCs")
                 } else {
                     None
                 };
@@ -897,8 +937,18 @@ impl<'a> Planner<'a> {
     fn leadership(&mut self, r: Resource) {
         let m = self.m;
         let s = r.slot();
-        let n_units = if r.per_disk() { m.disks.len() } else { m.brokers.len() };
-        let unit_of = |x: Replica| if r.per_disk() { x.disk as usize } else { x.broker as usize };
+        let n_units = if r.per_disk() {
+            m.disks.len()
+        } else {
+            m.brokers.len()
+        };
+        let unit_of = |x: Replica| {
+            if r.per_disk() {
+                x.disk as usize
+            } else {
+                x.broker as usize
+            }
+        };
         let mut led: Vec<Vec<u32>> = vec![Vec::new(); n_units];
         for (p, part) in m.partitions.iter().enumerate() {
             if part.rf > 1 {
@@ -977,7 +1027,11 @@ impl<'a> Planner<'a> {
                         continue;
                     }
                     let spoils = higher.iter().any(|&h| {
-                        let hu = if h.per_disk() { x.disk as usize } else { x.broker as usize };
+                        let hu = if h.per_disk() {
+                            x.disk as usize
+                        } else {
+                            x.broker as usize
+                        };
                         let (hl, hlim) = self.unit_load(h, hu);
                         gain(h) > 0.0 && hl + gain(h) > hlim * (1.0 + EPS)
                     });
@@ -1011,11 +1065,15 @@ impl<'a> Planner<'a> {
         };
         let units: Vec<usize> = if r.per_disk() {
             (0..m.disks.len())
-                .filter(|&d| m.disk_usable(d as u32) && self.l.disk[d][s] > self.dlim[d][s] * (1.0 + EPS))
+                .filter(|&d| {
+                    m.disk_usable(d as u32) && self.l.disk[d][s] > self.dlim[d][s] * (1.0 + EPS)
+                })
                 .collect()
         } else {
             (0..m.brokers.len())
-                .filter(|&b| broker_usable(m, b) && self.l.broker[b][s] > self.blim[b][s] * (1.0 + EPS))
+                .filter(|&b| {
+                    broker_usable(m, b) && self.l.broker[b][s] > self.blim[b][s] * (1.0 + EPS)
+                })
                 .collect()
         };
         for u in units {
@@ -1216,4 +1274,206 @@ fn priority(r: Resource) -> usize {
 fn fill_key(bytes: f64, limit: f64) -> u64 {
     let v = if limit > 0.0 { bytes / limit } else { bytes };
     v.max(0.0).to_bits()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ClusterSpec;
+    use crate::testkit::*;
+    use crate::verify::verify;
+
+    fn run(spec: &ClusterSpec) -> (ClusterModel, Plan, crate::verify::Report) {
+        let m = ClusterModel::from_spec(spec).unwrap();
+        let p = plan(&m, &Goals::default(), &PlanOptions::default()).unwrap();
+        let r = verify(&m, &p, &Goals::default());
+        (m, p, r)
+    }
+
+    fn moves(p: &Plan) -> Vec<(u32, u8, Replica, Replica)> {
+        p.actions()
+            .filter_map(|a| match *a {
+                Action::Move {
+                    partition,
+                    slot,
+                    from,
+                    to,
+                    ..
+                } => Some((partition, slot, from, to)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Broker 1's first disk holds 6 of 12 equal replicas: it sheds four,
+    /// two to its own empty disk (intra-broker first), two to broker 3's.
+    #[test]
+    fn hot_disk_sheds_its_excess_intra_broker_first() {
+        let mut ps = Vec::new();
+        let mut i = 0;
+        for (b, d, n) in [(1, 0, 6), (2, 0, 2), (2, 1, 2), (3, 0, 1), (3, 1, 1)] {
+            for _ in 0..n {
+                ps.push(part(i, &[(b, d)], 10 * GB, 0.0));
+                i += 1;
+            }
+        }
+        let spec = cluster(
+            vec![
+                broker(1, "a", 2, 1000 * GB),
+                broker(2, "b", 2, 1000 * GB),
+                broker(3, "c", 2, 1000 * GB),
+            ],
+            vec![topic("t", ps)],
+        );
+        let (m, p, r) = run(&spec);
+        let mv = moves(&p);
+        assert_eq!(mv.len(), 4, "{mv:?}");
+        assert_eq!(p.intra_broker_moves, 2);
+        assert!(mv.iter().all(|(_, _, from, _)| from.disk == 0));
+        let to_disks: Vec<u32> = mv.iter().map(|m| m.3.disk).collect();
+        assert_eq!(to_disks.iter().filter(|&&d| d == 1).count(), 2);
+        assert!(mv
+            .iter()
+            .filter(|m| m.3.broker != 0)
+            .all(|m| m.3.broker == 2 /* broker id 3 */));
+        assert_eq!(p.bytes_moved, 40 * GB);
+        assert_eq!(
+            p.bytes_lower_bound,
+            39 * GB,
+            "excess over 1.05 × mean 20 GB"
+        );
+        assert!(r.hard_violations.is_empty());
+        assert!((r.after[&Resource::DiskBytes].max_over_mean - 1.0).abs() < 1e-9);
+        // Every disk ends at exactly two replicas.
+        let l = m.loads(
+            &{
+                let mut a = m.replicas.clone();
+                for (p_, s, _, to) in &mv {
+                    a[m.partitions[*p_ as usize].first as usize + *s as usize] = *to;
+                }
+                a
+            },
+            &m.leaders(),
+        );
+        assert!(l.disk.iter().all(|d| d[0] == 20.0 * GB as f64));
+    }
+
+    /// A decommissioned broker is emptied, no replica moves twice and the
+    /// rack policy holds.
+    #[test]
+    fn decommission_empties_the_broker() {
+        let mut brokers: Vec<_> = (1..=4)
+            .map(|i| broker(i, &format!("r{i}"), 1, 1000 * GB))
+            .collect();
+        brokers[3].decommission = true;
+        let ps = (0..8)
+            .map(|i| part(i, &[(1 + i % 4, 0), (1 + (i + 1) % 4, 0)], 5 * GB, MB))
+            .collect();
+        let (m, p, r) = run(&cluster(brokers, vec![topic("t", ps)]));
+        assert!(r.hard_violations.is_empty(), "{:?}", r.hard_violations);
+        assert_eq!(r.hard_violations_before, 4);
+        let mv = moves(&p);
+        assert_eq!(mv.iter().filter(|m| m.2.broker == 3).count(), 4);
+        let mut seen: Vec<(u32, u8)> = mv.iter().map(|m| (m.0, m.1)).collect();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), mv.len(), "a replica moved twice");
+        // Leadership left the removed broker with its replicas.
+        assert!(p.unplaced.is_empty());
+        assert_eq!(m.brokers[3].id, 4);
+    }
+
+    /// Two replicas in one rack, and one outside the topic's pool: both fixed.
+    #[test]
+    fn rack_and_pool_violations_are_repaired() {
+        let mut brokers = vec![
+            broker(1, "a", 1, 1000 * GB),
+            broker(2, "a", 1, 1000 * GB),
+            broker(3, "b", 1, 1000 * GB),
+            broker(4, "c", 1, 1000 * GB),
+        ];
+        brokers[3].pool = "other".into();
+        let ps = vec![
+            part(0, &[(1, 0), (2, 0)], GB, 0.0),
+            part(1, &[(3, 0), (4, 0)], GB, 0.0),
+        ];
+        let (m, p, r) = run(&cluster(brokers, vec![topic("t", ps)]));
+        assert_eq!(r.hard_violations_before, 2);
+        assert!(r.hard_violations.is_empty(), "{:?}", r.hard_violations);
+        let mv = moves(&p);
+        assert_eq!(mv.len(), 2, "{mv:?}");
+        for (part_, slot, _, to) in mv {
+            let broker_id = m.brokers[to.broker as usize].id;
+            match (part_, slot) {
+                (0, 1) => assert_eq!(broker_id, 3, "rack b is the only other rack in the pool"),
+                (1, 1) => assert!(broker_id == 1 || broker_id == 2),
+                other => panic!("unexpected move {other:?}"),
+            }
+        }
+    }
+
+    /// Leadership alone fixes a leader-count and nw-out skew: no bytes move.
+    #[test]
+    fn leadership_fixes_leader_skew_without_moving_bytes() {
+        let brokers = vec![broker(1, "a", 1, 1000 * GB), broker(2, "b", 1, 1000 * GB)];
+        let ps = (0..10)
+            .map(|i| {
+                let mut p = part(i, &[(1, 0), (2, 0)], 10 * GB, MB);
+                p.bytes_out = 5.0 * MB;
+                p
+            })
+            .collect();
+        let (_, p, r) = run(&cluster(brokers, vec![topic("t", ps)]));
+        assert_eq!(p.moves, 0);
+        assert_eq!(p.bytes_moved, 0);
+        assert_eq!(p.bytes_lower_bound, 0);
+        // nw out (priority over leader count): 6 MB/s per leader, limit
+        // 1.15 × 30 MB/s → at most 5 leaders on broker 1.
+        assert_eq!(p.leader_moves, 5);
+        assert!(r.after[&Resource::Leaders].max_over_mean <= 1.15 + 1e-9);
+        assert_eq!(p.batches.len(), 1, "leadership batch only");
+    }
+
+    /// A broker added empty takes load; the plan comes in batches that respect
+    /// the per-broker limit.
+    #[test]
+    fn batches_respect_concurrency() {
+        let mut brokers: Vec<_> = (1..=3)
+            .map(|i| broker(i, &format!("r{i}"), 1, 1000 * GB))
+            .collect();
+        brokers.push(broker(4, "r4", 1, 1000 * GB));
+        let ps = (0..32)
+            .map(|i| part(i, &[(1 + i % 3, 0)], GB, 0.0))
+            .collect();
+        let m = ClusterModel::from_spec(&cluster(brokers, vec![topic("t", ps)])).unwrap();
+        let o = PlanOptions {
+            max_moves_per_broker: 2,
+            ..PlanOptions::default()
+        };
+        let p = plan(&m, &Goals::default(), &o).unwrap();
+        assert_eq!(p.moves, 8, "11/11/10/0 GB → 8 each");
+        for b in &p.batches {
+            let mut per: BTreeMap<u32, u32> = BTreeMap::new();
+            for a in &b.actions {
+                if let Action::Move { from, to, .. } = a {
+                    *per.entry(from.broker).or_default() += 1;
+                    *per.entry(to.broker).or_default() += 1;
+                }
+            }
+            assert!(per.values().all(|&n| n <= 2), "{per:?}");
+        }
+        let last = p.batches.last().unwrap();
+        assert!(last.predicted[&Resource::DiskBytes] <= 1.05 + 1e-9);
+    }
+
+    #[test]
+    fn goals_are_validated() {
+        let mut g = Goals::default();
+        assert!(g.set("disk_bytes", 0.9).is_err());
+        assert!(g.set("nope", 1.2).is_err());
+        g = Goals::default();
+        g.max_disk_fill = 1.5;
+        let e = g.validate().unwrap_err();
+        assert!(e.to_string().contains("max_disk_fill"), "{e}");
+    }
 }

@@ -13,7 +13,7 @@
 //!   placed rack-unique within the topic's pool, weighted by it, on the broker's
 //!   log dir with the fewest replicas (Kafka's own rule) — so disks end up
 //!   skewed in bytes the way long-lived clusters are;
-//! - sizes are lognormal (σ = 1), bytes in = size / retention × lognormal
+//! - sizes are lognormal (σ = 1, truncated at a third of a disk), bytes in = size / retention × lognormal
 //!   noise (σ = 0.5), so rates correlate with size;
 //! - each topic has 1–3 consumer groups; 20 % of groups lag by minutes to
 //!   hours (their reads miss the page cache).
@@ -23,20 +23,35 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, LogNormal};
 
 use crate::model::{
-    BrokerSpec, ClusterSpec, DiskSpec, FutureSpec, GroupSpec, PartitionSpec, PolicySpec, PositionSpec,
-    ReplicaSpec, TopicSpec,
+    BrokerSpec, ClusterSpec, DiskSpec, FutureSpec, GroupSpec, PartitionSpec, PolicySpec,
+    PositionSpec, ReplicaSpec, TopicSpec,
 };
 
 /// The named scenarios of `guardian plan simulate --scenario`.
 pub const SCENARIOS: &[(&str, &str)] = &[
-    ("g1k", "1,000 brokers × 4 disks, 10 racks / 3 IDCs, 5 tenant pools, 200k replicas, steady skew"),
-    ("cc-parity", "215 brokers × 4 disks, 2.8M replicas (Cruise Control's published run)"),
+    (
+        "g1k",
+        "1,000 brokers × 4 disks, 10 racks / 3 IDCs, 5 tenant pools, 200k replicas, steady skew",
+    ),
+    (
+        "cc-parity",
+        "215 brokers × 4 disks, 2.8M replicas (Cruise Control's published run)",
+    ),
     ("add-brokers", "g1k plus 50 empty brokers (10 per pool)"),
     ("decommission", "g1k with 20 brokers being removed"),
     ("disk-failure", "g1k with 12 failed log dirs"),
-    ("pool-grow", "g1k plus 20 empty brokers joining pool tenant-1"),
-    ("pool-shrink", "g1k with 20 brokers of tenant-2 handed back to the free pool"),
-    ("small", "12 brokers × 2 disks, 3 racks, 2 pools, 300 partitions (for demos)"),
+    (
+        "pool-grow",
+        "g1k plus 20 empty brokers joining pool tenant-1",
+    ),
+    (
+        "pool-shrink",
+        "g1k with 20 brokers of tenant-2 handed back to the free pool",
+    ),
+    (
+        "small",
+        "12 brokers × 2 disks, 3 racks, 2 pools, 300 partitions (for demos)",
+    ),
 ];
 
 /// Parameters of a generated cluster.
@@ -266,7 +281,8 @@ pub fn generate(p: &GenParams, seed: u64) -> ClusterSpec {
             .filter(|&r| !by_pool_rack[pool as usize][r].0.is_empty())
             .collect();
         for pi in 0..n {
-            let size: f64 = size_dist.sample(&mut rng);
+            // Truncated: no partition outgrows a third of a disk.
+            let size: f64 = size_dist.sample(&mut rng).min(p.disk_capacity as f64 / 3.0);
             let bytes_in = size / RETENTION_S * noise.sample(&mut rng);
             let mut chosen_racks: Vec<usize> = Vec::with_capacity(p.rf as usize);
             let mut reps = Vec::with_capacity(p.rf as usize);
@@ -299,7 +315,11 @@ pub fn generate(p: &GenParams, seed: u64) -> ClusterSpec {
             // One partition in 2,000 is moving to another dir of its leader.
             let future = if p.disks_per_broker > 1 && rng.random_bool(0.0005) {
                 let b = &brokers[index_of(&brokers, reps[0].broker)];
-                let to = b.disks.iter().find(|d| d.dir != reps[0].dir).map(|d| d.dir.clone());
+                let to = b
+                    .disks
+                    .iter()
+                    .find(|d| d.dir != reps[0].dir)
+                    .map(|d| d.dir.clone());
                 to.map(|dir| FutureSpec {
                     broker: b.id,
                     dir,

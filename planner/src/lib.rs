@@ -30,6 +30,8 @@ pub mod generate;
 pub mod model;
 pub mod placement;
 pub mod stats;
+#[cfg(test)]
+pub(crate) mod testkit;
 pub mod throttle;
 pub mod verify;
 

@@ -566,7 +566,10 @@ impl ClusterModel {
                     None => None,
                     Some(f) => {
                         let b = *broker_ix.get(&f.broker).ok_or_else(|| {
-                            invalid(pat("future.broker"), &format!("unknown broker {}", f.broker))
+                            invalid(
+                                pat("future.broker"),
+                                &format!("unknown broker {}", f.broker),
+                            )
                         })?;
                         let d = *disk_ix.get(&(b, f.dir.as_str())).ok_or_else(|| {
                             invalid(pat("future.dir"), &format!("unknown log dir {}", f.dir))
@@ -666,11 +669,12 @@ impl ClusterModel {
     /// the pool)`.
     pub fn idcs_needed(&self, t: u32, rf: u8) -> u32 {
         let topic = &self.topics[t as usize];
-        topic
-            .policy
-            .min_idcs
-            .min(rf as u32)
-            .min(self.pool_idcs.get(topic.pool as usize).copied().unwrap_or(0))
+        topic.policy.min_idcs.min(rf as u32).min(
+            self.pool_idcs
+                .get(topic.pool as usize)
+                .copied()
+                .unwrap_or(0),
+        )
     }
 
     /// The load one replica puts on its disk and its broker.
@@ -793,5 +797,61 @@ pub(crate) fn add<const N: usize>(a: &mut [f64; N], b: &[f64; N]) {
 pub(crate) fn sub<const N: usize>(a: &mut [f64; N], b: &[f64; N]) {
     for i in 0..N {
         a[i] -= b[i];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::*;
+
+    #[test]
+    fn bad_specs_name_the_field() {
+        let ok = cluster(
+            vec![broker(1, "a", 1, GB), broker(2, "b", 1, GB)],
+            vec![topic("t", vec![part(0, &[(1, 0), (2, 0)], 1, 1.0)])],
+        );
+        assert!(ClusterModel::from_spec(&ok).is_ok());
+        let mut s = ok.clone();
+        s.brokers[1].id = 1;
+        let e = ClusterModel::from_spec(&s).unwrap_err().to_string();
+        assert!(e.starts_with("brokers[1].id: duplicate broker id 1"), "{e}");
+        let mut s = ok.clone();
+        s.topics[0].partitions[0].replicas[1].broker = 9;
+        let e = ClusterModel::from_spec(&s).unwrap_err().to_string();
+        assert!(
+            e.starts_with("topics[0].partitions[0].replicas[1].broker: unknown broker 9"),
+            "{e}"
+        );
+        let mut s = ok.clone();
+        s.topics[0].partitions[0].replicas[0].dir = "/nope".into();
+        let e = ClusterModel::from_spec(&s).unwrap_err().to_string();
+        assert!(
+            e.contains("replicas[0].dir: broker 1 has no log dir /nope"),
+            "{e}"
+        );
+        let mut s = ok.clone();
+        s.topics[0].partitions[0].bytes_in = f64::NAN;
+        let e = ClusterModel::from_spec(&s).unwrap_err().to_string();
+        assert!(e.starts_with("topics[0].partitions[0].bytes_in:"), "{e}");
+        let mut s = ok.clone();
+        s.topics[0].partitions[0].leader = Some(3);
+        let e = ClusterModel::from_spec(&s).unwrap_err().to_string();
+        assert!(e.contains("leader: broker 3 is not a replica"), "{e}");
+    }
+
+    #[test]
+    fn json_defaults_and_background() {
+        let json = r#"{"brokers":[{"id":1,"nw_in_capacity":1e9,"nw_out_capacity":1e9,"cpu_capacity":8,
+            "disks":[{"dir":"/d0","capacity_bytes":1000,"write_median":5e6}]}],
+            "topics":[{"name":"t","partitions":[{"partition":0,"replicas":[{"broker":1,"dir":"/d0"}],
+            "size_bytes":10,"bytes_in":1e6}]}]}"#;
+        let spec: ClusterSpec = serde_json::from_str(json).unwrap();
+        assert!(spec.brokers[0].alive && spec.topics[0].policy.rack_unique);
+        let m = ClusterModel::from_spec(&spec).unwrap();
+        // 5 MB/s measured, 1 MB/s explained by the replica: 4 MB/s background.
+        assert_eq!(m.disks[0].background, [4e6, 0.0]);
+        let bad = json.replace("\"size_bytes\"", "\"sise_bytes\"");
+        assert!(serde_json::from_str::<ClusterSpec>(&bad).is_err());
     }
 }

@@ -30,6 +30,8 @@
 //! partition and replica that cannot be placed.
 
 use std::cmp::Reverse;
+#[cfg(test)]
+use std::collections::BTreeMap;
 use std::collections::BinaryHeap;
 
 use serde::{Deserialize, Serialize};
@@ -116,18 +118,21 @@ pub fn place(m: &ClusterModel, t: &NewTopic) -> Result<Placement, PlacementError
         return Err(invalid("replication_factor", "must be ≥ 1"));
     }
     if !(t.bytes_in_per_partition.is_finite() && t.bytes_in_per_partition >= 0.0) {
-        return Err(invalid("bytes_in_per_partition", "must be a finite number ≥ 0"));
+        return Err(invalid(
+            "bytes_in_per_partition",
+            "must be a finite number ≥ 0",
+        ));
     }
     if !(t.max_disk_fill > 0.0 && t.max_disk_fill <= 1.0) {
         return Err(invalid("max_disk_fill", "must be in (0, 1]"));
     }
-    let pool = m
-        .pools
-        .iter()
-        .position(|p| *p == t.pool)
-        .ok_or_else(|| PlacementError::UnknownPool {
-            pool: t.pool.clone(),
-        })? as u32;
+    let pool =
+        m.pools
+            .iter()
+            .position(|p| *p == t.pool)
+            .ok_or_else(|| PlacementError::UnknownPool {
+                pool: t.pool.clone(),
+            })? as u32;
     let allowed_idcs: Vec<u32> = t
         .policy
         .idcs
@@ -263,10 +268,118 @@ pub fn place(m: &ClusterModel, t: &NewTopic) -> Result<Placement, PlacementError
         out.partitions.push(
             chosen
                 .iter()
-                .map(|r| (m.brokers[r.broker as usize].id, m.disks[r.disk as usize].dir.clone()))
+                .map(|r| {
+                    (
+                        m.brokers[r.broker as usize].id,
+                        m.disks[r.disk as usize].dir.clone(),
+                    )
+                })
                 .collect(),
         );
         out.replicas.push(chosen);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ClusterSpec;
+    use crate::testkit::*;
+
+    fn topic_req(partitions: u32, rf: u8) -> NewTopic {
+        NewTopic {
+            name: "new".into(),
+            partitions,
+            replication_factor: rf,
+            bytes_in_per_partition: MB,
+            size_per_partition: GB,
+            pool: String::new(),
+            policy: PolicySpec::default(),
+            max_disk_fill: 0.95,
+        }
+    }
+
+    /// Broker 1's only disk is the fullest: one partition × RF 2 goes to 2 and 3,
+    /// and the emptier disk of broker 3.
+    fn spec() -> ClusterSpec {
+        let mut b3 = broker(3, "c", 2, 100 * GB);
+        b3.disks[0].write_median = 20.0 * MB;
+        cluster(
+            vec![broker(1, "a", 1, 100 * GB), broker(2, "b", 1, 100 * GB), b3],
+            vec![topic(
+                "old",
+                vec![
+                    part(0, &[(1, 0)], 60 * GB, MB),
+                    part(1, &[(2, 0)], 10 * GB, MB),
+                    part(2, &[(3, 0)], 10 * GB, MB),
+                ],
+            )],
+        )
+    }
+
+    #[test]
+    fn lowest_historical_load_wins() {
+        let m = ClusterModel::from_spec(&spec()).unwrap();
+        let p = place(&m, &topic_req(1, 2)).unwrap();
+        let mut got = p.partitions[0].clone();
+        got.sort();
+        assert_eq!(got, vec![(2, "/d0".to_string()), (3, "/d1".to_string())]);
+    }
+
+    #[test]
+    fn rack_unique_and_leaders_spread() {
+        let brokers = (1..=6)
+            .map(|i| broker(i, &format!("r{}", i % 3), 2, 100 * GB))
+            .collect();
+        let m = ClusterModel::from_spec(&cluster(brokers, Vec::new())).unwrap();
+        let p = place(&m, &topic_req(12, 3)).unwrap();
+        let mut leaders = BTreeMap::new();
+        for r in &p.replicas {
+            let mut racks: Vec<u32> = r
+                .iter()
+                .map(|x| m.brokers[x.broker as usize].rack)
+                .collect();
+            racks.sort();
+            racks.dedup();
+            assert_eq!(racks.len(), 3);
+            *leaders.entry(r[0].broker).or_insert(0) += 1;
+        }
+        assert_eq!(leaders.len(), 6);
+        assert!(leaders.values().all(|&n| n == 2), "{leaders:?}");
+        // 36 replicas over 12 disks: 3 each.
+        let mut per_disk = BTreeMap::new();
+        for r in p.replicas.iter().flatten() {
+            *per_disk.entry(r.disk).or_insert(0) += 1;
+        }
+        assert!(per_disk.values().all(|&n| n == 3), "{per_disk:?}");
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let m = ClusterModel::from_spec(&spec()).unwrap();
+        let e = place(&m, &topic_req(0, 1)).unwrap_err();
+        assert!(e.to_string().starts_with("partitions:"), "{e}");
+        let mut t = topic_req(1, 4);
+        let e = place(&m, &t).unwrap_err();
+        assert!(
+            matches!(e, PlacementError::NoRoom { replica: 3, .. }),
+            "{e}"
+        );
+        t = topic_req(1, 1);
+        t.pool = "nope".into();
+        assert!(matches!(
+            place(&m, &t),
+            Err(PlacementError::UnknownPool { .. })
+        ));
+        t = topic_req(1, 1);
+        t.size_per_partition = 200 * GB;
+        assert!(matches!(place(&m, &t), Err(PlacementError::NoRoom { .. })));
+    }
+
+    #[test]
+    fn deterministic() {
+        let m = ClusterModel::from_spec(&spec()).unwrap();
+        assert_eq!(place(&m, &topic_req(50, 2)), place(&m, &topic_req(50, 2)));
+    }
 }

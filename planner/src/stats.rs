@@ -88,7 +88,11 @@ pub fn resource_stats(
         } else {
             for (b, l) in bl.iter().enumerate() {
                 if broker_usable(m, b) {
-                    push(m.brokers[b].pool as usize, l[r.slot()], broker_weight(m, b, r));
+                    push(
+                        m.brokers[b].pool as usize,
+                        l[r.slot()],
+                        broker_weight(m, b, r),
+                    );
                 }
             }
         }

@@ -227,7 +227,11 @@ pub fn plan_throttles(m: &ClusterModel, o: &ThrottleOptions) -> ThrottlePlan {
                 who: 0,
                 cause: format!("intra-broker move into this dir, {remaining:.1} GB to go"),
             });
-            if let Some(src) = m.slots(p as u32).map(|f| m.replicas[f]).find(|r| r.broker == b) {
+            if let Some(src) = m
+                .slots(p as u32)
+                .map(|f| m.replicas[f])
+                .find(|r| r.broker == b)
+            {
                 disk_io[src.disk as usize].push(Io {
                     partition: p as u32,
                     behaviour: Behaviour::MigrationRead,
@@ -239,7 +243,8 @@ pub fn plan_throttles(m: &ClusterModel, o: &ThrottleOptions) -> ThrottlePlan {
         }
     }
     // Fixed point of cold reads and residency.
-    let leader_of = |p: usize| m.replicas[m.partitions[p].first as usize + m.partitions[p].leader as usize];
+    let leader_of =
+        |p: usize| m.replicas[m.partitions[p].first as usize + m.partitions[p].leader as usize];
     let mut cold = vec![0.0f64; nb];
     let residency = |cold: &[f64], b: usize| {
         let w = writes[b] + cold[b];
@@ -279,7 +284,9 @@ pub fn plan_throttles(m: &ClusterModel, o: &ThrottleOptions) -> ThrottlePlan {
     let mut group_rate: BTreeMap<(usize, usize), f64> = BTreeMap::new();
     for (gi, g) in m.groups.iter().enumerate() {
         for &(p, _, rate) in &g.positions {
-            *group_rate.entry((gi, leader_of(p as usize).broker as usize)).or_default() += rate;
+            *group_rate
+                .entry((gi, leader_of(p as usize).broker as usize))
+                .or_default() += rate;
         }
     }
     // Reads from disk: cold consumers and catching-up followers.
@@ -345,8 +352,18 @@ pub fn plan_throttles(m: &ClusterModel, o: &ThrottleOptions) -> ThrottlePlan {
     for (d, ios) in disk_io.iter_mut().enumerate() {
         let disk = &m.disks[d];
         let broker = m.brokers[disk.broker as usize].id;
-        let write: f64 = disk.background[0] + ios.iter().filter(|i| !i.behaviour.is_read()).map(|i| i.rate).sum::<f64>();
-        let read: f64 = disk.background[1] + ios.iter().filter(|i| i.behaviour.is_read()).map(|i| i.rate).sum::<f64>();
+        let write: f64 = disk.background[0]
+            + ios
+                .iter()
+                .filter(|i| !i.behaviour.is_read())
+                .map(|i| i.rate)
+                .sum::<f64>();
+        let read: f64 = disk.background[1]
+            + ios
+                .iter()
+                .filter(|i| i.behaviour.is_read())
+                .map(|i| i.rate)
+                .sum::<f64>();
         let wb = budget(disk.write_budget, disk.write_p95, disk.write_median);
         let rb = budget(disk.read_budget, disk.read_p95, disk.read_median);
         let write_over = wb.is_some_and(|b| write > b);
@@ -398,7 +415,9 @@ pub fn plan_throttles(m: &ClusterModel, o: &ThrottleOptions) -> ThrottlePlan {
                     }
                     // Catching-up followers only: in-sync replication is not throttled.
                     if kind == Behaviour::ReplicaSyncWrite
-                        && m.replica_lag[m.partitions[io.partition as usize].first as usize + io.who] == 0
+                        && m.replica_lag
+                            [m.partitions[io.partition as usize].first as usize + io.who]
+                            == 0
                     {
                         continue;
                     }
@@ -411,7 +430,9 @@ pub fn plan_throttles(m: &ClusterModel, o: &ThrottleOptions) -> ThrottlePlan {
                     let topic = m.topics[part.topic as usize].name.clone();
                     match kind {
                         Behaviour::MigrationRead | Behaviour::MigrationWrite => {
-                            let e = dir_rates.entry(broker).or_insert((f64::INFINITY, String::new()));
+                            let e = dir_rates
+                                .entry(broker)
+                                .or_insert((f64::INFINITY, String::new()));
                             if allowed < e.0 {
                                 *e = (allowed, reason.clone());
                             }
@@ -457,10 +478,17 @@ pub fn plan_throttles(m: &ClusterModel, o: &ThrottleOptions) -> ThrottlePlan {
                 let mut writers: Vec<&Io> = ios
                     .iter()
                     .filter(|i| {
-                        matches!(i.behaviour, Behaviour::ClientWrite | Behaviour::ReplicaSyncWrite)
+                        matches!(
+                            i.behaviour,
+                            Behaviour::ClientWrite | Behaviour::ReplicaSyncWrite
+                        )
                     })
                     .collect();
-                writers.sort_by(|a, b| b.rate.total_cmp(&a.rate).then(a.partition.cmp(&b.partition)));
+                writers.sort_by(|a, b| {
+                    b.rate
+                        .total_cmp(&a.rate)
+                        .then(a.partition.cmp(&b.partition))
+                });
                 migrate_away.push(MigrateAway {
                     broker,
                     dir: disk.dir.clone(),
@@ -470,7 +498,9 @@ pub fn plan_throttles(m: &ClusterModel, o: &ThrottleOptions) -> ThrottlePlan {
                         .take(10)
                         .map(|i| m.partition_name(i.partition))
                         .collect(),
-                    reason: format!("{reason}, and produce plus in-sync replication alone exceed it"),
+                    reason: format!(
+                        "{reason}, and produce plus in-sync replication alone exceed it"
+                    ),
                 });
             }
         }
@@ -515,7 +545,9 @@ pub fn plan_throttles(m: &ClusterModel, o: &ThrottleOptions) -> ThrottlePlan {
     }
     disks.sort_by(|a, b| {
         let w = |x: &DiskIo| x.abnormal.iter().map(|i| i.bytes_per_sec).sum::<f64>();
-        w(b).total_cmp(&w(a)).then(a.broker.cmp(&b.broker)).then(a.dir.cmp(&b.dir))
+        w(b).total_cmp(&w(a))
+            .then(a.broker.cmp(&b.broker))
+            .then(a.dir.cmp(&b.dir))
     });
     let brokers = (0..nb)
         .map(|b| BrokerCache {
@@ -531,5 +563,144 @@ pub fn plan_throttles(m: &ClusterModel, o: &ThrottleOptions) -> ThrottlePlan {
         disks,
         actions,
         migrate_away,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::FutureSpec;
+    use crate::testkit::*;
+
+    /// One broker, 1 GB of page cache, one partition producing 1 MB/s. A
+    /// group 5 GB behind reads 10 MB/s from disk; that insertion shortens
+    /// the window to 1 GB / 11 MB/s ≈ 91 s, still enough for a group 50 MB
+    /// behind. The cold reader gets a quota for what the disk can take.
+    #[test]
+    fn cold_reader_found_at_the_fixed_point_and_quota_set() {
+        let mut b = broker(1, "a", 1, 1000 * GB);
+        b.disks[0].read_budget = 5.0 * MB;
+        let mut spec = cluster(vec![b], vec![topic("t", vec![part(0, &[(1, 0)], GB, MB)])]);
+        spec.groups = vec![
+            group("hot", &[("t", 0, 50_000_000, MB)]),
+            group("cold", &[("t", 0, 5 * GB, 10.0 * MB)]),
+        ];
+        let m = ClusterModel::from_spec(&spec).unwrap();
+        let o = ThrottleOptions {
+            now_ms: 1_000,
+            ..ThrottleOptions::default()
+        };
+        let p = plan_throttles(&m, &o);
+        let t = p.brokers[0].residency_s.unwrap();
+        assert!((t - 1e9 / 11e6).abs() < 1e-6, "{t}");
+        assert_eq!(p.brokers[0].cold_read_rate, 10.0 * MB);
+        assert_eq!(p.disks.len(), 1);
+        let q = &p.disks[0].abnormal;
+        assert_eq!(q.len(), 1, "{q:?}");
+        assert_eq!(q[0].behaviour, Behaviour::ClientRead);
+        assert_eq!(q[0].partition, "t-0");
+        assert!(q[0].cause.contains("group cold"), "{}", q[0].cause);
+        assert_eq!(
+            p.actions,
+            vec![ThrottleAction::ClientQuota {
+                user: "user-cold".into(),
+                client_id: "client-cold".into(),
+                consumer_byte_rate: 5_000_000,
+                reason: p.actions.first().map_or(String::new(), |a| match a {
+                    ThrottleAction::ClientQuota { reason, .. } => reason.clone(),
+                    _ => String::new(),
+                }),
+                expires_at_ms: 1_000 + o.ttl_ms,
+            }]
+        );
+        assert!(p.migrate_away.is_empty());
+    }
+
+    /// A disk over its write budget: the `.future` copy is throttled first;
+    /// producers alone still exceed it, so the disk is asked to shed partitions.
+    #[test]
+    fn hot_disk_throttles_the_move_then_asks_to_migrate() {
+        let mut b = broker(1, "a", 2, 1000 * GB);
+        b.disks[1].write_budget = 15.0 * MB;
+        let mut p0 = part(0, &[(1, 1)], GB, 20.0 * MB);
+        let p1 = part(1, &[(1, 0)], 10 * GB, MB);
+        let mut spec = cluster(vec![b], vec![topic("t", vec![p1, p0.clone()])]);
+        p0.partition = 2;
+        p0.bytes_in = 0.0;
+        p0.replicas[0].dir = "/d0".into();
+        p0.future = Some(FutureSpec {
+            broker: 1,
+            dir: "/d1".into(),
+            remaining_bytes: 5 * GB,
+            rate: 30.0 * MB,
+        });
+        spec.topics[0].partitions.push(p0);
+        let m = ClusterModel::from_spec(&spec).unwrap();
+        let p = plan_throttles(&m, &ThrottleOptions::default());
+        let hot = p.disks.iter().find(|d| d.dir == "/d1").unwrap();
+        assert_eq!(hot.write, 50.0 * MB);
+        assert_eq!(hot.abnormal[0].behaviour, Behaviour::MigrationWrite);
+        assert!(p.actions.iter().any(|a| matches!(a,
+            ThrottleAction::LogDirMoveRate { broker: 1, bytes_per_sec, .. } if *bytes_per_sec == 1_000_000)));
+        assert_eq!(p.migrate_away.len(), 1);
+        assert_eq!(p.migrate_away[0].partitions, vec!["t-0".to_string()]);
+        // 50 − 15 = 35 MB/s over; the move keeps its 1 MB/s floor: 6 MB/s remain.
+        assert!((p.migrate_away[0].excess_write - 6.0 * MB).abs() < 1.0);
+        // The source dir of the move reads from disk.
+        let src = p.disks.iter().find(|d| d.dir == "/d0").unwrap();
+        assert_eq!(src.abnormal[0].behaviour, Behaviour::MigrationRead);
+    }
+
+    #[test]
+    fn lagging_follower_gets_a_replication_throttle() {
+        let mut b1 = broker(1, "a", 1, 1000 * GB);
+        b1.disks[0].read_budget = 2.0 * MB;
+        let mut p = part(0, &[(1, 0), (2, 0)], 100 * GB, MB);
+        p.replicas[1].lag_bytes = 50 * GB;
+        let spec = cluster(
+            vec![b1, broker(2, "b", 1, 1000 * GB)],
+            vec![topic("t", vec![p])],
+        );
+        let m = ClusterModel::from_spec(&spec).unwrap();
+        let plan = plan_throttles(&m, &ThrottleOptions::default());
+        let a = plan
+            .actions
+            .iter()
+            .find_map(|a| match a {
+                ThrottleAction::ReplicationThrottle {
+                    leader_broker,
+                    follower_broker,
+                    leader_replicas,
+                    follower_replicas,
+                    leader_rate,
+                    ..
+                } => Some((
+                    *leader_broker,
+                    *follower_broker,
+                    leader_replicas.clone(),
+                    follower_replicas.clone(),
+                    *leader_rate,
+                )),
+                _ => None,
+            })
+            .expect("a replication throttle");
+        assert_eq!(a, (1, 2, vec!["0:1".into()], vec!["0:2".into()], 2_000_000));
+    }
+
+    #[test]
+    fn deterministic() {
+        let mut spec = cluster(
+            vec![broker(1, "a", 1, 1000 * GB), broker(2, "b", 1, 1000 * GB)],
+            vec![topic(
+                "t",
+                (0..20)
+                    .map(|i| part(i, &[(1 + i % 2, 0)], GB, MB))
+                    .collect(),
+            )],
+        );
+        spec.groups = vec![group("g", &[("t", 3, 10 * GB, MB), ("t", 4, 10 * GB, MB)])];
+        let m = ClusterModel::from_spec(&spec).unwrap();
+        let o = ThrottleOptions::default();
+        assert_eq!(plan_throttles(&m, &o), plan_throttles(&m, &o));
     }
 }

@@ -88,12 +88,18 @@ pub fn verify(m: &ClusterModel, plan: &Plan, goals: &Goals) -> Report {
                     continue;
                 };
                 if slot >= part.rf || to.disk as usize >= m.disks.len() {
-                    bad(m.partition_name(partition), format!("bad slot {slot} or disk"));
+                    bad(
+                        m.partition_name(partition),
+                        format!("bad slot {slot} or disk"),
+                    );
                     continue;
                 }
                 let f = part.first as usize + slot as usize;
                 if moved[f] {
-                    bad(m.partition_name(partition), format!("replica {slot} moved twice"));
+                    bad(
+                        m.partition_name(partition),
+                        format!("replica {slot} moved twice"),
+                    );
                 }
                 if assign[f] != from {
                     bad(
@@ -102,7 +108,10 @@ pub fn verify(m: &ClusterModel, plan: &Plan, goals: &Goals) -> Report {
                     );
                 }
                 if m.disks[to.disk as usize].broker != to.broker {
-                    bad(m.partition_name(partition), "destination disk is on another broker".into());
+                    bad(
+                        m.partition_name(partition),
+                        "destination disk is on another broker".into(),
+                    );
                 }
                 moved[f] = true;
                 assign[f] = to;
@@ -180,7 +189,11 @@ pub fn hard_violations(
         let rs = &assign[slots.clone()];
         let lb = &m.brokers[rs[leaders[p] as usize].broker as usize];
         if !lb.alive {
-            v("dead_leader", name(), format!("leader on dead broker {}", lb.id));
+            v(
+                "dead_leader",
+                name(),
+                format!("leader on dead broker {}", lb.id),
+            );
         }
         let mut idcs: Vec<u32> = Vec::with_capacity(rs.len());
         for (i, r) in rs.iter().enumerate() {
@@ -189,7 +202,10 @@ pub fn hard_violations(
                 v(
                     "unusable_unit",
                     name(),
-                    format!("replica {i} on {} (dead, decommissioning or failed)", disk_name(r.disk)),
+                    format!(
+                        "replica {i} on {} (dead, decommissioning or failed)",
+                        disk_name(r.disk)
+                    ),
                 );
             }
             if br.pool != topic.pool {
@@ -211,7 +227,11 @@ pub fn hard_violations(
             }
             for (j, o) in rs[..i].iter().enumerate() {
                 if o.broker == r.broker {
-                    v("same_broker", name(), format!("replicas {j} and {i} on broker {}", br.id));
+                    v(
+                        "same_broker",
+                        name(),
+                        format!("replicas {j} and {i} on broker {}", br.id),
+                    );
                 } else if topic.policy.rack_unique && m.brokers[o.broker as usize].rack == br.rack {
                     v(
                         "same_rack",
@@ -250,13 +270,22 @@ pub fn hard_violations(
         }
     }
     for (b, br) in m.brokers.iter().enumerate() {
-        for (r, s) in [(Resource::NwIn, 0), (Resource::NwOut, 1), (Resource::Cpu, 2)] {
+        for (r, s) in [
+            (Resource::NwIn, 0),
+            (Resource::NwOut, 1),
+            (Resource::Cpu, 2),
+        ] {
             let cap = br.capacity[s];
             if cap > 0.0 && loads.broker[b][s] > cap * (1.0 + 1e-9) {
                 v(
                     "broker_capacity",
                     format!("broker {}", br.id),
-                    format!("{} {:.1} over capacity {:.1}", r.name(), loads.broker[b][s], cap),
+                    format!(
+                        "{} {:.1} over capacity {:.1}",
+                        r.name(),
+                        loads.broker[b][s],
+                        cap
+                    ),
                 );
             }
         }
@@ -291,7 +320,11 @@ impl Report {
         let _ = writeln!(
             s,
             "moves {} ({} inter-broker, {} intra-broker), leader moves {}, batches {}",
-            self.moves, self.inter_broker_moves, self.intra_broker_moves, self.leader_moves, self.batches
+            self.moves,
+            self.inter_broker_moves,
+            self.intra_broker_moves,
+            self.leader_moves,
+            self.batches
         );
         let _ = writeln!(
             s,

@@ -3,6 +3,7 @@
 mod dev;
 mod load;
 mod output;
+mod plan;
 mod registry;
 mod remote_log;
 mod server;
@@ -81,6 +82,9 @@ pub enum Cmd {
     /// Load collected by the leader from the brokers' reporters.
     #[command(subcommand)]
     Load(load::LoadCmd),
+    /// The planners, run locally on a scenario or a cluster JSON (what-if).
+    #[command(subcommand)]
+    Plan(plan::PlanCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -185,9 +189,21 @@ fn ctx(cli: &Cli) -> Result<Ctx, CliError> {
 }
 
 pub async fn run(cli: Cli) -> ExitCode {
+    if let Cmd::Plan(cmd) = cli.command {
+        // Local and CPU-bound: no endpoints, off the async threads.
+        let format = cli.format;
+        let res = tokio::task::spawn_blocking(move || plan::run(format, cmd))
+            .await
+            .unwrap_or_else(|e| Err(CliError::Other(anyhow::anyhow!("planner panicked: {e}"))));
+        return match res {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
+        };
+    }
     let res = match &cli.command {
         Cmd::Server(a) => return server::run(a).await,
         Cmd::Dev(a) => return dev::run(a).await,
+
         _ => match ctx(&cli) {
             Err(e) => Err(e),
             Ok(c) => dispatch(&c, cli.command).await,
@@ -201,7 +217,7 @@ pub async fn run(cli: Cli) -> ExitCode {
 
 async fn dispatch(c: &Ctx, cmd: Cmd) -> Result<(), CliError> {
     match cmd {
-        Cmd::Server(_) | Cmd::Dev(_) => unreachable!("handled in run"),
+        Cmd::Server(_) | Cmd::Dev(_) | Cmd::Plan(_) => unreachable!("handled in run"),
         Cmd::Raft(r) => raft(c, r).await,
         Cmd::Cluster(x) => registry::cluster(c, x).await,
         Cmd::Broker(x) => registry::broker(c, x).await,
