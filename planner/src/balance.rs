@@ -200,6 +200,69 @@ pub enum Action {
     },
 }
 
+/// A log dir in Kafka's terms.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Location {
+    pub broker: i32,
+    pub dir: String,
+}
+
+/// An [`Action`] in Kafka's terms (topic name, broker ids, log-dir paths),
+/// as the executor and operators read it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct KafkaAction {
+    /// `move` (reassignment or log-dir move) or `leader`.
+    pub kind: &'static str,
+    pub topic: String,
+    pub partition: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<Location>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<Location>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// For `leader`: the broker to become leader.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_leader: Option<i32>,
+}
+
+impl Action {
+    /// This action in Kafka's terms. `assign` is the assignment when it runs
+    /// (leadership names the broker holding the slot then).
+    pub fn in_kafka_terms(&self, m: &ClusterModel, assign: &[Replica]) -> KafkaAction {
+        let loc = |r: Replica| Location {
+            broker: m.brokers[r.broker as usize].id,
+            dir: m.disks[r.disk as usize].dir.clone(),
+        };
+        let (p, from, to, bytes, new_leader) = match *self {
+            Action::Move {
+                partition,
+                from,
+                to,
+                bytes,
+                ..
+            } => (partition, Some(loc(from)), Some(loc(to)), Some(bytes), None),
+            Action::Leader {
+                partition, to_slot, ..
+            } => {
+                let f = m.partitions[partition as usize].first as usize + to_slot as usize;
+                let b = m.brokers[assign[f].broker as usize].id;
+                (partition, None, None, None, Some(b))
+            }
+        };
+        let part = &m.partitions[p as usize];
+        KafkaAction {
+            kind: if new_leader.is_some() { "leader" } else { "move" },
+            topic: m.topics[part.topic as usize].name.clone(),
+            partition: part.index,
+            from,
+            to,
+            bytes,
+            new_leader,
+        }
+    }
+}
+
 /// Actions an executor runs together, and the load predicted after them.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Batch {
@@ -235,6 +298,25 @@ pub struct Plan {
 impl Plan {
     pub fn actions(&self) -> impl Iterator<Item = &Action> {
         self.batches.iter().flat_map(|b| b.actions.iter())
+    }
+
+    /// Every batch's actions in Kafka's terms, in execution order.
+    pub fn in_kafka_terms(&self, m: &ClusterModel) -> Vec<Vec<KafkaAction>> {
+        let mut assign = m.replicas.clone();
+        self.batches
+            .iter()
+            .map(|b| {
+                for a in &b.actions {
+                    if let Action::Move {
+                        partition, slot, to, ..
+                    } = *a
+                    {
+                        assign[m.partitions[partition as usize].first as usize + slot as usize] = to;
+                    }
+                }
+                b.actions.iter().map(|a| a.in_kafka_terms(m, &assign)).collect()
+            })
+            .collect()
     }
 }
 

@@ -35,7 +35,7 @@ pub(crate) mod testkit;
 pub mod throttle;
 pub mod verify;
 
-pub use balance::{plan, Action, Batch, Goals, Plan, PlanOptions};
+pub use balance::{plan, Action, Batch, Goals, KafkaAction, Plan, PlanOptions};
 pub use error::{GoalError, ModelError, PlacementError};
 pub use model::{ClusterModel, ClusterSpec, Replica, Resource};
 pub use placement::{place, NewTopic, Placement};

@@ -64,7 +64,8 @@ pub struct SimulateArgs {
     /// Concurrent moves per disk per batch.
     #[arg(long, default_value_t = 2)]
     pub max_moves_per_disk: u32,
-    /// Include every batch and action in the JSON.
+    /// Include the batches (actions in Kafka's terms, predicted load after
+    /// each) in the JSON as `plan`.
     #[arg(long)]
     pub actions: bool,
 }
@@ -241,7 +242,20 @@ fn simulate(format: Format, a: SimulateArgs) -> Result<(), CliError> {
         "goals": goals,
     });
     if a.actions {
-        v["batches_detail"] = serde_json::to_value(&p.batches).map_err(usage)?;
+        let batches: Vec<Value> = p
+            .in_kafka_terms(&m)
+            .into_iter()
+            .zip(&p.batches)
+            .map(|(actions, b)| {
+                let predicted: serde_json::Map<_, _> = b
+                    .predicted
+                    .iter()
+                    .map(|(r, x)| (r.name().to_string(), json!(x)))
+                    .collect();
+                json!({"bytes": b.bytes, "predicted_max_over_mean": predicted, "actions": actions})
+            })
+            .collect();
+        v["plan"] = Value::Array(batches);
     }
     print(format, &v, || {
         format!(
