@@ -1,6 +1,6 @@
 //! Planner benchmarks, single-threaded (run under `taskset -c 0` for one core):
 //!
-//! `cargo bench -p guardian-planner --features testing --bench plan -- [g1k|cc-parity|placement|throttle|all] [--runs N] [--seed N]`
+//! `cargo bench -p guardian-planner --features testing --bench plan -- [g1k|cc-parity|placement|throttle|all|<scenario>] [--runs N] [--seed N]`
 //!
 //! Model building is not timed; each figure is the median of `--runs`
 //! (default 5; CC-parity 1), with min and max beside it.
@@ -83,6 +83,9 @@ fn main() {
     let all = what == "all";
     if all || what == "g1k" {
         balance("g1k", seed, runs.unwrap_or(5));
+    }
+    if !all && !["g1k", "cc-parity", "placement", "throttle"].contains(&what.as_str()) {
+        balance(&what, seed, runs.unwrap_or(3));
     }
     if all || what == "cc-parity" {
         balance("cc-parity", seed, runs.unwrap_or(1));

@@ -40,7 +40,9 @@
 //! disk's byte excess, the fractional-knapsack bytes carrying its write
 //! excess), (b) the knapsack bytes carrying its nw-in excess, (c) the
 //! smallest replicas making up its replica-count excess; every replica on a
-//! dead or decommissioning broker counts in full. Leader-driven excess (reads,
+//! dead or decommissioning broker counts in full. Where one replica alone
+//! exceeds a limit (disk bytes, write, nw in), the limit is raised to it, so
+//! an unreachable goal never inflates the bound. Leader-driven excess (reads,
 //! nw out, CPU, leaders) can be fixed by leadership changes and adds nothing.
 //!
 //! # Complexity
@@ -252,7 +254,11 @@ impl Action {
         };
         let part = &m.partitions[p as usize];
         KafkaAction {
-            kind: if new_leader.is_some() { "leader" } else { "move" },
+            kind: if new_leader.is_some() {
+                "leader"
+            } else {
+                "move"
+            },
             topic: m.topics[part.topic as usize].name.clone(),
             partition: part.index,
             from,
@@ -308,13 +314,20 @@ impl Plan {
             .map(|b| {
                 for a in &b.actions {
                     if let Action::Move {
-                        partition, slot, to, ..
+                        partition,
+                        slot,
+                        to,
+                        ..
                     } = *a
                     {
-                        assign[m.partitions[partition as usize].first as usize + slot as usize] = to;
+                        assign[m.partitions[partition as usize].first as usize + slot as usize] =
+                            to;
                     }
                 }
-                b.actions.iter().map(|a| a.in_kafka_terms(m, &assign)).collect()
+                b.actions
+                    .iter()
+                    .map(|a| a.in_kafka_terms(m, &assign))
+                    .collect()
             })
             .collect()
     }
@@ -328,9 +341,7 @@ pub fn plan(m: &ClusterModel, goals: &Goals, opts: &PlanOptions) -> Result<Plan,
     let lower_bound = p.lower_bound();
     let feasibility = p.feasibility();
     p.forced();
-    p.trace("forced");
     p.shed_disk_bytes();
-    p.trace("disk_bytes");
     // Priority order; leader-driven resources by leadership only.
     for r in Resource::ALL.into_iter().skip(1) {
         if r.leader_driven() {
@@ -338,7 +349,6 @@ pub fn plan(m: &ClusterModel, goals: &Goals, opts: &PlanOptions) -> Result<Plan,
         } else {
             p.shed(r);
         }
-        p.trace(r.name());
     }
     // Replica moves changed leader-driven loads: one more leadership round.
     for r in Resource::ALL.into_iter().filter(|r| r.leader_driven()) {
@@ -498,18 +508,8 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn trace(&self, phase: &str) {
-        if std::env::var_os("PLANNER_TRACE").is_some() {
-            let b: u64 = self
-                .moves
-                .iter()
-                .map(|a| match a {
-                    Action::Move { bytes, .. } => *bytes,
-                    _ => 0,
-                })
-                .sum();
-            eprintln!("{phase}: moves {} bytes {b}", self.moves.len());
-        }
+    fn partition(&self, f: usize) -> &crate::model::Partition {
+        &self.m.partitions[self.part_of[f] as usize]
     }
 
     fn size(&self, f: usize) -> u64 {
@@ -562,11 +562,20 @@ impl<'a> Planner<'a> {
                     .map(|f| self.size(f) as f64)
                     .sum();
                 let bytes_ex = (self.l.disk[d][0] - self.bytes_target(d)).max(0.0);
-                let write_ex = self.l.disk[d][1] - self.dlim[d][1];
+                // A goal no plan can reach counts only as far as it can be
+                // reached: the heaviest single writer stays somewhere.
+                let heaviest = all
+                    .clone()
+                    .map(|f| self.partition(f).bytes_in)
+                    .fold(0.0, f64::max);
+                let write_ex = self.l.disk[d][1] - self.dlim[d][1].max(heaviest);
                 let write_lb = self.knapsack(all, write_ex, |p| p.bytes_in);
                 sum_d += forced.max(bytes_ex).max(write_lb);
             }
-            let nw_ex = self.l.broker[b][0] - self.blim[b][0];
+            let heaviest = on_b()
+                .map(|f| self.partition(f).bytes_in)
+                .fold(0.0, f64::max);
+            let nw_ex = self.l.broker[b][0] - self.blim[b][0].max(heaviest);
             let nw_lb = self.knapsack(on_b(), nw_ex, |p| p.bytes_in);
             let rep_ex = (self.l.broker[b][4] - self.blim[b][4]).ceil();
             let rep_lb = if rep_ex > 0.0 {

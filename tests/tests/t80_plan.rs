@@ -23,7 +23,16 @@ fn json(args: &[&str]) -> Value {
 
 #[test]
 fn t80_simulate_scenario_json_has_the_documented_fields() {
-    let v = json(&["plan", "simulate", "--scenario", "small", "--seed", "3", "-o", "json"]);
+    let v = json(&[
+        "plan",
+        "simulate",
+        "--scenario",
+        "small",
+        "--seed",
+        "3",
+        "-o",
+        "json",
+    ]);
     for k in [
         "plan_ms",
         "moves",
@@ -45,8 +54,23 @@ fn t80_simulate_scenario_json_has_the_documented_fields() {
     let ratio = v["bytes_moved"].as_f64().unwrap() / v["bytes_lower_bound"].as_f64().unwrap();
     assert!((1.0..2.0).contains(&ratio), "{ratio}");
     // Same seed, same plan.
-    let again = json(&["plan", "simulate", "--scenario", "small", "--seed", "3", "-o", "json"]);
-    for k in ["moves", "leader_moves", "bytes_moved", "bytes_lower_bound", "after"] {
+    let again = json(&[
+        "plan",
+        "simulate",
+        "--scenario",
+        "small",
+        "--seed",
+        "3",
+        "-o",
+        "json",
+    ]);
+    for k in [
+        "moves",
+        "leader_moves",
+        "bytes_moved",
+        "bytes_lower_bound",
+        "after",
+    ] {
         assert_eq!(v[k], again[k], "{k}");
     }
 }
@@ -70,9 +94,22 @@ fn t81_from_file_plans_an_operators_cluster() {
     let file = dir.path().join("cluster.json");
     std::fs::write(&file, cluster.to_string()).unwrap();
     let path = file.to_str().unwrap();
-    let v = json(&["plan", "simulate", "--from-file", path, "--actions", "-o", "json"]);
+    let v = json(&[
+        "plan",
+        "simulate",
+        "--from-file",
+        path,
+        "--actions",
+        "-o",
+        "json",
+    ]);
     assert!(v["hard_violations_before"].as_u64().unwrap() > 0);
-    assert_eq!(v["hard_violations"].as_array().unwrap().len(), 0, "{}", v["hard_violations"]);
+    assert_eq!(
+        v["hard_violations"].as_array().unwrap().len(),
+        0,
+        "{}",
+        v["hard_violations"]
+    );
     // Replicas leave the removed broker, in Kafka's terms.
     let moved_off: usize = v["plan"]
         .as_array()
@@ -85,13 +122,34 @@ fn t81_from_file_plans_an_operators_cluster() {
     // A table for humans.
     let (code, out, err) = cli(&["plan", "simulate", "--from-file", path]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("disk_bytes") && out.contains("lower bound"), "{out}");
+    assert!(
+        out.contains("disk_bytes") && out.contains("lower bound"),
+        "{out}"
+    );
 
     // Placement and throttles on the same file.
     let topic = r#"{"name":"new","partitions":12,"replication_factor":3,"bytes_in_per_partition":1e6,"size_per_partition":1000000000,"pool":"tenant-0"}"#;
-    let v = json(&["plan", "place", "--from-file", path, "--topic", topic, "-o", "json"]);
+    let v = json(&[
+        "plan",
+        "place",
+        "--from-file",
+        path,
+        "--topic",
+        topic,
+        "-o",
+        "json",
+    ]);
     assert_eq!(v["partitions"].as_array().unwrap().len(), 12);
-    let v = json(&["plan", "throttle", "--from-file", path, "--now-ms", "1000", "-o", "json"]);
+    let v = json(&[
+        "plan",
+        "throttle",
+        "--from-file",
+        path,
+        "--now-ms",
+        "1000",
+        "-o",
+        "json",
+    ]);
     assert!(v["brokers"].as_array().unwrap().len() == 13, "{v}");
 }
 
@@ -107,10 +165,16 @@ fn t82_bad_input_is_named() {
     .unwrap();
     let (code, _, err) = cli(&["plan", "simulate", "--from-file", file.to_str().unwrap()]);
     assert_eq!(code, 2);
-    assert!(err.contains("topics[0].partitions[0].replicas[0].broker: unknown broker 2"), "{err}");
+    assert!(
+        err.contains("topics[0].partitions[0].replicas[0].broker: unknown broker 2"),
+        "{err}"
+    );
     let (code, _, err) = cli(&["plan", "simulate", "--scenario", "nope"]);
     assert_eq!(code, 2);
-    assert!(err.contains("unknown scenario") && err.contains("g1k"), "{err}");
+    assert!(
+        err.contains("unknown scenario") && err.contains("g1k"),
+        "{err}"
+    );
     let (code, _, err) = cli(&["plan", "simulate", "--scenario", "small", "--goal", "cpu=x"]);
     assert_eq!(code, 2);
     assert!(err.contains("--goal cpu=x"), "{err}");
