@@ -22,9 +22,11 @@
 //!    least-filled disks of the pool: the first `candidates` feasible ones are
 //!    scored by their worst normalised load after the move across all eight
 //!    resources (historical medians), and the lowest wins.
-//! 3. **Leadership** (free): brokers over their nw-out, CPU or leader-count
-//!    limit, or with a disk over its read limit, hand leadership to an in-sync
-//!    follower that stays within its limits.
+//! 3. **Leadership** (free), for the leader-driven resources in priority
+//!    order (disk read, nw out, CPU, leader count): units over their limit
+//!    hand leadership of their heaviest partitions to an in-sync follower that
+//!    stays within its limit — or, when loads are lumpy, at least lowers the
+//!    pair's peak — without giving a higher-priority resource a new peak.
 //! 4. **Remaining soft goals** in priority order (disk write, disk read,
 //!    nw in, nw out, CPU, replica count): units over their limit shed the
 //!    replicas with the most load per byte first.
@@ -1022,9 +1024,10 @@ impl<'a> Planner<'a> {
 
     /// Balances a leader-driven resource (disk read, nw out, CPU, leader
     /// count) by leadership alone: units over their limit, worst first, hand
-    /// leadership of their heaviest partitions in `r` to the follower that
-    /// stays within its limit for `r` and for every leader-driven resource of
-    /// higher priority it is within now; the least loaded such follower wins.
+    /// leadership of their heaviest partitions in `r` to a follower that ends
+    /// within its limit for `r`, or below the current peak of the pair; a
+    /// follower is refused if a higher-priority leader-driven resource would
+    /// reach a new peak on it. The least loaded acceptable follower wins.
     fn leadership(&mut self, r: Resource) {
         let m = self.m;
         let s = r.slot();
@@ -1114,17 +1117,29 @@ impl<'a> Planner<'a> {
                     }
                     let (tl, tlim) = self.unit_load(r, unit_of(x));
                     let after = tl + gain(r);
-                    if after > tlim * (1.0 + EPS) {
+                    // Within the target's limit, or at least a lower peak for
+                    // the pair (lumpy loads: one partition can exceed a limit).
+                    let peak_before = l / lim;
+                    let peak_after = ((l - gain(r)) / lim).max(after / tlim.max(f64::MIN_POSITIVE));
+                    if after > tlim * (1.0 + EPS) && peak_after >= peak_before - EPS {
                         continue;
                     }
+                    // A higher-priority resource may not get a new peak: the
+                    // target stays within its limit or below where the
+                    // current leader's unit is now.
+                    let cur = self.assign[part.first as usize + self.leader[p] as usize];
                     let spoils = higher.iter().any(|&h| {
-                        let hu = if h.per_disk() {
-                            x.disk as usize
-                        } else {
-                            x.broker as usize
+                        let unit = |r: Replica| {
+                            if h.per_disk() {
+                                r.disk as usize
+                            } else {
+                                r.broker as usize
+                            }
                         };
-                        let (hl, hlim) = self.unit_load(h, hu);
-                        gain(h) > 0.0 && hl + gain(h) > hlim * (1.0 + EPS)
+                        let (hl, hlim) = self.unit_load(h, unit(x));
+                        let (sl, slim) = self.unit_load(h, unit(cur));
+                        let ceiling = (sl / slim.max(f64::MIN_POSITIVE)).max(1.0);
+                        gain(h) > 0.0 && (hl + gain(h)) > hlim * ceiling * (1.0 + EPS)
                     });
                     if spoils {
                         continue;
