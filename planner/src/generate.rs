@@ -241,6 +241,7 @@ pub fn generate(p: &GenParams, seed: u64) -> ClusterSpec {
             nw_out_capacity: 1.25e9,
             cpu_capacity: 32.0,
             page_cache_bytes: 64 << 30,
+            write_rate: 0.0,
             disks: (0..p.disks_per_broker)
                 .map(|d| DiskSpec {
                     dir: format!("/data/{d}/kafka"),

@@ -144,6 +144,10 @@ pub struct BrokerSpec {
     pub cpu_capacity: f64,
     #[serde(default)]
     pub page_cache_bytes: u64,
+    /// Measured bytes/s written on this host (all dirs; diskstats), 0 =
+    /// derive it from the replicas, moves and disk backgrounds.
+    #[serde(default)]
+    pub write_rate: f64,
     pub disks: Vec<DiskSpec>,
 }
 
@@ -288,6 +292,7 @@ pub struct Broker {
     /// nw_in, nw_out, cpu capacities (leaders/replicas have none).
     pub capacity: [f64; 3],
     pub page_cache_bytes: u64,
+    pub write_rate: f64,
     /// This broker's disks: `disks[first_disk .. first_disk + n_disks]`.
     pub first_disk: u32,
     pub n_disks: u32,
@@ -491,6 +496,7 @@ impl ClusterModel {
                     finite(b.cpu_capacity, || at("cpu_capacity"))?,
                 ],
                 page_cache_bytes: b.page_cache_bytes,
+                write_rate: finite(b.write_rate, || at("write_rate"))?,
                 first_disk,
                 n_disks: b.disks.len() as u32,
             });

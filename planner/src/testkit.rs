@@ -21,6 +21,7 @@ pub fn broker(id: i32, rack: &str, disks: usize, cap: u64) -> BrokerSpec {
         nw_out_capacity: 1e12,
         cpu_capacity: 1e6,
         page_cache_bytes: GB,
+        write_rate: 0.0,
         disks: (0..disks)
             .map(|d| DiskSpec {
                 dir: format!("/d{d}"),

@@ -38,6 +38,11 @@
 //! # Complexity
 //! O(rounds · (replicas + positions) + A log A) for A abnormal entries.
 //!
+//! # Errors
+//! None: a disk without a known budget is reported but never throttled, a
+//! broker with no page cache configured has no residency window (every read
+//! counts as cached), and traffic no knob can cut becomes a migrate-away.
+//!
 //! Deterministic: `now_ms` is an input; ordered maps only.
 
 use std::collections::BTreeMap;
@@ -241,6 +246,13 @@ pub fn plan_throttles(m: &ClusterModel, o: &ThrottleOptions) -> ThrottlePlan {
                 });
             }
         }
+    }
+    // Writes the replicas do not explain (the disks' measured background),
+    // or the host's measured write rate when that is higher.
+    for (b, br) in m.brokers.iter().enumerate() {
+        let disks = br.first_disk as usize..(br.first_disk + br.n_disks) as usize;
+        writes[b] += m.disks[disks].iter().map(|d| d.background[0]).sum::<f64>();
+        writes[b] = writes[b].max(br.write_rate);
     }
     // Fixed point of cold reads and residency.
     let leader_of =

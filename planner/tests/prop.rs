@@ -82,6 +82,7 @@ fn spec(s: &Shape) -> ClusterSpec {
                 nw_out_capacity: 1e12,
                 cpu_capacity: 1e6,
                 page_cache_bytes: GB,
+                write_rate: 0.0,
                 disks: (0..s.disks)
                     .map(|d| DiskSpec {
                         dir: format!("/d{d}"),
