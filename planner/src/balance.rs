@@ -704,19 +704,13 @@ impl<'a> Planner<'a> {
             let need = m.idcs_needed(part.topic, part.rf);
             if need > 1 {
                 let count = |with: u32| {
-                    let mut ids: Vec<u32> = slots
-                        .clone()
-                        .map(|o| {
-                            if o == f {
-                                with
-                            } else {
-                                m.brokers[self.assign[o].broker as usize].idc
-                            }
-                        })
-                        .collect();
-                    ids.sort_unstable();
-                    ids.dedup();
-                    ids.len() as u32
+                    distinct(slots.clone(), |o| {
+                        if o == f {
+                            with
+                        } else {
+                            m.brokers[self.assign[o].broker as usize].idc
+                        }
+                    })
                 };
                 let before = count(m.brokers[from.broker as usize].idc);
                 let after = count(br.idc);
@@ -917,12 +911,7 @@ impl<'a> Planner<'a> {
                 let br = &m.brokers[r.broker as usize];
                 let earlier = part.first as usize..f;
                 let idc_of = |o: usize| m.brokers[self.assign[o].broker as usize].idc;
-                let spans = |slots: std::ops::Range<usize>| {
-                    let mut v: Vec<u32> = slots.map(idc_of).collect();
-                    v.sort_unstable();
-                    v.dedup();
-                    v.len() as u32
-                };
+                let spans = |slots: std::ops::Range<usize>| distinct(slots, idc_of);
                 let why = if !m.disk_usable(r.disk) {
                     Some("its broker or disk is gone")
                 } else if br.pool != topic.pool {
@@ -937,7 +926,8 @@ impl<'a> Planner<'a> {
                         .any(|o| m.brokers[self.assign[o].broker as usize].rack == br.rack)
                 {
                     Some("another replica is in the same rack")
-                } else if spans(m.slots(p as u32)) < m.idcs_needed(part.topic, part.rf)
+                } else if m.idcs_needed(part.topic, part.rf) > 1
+                    && spans(m.slots(p as u32)) < m.idcs_needed(part.topic, part.rf)
                     && earlier.clone().any(|o| idc_of(o) == br.idc)
                 {
                     Some("the partition spans too few IDCs")
@@ -1367,6 +1357,16 @@ impl<'a> Planner<'a> {
             unplaced: self.unplaced,
         }
     }
+}
+
+/// Distinct values of `key` over `slots`, without allocating (RF is small:
+/// O(RF²)).
+#[inline]
+fn distinct(slots: std::ops::Range<usize>, key: impl Fn(usize) -> u32) -> u32 {
+    slots
+        .clone()
+        .filter(|&o| !(slots.start..o).any(|q| key(q) == key(o)))
+        .count() as u32
 }
 
 /// A resource's index in the priority order (0 = disk bytes).

@@ -316,7 +316,11 @@ impl TestCluster {
         }
         if let Some(mut c) = n.child.take() {
             let st = c.wait().expect("wait");
-            assert!(st.success(), "node {id} exited with {st} on SIGTERM");
+            assert!(
+                st.success(),
+                "node {id} exited with {st} on SIGTERM; its log ends:\n{}",
+                self.log_tail(id)
+            );
         }
     }
 

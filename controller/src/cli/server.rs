@@ -63,17 +63,25 @@ fn config(a: &ServerArgs) -> anyhow::Result<NodeConfig> {
     Ok(cfg)
 }
 
-async fn shutdown_signal() {
+/// Waits for SIGTERM or SIGINT. The handlers are installed when this is
+/// called, not when the future is first polled: a supervisor that sends
+/// SIGTERM right after reading the `listening` line must not hit the default
+/// action (death by signal, a non-zero exit).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
             }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }
@@ -86,6 +94,7 @@ pub async fn run(a: &ServerArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let stop = shutdown_signal();
     let node = match node::start(cfg.clone()).await {
         Ok(n) => n,
         Err(e) => {
@@ -103,7 +112,7 @@ pub async fn run(a: &ServerArgs) -> ExitCode {
             "raft_addr": node.ctl.raft_addr,
         })
     );
-    shutdown_signal().await;
+    stop.await;
     tracing::info!(node_id = cfg.node_id, "shutting down");
     match node.shutdown().await {
         Ok(()) => ExitCode::SUCCESS,
