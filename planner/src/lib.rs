@@ -12,7 +12,7 @@
 //! - [`throttle`]: the page-cache model — residency window, cache hit or
 //!   disk read per consumer group, six disk-I/O behaviours per partition,
 //!   abnormal-behaviour queues per disk, throttles in Kafka's own knobs.
-//! - [`verify`]: replays a plan and checks every hard constraint; the
+//! - [`mod@verify`]: replays a plan and checks every hard constraint; the
 //!   before/after table.
 //! - [`stats`]: max/mean per resource within tenant pools.
 //! - `generate` (feature `testing`): seeded G1k, CC-parity and scenario

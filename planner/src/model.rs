@@ -277,7 +277,8 @@ pub struct PositionSpec {
 
 // ---------------------------------------------------------------- dense model
 
-/// A disk's and a broker's load vectors, indexed by [`Resource::slot`].
+/// A disk's load vector (disk bytes, write, read) and a broker's (nw in,
+/// nw out, CPU, leaders, replicas), in `Resource` priority order.
 pub type DiskLoad = [f64; 3];
 pub type BrokerLoad = [f64; 5];
 
