@@ -653,11 +653,7 @@ impl<'a> Planner<'a> {
             let pool = m.topics[part.topic as usize].pool as usize;
             let (d, b) = m.replica_load(part, true);
             for (i, &r) in Resource::ALL.iter().enumerate() {
-                let item = if r.per_disk() {
-                    d[r.slot()]
-                } else {
-                    b[r.slot()]
-                };
+                let item = r.of(&d, &b);
                 let lim = best_lim[pool][i];
                 if lim > 0.0 && item > lim {
                     let e = out.get_mut(&r).expect("all resources");
@@ -1002,7 +998,27 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// Load of unit `u` in leader-driven resource `r` and its limit.
+    fn n_units(&self, r: Resource) -> usize {
+        if r.per_disk() {
+            self.m.disks.len()
+        } else {
+            self.m.brokers.len()
+        }
+    }
+
+    /// Unit `u` can hold load and is over its limit for `r`.
+    fn over(&self, r: Resource, u: usize) -> bool {
+        let usable = if r.per_disk() {
+            self.m.disk_usable(u as u32)
+        } else {
+            broker_usable(self.m, u)
+        };
+        let (l, lim) = self.unit_load(r, u);
+        usable && lim > 0.0 && l > lim * (1.0 + EPS)
+    }
+
+    /// Load of unit `u` (a disk or a broker, as `r` is measured) in `r`, and
+    /// its limit.
     fn unit_load(&self, r: Resource, u: usize) -> (f64, f64) {
         let s = r.slot();
         if r.per_disk() {
@@ -1020,12 +1036,6 @@ impl<'a> Planner<'a> {
     /// reach a new peak on it. The least loaded acceptable follower wins.
     fn leadership(&mut self, r: Resource) {
         let m = self.m;
-        let s = r.slot();
-        let n_units = if r.per_disk() {
-            m.disks.len()
-        } else {
-            m.brokers.len()
-        };
         let unit_of = |x: Replica| {
             if r.per_disk() {
                 x.disk as usize
@@ -1033,33 +1043,25 @@ impl<'a> Planner<'a> {
                 x.broker as usize
             }
         };
-        let mut led: Vec<Vec<u32>> = vec![Vec::new(); n_units];
+        let mut led: Vec<Vec<u32>> = vec![Vec::new(); self.n_units(r)];
         for (p, part) in m.partitions.iter().enumerate() {
             if part.rf > 1 {
                 let x = self.assign[part.first as usize + self.leader[p] as usize];
                 led[unit_of(x)].push(p as u32);
             }
         }
-        let lead_load = |p: &crate::model::Partition| {
+        // What leadership of `p` adds to resource `h` on the leader's unit.
+        let lead_gain = |p: &crate::model::Partition, h: Resource| {
             let (ld, lb) = m.replica_load(p, true);
             let (fd, fb) = m.replica_load(p, false);
-            if r.per_disk() {
-                ld[s] - fd[s]
-            } else {
-                lb[s] - fb[s]
-            }
+            h.of(&ld, &lb) - h.of(&fd, &fb)
         };
-        let mut order: Vec<(f64, usize)> = (0..n_units)
-            .filter(|&u| {
-                if r.per_disk() {
-                    m.disk_usable(u as u32)
-                } else {
-                    broker_usable(m, u)
-                }
-            })
-            .filter_map(|u| {
+        let lead_load = |p: &crate::model::Partition| lead_gain(p, r);
+        let mut order: Vec<(f64, usize)> = (0..self.n_units(r))
+            .filter(|&u| self.over(r, u))
+            .map(|u| {
                 let (l, lim) = self.unit_load(r, u);
-                (lim > 0.0 && l > lim * (1.0 + EPS)).then_some((l / lim, u))
+                (l / lim, u)
             })
             .collect();
         order.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
@@ -1087,15 +1089,7 @@ impl<'a> Planner<'a> {
                 }
                 let p = p as usize;
                 let part = &m.partitions[p];
-                let (ld, lb) = m.replica_load(part, true);
-                let (fd, fb) = m.replica_load(part, false);
-                let gain = |h: Resource| {
-                    if h.per_disk() {
-                        ld[h.slot()] - fd[h.slot()]
-                    } else {
-                        lb[h.slot()] - fb[h.slot()]
-                    }
-                };
+                let gain = |h: Resource| lead_gain(part, h);
                 let mut best: Option<(f64, u8)> = None;
                 for slot in 0..part.rf {
                     if slot == self.leader[p] {
@@ -1150,28 +1144,11 @@ impl<'a> Planner<'a> {
     /// per byte first.
     fn shed(&mut self, r: Resource) {
         let m = self.m;
-        let s = r.slot();
         let load_of = |part: &crate::model::Partition, leader: bool| {
             let (d, b) = m.replica_load(part, leader);
-            if r.per_disk() {
-                d[s]
-            } else {
-                b[s]
-            }
+            r.of(&d, &b)
         };
-        let units: Vec<usize> = if r.per_disk() {
-            (0..m.disks.len())
-                .filter(|&d| {
-                    m.disk_usable(d as u32) && self.l.disk[d][s] > self.dlim[d][s] * (1.0 + EPS)
-                })
-                .collect()
-        } else {
-            (0..m.brokers.len())
-                .filter(|&b| {
-                    broker_usable(m, b) && self.l.broker[b][s] > self.blim[b][s] * (1.0 + EPS)
-                })
-                .collect()
-        };
+        let units: Vec<usize> = (0..self.n_units(r)).filter(|&u| self.over(r, u)).collect();
         for u in units {
             let disks: Vec<usize> = if r.per_disk() {
                 vec![u]
@@ -1191,11 +1168,7 @@ impl<'a> Planner<'a> {
                 .collect();
             cands.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
             for (_, f) in cands {
-                let (cur, lim) = if r.per_disk() {
-                    (self.l.disk[u][s], self.dlim[u][s])
-                } else {
-                    (self.l.broker[u][s], self.blim[u][s])
-                };
+                let (cur, lim) = self.unit_load(r, u);
                 if cur <= lim * (1.0 + EPS) {
                     break;
                 }

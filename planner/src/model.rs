@@ -83,6 +83,16 @@ impl Resource {
         )
     }
 
+    /// This resource's value in a (disk, broker) load pair.
+    #[inline]
+    pub fn of(self, d: &DiskLoad, b: &BrokerLoad) -> f64 {
+        if self.per_disk() {
+            d[self.slot()]
+        } else {
+            b[self.slot()]
+        }
+    }
+
     /// Index into [`DiskLoad`] (disk resources) or [`BrokerLoad`] (the rest).
     pub(crate) fn slot(self) -> usize {
         match self {
