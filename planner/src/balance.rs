@@ -68,7 +68,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::error::GoalError;
-use crate::model::{add, BrokerLoad, ClusterModel, DiskLoad, Loads, Replica, Resource};
+use crate::model::{BrokerLoad, ClusterModel, DiskLoad, Loads, Replica, Resource};
 use crate::stats::{broker_usable, broker_weight, disk_weight, resource_stats};
 
 /// Thresholds: each is the allowed `max / mean` of a resource within a pool.
@@ -231,6 +231,45 @@ pub struct KafkaAction {
 }
 
 impl Action {
+    /// Applies this action, unchecked, to an assignment (indexed like
+    /// `ClusterModel::replicas`), leader slots and, if given, loads (a move
+    /// carries the replica's load as leader or follower at that moment). O(1).
+    pub fn apply(
+        &self,
+        m: &ClusterModel,
+        assign: &mut [Replica],
+        leaders: &mut [u8],
+        loads: Option<&mut Loads>,
+    ) {
+        match *self {
+            Action::Move {
+                partition,
+                slot,
+                from,
+                to,
+                ..
+            } => {
+                let part = &m.partitions[partition as usize];
+                if let Some(l) = loads {
+                    l.move_replica(m, part, leaders[partition as usize] == slot, from, to);
+                }
+                assign[part.first as usize + slot as usize] = to;
+            }
+            Action::Leader {
+                partition,
+                from_slot,
+                to_slot,
+            } => {
+                let part = &m.partitions[partition as usize];
+                if let Some(l) = loads {
+                    let at = |s: u8| assign[part.first as usize + s as usize];
+                    l.change_leader(m, part, at(from_slot), at(to_slot));
+                }
+                leaders[partition as usize] = to_slot;
+            }
+        }
+    }
+
     /// This action in Kafka's terms. `assign` is the assignment when it runs
     /// (leadership names the broker holding the slot then).
     pub fn in_kafka_terms(&self, m: &ClusterModel, assign: &[Replica]) -> KafkaAction {
@@ -311,20 +350,12 @@ impl Plan {
     /// Every batch's actions in Kafka's terms, in execution order.
     pub fn in_kafka_terms(&self, m: &ClusterModel) -> Vec<Vec<KafkaAction>> {
         let mut assign = m.replicas.clone();
+        let mut leaders = m.leaders();
         self.batches
             .iter()
             .map(|b| {
                 for a in &b.actions {
-                    if let Action::Move {
-                        partition,
-                        slot,
-                        to,
-                        ..
-                    } = *a
-                    {
-                        assign[m.partitions[partition as usize].first as usize + slot as usize] =
-                            to;
-                    }
+                    a.apply(m, &mut assign, &mut leaders, None);
                 }
                 b.actions
                     .iter()
@@ -397,85 +428,81 @@ impl<'a> Planner<'a> {
                 on_disk[assign[f].disk as usize].push(f as u32);
             }
         }
-        // Pool demand: every replica of the pool's topics wherever it is now,
-        // plus the background of the pool's usable disks.
+        // Pool means, per resource (`Resource::ALL` order): demand — every
+        // replica of the pool's topics wherever it is now, plus the
+        // background of the pool's usable disks — over the usable units'
+        // weights. Moves inside a pool and leadership changes keep them fixed.
         let np = m.pools.len().max(1);
-        let mut dem_d = vec![[0.0f64; 3]; np];
-        let mut dem_b = vec![[0.0f64; 5]; np];
+        let mut demand = vec![[0.0f64; 8]; np];
+        let mut weight = vec![[0.0f64; 8]; np];
         for (pi, part) in m.partitions.iter().enumerate() {
             let pool = m.topics[part.topic as usize].pool as usize;
             for s in 0..part.rf {
                 let (d, b) = m.replica_load(part, s == leader[pi]);
-                add(&mut dem_d[pool], &d);
-                add(&mut dem_b[pool], &b);
+                for (i, r) in Resource::ALL.into_iter().enumerate() {
+                    demand[pool][i] += r.of(&d, &b);
+                }
             }
         }
-        let mut wsum_d = vec![[0.0f64; 3]; np];
-        let mut wsum_b = vec![[0.0f64; 5]; np];
         for (d, disk) in m.disks.iter().enumerate() {
             if m.disk_usable(d as u32) {
                 let pool = m.brokers[disk.broker as usize].pool as usize;
-                dem_d[pool][1] += disk.background[0];
-                dem_d[pool][2] += disk.background[1];
-                for r in [Resource::DiskBytes, Resource::DiskWrite, Resource::DiskRead] {
-                    wsum_d[pool][r.slot()] += disk_weight(m, d, r);
+                demand[pool][1] += disk.background[0];
+                demand[pool][2] += disk.background[1];
+                for (i, r) in Resource::ALL
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(_, r)| r.per_disk())
+                {
+                    weight[pool][i] += disk_weight(m, d, r);
                 }
             }
         }
-        for b in 0..m.brokers.len() {
+        for (b, br) in m.brokers.iter().enumerate() {
             if broker_usable(m, b) {
-                let pool = m.brokers[b].pool as usize;
-                for r in [
-                    Resource::NwIn,
-                    Resource::NwOut,
-                    Resource::Cpu,
-                    Resource::Leaders,
-                    Resource::Replicas,
-                ] {
-                    wsum_b[pool][r.slot()] += broker_weight(m, b, r);
+                for (i, r) in Resource::ALL
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(_, r)| !r.per_disk())
+                {
+                    weight[br.pool as usize][i] += broker_weight(m, b, r);
                 }
             }
         }
+        let mean = |pool: usize, i: usize| {
+            if weight[pool][i] > 0.0 {
+                demand[pool][i] / weight[pool][i]
+            } else {
+                0.0
+            }
+        };
         let mut dlim = vec![[0.0; 3]; m.disks.len()];
         let mut dhard = vec![0.0; m.disks.len()];
-        for (d, disk) in m.disks.iter().enumerate() {
-            let pool = m.brokers[disk.broker as usize].pool as usize;
-            dhard[d] = disk.capacity as f64 * g.max_disk_fill;
-            for r in [Resource::DiskBytes, Resource::DiskWrite, Resource::DiskRead] {
-                let s = r.slot();
-                let mean = if wsum_d[pool][s] > 0.0 {
-                    dem_d[pool][s] / wsum_d[pool][s]
-                } else {
-                    0.0
-                };
-                dlim[d][s] = mean * g.threshold(r) * disk_weight(m, d, r);
-            }
-            dlim[d][0] = dlim[d][0].min(dhard[d]);
-        }
         let mut blim = vec![[0.0; 5]; m.brokers.len()];
         let mut bhard = vec![[f64::INFINITY; 3]; m.brokers.len()];
-        for (b, br) in m.brokers.iter().enumerate() {
-            let pool = br.pool as usize;
-            for r in [
-                Resource::NwIn,
-                Resource::NwOut,
-                Resource::Cpu,
-                Resource::Leaders,
-                Resource::Replicas,
-            ] {
-                let s = r.slot();
-                let mean = if wsum_b[pool][s] > 0.0 {
-                    dem_b[pool][s] / wsum_b[pool][s]
-                } else {
-                    0.0
-                };
-                // Counts: allow at least one more than the mean.
-                let mut lim = mean * g.threshold(r) * broker_weight(m, b, r);
-                if matches!(r, Resource::Leaders | Resource::Replicas) {
-                    lim = lim.max(mean.floor() + 1.0);
+        for (i, r) in Resource::ALL.into_iter().enumerate() {
+            if r.per_disk() {
+                for (d, disk) in m.disks.iter().enumerate() {
+                    let pool = m.brokers[disk.broker as usize].pool as usize;
+                    dlim[d][r.slot()] = mean(pool, i) * g.threshold(r) * disk_weight(m, d, r);
                 }
-                blim[b][s] = lim;
+            } else {
+                for (b, br) in m.brokers.iter().enumerate() {
+                    let pool = br.pool as usize;
+                    let mut lim = mean(pool, i) * g.threshold(r) * broker_weight(m, b, r);
+                    // Counts: allow at least one more than the mean.
+                    if matches!(r, Resource::Leaders | Resource::Replicas) {
+                        lim = lim.max(mean(pool, i).floor() + 1.0);
+                    }
+                    blim[b][r.slot()] = lim;
+                }
             }
+        }
+        for (d, disk) in m.disks.iter().enumerate() {
+            dhard[d] = disk.capacity as f64 * g.max_disk_fill;
+            dlim[d][0] = dlim[d][0].min(dhard[d]);
+        }
+        for (b, br) in m.brokers.iter().enumerate() {
             for s in 0..3 {
                 if br.capacity[s] > 0.0 {
                     bhard[b][s] = br.capacity[s];
@@ -1283,31 +1310,10 @@ impl<'a> Planner<'a> {
             actions.sort_by_key(|a| matches!(a, Action::Leader { .. }));
             let mut bytes = 0;
             for a in &actions {
-                match *a {
-                    Action::Move {
-                        partition,
-                        slot,
-                        from,
-                        to,
-                        bytes: b,
-                    } => {
-                        let part = &m.partitions[partition as usize];
-                        let leader = leaders[partition as usize] == slot;
-                        loads.move_replica(m, part, leader, from, to);
-                        assign[part.first as usize + slot as usize] = to;
-                        bytes += b;
-                    }
-                    Action::Leader {
-                        partition,
-                        from_slot,
-                        to_slot,
-                    } => {
-                        let part = &m.partitions[partition as usize];
-                        let at = |s: u8| assign[part.first as usize + s as usize];
-                        loads.change_leader(m, part, at(from_slot), at(to_slot));
-                        leaders[partition as usize] = to_slot;
-                    }
+                if let Action::Move { bytes: b, .. } = *a {
+                    bytes += b;
                 }
+                a.apply(m, &mut assign, &mut leaders, Some(&mut loads));
             }
             let predicted = resource_stats(m, &loads.disk, &loads.broker)
                 .into_iter()

@@ -114,7 +114,7 @@ pub fn verify(m: &ClusterModel, plan: &Plan, goals: &Goals) -> Report {
                     );
                 }
                 moved[f] = true;
-                assign[f] = to;
+                a.apply(m, &mut assign, &mut leaders, None);
                 moves += 1;
                 bytes += part.size;
                 if from.broker == to.broker {
@@ -137,7 +137,7 @@ pub fn verify(m: &ClusterModel, plan: &Plan, goals: &Goals) -> Report {
                     );
                     continue;
                 }
-                leaders[partition as usize] = to_slot;
+                a.apply(m, &mut assign, &mut leaders, None);
                 leader_moves += 1;
             }
         }
