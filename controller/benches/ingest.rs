@@ -8,13 +8,89 @@
 //! into the leader's load state (`collector::accept`: validation against the
 //! registry, per-disk windows, per-partition last values). The network pull
 //! itself is not included (see the reporter benchmark for a real call).
+//!
+//! Then it records slot 0 of per-partition history as the leader does
+//! (`collector::partition_slot`), applies it to a registry as every node
+//! does, and encodes the stored values: first with the partition lists
+//! (a new leader, or lists that changed), then in steady state (means only).
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
-use guardian_controller::collector::{accept, BrokerLoad};
+use guardian_controller::collector::{accept, partition_slot, LoadState};
+use guardian_meta_store::registry::Registry;
+use guardian_meta_store::state_keys::value_bytes;
+use guardian_proto::domain::{self, Command};
 use guardian_proto::pb;
 use prost::Message;
+
+/// Registers `brokers` brokers of cluster "k1".
+fn registry(brokers: usize) -> Registry {
+    let mut r = Registry::default();
+    let mut apply = |c: Command| {
+        let mut touched = Vec::new();
+        r.apply(&domain::Request::new(1, c), &mut touched);
+    };
+    apply(Command::AddCluster(domain::Cluster {
+        id: 0,
+        name: "k1".into(),
+        bootstrap_servers: vec!["k:9092".into()],
+        idc: "dc1".into(),
+        kafka_cluster_id: None,
+        created_at_ms: 0,
+    }));
+    for b in 0..brokers {
+        apply(Command::AddBroker(domain::Broker {
+            cluster: "k1".into(),
+            broker_id: b as i32,
+            host: format!("b{b}"),
+            rack: "r1".into(),
+            idc: String::new(),
+            reporter_endpoint: format!("b{b}:9300"),
+            log_dirs: vec![domain::LogDir {
+                path: "/data/0".into(),
+                capacity_bytes: 4 << 40,
+            }],
+            nic_bytes_per_sec: 0,
+            cpu_cores: 32,
+            pool: None,
+            registered_at_ms: 0,
+        }));
+    }
+    r
+}
+
+/// Records slot 0 once: (build ms, log-entry bytes, apply ms, stored
+/// bytes, store-encode ms).
+fn record_slot(state: &LoadState, reg: &mut Registry) -> serde_json::Value {
+    let t = Instant::now();
+    let cmds = partition_slot(state, &reg.partition_load, 0);
+    let build_ms = t.elapsed().as_secs_f64() * 1e3;
+    let reqs: Vec<domain::Request> = cmds
+        .into_iter()
+        .map(|c| domain::Request::new(1, c))
+        .collect();
+    let entry_bytes: usize = reqs
+        .iter()
+        .map(|r| pb::Request::from(r.clone()).encoded_len())
+        .sum();
+    let t = Instant::now();
+    let mut touched = Vec::new();
+    for r in &reqs {
+        reg.apply(r, &mut touched);
+    }
+    let apply_ms = t.elapsed().as_secs_f64() * 1e3;
+    let t = Instant::now();
+    let stored: usize = touched
+        .iter()
+        .filter_map(|k| value_bytes(reg, k))
+        .map(|v| v.len())
+        .sum();
+    let encode_ms = t.elapsed().as_secs_f64() * 1e3;
+    serde_json::json!({
+        "commands": reqs.len(), "build_ms": build_ms, "log_entry_mib": entry_bytes as f64 / 1048576.0,
+        "apply_ms": apply_ms, "stored_mib": stored as f64 / 1048576.0, "store_encode_ms": encode_ms,
+    })
+}
 
 fn snapshot(broker: i32, parts: usize) -> Vec<u8> {
     let mut t = pb::PartitionTable::default();
@@ -77,14 +153,14 @@ fn main() {
         arg("--rounds", 5),
     );
     let bytes: Vec<Vec<u8>> = (0..brokers).map(|b| snapshot(b as i32, parts)).collect();
-    let mut state: BTreeMap<i32, BrokerLoad> = BTreeMap::new();
+    let mut state = LoadState::default();
     let mut lat_us = Vec::with_capacity(brokers * rounds);
     let started = Instant::now();
     for round in 0..rounds {
         for (b, buf) in bytes.iter().enumerate() {
             let t = Instant::now();
             let snap = pb::BrokerSnapshot::decode(buf.as_slice()).expect("decode");
-            let load = state.entry(b as i32).or_default();
+            let load = state.brokers.entry(("k1".into(), b as i32)).or_default();
             accept(
                 load,
                 b as i32,
@@ -99,6 +175,9 @@ fn main() {
     }
     let secs = started.elapsed().as_secs_f64();
     lat_us.sort_by(|a, b| a.total_cmp(b));
+    let mut reg = registry(brokers);
+    let first = record_slot(&state, &mut reg);
+    let steady = record_slot(&state, &mut reg);
     let pct = |p: f64| lat_us[((lat_us.len() - 1) as f64 * p).round() as usize] / 1000.0;
     println!(
         "{}",
@@ -109,6 +188,7 @@ fn main() {
             "snapshots_per_sec": ((brokers * rounds) as f64 / secs) as u64,
             "per_snapshot_ms_p50": pct(0.5), "per_snapshot_ms_p99": pct(0.99),
             "per_snapshot_ms_max": pct(1.0),
+            "partition_slot_with_lists": first, "partition_slot_steady": steady,
             "peak_rss_mib": std::fs::read_to_string("/proc/self/status")
                 .unwrap_or_default()
                 .lines()

@@ -759,6 +759,7 @@ impl GuardianAdmin for AdminService {
                 future: p.future,
                 bytes_in_median: p.bytes_in.pct(0.5),
                 bytes_in_p95: p.bytes_in.pct(0.95),
+                history_buckets: p.bytes_in.held() as u32,
             })
             .collect();
         Ok(Response::new(pb::LoadPartitionsResponse {

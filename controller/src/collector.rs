@@ -7,10 +7,18 @@
 //! broker stale with the reason and never holds up the others. Per broker
 //! and per disk the collector keeps the last value and one-minute buckets
 //! over the last hour (median and p95 over the buckets); per partition the
-//! last value.
+//! last value and a compact ring of the same buckets.
 //!
-//! Not yet: persisting the windows (a new leader starts empty), and the
-//! broker's own Prometheus metrics.
+//! The windows outlive the leader: each completed bucket's broker and disk
+//! means are replicated (`RecordLoad`), and every completed slot of
+//! [`PARTITION_SLOT_BUCKETS`] buckets each broker's per-partition means
+//! (`RecordPartitionLoad`, ≈ 5 bytes per partition, the partition list only
+//! when it changed). A new leader seeds its windows from them, so it can
+//! answer and plan at once instead of after an hour; a partition's seeded
+//! buckets carry their slot's mean.
+//!
+//! Not yet: the broker's own Prometheus metrics that a snapshot may carry
+//! are shown by the reporter but not folded into the windows.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
@@ -21,8 +29,12 @@ use guardian_proto::pb;
 use guardian_proto::pb::reporter_client::ReporterClient;
 use tonic::transport::{Channel, Endpoint};
 
-use guardian_meta_store::registry::{LoadHistory, HISTORY_BUCKETS};
-use guardian_proto::domain::{BrokerLoadSample, Command, DiskLoadSample};
+use guardian_meta_store::registry::{
+    LoadHistory, PartitionHistory, HISTORY_BUCKETS, PARTITION_SLOT_BUCKETS,
+};
+use guardian_proto::domain::{
+    BrokerLoadSample, Command, DiskLoadSample, PartitionList, PartitionLoadSample, NO_SAMPLE,
+};
 
 use crate::config::CollectConfig;
 use crate::handle::Controller;
@@ -150,27 +162,64 @@ impl Default for PartWindow {
 }
 
 impl PartWindow {
-    pub fn push(&mut self, bucket: u64, v: f64) {
+    /// Moves the window's end to `bucket`, clearing the buckets skipped.
+    fn advance(&mut self, bucket: u64) {
         let n = HISTORY_BUCKETS;
-        if self.cur_n == 0 || bucket > self.last_bucket {
-            // Clear the slots of skipped buckets (at most a full ring).
-            let from = if self.cur_n == 0 {
-                bucket.saturating_sub(n - 1)
-            } else {
-                self.last_bucket + 1
-            };
-            for b in from.max(bucket.saturating_sub(n - 1))..bucket {
-                self.vals[(b % n) as usize] = f32::NAN;
-            }
-            self.last_bucket = bucket;
-            self.cur_sum = 0.0;
-            self.cur_n = 0;
-        } else if bucket < self.last_bucket {
+        if bucket <= self.last_bucket {
+            return;
+        }
+        for b in (self.last_bucket + 1).max(bucket.saturating_sub(n - 1))..bucket {
+            self.vals[(b % n) as usize] = f32::NAN;
+        }
+        self.last_bucket = bucket;
+        self.cur_sum = 0.0;
+        self.cur_n = 0;
+    }
+
+    /// Whether `bucket` is within the window.
+    fn holds(&self, bucket: u64) -> bool {
+        bucket <= self.last_bucket && bucket + HISTORY_BUCKETS > self.last_bucket
+    }
+
+    pub fn push(&mut self, bucket: u64, v: f64) {
+        if bucket < self.last_bucket {
             return; // late sample of an old bucket
         }
+        self.advance(bucket);
         self.cur_sum += v as f32;
         self.cur_n = self.cur_n.saturating_add(1);
-        self.vals[(bucket % n) as usize] = self.cur_sum / self.cur_n as f32;
+        self.vals[(bucket % HISTORY_BUCKETS) as usize] = self.cur_sum / self.cur_n as f32;
+    }
+
+    /// Buckets with a sample.
+    pub fn held(&self) -> usize {
+        self.vals.iter().filter(|v| !v.is_nan()).count()
+    }
+
+    /// The mean of the bucket means held in `buckets`.
+    pub fn mean_over(&self, buckets: std::ops::Range<u64>) -> Option<f64> {
+        let (mut sum, mut n) = (0.0f64, 0u32);
+        for b in buckets.filter(|&b| self.holds(b)) {
+            let v = self.vals[(b % HISTORY_BUCKETS) as usize];
+            if !v.is_nan() {
+                sum += v as f64;
+                n += 1;
+            }
+        }
+        (n > 0).then(|| sum / n as f64)
+    }
+
+    /// Fills `buckets` with a recorded mean where the window has no sample
+    /// of its own (a new leader seeding from the replicated history).
+    pub fn seed(&mut self, buckets: std::ops::Range<u64>, v: f64) {
+        for b in buckets {
+            self.advance(b);
+            let held = self.holds(b);
+            let slot = &mut self.vals[(b % HISTORY_BUCKETS) as usize];
+            if held && slot.is_nan() {
+                *slot = v as f32;
+            }
+        }
     }
 
     /// Percentile `p` (0..=1) of the bucket means held.
@@ -383,6 +432,7 @@ pub fn start(ctl: Controller, cfg: CollectConfig) -> Arc<Collector> {
         let mut was_leader = false;
         let bucket_ms = cfg.history_bucket_ms;
         let mut recorded = 0u64;
+        let mut recorded_slot = 0u64;
         loop {
             tick.tick().await;
             let leader = ctl.local_status().role == "leader";
@@ -400,7 +450,9 @@ pub fn start(ctl: Controller, cfg: CollectConfig) -> Arc<Collector> {
                 let st = ctl.state();
                 let mut load = me.state.write().unwrap_or_else(|p| p.into_inner());
                 seed(&mut load, &st.registry.load);
+                seed_partitions(&mut load, &st.registry.partition_load);
                 recorded = bucket.saturating_sub(1);
+                recorded_slot = (bucket / PARTITION_SLOT_BUCKETS).saturating_sub(1);
             }
             was_leader = true;
             let targets: Vec<(String, i32, String, Option<String>)> = {
@@ -467,6 +519,21 @@ pub fn start(ctl: Controller, cfg: CollectConfig) -> Arc<Collector> {
                     }
                 }
             }
+            // Per-partition means, one slot (several buckets) at a time.
+            let done_slot = (bucket / PARTITION_SLOT_BUCKETS).saturating_sub(1);
+            if done_slot > recorded_slot {
+                recorded_slot = done_slot;
+                let cmds = {
+                    let load = me.state.read().unwrap_or_else(|p| p.into_inner());
+                    partition_slot(&load, &ctl.state().registry.partition_load, done_slot)
+                };
+                for cmd in cmds {
+                    if let Err(e) = ctl.write(cmd).await {
+                        tracing::warn!(error = %e, "recording partition load history failed");
+                        break;
+                    }
+                }
+            }
         }
     });
     c
@@ -506,6 +573,107 @@ fn completed_bucket(st: &LoadState, bucket: u64) -> Vec<BrokerLoadSample> {
             })
         })
         .collect()
+}
+
+/// Partitions recorded per command (≈ 5 bytes each on the wire, so a
+/// command stays well under the 1 MiB AppendEntries cap).
+const PARTITIONS_PER_RECORD: usize = 100_000;
+
+/// Commands recording every collected broker's per-partition bytes-in means
+/// over `slot`. A broker's partition list goes along only when it differs
+/// from the one recorded. (Public for the ingestion benchmark.)
+pub fn partition_slot(
+    st: &LoadState,
+    recorded: &BTreeMap<(String, i32), PartitionHistory>,
+    slot: u64,
+) -> Vec<Command> {
+    let buckets = slot * PARTITION_SLOT_BUCKETS..(slot + 1) * PARTITION_SLOT_BUCKETS;
+    let (mut cmds, mut cur, mut n) = (Vec::new(), Vec::new(), 0);
+    for (key, b) in &st.brokers {
+        let bytes_in: Vec<u32> = b
+            .partitions
+            .iter()
+            .map(|p| {
+                p.bytes_in.mean_over(buckets.clone()).map_or(NO_SAMPLE, |v| {
+                    v.round().clamp(0.0, f64::from(NO_SAMPLE - 1)) as u32
+                })
+            })
+            .collect();
+        if bytes_in.iter().all(|&v| v == NO_SAMPLE) {
+            continue; // nothing collected in the slot
+        }
+        let list = partition_list(&b.partitions);
+        let same = recorded.get(key).is_some_and(|h| h.partitions == list);
+        n += bytes_in.len();
+        cur.push(PartitionLoadSample {
+            cluster: key.0.clone(),
+            broker_id: key.1,
+            partitions: (!same).then_some(list),
+            bytes_in,
+        });
+        if n >= PARTITIONS_PER_RECORD {
+            let brokers = std::mem::take(&mut cur);
+            cmds.push(Command::RecordPartitionLoad { slot, brokers });
+            n = 0;
+        }
+    }
+    if !cur.is_empty() {
+        cmds.push(Command::RecordPartitionLoad { slot, brokers: cur });
+    }
+    cmds
+}
+
+/// A broker's partitions as a list with interned topic names.
+fn partition_list(parts: &[PartitionLoad]) -> PartitionList {
+    let mut topics: HashMap<&str, u32> = HashMap::new();
+    let mut l = PartitionList::default();
+    for p in parts {
+        let next = topics.len() as u32;
+        let t = *topics.entry(p.topic.as_str()).or_insert_with(|| {
+            l.topics.push(p.topic.clone());
+            next
+        });
+        l.topic_index.push(t);
+        l.partition.push(p.partition);
+        l.future.push(p.future);
+    }
+    l
+}
+
+/// Seeds per-partition windows from the replicated slots: each slot's mean
+/// stands for each of its buckets.
+fn seed_partitions(st: &mut LoadState, history: &BTreeMap<(String, i32), PartitionHistory>) {
+    for (key, h) in history {
+        let b = st.brokers.entry(key.clone()).or_default();
+        let mut at: HashMap<(String, i32, bool), usize> = b
+            .partitions
+            .iter()
+            .enumerate()
+            .map(|(i, p)| ((p.topic.clone(), p.partition, p.future), i))
+            .collect();
+        for i in 0..h.partitions.len() {
+            let (topic, partition, future) = h.partitions.key(i);
+            let j = *at
+                .entry((topic.to_string(), partition, future))
+                .or_insert_with(|| {
+                    b.partitions.push(PartitionLoad {
+                        topic: topic.to_string(),
+                        partition,
+                        future,
+                        ..Default::default()
+                    });
+                    b.partitions.len() - 1
+                });
+            for (slot, vals) in &h.slots {
+                if vals[i] != NO_SAMPLE {
+                    let from = slot * PARTITION_SLOT_BUCKETS;
+                    b.partitions[j]
+                        .bytes_in
+                        .seed(from..from + PARTITION_SLOT_BUCKETS, f64::from(vals[i]));
+                }
+            }
+        }
+    }
 }
 
 /// Seeds the windows from the replicated history.
@@ -594,5 +762,96 @@ mod tests {
             .stale_reason(10_000, 1000)
             .unwrap()
             .contains("no snapshot"));
+    }
+
+    #[test]
+    fn partition_window_seeds_only_buckets_it_lacks() {
+        let mut w = PartWindow::default();
+        w.push(12, 100.0);
+        w.seed(10..15, 7.0); // 12 is its own; 13 and 14 move the end
+        assert_eq!(w.mean_over(10..12), Some(7.0));
+        assert_eq!(w.mean_over(12..13), Some(100.0));
+        assert_eq!(w.mean_over(10..15), Some((7.0 * 4.0 + 100.0) / 5.0));
+        assert_eq!(w.mean_over(20..25), None);
+        w.push(14, 1.0); // the current bucket's own sample replaces the seed
+        assert_eq!(w.mean_over(14..15), Some(1.0));
+    }
+
+    /// What a leader records per slot is what its successor seeds from.
+    #[test]
+    fn a_new_leader_seeds_partition_windows_from_recorded_slots() {
+        use guardian_meta_store::registry::Registry;
+        use guardian_proto::domain::{Broker, Cluster, LogDir, Request};
+        let part = |topic: &str, partition| PartitionLoad {
+            topic: topic.into(),
+            partition,
+            ..Default::default()
+        };
+        let mut old = LoadState::default();
+        let b = old.brokers.entry(("c".into(), 1)).or_default();
+        b.partitions = vec![part("a", 0), part("a", 1), part("b", 0)];
+        // 30 buckets: partition a-0 ramps, a-1 is steady, b-0 never sampled.
+        for bucket in 0..30u64 {
+            b.partitions[0].bytes_in.push(bucket, bucket as f64 * 10.0);
+            b.partitions[1].bytes_in.push(bucket, 500.0);
+        }
+        let mut reg = Registry::default();
+        let apply = |reg: &mut Registry, c: Command| {
+            let mut touched = Vec::new();
+            reg.apply(&Request::new(1, c), &mut touched)
+        };
+        apply(
+            &mut reg,
+            Command::AddCluster(Cluster {
+                id: 0,
+                name: "c".into(),
+                bootstrap_servers: vec!["k:9092".into()],
+                idc: "dc1".into(),
+                kafka_cluster_id: None,
+                created_at_ms: 0,
+            }),
+        );
+        apply(
+            &mut reg,
+            Command::AddBroker(Broker {
+                cluster: "c".into(),
+                broker_id: 1,
+                host: "b1".into(),
+                rack: "r1".into(),
+                idc: String::new(),
+                reporter_endpoint: "b1:9300".into(),
+                log_dirs: vec![LogDir {
+                    path: "/data/1".into(),
+                    capacity_bytes: 1 << 40,
+                }],
+                nic_bytes_per_sec: 0,
+                cpu_cores: 8,
+                pool: None,
+                registered_at_ms: 0,
+            }),
+        );
+        assert!(reg.brokers.contains_key(&("c".to_string(), 1)));
+        for slot in 0..6 {
+            for cmd in partition_slot(&old, &reg.partition_load, slot) {
+                if let Command::RecordPartitionLoad { brokers, .. } = &cmd {
+                    // The list goes along the first time only.
+                    assert_eq!(brokers[0].partitions.is_some(), slot == 0);
+                }
+                apply(&mut reg, cmd);
+            }
+        }
+        let mut new = LoadState::default();
+        seed_partitions(&mut new, &reg.partition_load);
+        let (o, n) = (&old.brokers[&("c".into(), 1)], &new.brokers[&("c".into(), 1)]);
+        assert_eq!(n.partitions.len(), 3);
+        assert_eq!(n.partitions[1].bytes_in.pct(0.5), 500.0);
+        assert_eq!(n.partitions[2].bytes_in.pct(0.5), 0.0);
+        // a-0: slot means (20, 70, …, 270) stand for each of their buckets.
+        for s in 0..6u64 {
+            let want = o.partitions[0].bytes_in.mean_over(s * 5..s * 5 + 5).unwrap();
+            assert_eq!(n.partitions[0].bytes_in.mean_over(s * 5..s * 5 + 5), Some(want));
+        }
+        let (op, np) = (o.partitions[0].bytes_in.pct(0.5), n.partitions[0].bytes_in.pct(0.5));
+        assert!((op - np).abs() <= 20.0, "median {op} vs seeded {np}");
     }
 }

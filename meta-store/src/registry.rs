@@ -7,7 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use guardian_proto::domain::{
-    Broker, Cluster, Command, IdKind, KafkaUuid, PlacementPolicy, Request, Tenant,
+    Broker, Cluster, Command, IdKind, KafkaUuid, PartitionList, PartitionLoadSample,
+    PlacementPolicy, Request, Tenant, NO_SAMPLE,
 };
 use guardian_proto::remote_log::PartitionKey;
 
@@ -36,6 +37,8 @@ pub enum Key {
     RlHighest(PartitionKey, i32),
     /// A broker's load history (cluster, broker id).
     Load(String, i32),
+    /// A broker's per-partition load history (cluster, broker id).
+    PartitionLoad(String, i32),
 }
 
 /// Buckets of load history kept per series (an hour of one-minute buckets).
@@ -59,6 +62,57 @@ pub struct LoadHistory {
     pub bytes_in: Series,
     pub cpu_ppm: Series,
     pub disks: BTreeMap<String, DiskHistory>,
+}
+
+/// Buckets per slot of per-partition history: partitions are recorded at a
+/// coarser grain than brokers and disks (a federation has millions).
+pub const PARTITION_SLOT_BUCKETS: u64 = 5;
+
+/// Slots of per-partition history kept (the same hour).
+pub const PARTITION_SLOTS: u64 = HISTORY_BUCKETS / PARTITION_SLOT_BUCKETS;
+
+/// A broker's per-partition bytes-in history: its partition list and, per
+/// slot, one mean per partition in list order ([`NO_SAMPLE`] where none).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartitionHistory {
+    pub partitions: PartitionList,
+    /// (slot, means), oldest first, at most [`PARTITION_SLOTS`].
+    pub slots: Vec<(u64, Vec<u32>)>,
+}
+
+impl PartitionHistory {
+    /// Records one slot. A new partition list re-orders the held slots by
+    /// partition identity (partitions that left are forgotten, new ones
+    /// have no sample). `false` if the values do not match the recorded
+    /// list's length (a sample without a list, for a list not recorded).
+    fn record(&mut self, slot: u64, s: &PartitionLoadSample) -> bool {
+        if let Some(list) = &s.partitions {
+            if *list != self.partitions {
+                let old: std::collections::HashMap<(&str, i32, bool), usize> = (0..self
+                    .partitions
+                    .len())
+                    .map(|i| (self.partitions.key(i), i))
+                    .collect();
+                let map: Vec<Option<usize>> = (0..list.len())
+                    .map(|i| old.get(&list.key(i)).copied())
+                    .collect();
+                for (_, vals) in &mut self.slots {
+                    *vals = map
+                        .iter()
+                        .map(|o| o.map_or(NO_SAMPLE, |j| vals[j]))
+                        .collect();
+                }
+                self.partitions = list.clone();
+            }
+        }
+        if s.bytes_in.len() != self.partitions.len() {
+            return false;
+        }
+        self.slots.retain(|(x, _)| *x != slot && x + PARTITION_SLOTS > slot);
+        let at = self.slots.partition_point(|(x, _)| *x < slot);
+        self.slots.insert(at, (slot, s.bytes_in.clone()));
+        true
+    }
 }
 
 fn record(series: &mut Series, bucket: u64, value: u64) {
@@ -85,6 +139,8 @@ pub struct Registry {
     pub remote_log: RemoteLogState,
     /// Per broker: the last hour of collected load, bucket by bucket.
     pub load: BTreeMap<(String, i32), LoadHistory>,
+    /// Per broker: the last hour of per-partition bytes in, slot by slot.
+    pub partition_load: BTreeMap<(String, i32), PartitionHistory>,
 }
 
 fn not_found(what: impl Into<String>) -> CommandResponse {
@@ -151,6 +207,21 @@ impl Registry {
                     }
                     h.disks.retain(|_, d| !d.write.is_empty());
                     touched.push(Key::Load(key.0, key.1));
+                }
+                CommandResponse::Done
+            }
+            Command::RecordPartitionLoad { slot, brokers } => {
+                for s in brokers {
+                    let key = (s.cluster.clone(), s.broker_id);
+                    if !self.brokers.contains_key(&key) {
+                        continue; // removed meanwhile
+                    }
+                    let h = self.partition_load.entry(key.clone()).or_default();
+                    if h.record(*slot, s) {
+                        touched.push(Key::PartitionLoad(key.0, key.1));
+                    } else if h.slots.is_empty() {
+                        self.partition_load.remove(&key);
+                    }
                 }
                 CommandResponse::Done
             }
@@ -327,6 +398,9 @@ impl Registry {
         self.brokers.remove(&key);
         if self.load.remove(&key).is_some() {
             touched.push(Key::Load(key.0.clone(), key.1));
+        }
+        if self.partition_load.remove(&key).is_some() {
+            touched.push(Key::PartitionLoad(key.0.clone(), key.1));
         }
         touched.push(Key::Broker(key.0, key.1));
         CommandResponse::Done
@@ -720,5 +794,119 @@ mod tests {
         );
         assert!(r.load.is_empty());
         assert!(touched.contains(&Key::Load("a".into(), 1)));
+    }
+
+    #[test]
+    fn partition_history_keeps_twelve_slots_follows_the_list_and_reloads() {
+        use guardian_proto::domain::{PartitionList, PartitionLoadSample};
+        let mut r = Registry::default();
+        apply(&mut r, cluster("a"));
+        apply(&mut r, broker("a", 1));
+        let list = |parts: &[(&str, i32)]| {
+            let mut topics: Vec<String> = parts.iter().map(|p| p.0.to_string()).collect();
+            topics.dedup();
+            PartitionList {
+                topic_index: parts
+                    .iter()
+                    .map(|p| topics.iter().position(|t| t == p.0).unwrap() as u32)
+                    .collect(),
+                topics,
+                partition: parts.iter().map(|p| p.1).collect(),
+                future: vec![false; parts.len()],
+            }
+        };
+        let mut kv = std::collections::BTreeMap::new();
+        let mut record = |r: &mut Registry, slot, partitions, bytes_in: Vec<u32>| {
+            let cmd = Command::RecordPartitionLoad {
+                slot,
+                brokers: vec![PartitionLoadSample {
+                    cluster: "a".into(),
+                    broker_id: 1,
+                    partitions,
+                    bytes_in,
+                }],
+            };
+            let mut touched = Vec::new();
+            assert_eq!(r.apply(&req(1, cmd), &mut touched), CommandResponse::Done);
+            for k in touched {
+                match crate::state_keys::value_bytes(r, &k) {
+                    Some(v) => kv.insert(crate::state_keys::key_bytes(&k), v),
+                    None => kv.remove(&crate::state_keys::key_bytes(&k)),
+                };
+            }
+        };
+        let key = ("a".to_string(), 1);
+        // No list recorded yet: a sample without one is not applied.
+        record(&mut r, 0, None, vec![1, 2]);
+        assert!(!r.partition_load.contains_key(&key));
+        record(&mut r, 0, Some(list(&[("t", 0), ("t", 1)])), vec![10, 20]);
+        for slot in 1..15u64 {
+            record(&mut r, slot, None, vec![10 + slot as u32, NO_SAMPLE]);
+        }
+        let h = &r.partition_load[&key];
+        assert_eq!(h.slots.len(), 12);
+        assert_eq!(h.slots[0], (3, vec![13, NO_SAMPLE]));
+        // t-1 leaves, u-0 arrives: held slots follow the partitions.
+        record(&mut r, 15, Some(list(&[("u", 0), ("t", 0)])), vec![7, 25]);
+        let h = &r.partition_load[&key];
+        assert_eq!(h.slots[0], (4, vec![NO_SAMPLE, 14]));
+        assert_eq!(h.slots.last(), Some(&(15, vec![7, 25])));
+        // Wrong length without a list: not applied, nothing changes.
+        let before = h.clone();
+        record(&mut r, 16, None, vec![1]);
+        assert_eq!(r.partition_load[&key], before);
+        // A late slot is slotted in order.
+        record(&mut r, 5, None, vec![1, 1]);
+        assert_eq!(r.partition_load[&key].slots[1], (5, vec![1, 1]));
+        let mut back = Registry::default();
+        for (k, v) in &kv {
+            crate::state_keys::load_kv(&mut back, k, v).unwrap();
+        }
+        assert_eq!(back.partition_load, r.partition_load);
+        let mut touched = Vec::new();
+        r.apply(
+            &req(
+                2,
+                Command::RemoveBroker {
+                    cluster: "a".into(),
+                    broker_id: 1,
+                },
+            ),
+            &mut touched,
+        );
+        assert!(r.partition_load.is_empty());
+        assert!(touched.contains(&Key::PartitionLoad("a".into(), 1)));
+    }
+
+    #[test]
+    fn partition_load_validation_names_the_field() {
+        use guardian_proto::domain::{PartitionList, PartitionLoadSample};
+        let cmd = |partitions: PartitionList, bytes_in: Vec<u32>| Command::RecordPartitionLoad {
+            slot: 1,
+            brokers: vec![PartitionLoadSample {
+                cluster: "a".into(),
+                broker_id: 1,
+                partitions: Some(partitions),
+                bytes_in,
+            }],
+        };
+        let l = PartitionList {
+            topics: vec!["t".into()],
+            topic_index: vec![0, 1],
+            partition: vec![0, 1],
+            future: vec![false, false],
+        };
+        assert_eq!(
+            cmd(l.clone(), vec![1, 2]).validate().unwrap_err().field,
+            "brokers[0].partitions.topic_index[1]"
+        );
+        let l = PartitionList {
+            topic_index: vec![0, 0],
+            ..l
+        };
+        assert_eq!(
+            cmd(l, vec![1]).validate().unwrap_err().field,
+            "brokers[0].bytes_in"
+        );
     }
 }

@@ -15,6 +15,7 @@
 //! | `i\0`| uuid (16)                                 | `pb::IssuedIds` (kind only) |
 //! | `n\0`| —                                         | next cluster id (u64) |
 //! | `l\0`| cluster name, `\0`, broker id (biased u32)| `pb::BrokerLoadHistory` |
+//! | `q\0`| cluster name, `\0`, broker id (biased u32)| `pb::PartitionLoadHistory` |
 //! | `rp` | topic id (16), partition (u32)            | `pb::RemotePartitionRecord` |
 //! | `rs` | topic id, partition, segment id (16)      | `pb::RemoteLogSegment` |
 //! | `ro` | topic id, partition, epoch (u32), epoch start offset (u64) | segment id |
@@ -30,7 +31,14 @@ use guardian_proto::pb;
 use guardian_proto::remote_log::PartitionKey;
 use prost::Message;
 
-use crate::registry::{DiskHistory, Key, LoadHistory, Registry, Series};
+use crate::registry::{DiskHistory, Key, LoadHistory, PartitionHistory, Registry, Series};
+
+fn put_broker(out: &mut Vec<u8>, tag: &[u8; 2], cluster: &str, id: i32) {
+    out.extend_from_slice(tag);
+    out.extend_from_slice(cluster.as_bytes());
+    out.push(0);
+    out.extend_from_slice(&((id as i64 - i32::MIN as i64) as u32).to_be_bytes());
+}
 
 fn put_partition(out: &mut Vec<u8>, tag: &[u8; 2], p: &PartitionKey) {
     out.extend_from_slice(tag);
@@ -46,18 +54,9 @@ pub fn key_bytes(k: &Key) -> Vec<u8> {
             out.extend_from_slice(b"c\0");
             out.extend_from_slice(n.as_bytes());
         }
-        Key::Load(c, id) => {
-            out.extend_from_slice(b"l\0");
-            out.extend_from_slice(c.as_bytes());
-            out.push(0);
-            out.extend_from_slice(&((*id as i64 - i32::MIN as i64) as u32).to_be_bytes());
-        }
-        Key::Broker(c, id) => {
-            out.extend_from_slice(b"b\0");
-            out.extend_from_slice(c.as_bytes());
-            out.push(0);
-            out.extend_from_slice(&((*id as i64 - i32::MIN as i64) as u32).to_be_bytes());
-        }
+        Key::Load(c, id) => put_broker(&mut out, b"l\0", c, *id),
+        Key::PartitionLoad(c, id) => put_broker(&mut out, b"q\0", c, *id),
+        Key::Broker(c, id) => put_broker(&mut out, b"b\0", c, *id),
         Key::Tenant(n) => {
             out.extend_from_slice(b"t\0");
             out.extend_from_slice(n.as_bytes());
@@ -128,6 +127,22 @@ pub fn value_bytes(r: &Registry, k: &Key) -> Option<Vec<u8>> {
             .load
             .get(&(c.clone(), *id))
             .map(|h| load_to_pb(c, *id, h).encode_to_vec()),
+        Key::PartitionLoad(c, id) => r.partition_load.get(&(c.clone(), *id)).map(|h| {
+            pb::PartitionLoadHistory {
+                cluster: c.clone(),
+                broker_id: *id,
+                partitions: Some(h.partitions.clone().into()),
+                slots: h
+                    .slots
+                    .iter()
+                    .map(|(slot, v)| pb::PartitionLoadSlot {
+                        slot: *slot,
+                        bytes_in: v.clone(),
+                    })
+                    .collect(),
+            }
+            .encode_to_vec()
+        }),
         Key::RlPartition(p) => rl.partitions.get(p).map(|p| {
             pb::RemotePartitionRecord {
                 topic: p.topic.clone(),
@@ -238,6 +253,26 @@ pub fn load_kv(r: &mut Registry, k: &[u8], v: &[u8]) -> Result<(), String> {
             let h: pb::BrokerLoadHistory = decode(v).map_err(bad)?;
             r.load
                 .insert((h.cluster.clone(), h.broker_id), load_from_pb(h));
+        }
+        b"q\0" => {
+            let h: pb::PartitionLoadHistory = decode(v).map_err(bad)?;
+            let partitions: guardian_proto::domain::PartitionList =
+                h.partitions.unwrap_or_default().into();
+            let slots = h
+                .slots
+                .into_iter()
+                .map(|s| (s.slot, s.bytes_in))
+                .collect::<Vec<_>>();
+            partitions
+                .validate("partitions")
+                .map_err(|e| bad(e.to_string()))?;
+            if slots.iter().any(|(_, v)| v.len() != partitions.len()) {
+                return Err(bad("a slot's length differs from the partition list".into()));
+            }
+            r.partition_load.insert(
+                (h.cluster, h.broker_id),
+                PartitionHistory { partitions, slots },
+            );
         }
         b"rp" => {
             let key = rest.partition().map_err(bad)?;

@@ -449,6 +449,77 @@ pub enum Command {
         bucket: u64,
         brokers: Vec<BrokerLoadSample>,
     },
+    /// One completed slot of per-partition bytes-in means (leader → all).
+    RecordPartitionLoad {
+        slot: u64,
+        brokers: Vec<PartitionLoadSample>,
+    },
+}
+
+/// `bytes_in` of a partition without a sample in the slot.
+pub const NO_SAMPLE: u32 = u32::MAX;
+
+/// A broker's partitions as its reporter lists them: parallel arrays, topic
+/// names interned.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionList {
+    pub topics: Vec<String>,
+    pub topic_index: Vec<u32>,
+    pub partition: Vec<i32>,
+    pub future: Vec<bool>,
+}
+
+impl PartitionList {
+    pub fn len(&self) -> usize {
+        self.partition.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.partition.is_empty()
+    }
+
+    /// (topic, partition, future) of entry `i` (a checked list).
+    pub fn key(&self, i: usize) -> (&str, i32, bool) {
+        (
+            self.topics[self.topic_index[i] as usize].as_str(),
+            self.partition[i],
+            self.future[i],
+        )
+    }
+
+    /// Checks the arrays' lengths and topic indexes; errors name `field`.
+    pub fn validate(&self, field: &str) -> Valid {
+        let n = self.partition.len();
+        if self.topic_index.len() != n || self.future.len() != n {
+            return Err(InvalidField::new(
+                format!("{field}.topic_index"),
+                "topic_index, partition and future must have the same length",
+            ));
+        }
+        if let Some(i) = self
+            .topic_index
+            .iter()
+            .position(|&t| t as usize >= self.topics.len())
+        {
+            return Err(InvalidField::new(
+                format!("{field}.topic_index[{i}]"),
+                "no such topic in the list",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One broker's per-partition bytes-in means over a history slot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionLoadSample {
+    pub cluster: String,
+    pub broker_id: i32,
+    /// The broker's partitions, when they differ from the recorded list.
+    pub partitions: Option<PartitionList>,
+    /// Mean bytes in per second of each partition, in list order;
+    /// [`NO_SAMPLE`] where the slot has none.
+    pub bytes_in: Vec<u32>,
 }
 
 /// One disk's means over a load bucket.
@@ -568,6 +639,23 @@ impl Command {
                 }
                 Ok(())
             }
+            Command::RecordPartitionLoad { brokers, .. } => {
+                if brokers.is_empty() {
+                    return Err(InvalidField::new("brokers", "must not be empty"));
+                }
+                for (i, b) in brokers.iter().enumerate() {
+                    if let Some(l) = &b.partitions {
+                        l.validate(&format!("brokers[{i}].partitions"))?;
+                        if l.len() != b.bytes_in.len() {
+                            return Err(InvalidField::new(
+                                format!("brokers[{i}].bytes_in"),
+                                format!("{} values for {} partitions", b.bytes_in.len(), l.len()),
+                            ));
+                        }
+                    }
+                }
+                Ok(())
+            }
             Command::AllocateIds { ids, .. } => {
                 if ids.is_empty() || ids.len() > MAX_IDS_PER_CALL as usize {
                     return Err(InvalidField::new(
@@ -599,6 +687,7 @@ impl Command {
             Command::TrackPartitions { .. } => "track_partitions",
             Command::UntrackPartitions { .. } => "untrack_partitions",
             Command::RecordLoad { .. } => "record_load",
+            Command::RecordPartitionLoad { .. } => "record_partition_load",
         }
     }
 
@@ -615,6 +704,15 @@ impl Command {
                 .iter()
                 .map(|b| {
                     48 + b.cluster.len() + b.disks.iter().map(|d| 32 + d.path.len()).sum::<usize>()
+                })
+                .sum(),
+            Command::RecordPartitionLoad { brokers, .. } => brokers
+                .iter()
+                .map(|b| {
+                    let list = b.partitions.as_ref().map_or(0, |l| {
+                        8 * l.len() + l.topics.iter().map(|t| t.len() + 2).sum::<usize>()
+                    });
+                    32 + b.cluster.len() + 5 * b.bytes_in.len() + list
                 })
                 .sum(),
             _ => 256,

@@ -29,18 +29,90 @@ fn log_dir(root: &Path, id: i32, parts: i32) -> PathBuf {
         let pd = d.join(format!("t-{p}"));
         std::fs::create_dir_all(&pd).unwrap();
         let mut f = std::fs::File::create(pd.join("00000000000000000000.log")).unwrap();
-        // One v2 batch of 10 records: base 0, last offset delta 9.
-        let mut b = Vec::new();
-        b.extend_from_slice(&0i64.to_be_bytes());
-        b.extend_from_slice(&100i32.to_be_bytes());
-        b.extend_from_slice(&0i32.to_be_bytes());
-        b.push(2);
-        b.extend_from_slice(&[0; 6]);
-        b.extend_from_slice(&9i32.to_be_bytes());
-        b.resize(112, 0x61);
-        f.write_all(&b).unwrap();
+        f.write_all(&batch(0)).unwrap();
     }
     d
+}
+
+/// One 112-byte v2 record batch of 10 records from offset `base`.
+fn batch(base: i64) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(&base.to_be_bytes());
+    b.extend_from_slice(&100i32.to_be_bytes());
+    b.extend_from_slice(&0i32.to_be_bytes());
+    b.push(2);
+    b.extend_from_slice(&[0; 6]);
+    b.extend_from_slice(&9i32.to_be_bytes());
+    b.resize(112, 0x61);
+    b
+}
+
+/// Appends a batch to `log` every 100 ms (≈ 1,120 bytes/s) until stopped.
+struct Producer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Producer {
+    fn start(log: PathBuf) -> Producer {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut f = std::fs::OpenOptions::new().append(true).open(log).unwrap();
+            let mut base = 10;
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                f.write_all(&batch(base)).unwrap();
+                base += 10;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        Producer {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// `guardian load partitions --cluster k1 -o json`: broker 1's `t-0`.
+fn partition_t0_of_broker_1(endpoints: &str) -> Value {
+    let (code, out, err) = cli(&[
+        "--endpoints",
+        endpoints,
+        "load",
+        "partitions",
+        "--cluster",
+        "k1",
+        "--top",
+        "100",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let parts: Vec<Value> = serde_json::from_str(&out).unwrap();
+    parts
+        .into_iter()
+        .find(|p| p["broker_id"] == 1 && p["topic"] == "t" && p["partition"] == 0)
+        .unwrap_or_else(|| panic!("no t-0 on broker 1 in {out}"))
 }
 
 struct Reporter {
@@ -167,6 +239,13 @@ async fn t70_load_survives_reporter_and_leader_kills() {
         .unwrap();
     assert_eq!(b2["partitions"], 4);
     assert!(b2["capacity_bytes"].as_u64().unwrap() > 0);
+    // Broker 1's t-0 takes writes; its per-partition history is recorded
+    // every slot of 5 buckets (2 s here).
+    let mut producer = Producer::start(
+        root.path()
+            .join("broker-1/t-0/00000000000000000000.log"),
+    );
+    let produced_from = now_ms();
 
     // A dead reporter marks only its broker stale, with the reason.
     reporters[1].kill();
@@ -210,12 +289,17 @@ async fn t70_load_survives_reporter_and_leader_kills() {
         },
     )
     .await;
+    // A whole slot with writes has been recorded: then the writes stop, so
+    // whatever the next leader knows of them comes from the recorded slots.
+    let slot_ms = 5 * 400;
+    let recorded_by = (produced_from / slot_ms + 2) * slot_ms + 600;
+    tokio::time::sleep(Duration::from_millis(recorded_by.saturating_sub(now_ms()))).await;
+    producer.stop();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let t0 = partition_t0_of_broker_1(&eps);
+    assert!(t0["bytes_in_p95"].as_f64().unwrap() > 0.0, "{t0}");
     let leader = c.wait_leader(Duration::from_secs(10)).await;
-    let killed_at_bucket = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-        / 400;
+    let killed_at_bucket = now_ms() / 400;
     c.kill(leader);
     let survivors: Vec<String> = c
         .nodes
@@ -237,6 +321,19 @@ async fn t70_load_survives_reporter_and_leader_kills() {
     assert!(
         first < killed_at_bucket && buckets >= 3,
         "the new leader holds history from before the kill: first bucket {first}, killed at {killed_at_bucket}, {buckets} buckets"
+    );
+    // …and per-partition history: t-0's writes, which stopped before the
+    // kill, from more buckets than the new leader has collected itself.
+    let t0 = partition_t0_of_broker_1(&eps2);
+    let own_buckets = now_ms() / 400 - killed_at_bucket + 1;
+    let p95 = t0["bytes_in_p95"].as_f64().unwrap();
+    assert!(
+        p95 > 100.0 && p95 < 20_000.0,
+        "the recorded writes (≈1,120 B/s) show in the new leader's p95: {t0}"
+    );
+    assert!(
+        t0["history_buckets"].as_u64().unwrap() > own_buckets,
+        "seeded buckets: {t0}, own buckets at most {own_buckets}"
     );
 
     // Top-N queries and errors.

@@ -154,6 +154,7 @@ pub async fn run(c: &Ctx, cmd: LoadCmd) -> Result<(), CliError> {
                         "log_dir": p.log_dir, "size_bytes": p.size_bytes,
                         "bytes_in_per_sec": p.bytes_in_per_sec, "future": p.future,
                         "bytes_in_median": p.bytes_in_median, "bytes_in_p95": p.bytes_in_p95,
+                        "history_buckets": p.history_buckets,
                     })
                 })
                 .collect();
@@ -164,6 +165,8 @@ pub async fn run(c: &Ctx, cmd: LoadCmd) -> Result<(), CliError> {
                     "LOG DIR",
                     "SIZE",
                     "BYTES IN/S",
+                    "P50 (1H)",
+                    "P95 (1H)",
                     "MOVING",
                 ]);
                 for p in &r.partitions {
@@ -173,6 +176,8 @@ pub async fn run(c: &Ctx, cmd: LoadCmd) -> Result<(), CliError> {
                         p.log_dir.clone(),
                         p.size_bytes.to_string(),
                         format!("{:.0}", p.bytes_in_per_sec),
+                        format!("{:.0}", p.bytes_in_median),
+                        format!("{:.0}", p.bytes_in_p95),
                         if p.future { "yes" } else { "" }.to_string(),
                     ]);
                 }

@@ -245,6 +245,20 @@ impl From<domain::Request> for pb::Request {
                     })
                     .collect(),
             }),
+            Command::RecordPartitionLoad { slot, brokers } => {
+                PbCmd::RecordPartitionLoad(pb::RecordPartitionLoadCmd {
+                    slot,
+                    brokers: brokers
+                        .into_iter()
+                        .map(|b| pb::PartitionLoadSample {
+                            cluster: b.cluster,
+                            broker_id: b.broker_id,
+                            partitions: b.partitions.map(Into::into),
+                            bytes_in: b.bytes_in,
+                        })
+                        .collect(),
+                })
+            }
         };
         pb::Request {
             now_ms: r.now_ms,
@@ -327,6 +341,19 @@ impl TryFrom<pb::Request> for domain::Request {
                     })
                     .collect(),
             },
+            PbCmd::RecordPartitionLoad(c) => Command::RecordPartitionLoad {
+                slot: c.slot,
+                brokers: c
+                    .brokers
+                    .into_iter()
+                    .map(|b| domain::PartitionLoadSample {
+                        cluster: b.cluster,
+                        broker_id: b.broker_id,
+                        partitions: b.partitions.map(Into::into),
+                        bytes_in: b.bytes_in,
+                    })
+                    .collect(),
+            },
             PbCmd::UntrackPartitions(c) => Command::UntrackPartitions {
                 broker_id: c.broker_id,
                 partitions: rl::list_from_pb(c.partitions, "partitions", |p, f| {
@@ -396,5 +423,27 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(err.field(), "request.command");
+    }
+}
+
+impl From<domain::PartitionList> for pb::PartitionList {
+    fn from(l: domain::PartitionList) -> Self {
+        pb::PartitionList {
+            topics: l.topics,
+            topic_index: l.topic_index,
+            partition: l.partition,
+            future: l.future,
+        }
+    }
+}
+
+impl From<pb::PartitionList> for domain::PartitionList {
+    fn from(l: pb::PartitionList) -> Self {
+        domain::PartitionList {
+            topics: l.topics,
+            topic_index: l.topic_index,
+            partition: l.partition,
+            future: l.future,
+        }
     }
 }
