@@ -16,7 +16,7 @@
 
 use std::time::Instant;
 
-use guardian_controller::collector::{accept, partition_slot, LoadState};
+use guardian_controller::collector::{accept, partition_slot, recorded_lists, LoadState};
 use guardian_meta_store::registry::Registry;
 use guardian_meta_store::state_keys::value_bytes;
 use guardian_proto::domain::{self, Command};
@@ -63,7 +63,7 @@ fn registry(brokers: usize) -> Registry {
 /// bytes, store-encode ms).
 fn record_slot(state: &LoadState, reg: &mut Registry) -> serde_json::Value {
     let t = Instant::now();
-    let cmds = partition_slot(state, &reg.partition_load, 0);
+    let cmds = partition_slot(state, &recorded_lists(&reg.partition_load), 0);
     let build_ms = t.elapsed().as_secs_f64() * 1e3;
     let reqs: Vec<domain::Request> = cmds
         .into_iter()

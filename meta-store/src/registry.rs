@@ -37,8 +37,10 @@ pub enum Key {
     RlHighest(PartitionKey, i32),
     /// A broker's load history (cluster, broker id).
     Load(String, i32),
-    /// A broker's per-partition load history (cluster, broker id).
-    PartitionLoad(String, i32),
+    /// A broker's partition list for its per-partition history.
+    PartitionList(String, i32),
+    /// One slot of a broker's per-partition history (cluster, broker, slot).
+    PartitionSlot(String, i32, u64),
 }
 
 /// Buckets of load history kept per series (an hour of one-minute buckets).
@@ -76,42 +78,75 @@ pub const PARTITION_SLOTS: u64 = HISTORY_BUCKETS / PARTITION_SLOT_BUCKETS;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PartitionHistory {
     pub partitions: PartitionList,
+    /// `partitions.fingerprint()`, kept with it.
+    pub fingerprint: u64,
     /// (slot, means), oldest first, at most [`PARTITION_SLOTS`].
     pub slots: Vec<(u64, Vec<u32>)>,
 }
 
 impl PartitionHistory {
-    /// Records one slot. A new partition list re-orders the held slots by
-    /// partition identity (partitions that left are forgotten, new ones
-    /// have no sample). `false` if the values do not match the recorded
-    /// list's length (a sample without a list, for a list not recorded).
-    fn record(&mut self, slot: u64, s: &PartitionLoadSample) -> bool {
-        if let Some(list) = &s.partitions {
-            if *list != self.partitions {
-                let old: std::collections::HashMap<(&str, i32, bool), usize> = (0..self
-                    .partitions
-                    .len())
-                    .map(|i| (self.partitions.key(i), i))
-                    .collect();
-                let map: Vec<Option<usize>> = (0..list.len())
-                    .map(|i| old.get(&list.key(i)).copied())
-                    .collect();
-                for (_, vals) in &mut self.slots {
-                    *vals = map
-                        .iter()
-                        .map(|o| o.map_or(NO_SAMPLE, |j| vals[j]))
-                        .collect();
-                }
-                self.partitions = list.clone();
-            }
-        }
-        if s.bytes_in.len() != self.partitions.len() {
+    /// Records one slot of broker `key`. A new partition list re-orders the
+    /// held slots by partition identity (partitions that left are
+    /// forgotten, new ones have no sample). `false` if the values do not
+    /// match the recorded list's length (a sample without a list, for a
+    /// list not recorded): nothing changes then.
+    fn record(
+        &mut self,
+        key: &(String, i32),
+        slot: u64,
+        s: &PartitionLoadSample,
+        touched: &mut Vec<Key>,
+    ) -> bool {
+        let len = s.partitions.as_ref().unwrap_or(&self.partitions).len();
+        if s.bytes_in.len() != len {
             return false;
         }
-        self.slots.retain(|(x, _)| *x != slot && x + PARTITION_SLOTS > slot);
-        let at = self.slots.partition_point(|(x, _)| *x < slot);
-        self.slots.insert(at, (slot, s.bytes_in.clone()));
+        let slot_key = |x: u64| Key::PartitionSlot(key.0.clone(), key.1, x);
+        if let Some(list) = s.partitions.as_ref().filter(|l| **l != self.partitions) {
+            let old: std::collections::HashMap<(&str, i32, bool), usize> =
+                (0..self.partitions.len())
+                    .map(|i| (self.partitions.key(i), i))
+                    .collect();
+            let map: Vec<Option<usize>> = (0..list.len())
+                .map(|i| old.get(&list.key(i)).copied())
+                .collect();
+            for (x, vals) in &mut self.slots {
+                *vals = map
+                    .iter()
+                    .map(|o| o.map_or(NO_SAMPLE, |j| vals[j]))
+                    .collect();
+                touched.push(slot_key(*x));
+            }
+            self.partitions = list.clone();
+            self.fingerprint = list.fingerprint();
+            touched.push(Key::PartitionList(key.0.clone(), key.1));
+        }
+        // The hour ends at the newest slot: older slots go, and a late
+        // slot older than that is not kept.
+        let newest = self.slots.last().map_or(slot, |l| l.0.max(slot));
+        for (x, _) in self
+            .slots
+            .iter()
+            .filter(|(x, _)| x + PARTITION_SLOTS <= newest)
+        {
+            touched.push(slot_key(*x));
+        }
+        self.slots
+            .retain(|(x, _)| *x != slot && x + PARTITION_SLOTS > newest);
+        if slot + PARTITION_SLOTS > newest {
+            let at = self.slots.partition_point(|(x, _)| *x < slot);
+            self.slots.insert(at, (slot, s.bytes_in.clone()));
+            touched.push(slot_key(slot));
+        }
         true
+    }
+
+    /// Every stored key of broker `key`'s history.
+    fn keys(&self, key: &(String, i32), out: &mut Vec<Key>) {
+        out.push(Key::PartitionList(key.0.clone(), key.1));
+        for (x, _) in &self.slots {
+            out.push(Key::PartitionSlot(key.0.clone(), key.1, *x));
+        }
     }
 }
 
@@ -217,9 +252,7 @@ impl Registry {
                         continue; // removed meanwhile
                     }
                     let h = self.partition_load.entry(key.clone()).or_default();
-                    if h.record(*slot, s) {
-                        touched.push(Key::PartitionLoad(key.0, key.1));
-                    } else if h.slots.is_empty() {
+                    if !h.record(&key, *slot, s, touched) && h.slots.is_empty() {
                         self.partition_load.remove(&key);
                     }
                 }
@@ -399,8 +432,8 @@ impl Registry {
         if self.load.remove(&key).is_some() {
             touched.push(Key::Load(key.0.clone(), key.1));
         }
-        if self.partition_load.remove(&key).is_some() {
-            touched.push(Key::PartitionLoad(key.0.clone(), key.1));
+        if let Some(h) = self.partition_load.remove(&key) {
+            h.keys(&key, touched);
         }
         touched.push(Key::Broker(key.0, key.1));
         CommandResponse::Done
@@ -815,7 +848,16 @@ mod tests {
                 future: vec![false; parts.len()],
             }
         };
-        let mut kv = std::collections::BTreeMap::new();
+        type Kv = std::collections::BTreeMap<Vec<u8>, Vec<u8>>;
+        let mut kv = Kv::new();
+        fn store(r: &Registry, touched: Vec<Key>, kv: &mut Kv) {
+            for k in touched {
+                match crate::state_keys::value_bytes(r, &k) {
+                    Some(v) => kv.insert(crate::state_keys::key_bytes(&k), v),
+                    None => kv.remove(&crate::state_keys::key_bytes(&k)),
+                };
+            }
+        }
         let mut record = |r: &mut Registry, slot, partitions, bytes_in: Vec<u32>| {
             let cmd = Command::RecordPartitionLoad {
                 slot,
@@ -828,12 +870,7 @@ mod tests {
             };
             let mut touched = Vec::new();
             assert_eq!(r.apply(&req(1, cmd), &mut touched), CommandResponse::Done);
-            for k in touched {
-                match crate::state_keys::value_bytes(r, &k) {
-                    Some(v) => kv.insert(crate::state_keys::key_bytes(&k), v),
-                    None => kv.remove(&crate::state_keys::key_bytes(&k)),
-                };
-            }
+            store(r, touched, &mut kv);
         };
         let key = ("a".to_string(), 1);
         // No list recorded yet: a sample without one is not applied.
@@ -855,9 +892,14 @@ mod tests {
         let before = h.clone();
         record(&mut r, 16, None, vec![1]);
         assert_eq!(r.partition_load[&key], before);
-        // A late slot is slotted in order.
+        // A late slot is slotted in order; one older than the hour is not.
         record(&mut r, 5, None, vec![1, 1]);
         assert_eq!(r.partition_load[&key].slots[1], (5, vec![1, 1]));
+        record(&mut r, 3, None, vec![1, 1]);
+        assert_eq!(r.partition_load[&key].slots[0].0, 4);
+        assert_eq!(r.partition_load[&key].slots.len(), 12);
+        // Stored: the list and one key per slot held.
+        assert_eq!(kv.keys().filter(|k| k.starts_with(b"q")).count(), 13);
         let mut back = Registry::default();
         for (k, v) in &kv {
             crate::state_keys::load_kv(&mut back, k, v).unwrap();
@@ -875,7 +917,8 @@ mod tests {
             &mut touched,
         );
         assert!(r.partition_load.is_empty());
-        assert!(touched.contains(&Key::PartitionLoad("a".into(), 1)));
+        store(&r, touched, &mut kv);
+        assert!(!kv.keys().any(|k| k.starts_with(b"q")));
     }
 
     #[test]

@@ -15,7 +15,8 @@
 //! | `i\0`| uuid (16)                                 | `pb::IssuedIds` (kind only) |
 //! | `n\0`| —                                         | next cluster id (u64) |
 //! | `l\0`| cluster name, `\0`, broker id (biased u32)| `pb::BrokerLoadHistory` |
-//! | `q\0`| cluster name, `\0`, broker id (biased u32)| `pb::PartitionLoadHistory` |
+//! | `q\0`| cluster name, `\0`, broker id (biased u32)| `pb::PartitionLoadHistory` (the list, no slots) |
+//! | `q\0`| cluster name, `\0`, broker id, slot (u64)  | `pb::PartitionLoadSlot` |
 //! | `rp` | topic id (16), partition (u32)            | `pb::RemotePartitionRecord` |
 //! | `rs` | topic id, partition, segment id (16)      | `pb::RemoteLogSegment` |
 //! | `ro` | topic id, partition, epoch (u32), epoch start offset (u64) | segment id |
@@ -55,7 +56,11 @@ pub fn key_bytes(k: &Key) -> Vec<u8> {
             out.extend_from_slice(n.as_bytes());
         }
         Key::Load(c, id) => put_broker(&mut out, b"l\0", c, *id),
-        Key::PartitionLoad(c, id) => put_broker(&mut out, b"q\0", c, *id),
+        Key::PartitionList(c, id) => put_broker(&mut out, b"q\0", c, *id),
+        Key::PartitionSlot(c, id, slot) => {
+            put_broker(&mut out, b"q\0", c, *id);
+            out.extend_from_slice(&slot.to_be_bytes());
+        }
         Key::Broker(c, id) => put_broker(&mut out, b"b\0", c, *id),
         Key::Tenant(n) => {
             out.extend_from_slice(b"t\0");
@@ -127,22 +132,26 @@ pub fn value_bytes(r: &Registry, k: &Key) -> Option<Vec<u8>> {
             .load
             .get(&(c.clone(), *id))
             .map(|h| load_to_pb(c, *id, h).encode_to_vec()),
-        Key::PartitionLoad(c, id) => r.partition_load.get(&(c.clone(), *id)).map(|h| {
+        Key::PartitionList(c, id) => r.partition_load.get(&(c.clone(), *id)).map(|h| {
             pb::PartitionLoadHistory {
                 cluster: c.clone(),
                 broker_id: *id,
                 partitions: Some(h.partitions.clone().into()),
-                slots: h
-                    .slots
-                    .iter()
-                    .map(|(slot, v)| pb::PartitionLoadSlot {
-                        slot: *slot,
-                        bytes_in: v.clone(),
-                    })
-                    .collect(),
+                slots: vec![],
             }
             .encode_to_vec()
         }),
+        Key::PartitionSlot(c, id, slot) => {
+            let h = r.partition_load.get(&(c.clone(), *id))?;
+            let i = h.slots.binary_search_by_key(slot, |s| s.0).ok()?;
+            Some(
+                pb::PartitionLoadSlot {
+                    slot: *slot,
+                    bytes_in: h.slots[i].1.clone(),
+                }
+                .encode_to_vec(),
+            )
+        }
         Key::RlPartition(p) => rl.partitions.get(p).map(|p| {
             pb::RemotePartitionRecord {
                 topic: p.topic.clone(),
@@ -187,6 +196,14 @@ fn decode<M: Message + Default>(bytes: &[u8]) -> Result<M, String> {
 /// Reads fixed-size fields off a key.
 struct KeyReader<'a>(&'a [u8]);
 
+/// Whether a `q\0` key (after the tag) names a slot: cluster, `\0`, broker
+/// id (4) and slot (8); a list key ends after the broker id.
+fn is_slot_key(k: &[u8]) -> bool {
+    k.iter()
+        .position(|&b| b == 0)
+        .is_some_and(|nul| k.len() - nul - 1 == 12)
+}
+
 impl KeyReader<'_> {
     fn take<const N: usize>(&mut self) -> Result<[u8; N], String> {
         if self.0.len() < N {
@@ -207,6 +224,20 @@ impl KeyReader<'_> {
     }
     fn u64(&mut self) -> Result<i64, String> {
         Ok(u64::from_be_bytes(self.take()?) as i64)
+    }
+    /// A cluster name up to its `\0`, then a biased broker id.
+    fn cluster_broker(&mut self) -> Result<(String, i32), String> {
+        let nul = self
+            .0
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or("no cluster end")?;
+        let cluster = std::str::from_utf8(&self.0[..nul])
+            .map_err(|e| e.to_string())?
+            .to_string();
+        self.0 = &self.0[nul + 1..];
+        let id = (u32::from_be_bytes(self.take()?) as i64 + i32::MIN as i64) as i32;
+        Ok((cluster, id))
     }
     fn uuid(&mut self) -> Result<KafkaUuid, String> {
         Ok(KafkaUuid(self.take()?))
@@ -254,24 +285,34 @@ pub fn load_kv(r: &mut Registry, k: &[u8], v: &[u8]) -> Result<(), String> {
             r.load
                 .insert((h.cluster.clone(), h.broker_id), load_from_pb(h));
         }
+        b"q\0" if is_slot_key(&k[2..]) => {
+            let (cluster, id) = rest.cluster_broker().map_err(bad)?;
+            let s: pb::PartitionLoadSlot = decode(v).map_err(bad)?;
+            let h = r
+                .partition_load
+                .get_mut(&(cluster, id))
+                .ok_or_else(|| bad("a slot without its partition list".into()))?;
+            if s.bytes_in.len() != h.partitions.len() {
+                return Err(bad(
+                    "the slot's length differs from the partition list".into()
+                ));
+            }
+            h.slots.push((s.slot, s.bytes_in));
+        }
         b"q\0" => {
             let h: pb::PartitionLoadHistory = decode(v).map_err(bad)?;
             let partitions: guardian_proto::domain::PartitionList =
                 h.partitions.unwrap_or_default().into();
-            let slots = h
-                .slots
-                .into_iter()
-                .map(|s| (s.slot, s.bytes_in))
-                .collect::<Vec<_>>();
             partitions
                 .validate("partitions")
                 .map_err(|e| bad(e.to_string()))?;
-            if slots.iter().any(|(_, v)| v.len() != partitions.len()) {
-                return Err(bad("a slot's length differs from the partition list".into()));
-            }
             r.partition_load.insert(
                 (h.cluster, h.broker_id),
-                PartitionHistory { partitions, slots },
+                PartitionHistory {
+                    fingerprint: partitions.fingerprint(),
+                    partitions,
+                    slots: vec![],
+                },
             );
         }
         b"rp" => {

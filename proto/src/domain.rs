@@ -487,6 +487,13 @@ impl PartitionList {
         )
     }
 
+    /// A stable 64-bit fingerprint of the partitions in order (FNV-1a; the
+    /// same on every node and release), to tell whether a list changed
+    /// without holding both lists.
+    pub fn fingerprint(&self) -> u64 {
+        fingerprint((0..self.len()).map(|i| self.key(i)))
+    }
+
     /// Checks the arrays' lengths and topic indexes; errors name `field`.
     pub fn validate(&self, field: &str) -> Valid {
         let n = self.partition.len();
@@ -508,6 +515,24 @@ impl PartitionList {
         }
         Ok(())
     }
+}
+
+/// [`PartitionList::fingerprint`] of (topic, partition, future) keys.
+pub fn fingerprint<'a>(keys: impl Iterator<Item = (&'a str, i32, bool)>) -> u64 {
+    const PRIME: u64 = 0x0100_0000_01b3;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(PRIME);
+        }
+    };
+    for (topic, partition, future) in keys {
+        eat(topic.as_bytes());
+        eat(&[0xff]);
+        eat(&partition.to_be_bytes());
+        eat(&[u8::from(future)]);
+    }
+    h
 }
 
 /// One broker's per-partition bytes-in means over a history slot.

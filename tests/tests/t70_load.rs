@@ -241,10 +241,7 @@ async fn t70_load_survives_reporter_and_leader_kills() {
     assert!(b2["capacity_bytes"].as_u64().unwrap() > 0);
     // Broker 1's t-0 takes writes; its per-partition history is recorded
     // every slot of 5 buckets (2 s here).
-    let mut producer = Producer::start(
-        root.path()
-            .join("broker-1/t-0/00000000000000000000.log"),
-    );
+    let mut producer = Producer::start(root.path().join("broker-1/t-0/00000000000000000000.log"));
     let produced_from = now_ms();
 
     // A dead reporter marks only its broker stale, with the reason.

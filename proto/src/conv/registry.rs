@@ -385,6 +385,28 @@ impl domain::Request {
     }
 }
 
+impl From<domain::PartitionList> for pb::PartitionList {
+    fn from(l: domain::PartitionList) -> Self {
+        pb::PartitionList {
+            topics: l.topics,
+            topic_index: l.topic_index,
+            partition: l.partition,
+            future: l.future,
+        }
+    }
+}
+
+impl From<pb::PartitionList> for domain::PartitionList {
+    fn from(l: pb::PartitionList) -> Self {
+        domain::PartitionList {
+            topics: l.topics,
+            topic_index: l.topic_index,
+            partition: l.partition,
+            future: l.future,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,27 +445,5 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(err.field(), "request.command");
-    }
-}
-
-impl From<domain::PartitionList> for pb::PartitionList {
-    fn from(l: domain::PartitionList) -> Self {
-        pb::PartitionList {
-            topics: l.topics,
-            topic_index: l.topic_index,
-            partition: l.partition,
-            future: l.future,
-        }
-    }
-}
-
-impl From<pb::PartitionList> for domain::PartitionList {
-    fn from(l: pb::PartitionList) -> Self {
-        domain::PartitionList {
-            topics: l.topics,
-            topic_index: l.topic_index,
-            partition: l.partition,
-            future: l.future,
-        }
     }
 }
