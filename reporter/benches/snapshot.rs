@@ -8,8 +8,9 @@
 //! listing every partition), starts the release `guardian-reporter` on them,
 //! and calls `GetSnapshot` repeatedly, appending to 10 % of the partitions
 //! between calls. Reports the server-side build time (first call: full
-//! scans; later: incremental), the call latency, the encoded size, and the
-//! reporter process's RSS and peak RSS.
+//! scans; later: incremental; log dirs are scanned in parallel), the
+//! reporter's CPU time per call (all threads), the call latency, the encoded
+//! size, and the reporter process's RSS and peak RSS.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -51,6 +52,20 @@ fn status_kb(pid: u32, field: &str) -> u64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// utime + stime of `pid` in ms (clock ticks of 10 ms).
+fn cpu_ms(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the `(comm)`: state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')').map_or("", |r| r.1);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    f.iter().sum::<u64>() as f64 * 10.0
 }
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
@@ -134,6 +149,7 @@ async fn main() -> anyhow::Result<()> {
         .max_decoding_message_size(256 << 20);
 
     let (mut build_ms, mut call_ms) = (Vec::new(), Vec::new());
+    let mut cpu_after_first = 0.0;
     let (mut first_build, mut bytes, mut warnings) = (0.0, 0, 0);
     for i in 0..calls {
         if i > 0 {
@@ -151,6 +167,7 @@ async fn main() -> anyhow::Result<()> {
         let n = s.partitions.as_ref().map_or(0, |p| p.partition.len());
         assert_eq!(n, partitions, "every partition reported");
         if i == 0 {
+            cpu_after_first = cpu_ms(pid);
             first_build = s.build_ms;
             bytes = s.encoded_len();
             warnings = s.warnings.len();
@@ -159,6 +176,7 @@ async fn main() -> anyhow::Result<()> {
             call_ms.push(ms);
         }
     }
+    let cpu_per_call = (cpu_ms(pid) - cpu_after_first) / (calls.max(2) - 1) as f64;
     let rss = status_kb(pid, "VmRSS:");
     let hwm = status_kb(pid, "VmHWM:");
     let _ = child.kill();
@@ -170,6 +188,7 @@ async fn main() -> anyhow::Result<()> {
             "first_build_ms": first_build,
             "build_ms_p50": pct(&mut build_ms.clone(), 0.5), "build_ms_p99": pct(&mut build_ms, 0.99),
             "call_ms_p50": pct(&mut call_ms.clone(), 0.5), "call_ms_p99": pct(&mut call_ms, 0.99),
+            "reporter_cpu_ms_per_call": cpu_per_call,
             "snapshot_bytes": bytes, "bytes_per_partition": bytes as f64 / partitions as f64,
             "reporter_rss_mib": rss as f64 / 1024.0, "reporter_peak_rss_mib": hwm as f64 / 1024.0,
             "warnings": warnings,

@@ -130,8 +130,8 @@ impl Sampler {
         let mut table = pb::PartitionTable::default();
         let mut topic_ix: HashMap<String, u32> = HashMap::new();
         let mut disks_now = HashMap::new();
-        for (di, dir) in self.dirs.iter().enumerate() {
-            let scan = kafka::scan_log_dir(dir, &mut self.caches[di]);
+        let scans = scan_all(&self.dirs, &mut self.caches);
+        for (di, (dir, scan)) in self.dirs.iter().zip(scans).enumerate() {
             warnings.extend(scan.warnings);
             snap.pending_deletions.extend(scan.pending_deletions);
             if let Some(id) = scan.meta.broker_id {
@@ -331,5 +331,45 @@ pub fn snapshot_json(s: &pb::BrokerSnapshot) -> Value {
             })).collect::<Vec<_>>(),
         })),
         "warnings": s.warnings,
+    })
+}
+
+/// Scans every log dir, in parallel over at most as many threads as there
+/// are cores (each thread takes a contiguous share of the dirs): a broker's
+/// disks are independent, and most of a scan is kernel path lookups.
+fn scan_all(dirs: &[PathBuf], caches: &mut [ScanCache]) -> Vec<kafka::LogDirScan> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(dirs.len());
+    if threads <= 1 {
+        return (dirs.iter().zip(caches.iter_mut()))
+            .map(|(d, c)| kafka::scan_log_dir(d, c))
+            .collect();
+    }
+    let per = dirs.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (dirs.chunks(per).zip(caches.chunks_mut(per)))
+            .map(|(ds, cs)| {
+                s.spawn(move || {
+                    (ds.iter().zip(cs.iter_mut()))
+                        .map(|(d, c)| kafka::scan_log_dir(d, c))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .zip(dirs.chunks(per))
+            .flat_map(|(h, ds)| {
+                h.join().unwrap_or_else(|_| {
+                    ds.iter()
+                        .map(|d| kafka::LogDirScan {
+                            warnings: vec![format!("{}: scan failed (panicked)", d.display())],
+                            ..Default::default()
+                        })
+                        .collect()
+                })
+            })
+            .collect()
     })
 }
