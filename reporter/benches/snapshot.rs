@@ -7,7 +7,8 @@
 //! active one with 20 record batches and a preallocated index, checkpoints
 //! listing every partition), starts the release `guardian-reporter` on them,
 //! and calls `GetSnapshot` repeatedly, appending to 10 % of the partitions
-//! between calls. Reports the server-side build time (first call: full
+//! and rewriting each dir's high-watermark checkpoint (as Kafka does every
+//! 5 s: a .tmp file renamed over it) between calls. Reports the server-side build time (first call: full
 //! scans; later: incremental; log dirs are scanned in parallel), the
 //! reporter's CPU time per call (all threads), the call latency, the encoded
 //! size, and the reporter process's RSS and peak RSS.
@@ -156,6 +157,21 @@ async fn main() -> anyhow::Result<()> {
             // 10 % of the partitions got 2 more batches since the last call.
             for (pd, end) in ends.iter_mut().step_by(10) {
                 *end = batches(&pd.join(format!("{:020}.log", 2000)), *end, 2);
+            }
+            // Kafka rewrites the high-watermark checkpoint every 5 s, by
+            // writing a .tmp file and renaming it over the old one.
+            for (di, d) in dirs.iter().enumerate() {
+                let mut ck = String::new();
+                let mut n = 0;
+                for (pd, end) in ends.iter().skip(di).step_by(4) {
+                    let name = pd.file_name().unwrap_or_default().to_string_lossy();
+                    let (topic, part) = name.rsplit_once('-').unwrap_or_default();
+                    ck.push_str(&format!("{topic} {part} {end}\n"));
+                    n += 1;
+                }
+                let tmp = d.join("replication-offset-checkpoint.tmp");
+                std::fs::write(&tmp, format!("0\n{n}\n{ck}"))?;
+                std::fs::rename(&tmp, d.join("replication-offset-checkpoint"))?;
             }
         }
         let t = Instant::now();

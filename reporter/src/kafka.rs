@@ -18,6 +18,7 @@
 //! end of the file; the scan position is cached so the next sample reads only
 //! what was appended.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -72,7 +73,8 @@ pub struct ScanPos {
 /// What is remembered of a partition dir between samples.
 #[derive(Debug, Clone, Default)]
 pub struct PartCache {
-    dir_mtime: Option<(i64, i64)>,
+    /// The dir's mtime at the last listing, if it can be trusted then.
+    dir_mtime: Option<Mtime>,
     /// (base offset, size) of every segment as of the last listing; the
     /// active (last) one's size is refreshed every sample.
     segments: Vec<(i64, u64)>,
@@ -84,9 +86,57 @@ pub struct PartCache {
     last_sample: Option<(u64, i64)>,
 }
 
-/// One log dir's partition dirs by name, kept between samples. Entries of
-/// dirs that are gone are dropped by [`scan_log_dir`].
-pub type ScanCache = HashMap<String, PartCache>;
+/// A modification time in nanoseconds since the epoch.
+type Mtime = i128;
+
+/// One entry of a log dir, as listed. (Nearly every entry is a partition:
+/// the other variants being small is not worth a box per partition.)
+#[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
+enum Entry {
+    Partition {
+        name: String,
+        topic: String,
+        partition: i32,
+        future: bool,
+        /// `topic partition`, as checkpoint lines name it.
+        ckpt_key: String,
+        cache: PartCache,
+    },
+    Delete(String),
+    Stray(String),
+    Foreign(String),
+}
+
+/// A log dir's listing, kept between samples. Every sample reads the
+/// directory again (Kafka rewrites its checkpoint files in place by rename,
+/// so the dir's mtime changes every few seconds), but while the
+/// subdirectories come back in the same order with the same names, which
+/// is compared without allocating, the parsed entries are reused as they are.
+#[derive(Debug, Clone, Default)]
+pub struct ScanCache {
+    /// Subdirectory names in `getdents` order.
+    dirents: Vec<Box<[u8]>>,
+    /// The parsed entries, sorted by name.
+    entries: Vec<Entry>,
+}
+
+/// A partition dir's cached listing is trusted only if the dir's mtime is
+/// older than the listing by more than this: a change made in the same
+/// timestamp tick as an earlier one, after the listing, would not move the
+/// mtime.
+const RACY_NS: Mtime = 1_000_000_000;
+
+fn now_ns() -> Mtime {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as Mtime)
+}
+
+/// `mtime`, if it is old enough at `listed_at` to vouch for the listing.
+fn trusted(mtime: Option<Mtime>, listed_at: Mtime) -> Option<Mtime> {
+    mtime.filter(|m| m + RACY_NS < listed_at)
+}
 
 fn parse_properties(text: &str) -> HashMap<String, String> {
     text.lines()
@@ -135,16 +185,28 @@ pub fn read_meta(dir: &Path, warnings: &mut Vec<String>) -> MetaProperties {
 /// Reads an offset checkpoint file: (topic, partition) → offset. A missing
 /// file is empty; a malformed one is a warning (valid lines before the
 /// damage are kept).
-pub fn read_checkpoint(path: &Path, warnings: &mut Vec<String>) -> HashMap<(String, i32), i64> {
-    let mut out = HashMap::new();
-    let text = match std::fs::read_to_string(path) {
+pub fn read_checkpoint(path: &Path, warnings: &mut Vec<String>) -> String {
+    match std::fs::read_to_string(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => {
             warnings.push(format!("{}: {e}", path.display()));
-            return out;
+            String::new()
         }
-    };
+    }
+}
+
+/// Offsets by `topic partition` (keys borrowed from `text` when written the
+/// way Kafka writes them).
+pub type Offsets<'a> = HashMap<Cow<'a, str>, i64>;
+
+/// Parses a checkpoint file's text (see [`read_checkpoint`]); an empty text
+/// is a missing file.
+pub fn parse_checkpoint<'a>(text: &'a str, path: &Path, warnings: &mut Vec<String>) -> Offsets<'a> {
+    let mut out = HashMap::new();
+    if text.is_empty() {
+        return out;
+    }
     let mut lines = text.lines();
     let bad = |what: &str| format!("{}: {what}", path.display());
     match lines.next().map(str::trim) {
@@ -158,19 +220,31 @@ pub fn read_checkpoint(path: &Path, warnings: &mut Vec<String>) -> HashMap<(Stri
         warnings.push(bad("missing or bad entry count"));
         return out;
     };
+    out.reserve(count.min(1 << 20));
     for (i, line) in lines.enumerate() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        match f.as_slice() {
-            [t, p, o] => match (p.parse::<i32>(), o.parse::<i64>()) {
-                (Ok(p), Ok(o)) => {
-                    out.insert((t.to_string(), p), o);
+        let mut f = line.split_whitespace();
+        match (f.next(), f.next(), f.next(), f.next()) {
+            (Some(t), Some(p), Some(o), None) => match (p.parse::<i32>(), o.parse::<i64>()) {
+                (Ok(pn), Ok(o)) => {
+                    // Kafka writes `topic partition offset` with single spaces.
+                    let key = match line.rsplit_once(' ') {
+                        Some((k, _))
+                            if k.len() == t.len() + 1 + p.len()
+                                && k.starts_with(t)
+                                && pn.to_string() == p =>
+                        {
+                            Cow::Borrowed(k)
+                        }
+                        _ => Cow::Owned(format!("{t} {pn}")),
+                    };
+                    out.insert(key, o);
                 }
                 _ => {
                     warnings.push(bad(&format!("line {}: {line:?}", i + 3)));
                     return out;
                 }
             },
-            [] => {}
+            (None, ..) => {}
             _ => {
                 warnings.push(bad(&format!("line {}: {line:?}", i + 3)));
                 return out;
@@ -312,45 +386,51 @@ fn list_segments(dir: &Path, warnings: &mut Vec<String>) -> Vec<(i64, u64)> {
 
 /// (size, mtime) of `rel` under the open log dir: `fstatat` walks only the
 /// relative path (absolute-path lookups were the largest kernel cost).
-fn stat_at(log_dir: &File, rel: &str) -> Option<(u64, (i64, i64))> {
+fn stat_at(log_dir: &File, rel: &str) -> Option<(u64, Mtime)> {
     let st = nix::sys::stat::fstatat(log_dir, rel, nix::fcntl::AtFlags::empty()).ok()?;
-    Some((st.st_size as u64, (st.st_mtime, st.st_mtime_nsec)))
+    Some((st.st_size as u64, mtime_ns(st.st_mtime, st.st_mtime_nsec)))
+}
+
+fn mtime_ns(sec: i64, nsec: i64) -> Mtime {
+    sec as Mtime * 1_000_000_000 + nsec as Mtime
 }
 
 /// Reads one partition directory. While the directory itself is unchanged
 /// (same mtime: no segment rolled, deleted or renamed), only the active
 /// segment is looked at, and only the bytes appended since the last sample.
+/// (A dir modified within [`RACY_NS`] of its listing is listed again.)
 #[allow(clippy::too_many_arguments)]
 fn read_partition(
     log_dir: &File,
     name: &str,
     dir: &Path,
-    topic: String,
+    topic: &str,
     partition: i32,
     future: bool,
+    ckpt_key: &str,
     ckpt: &Checkpoints,
     c: &mut PartCache,
     warnings: &mut Vec<String>,
 ) -> PartitionDir {
     let mtime = stat_at(log_dir, name).map(|s| s.1);
     if mtime.is_none() || c.dir_mtime != mtime {
+        let listed_at = now_ns();
         let mut w = Vec::new();
         c.segments = list_segments(dir, &mut w);
         c.topic_id = read_topic_id(dir, &mut w);
         c.warnings = w;
-        c.dir_mtime = mtime;
+        c.dir_mtime = trusted(mtime, listed_at);
     } else if let Some(last) = c.segments.last_mut() {
         if let Some((size, _)) = stat_at(log_dir, &format!("{name}/{:020}.log", last.0)) {
             last.1 = size;
         }
     }
     warnings.extend(c.warnings.iter().cloned());
-    let key = (topic.clone(), partition);
     let first_base = c.segments.first().map_or(0, |s| s.0);
     let log_start_offset = if future {
         first_base
     } else {
-        ckpt.log_start.get(&key).copied().unwrap_or(first_base)
+        ckpt.log_start.get(ckpt_key).copied().unwrap_or(first_base)
     };
     let log_end_offset = match c.segments.last() {
         None => log_start_offset,
@@ -396,31 +476,130 @@ fn read_partition(
         high_watermark: if future {
             -1
         } else {
-            ckpt.hw.get(&key).copied().unwrap_or(-1)
+            ckpt.hw.get(ckpt_key).copied().unwrap_or(-1)
         },
-        recovery_point: ckpt.recovery.get(&key).copied().unwrap_or(-1),
+        recovery_point: ckpt.recovery.get(ckpt_key).copied().unwrap_or(-1),
         path: dir.to_path_buf(),
-        topic,
+        topic: topic.to_string(),
         partition,
         future,
     }
 }
 
-struct Checkpoints {
-    hw: HashMap<(String, i32), i64>,
-    recovery: HashMap<(String, i32), i64>,
-    log_start: HashMap<(String, i32), i64>,
+struct Checkpoints<'a> {
+    hw: Offsets<'a>,
+    recovery: Offsets<'a>,
+    log_start: Offsets<'a>,
 }
 
-/// Scans one log dir.
+/// Parses a log dir's subdirectory names into entries sorted by name, each
+/// partition dir's cache carried over from `old` by name.
+fn parse_listing(names: &[Box<[u8]>], old: Vec<Entry>) -> Vec<Entry> {
+    let mut caches: HashMap<String, PartCache> = old
+        .into_iter()
+        .filter_map(|e| match e {
+            Entry::Partition { name, cache, .. } => Some((name, cache)),
+            _ => None,
+        })
+        .collect();
+    let mut names: Vec<String> = names
+        .iter()
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .collect();
+    names.sort_unstable();
+    // What is left in `caches` afterwards is gone (moved, deleted).
+    names
+        .into_iter()
+        .map(|name| match parse_dir_name(&name) {
+            Some((_, _, "delete")) => Entry::Delete(name),
+            Some((_, _, "stray")) => Entry::Stray(name),
+            Some((topic, partition, suffix)) => Entry::Partition {
+                cache: caches.remove(&name).unwrap_or_default(),
+                ckpt_key: format!("{topic} {partition}"),
+                name,
+                topic,
+                partition,
+                future: suffix == "future",
+            },
+            None => Entry::Foreign(name),
+        })
+        .collect()
+}
+
+/// Reads the log dir's subdirectories; reparses them only if they are not
+/// exactly the cached ones, in the same order.
+fn refresh_listing(dir_file: &File, cache: &mut ScanCache) -> nix::Result<()> {
+    use nix::dir::{Dir, Type};
+    use nix::fcntl::OFlag;
+    use nix::sys::stat::SFlag;
+    let mut d = Dir::openat(
+        dir_file,
+        ".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    let mut same = 0usize; // leading names equal to the cache's
+    let mut fresh: Option<Vec<Box<[u8]>>> = None;
+    for ent in d.iter() {
+        let ent = ent?;
+        let name = ent.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        let is_dir = match ent.file_type() {
+            Some(t) => t == Type::Directory,
+            None => {
+                nix::sys::stat::fstatat(dir_file, ent.file_name(), nix::fcntl::AtFlags::empty())
+                    .is_ok_and(|st| {
+                        let t = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+                        t == SFlag::S_IFDIR
+                    })
+            }
+        };
+        if !is_dir {
+            continue;
+        }
+        match &mut fresh {
+            None if cache.dirents.get(same).is_some_and(|n| **n == *name) => same += 1,
+            None => {
+                let mut v = cache.dirents[..same].to_vec();
+                v.push(name.into());
+                fresh = Some(v);
+            }
+            Some(v) => v.push(name.into()),
+        }
+    }
+    if fresh.is_none() && same < cache.dirents.len() {
+        fresh = Some(cache.dirents[..same].to_vec());
+    }
+    if let Some(names) = fresh {
+        cache.entries = parse_listing(&names, std::mem::take(&mut cache.entries));
+        cache.dirents = names;
+    }
+    Ok(())
+}
+
+/// Scans one log dir. The parsed listing is reused while the subdirectories
+/// are unchanged; each partition dir costs two `fstatat`s while unchanged
+/// (the dir, then the active segment), and only appended bytes are read.
 pub fn scan_log_dir(dir: &Path, cache: &mut ScanCache) -> LogDirScan {
     let mut out = LogDirScan::default();
     let w = &mut out.warnings;
     out.meta = read_meta(dir, w);
+    let texts = [
+        "replication-offset-checkpoint",
+        "recovery-point-offset-checkpoint",
+        "log-start-offset-checkpoint",
+    ]
+    .map(|f| {
+        let p = dir.join(f);
+        let t = read_checkpoint(&p, w);
+        (p, t)
+    });
     let ckpt = Checkpoints {
-        hw: read_checkpoint(&dir.join("replication-offset-checkpoint"), w),
-        recovery: read_checkpoint(&dir.join("recovery-point-offset-checkpoint"), w),
-        log_start: read_checkpoint(&dir.join("log-start-offset-checkpoint"), w),
+        hw: parse_checkpoint(&texts[0].1, &texts[0].0, w),
+        recovery: parse_checkpoint(&texts[1].1, &texts[1].0, w),
+        log_start: parse_checkpoint(&texts[2].1, &texts[2].0, w),
     };
     let dir_file = match File::open(dir) {
         Ok(f) => f,
@@ -429,51 +608,48 @@ pub fn scan_log_dir(dir: &Path, cache: &mut ScanCache) -> LogDirScan {
             return out;
         }
     };
-    let mut old = std::mem::take(cache);
-    let rd = match std::fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) => {
-            out.warnings.push(format!("{}: {e}", dir.display()));
-            return out;
-        }
-    };
-    let mut entries: Vec<_> = rd.flatten().collect();
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        if !e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            continue;
-        }
-        let name = e.file_name().to_string_lossy().into_owned();
-        match parse_dir_name(&name) {
-            Some((_, _, "delete")) => out
+    if let Err(e) = refresh_listing(&dir_file, cache) {
+        *cache = ScanCache::default();
+        out.warnings.push(format!("{}: {e}", dir.display()));
+        return out;
+    }
+    for e in &mut cache.entries {
+        match e {
+            Entry::Delete(name) => out
                 .pending_deletions
                 .push(format!("{}/{name}", dir.display())),
-            Some((_, _, "stray")) => out.warnings.push(format!(
+            Entry::Stray(name) => out.warnings.push(format!(
                 "{}: stray log (not assigned here)",
-                e.path().display()
+                dir.join(name).display()
             )),
-            Some((topic, partition, suffix)) => {
-                let mut c = old.remove(&name).unwrap_or_default();
+            Entry::Foreign(name) => out.warnings.push(format!(
+                "{}: not a partition directory",
+                dir.join(name).display()
+            )),
+            Entry::Partition {
+                name,
+                topic,
+                partition,
+                future,
+                ckpt_key,
+                cache,
+            } => {
                 let p = read_partition(
                     &dir_file,
-                    &name,
-                    &e.path(),
+                    name,
+                    &dir.join(&*name),
                     topic,
-                    partition,
-                    suffix == "future",
+                    *partition,
+                    *future,
+                    ckpt_key,
                     &ckpt,
-                    &mut c,
+                    cache,
                     &mut out.warnings,
                 );
-                cache.insert(name, c);
                 out.partitions.push(p);
             }
-            None => out
-                .warnings
-                .push(format!("{}: not a partition directory", e.path().display())),
         }
     }
-    // What is left in `old` is gone (moved, deleted): forgotten.
     out
 }
 
@@ -508,17 +684,27 @@ mod tests {
         let p = d.path().join("cp");
         std::fs::write(&p, "0\n2\na 0 10\nb-c 3 7\n").unwrap();
         let mut w = Vec::new();
-        let m = read_checkpoint(&p, &mut w);
-        assert_eq!(m[&("b-c".to_string(), 3)], 7);
+        let read = |p: &Path, w: &mut Vec<String>| {
+            let text = read_checkpoint(p, w);
+            parse_checkpoint(&text, p, w)
+                .into_iter()
+                .map(|(k, v)| (k.into_owned(), v))
+                .collect::<HashMap<String, i64>>()
+        };
+        let m = read(&p, &mut w);
+        assert_eq!(m["b-c 3"], 7);
         assert!(w.is_empty());
+        // Extra spaces and leading zeros: the same key.
+        std::fs::write(&p, "0\n1\nx  007\t5\n").unwrap();
+        assert_eq!(read(&p, &mut w)["x 7"], 5);
         std::fs::write(&p, "0\n3\na 0 10\nb 1").unwrap();
-        let m = read_checkpoint(&p, &mut w);
+        let m = read(&p, &mut w);
         assert_eq!(m.len(), 1);
         assert_eq!(w.len(), 1, "{w:?}");
         std::fs::write(&p, "\u{0}\u{1}garbage").unwrap();
-        read_checkpoint(&p, &mut w);
+        read(&p, &mut w);
         assert_eq!(w.len(), 2);
-        assert!(read_checkpoint(&d.path().join("missing"), &mut w).is_empty());
+        assert!(read(&d.path().join("missing"), &mut w).is_empty());
         assert_eq!(w.len(), 2, "a missing checkpoint is not a warning");
     }
 
@@ -535,5 +721,38 @@ mod tests {
         assert_eq!(m.broker_id, Some(4));
         assert_eq!(m.cluster_id.as_deref(), Some("abc"));
         assert!(w.is_empty());
+    }
+
+    #[test]
+    fn listing_follows_created_removed_and_renamed_partition_dirs() {
+        let d = tempfile::tempdir().unwrap();
+        let mk = |n: &str| std::fs::create_dir(d.path().join(n)).unwrap();
+        mk("t-0");
+        mk("t-1");
+        std::fs::write(d.path().join("not-a-dir-0"), b"x").unwrap();
+        let mut cache = ScanCache::default();
+        let names = |cache: &mut ScanCache| {
+            let s = scan_log_dir(d.path(), cache);
+            s.partitions
+                .iter()
+                .map(|p| format!("{}-{}", p.topic, p.partition))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&mut cache), ["t-0", "t-1"]);
+        assert_eq!(names(&mut cache), ["t-0", "t-1"], "unchanged: reused");
+        mk("t-2");
+        assert_eq!(names(&mut cache), ["t-0", "t-1", "t-2"]);
+        std::fs::remove_dir(d.path().join("t-0")).unwrap();
+        assert_eq!(names(&mut cache), ["t-1", "t-2"]);
+        // Same number of dirs, one renamed: reparsed.
+        std::fs::rename(d.path().join("t-2"), d.path().join("u-5")).unwrap();
+        assert_eq!(names(&mut cache), ["t-1", "u-5"]);
+        mk("lost+found");
+        let s = scan_log_dir(d.path(), &mut cache);
+        assert!(
+            s.warnings.iter().any(|w| w.contains("lost+found")),
+            "{:?}",
+            s.warnings
+        );
     }
 }
