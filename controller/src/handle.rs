@@ -8,9 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use guardian_meta_store::{CommandResponse, GuardianNode, NodeId, Raft, SmState, StateReader};
 use guardian_proto::domain::{Command, IdKind, KafkaUuid, Request};
-use openraft::error::{
-    CheckIsLeaderError, ClientWriteError, ForwardToLeader, InitializeError, RaftError,
-};
+use openraft::error::{ClientWriteError, ForwardToLeader, InitializeError, RaftError};
 use openraft::{ChangeMembers, ServerState};
 
 use crate::error::ApiError;
@@ -22,6 +20,7 @@ const ID_ALLOC_ATTEMPTS: usize = 5;
 pub struct Controller {
     pub raft: Raft,
     pub proposer: crate::proposer::Proposer,
+    pub barrier: crate::barrier::ReadBarrier,
     pub state: StateReader,
     pub id: NodeId,
     pub admin_addr: String,
@@ -54,7 +53,7 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn not_leader(f: ForwardToLeader<NodeId, GuardianNode>) -> ApiError {
+pub(crate) fn not_leader(f: ForwardToLeader<NodeId, GuardianNode>) -> ApiError {
     ApiError::NotLeader {
         leader_id: f.leader_id,
         leader_admin: f.leader_node.map(|n| n.admin_addr),
@@ -124,24 +123,14 @@ impl Controller {
         }))
     }
 
-    /// Waits until this node may serve a linearizable read (read index via
-    /// the leader's quorum check); a no-op for stale reads.
+    /// Waits until this node may serve a linearizable read (a read index
+    /// confirmed by a quorum after the call began; concurrent reads share
+    /// one round, see `barrier.rs`); a no-op for stale reads.
     pub async fn read_barrier(&self, stale: bool) -> Result<(), ApiError> {
         if stale {
             return Ok(());
         }
-        match self.raft.ensure_linearizable().await {
-            Ok(_) => Ok(()),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => Err(not_leader(f)),
-            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q))) => {
-                Err(ApiError::Unavailable {
-                    reason: q.to_string(),
-                })
-            }
-            Err(RaftError::Fatal(f)) => Err(ApiError::Unavailable {
-                reason: format!("raft stopped: {f}"),
-            }),
-        }
+        self.barrier.wait().await
     }
 
     /// The applied state. Hold the guard briefly.

@@ -7,11 +7,14 @@
 //! - [`handle`]: the [`handle::Controller`] — proposes commands, serves
 //!   linearizable or stale reads, changes membership.
 //! - [`proposer`]: leader-side group commit (concurrent writes → one batched entry).
+//! - [`barrier`]: coalesced read barriers (concurrent linearizable reads →
+//!   one quorum round).
 //! - [`admin`]: the `GuardianAdmin` gRPC service (thin handlers, token roles).
 //! - [`remote_log`]: the `RemoteLogMetadata` gRPC service (KIP-405 tiered
 //!   storage metadata: batched events, lookups, listings).
 //! - [`collector`]: leader-only pulls of every broker's reporter, load
-//!   windows per broker and disk (soft state), served by the `Load*` RPCs.
+//!   windows per broker, disk and partition (soft state; their means are
+//!   replicated), served by the `Load*` RPCs.
 //! - [`error`]: API errors and their one mapping to `tonic::Status`.
 //! - [`client`]: the leader-following Rust client used by the CLI and tests.
 //!
@@ -19,6 +22,7 @@
 //! `guardian dev`. Depends on everything; nothing depends on it but `tests/`.
 
 pub mod admin;
+pub mod barrier;
 pub mod client;
 pub mod collector;
 pub mod config;

@@ -130,6 +130,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     ));
     let ctl = Controller {
         proposer: crate::proposer::Proposer::start(raft.clone(), cfg.raft.max_proposals_in_flight),
+        barrier: crate::barrier::ReadBarrier::start(raft.clone()),
         raft: raft.clone(),
         state,
         id: cfg.node_id,

@@ -257,18 +257,25 @@ async fn t12_membership_add_learner_promote_remove_via_cli() {
     ]);
     assert_eq!(m["learners"], serde_json::json!([4]));
     assert_eq!(m["voters"], serde_json::json!([1, 2, 3]));
-    // The learner has replicated the registry.
-    let (code, out, _) = cli(&[
-        "--endpoints",
-        &admin,
-        "-o",
-        "json",
-        "cluster",
-        "list",
-        "--stale",
-    ]);
-    assert_eq!(code, 0);
-    assert!(out.contains("before-4"), "{out}");
+    // The learner replicates and applies the registry (its stale reads
+    // catch up; add-learner returns once the log is replicated, not applied).
+    guardian_tests::wait_until(
+        "the learner serves the registry",
+        std::time::Duration::from_secs(10),
+        || async {
+            let (code, out, _) = cli(&[
+                "--endpoints",
+                &admin,
+                "-o",
+                "json",
+                "cluster",
+                "list",
+                "--stale",
+            ]);
+            (code == 0 && out.contains("before-4")).then_some(())
+        },
+    )
+    .await;
 
     let m = json(&["raft", "promote", "--id", "4"]);
     assert_eq!(m["voters"], serde_json::json!([1, 2, 3, 4]));
