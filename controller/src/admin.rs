@@ -653,6 +653,14 @@ impl GuardianAdmin for AdminService {
                 info.page_cache_bytes = l.page_cache_bytes;
                 info.history_buckets = l.bytes_in.len() as u32;
                 info.history_first_bucket = l.bytes_in.first_bucket().unwrap_or(0);
+                if let Some(m) = &l.metrics {
+                    info.bytes_out_per_sec = (!m.bytes_out.is_empty()).then_some(m.bytes_out.last);
+                    info.bytes_out_median = m.bytes_out.pct(0.5);
+                    info.bytes_out_p95 = m.bytes_out.pct(0.95);
+                    info.under_replicated_partitions = m.under_replicated;
+                    info.request_handler_idle = m.handler_idle;
+                    info.request_p99_ms = m.request_p99_ms.clone().into_iter().collect();
+                }
                 info.capacity_bytes = l.disks.iter().map(|d| d.capacity_bytes).sum();
                 info.used_bytes = l
                     .disks

@@ -17,8 +17,10 @@
 //! answer and plan at once instead of after an hour; a partition's seeded
 //! buckets carry their slot's mean.
 //!
-//! Not yet: the broker's own Prometheus metrics that a snapshot may carry
-//! are shown by the reporter but not folded into the windows.
+//! When a reporter scrapes its broker's own Prometheus metrics, bytes out
+//! (per bucket), under-replicated partitions, the request-handler idle ratio
+//! and p99 request times are kept too (not replicated: they come back with
+//! the next pull).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
@@ -246,6 +248,19 @@ pub struct BrokerLoad {
     pub bytes_in: Window,
     pub cpu: Window,
     pub page_cache_bytes: u64,
+    /// The broker's own metrics, when its reporter scrapes them.
+    pub metrics: Option<BrokerMetrics>,
+}
+
+/// What the broker's own Prometheus metrics add (last good scrape).
+#[derive(Debug, Clone, Default)]
+pub struct BrokerMetrics {
+    /// Bytes out per second (consumers and followers), per bucket.
+    pub bytes_out: Window,
+    pub under_replicated: Option<f64>,
+    pub handler_idle: Option<f64>,
+    /// Request type → p99 total time (ms).
+    pub request_p99_ms: BTreeMap<String, f64>,
 }
 
 impl BrokerLoad {
@@ -413,6 +428,28 @@ pub fn accept(
         }
     }
     b.page_cache_bytes = s.host.map_or(0, |h| h.page_cache_bytes);
+    match s.broker_metrics {
+        Some(m) if m.scraped => {
+            let bm = b.metrics.get_or_insert_with(Default::default);
+            // Rates need two scrapes: the first one carries none.
+            if m.bytes_out_per_sec > 0.0 || !m.topics.is_empty() {
+                bm.bytes_out.push(bucket, m.bytes_out_per_sec);
+            }
+            bm.under_replicated = m.under_replicated_partitions;
+            bm.handler_idle = m.request_handler_idle;
+            bm.request_p99_ms = m.request_p99_ms.into_iter().collect();
+        }
+        // A failed scrape keeps the window but not the stale point values
+        // (the reporter says why in its warnings).
+        Some(_) => {
+            if let Some(bm) = &mut b.metrics {
+                bm.under_replicated = None;
+                bm.handler_idle = None;
+                bm.request_p99_ms.clear();
+            }
+        }
+        None => b.metrics = None,
+    }
     b.last_ok_ms = Some(now);
     b.error = None;
     Ok(())
@@ -888,5 +925,55 @@ mod tests {
             n.partitions[0].bytes_in.pct(0.5),
         );
         assert!((op - np).abs() <= 20.0, "median {op} vs seeded {np}");
+    }
+
+    #[test]
+    fn broker_metrics_are_kept_and_a_failed_scrape_clears_point_values() {
+        let mut b = BrokerLoad::default();
+        let snap = |m: Option<pb::BrokerMetrics>| pb::BrokerSnapshot {
+            broker_id: 1,
+            interval_secs: 10.0,
+            broker_metrics: m,
+            ..Default::default()
+        };
+        let scraped = |out: f64, urp: f64| pb::BrokerMetrics {
+            scraped: true,
+            topics: vec![pb::TopicRates {
+                topic: "t".into(),
+                ..Default::default()
+            }],
+            bytes_out_per_sec: out,
+            under_replicated_partitions: Some(urp),
+            request_handler_idle: Some(0.7),
+            request_p99_ms: [("Produce".to_string(), 12.0)].into_iter().collect(),
+            ..Default::default()
+        };
+        // First scrape: no rates yet, point values only.
+        let first = pb::BrokerMetrics {
+            topics: vec![],
+            bytes_out_per_sec: 0.0,
+            ..scraped(0.0, 2.0)
+        };
+        accept(&mut b, 1, None, snap(Some(first)), 1, 0).unwrap();
+        let m = b.metrics.as_ref().unwrap();
+        assert!(m.bytes_out.is_empty());
+        assert_eq!(m.under_replicated, Some(2.0));
+        for (bucket, out) in [(0, 100.0), (1, 300.0), (2, 200.0)] {
+            accept(&mut b, 1, None, snap(Some(scraped(out, 0.0))), 2, bucket).unwrap();
+        }
+        let m = b.metrics.as_ref().unwrap();
+        assert_eq!((m.bytes_out.last, m.bytes_out.pct(0.5)), (200.0, 200.0));
+        assert_eq!(m.request_p99_ms["Produce"], 12.0);
+        let failed = pb::BrokerMetrics {
+            scraped: false,
+            ..Default::default()
+        };
+        accept(&mut b, 1, None, snap(Some(failed)), 3, 3).unwrap();
+        let m = b.metrics.as_ref().unwrap();
+        assert_eq!(m.under_replicated, None);
+        assert_eq!(m.bytes_out.len(), 3, "the window stays");
+        // A reporter without --broker-metrics: nothing to show.
+        accept(&mut b, 1, None, snap(None), 4, 4).unwrap();
+        assert!(b.metrics.is_none());
     }
 }

@@ -86,6 +86,33 @@ impl Drop for Producer {
     }
 }
 
+/// A broker's Prometheus endpoint (JMX exporter text): every request sees
+/// the byte counters 1,000 further along.
+fn metrics_server() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for (n, conn) in l.incoming().enumerate() {
+            let Ok(mut conn) = conn else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = std::io::Read::read(&mut conn, &mut buf);
+            let body = format!(
+                "kafka_server_brokertopicmetrics_bytesout_total{{topic=\"t\",}} {n}000\n\
+                 kafka_server_brokertopicmetrics_bytesout_total {n}000\n\
+                 kafka_server_replicamanager_underreplicatedpartitions 1.0\n\
+                 kafka_server_kafkarequesthandlerpool_requesthandleravgidlepercent 0.8\n\
+                 kafka_network_requestmetrics_totaltimems{{request=\"Produce\",quantile=\"0.99\",}} 7.0\n"
+            );
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    format!("http://{addr}/metrics")
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -123,8 +150,13 @@ struct Reporter {
 
 impl Reporter {
     fn start(dir: &Path, listen: &str) -> Reporter {
+        Reporter::start_with(dir, listen, &[])
+    }
+
+    fn start_with(dir: &Path, listen: &str, extra: &[&str]) -> Reporter {
         let mut child = Command::new(reporter_bin())
             .args(["--log-dir", dir.to_str().unwrap(), "--listen", listen])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -199,11 +231,17 @@ async fn t70_load_survives_reporter_and_leader_kills() {
     .await
     .unwrap();
     let root = tempfile::tempdir().unwrap();
+    let metrics_url = metrics_server();
     let mut reporters = Vec::new();
     for id in 1..=3 {
         // Broker 3's reporter reads a log dir that belongs to broker 99.
         let dir = log_dir(root.path(), if id == 3 { 99 } else { id }, 2 + id);
-        let r = Reporter::start(&dir, "127.0.0.1:0");
+        // Broker 1's reporter also scrapes the broker's Prometheus metrics.
+        let r = if id == 1 {
+            Reporter::start_with(&dir, "127.0.0.1:0", &["--broker-metrics", &metrics_url])
+        } else {
+            Reporter::start(&dir, "127.0.0.1:0")
+        };
         let mut b = broker("k1", id);
         b.reporter_endpoint = r.addr.clone();
         cl.call(|mut s| {
@@ -239,6 +277,20 @@ async fn t70_load_survives_reporter_and_leader_kills() {
         .unwrap();
     assert_eq!(b2["partitions"], 4);
     assert!(b2["capacity_bytes"].as_u64().unwrap() > 0);
+    assert!(b2["bytes_out_per_sec"].is_null(), "no broker metrics: {b2}");
+    // Broker 1's own metrics come through: bytes out (a rate, so from the
+    // second scrape on), under-replicated partitions, handler idle, p99s.
+    let b1 = wait_until("broker 1's metrics", Duration::from_secs(10), || async {
+        let v = load(&eps)?;
+        let b1 = (v["broker_loads"].as_array()?.iter())
+            .find(|b| b["broker_id"] == 1)?
+            .clone();
+        (b1["bytes_out_per_sec"].as_f64()? > 0.0).then_some(b1)
+    })
+    .await;
+    assert_eq!(b1["under_replicated_partitions"], 1.0, "{b1}");
+    assert_eq!(b1["request_handler_idle"], 0.8, "{b1}");
+    assert_eq!(b1["request_p99_ms"]["Produce"], 7.0, "{b1}");
     // Broker 1's t-0 takes writes; its per-partition history is recorded
     // every slot of 5 buckets (2 s here).
     let mut producer = Producer::start(root.path().join("broker-1/t-0/00000000000000000000.log"));

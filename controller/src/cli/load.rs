@@ -57,6 +57,11 @@ pub async fn run(c: &Ctx, cmd: LoadCmd) -> Result<(), CliError> {
                         "capacity_bytes": b.capacity_bytes,
                         "history_buckets": b.history_buckets,
                         "history_first_bucket": b.history_first_bucket,
+                        "bytes_out_per_sec": b.bytes_out_per_sec,
+                        "bytes_out_median": b.bytes_out_median, "bytes_out_p95": b.bytes_out_p95,
+                        "under_replicated_partitions": b.under_replicated_partitions,
+                        "request_handler_idle": b.request_handler_idle,
+                        "request_p99_ms": b.request_p99_ms,
                     })
                 })
                 .collect();
@@ -72,9 +77,12 @@ pub async fn run(c: &Ctx, cmd: LoadCmd) -> Result<(), CliError> {
                     "STATE",
                     "PARTITIONS",
                     "BYTES IN/S",
+                    "BYTES OUT/S",
+                    "URP",
                     "USED",
                     "CAPACITY",
                 ]);
+                let opt = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.0}"));
                 for b in &r.broker_loads {
                     t.add_row(vec![
                         b.broker_id.to_string(),
@@ -86,6 +94,8 @@ pub async fn run(c: &Ctx, cmd: LoadCmd) -> Result<(), CliError> {
                         },
                         b.partitions.to_string(),
                         format!("{:.0}", b.bytes_in_per_sec),
+                        opt(b.bytes_out_per_sec),
+                        opt(b.under_replicated_partitions),
                         b.used_bytes.to_string(),
                         b.capacity_bytes.to_string(),
                     ]);
