@@ -308,7 +308,7 @@ async fn raft(c: &Ctx, cmd: RaftCmd) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Parses `PATH=BYTES` (BYTES: integer with optional K/M/G/T[i]B suffix).
+/// Parses `PATH=BYTES` (BYTES: integer with optional K/M/G/T(i)B suffix).
 pub fn parse_log_dir(s: &str) -> Result<pb::LogDir, String> {
     let (path, bytes) = s
         .rsplit_once('=')

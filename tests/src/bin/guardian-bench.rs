@@ -38,7 +38,7 @@ struct Args {
     /// etcd binary.
     #[arg(long, default_value = "etcd")]
     etcd: String,
-    /// Extra TOML appended to every guardian node's config (e.g. "[raft]\nheartbeat-interval-ms = 20").
+    /// Extra TOML appended to every guardian node's config (e.g. `"[raft]\nheartbeat-interval-ms = 20"`).
     #[arg(long, default_value = "")]
     extra_config: String,
 }
