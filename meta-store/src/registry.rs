@@ -599,6 +599,39 @@ mod tests {
         r.apply(&req(7, c), &mut Vec::new())
     }
 
+    /// The stored key/values, as the store keeps them.
+    type Kv = std::collections::BTreeMap<Vec<u8>, Vec<u8>>;
+
+    /// Writes what `touched` names to `kv`, as the store does after apply.
+    fn store(r: &Registry, touched: Vec<Key>, kv: &mut Kv) {
+        for k in touched {
+            match crate::state_keys::value_bytes(r, &k) {
+                Some(v) => kv.insert(crate::state_keys::key_bytes(&k), v),
+                None => kv.remove(&crate::state_keys::key_bytes(&k)),
+            };
+        }
+    }
+
+    /// A registry loaded back from stored key/values (open, snapshot install).
+    fn reload(kv: &Kv) -> Registry {
+        let mut back = Registry::default();
+        for (k, v) in kv {
+            crate::state_keys::load_kv(&mut back, k, v).unwrap();
+        }
+        back
+    }
+
+    /// Removes broker `a`/1; returns the keys touched.
+    fn remove_broker_a1(r: &mut Registry) -> Vec<Key> {
+        let mut touched = Vec::new();
+        let cmd = Command::RemoveBroker {
+            cluster: "a".into(),
+            broker_id: 1,
+        };
+        assert_eq!(r.apply(&req(2, cmd), &mut touched), CommandResponse::Done);
+        touched
+    }
+
     fn assert_rejected(resp: CommandResponse, f: impl Fn(&Rejection) -> bool) {
         match &resp {
             CommandResponse::Rejected(r) if f(r) => {}
@@ -767,7 +800,7 @@ mod tests {
         let mut r = Registry::default();
         apply(&mut r, cluster("a"));
         apply(&mut r, broker("a", 1));
-        let mut kv = std::collections::BTreeMap::new();
+        let mut kv = Kv::new();
         for bucket in 0..70u64 {
             let mut touched = Vec::new();
             let cmd = Command::RecordLoad {
@@ -796,35 +829,16 @@ mod tests {
                 ],
             };
             assert_eq!(r.apply(&req(1, cmd), &mut touched), CommandResponse::Done);
-            for k in touched {
-                match crate::state_keys::value_bytes(&r, &k) {
-                    Some(v) => kv.insert(crate::state_keys::key_bytes(&k), v),
-                    None => kv.remove(&crate::state_keys::key_bytes(&k)),
-                };
-            }
+            store(&r, touched, &mut kv);
         }
         let h = &r.load[&("a".to_string(), 1)];
         assert_eq!(h.bytes_in.len(), 60);
         assert_eq!(h.bytes_in[0], (10, 100));
         assert_eq!(h.disks["/data/1"].write.last(), Some(&(69, 69)));
         assert!(!r.load.contains_key(&("a".to_string(), 9)));
-        let mut back = Registry::default();
-        for (k, v) in &kv {
-            crate::state_keys::load_kv(&mut back, k, v).unwrap();
-        }
-        assert_eq!(back.load, r.load);
+        assert_eq!(reload(&kv).load, r.load);
         // Removing the broker removes its history.
-        let mut touched = Vec::new();
-        r.apply(
-            &req(
-                2,
-                Command::RemoveBroker {
-                    cluster: "a".into(),
-                    broker_id: 1,
-                },
-            ),
-            &mut touched,
-        );
+        let touched = remove_broker_a1(&mut r);
         assert!(r.load.is_empty());
         assert!(touched.contains(&Key::Load("a".into(), 1)));
     }
@@ -848,16 +862,7 @@ mod tests {
                 future: vec![false; parts.len()],
             }
         };
-        type Kv = std::collections::BTreeMap<Vec<u8>, Vec<u8>>;
         let mut kv = Kv::new();
-        fn store(r: &Registry, touched: Vec<Key>, kv: &mut Kv) {
-            for k in touched {
-                match crate::state_keys::value_bytes(r, &k) {
-                    Some(v) => kv.insert(crate::state_keys::key_bytes(&k), v),
-                    None => kv.remove(&crate::state_keys::key_bytes(&k)),
-                };
-            }
-        }
         let mut record = |r: &mut Registry, slot, partitions, bytes_in: Vec<u32>| {
             let cmd = Command::RecordPartitionLoad {
                 slot,
@@ -900,22 +905,8 @@ mod tests {
         assert_eq!(r.partition_load[&key].slots.len(), 12);
         // Stored: the list and one key per slot held.
         assert_eq!(kv.keys().filter(|k| k.starts_with(b"q")).count(), 13);
-        let mut back = Registry::default();
-        for (k, v) in &kv {
-            crate::state_keys::load_kv(&mut back, k, v).unwrap();
-        }
-        assert_eq!(back.partition_load, r.partition_load);
-        let mut touched = Vec::new();
-        r.apply(
-            &req(
-                2,
-                Command::RemoveBroker {
-                    cluster: "a".into(),
-                    broker_id: 1,
-                },
-            ),
-            &mut touched,
-        );
+        assert_eq!(reload(&kv).partition_load, r.partition_load);
+        let touched = remove_broker_a1(&mut r);
         assert!(r.partition_load.is_empty());
         store(&r, touched, &mut kv);
         assert!(!kv.keys().any(|k| k.starts_with(b"q")));
