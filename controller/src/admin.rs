@@ -630,8 +630,15 @@ impl GuardianAdmin for AdminService {
             cluster: cluster.clone(),
             ..Default::default()
         };
-        for b in self.ctl.state().registry.brokers_of(&cluster) {
+        let sm = self.ctl.state();
+        for b in sm.registry.brokers_of(&cluster) {
             let l = st.brokers.get(&(cluster.clone(), b.broker_id));
+            let recorded_partition_slot = sm
+                .registry
+                .partition_load
+                .get(&(cluster.clone(), b.broker_id))
+                .and_then(|h| h.slots.last())
+                .map_or(0, |(slot, _)| *slot);
             let reason = match l {
                 Some(l) => l.stale_reason(now, self.collector.interval_ms),
                 None => Some("not collected yet (this leader is new, or just started)".into()),
@@ -641,6 +648,7 @@ impl GuardianAdmin for AdminService {
                 reporter_endpoint: b.reporter_endpoint.clone(),
                 stale: reason.is_some(),
                 stale_reason: reason.unwrap_or_default(),
+                recorded_partition_slot,
                 ..Default::default()
             };
             if let Some(l) = l {

@@ -333,8 +333,112 @@ impl Collector {
     }
 }
 
-/// Checks a snapshot against the registry and folds it into `b` (public for
-/// the ingestion benchmark).
+/// A rate or gauge must be a finite number ≥ 0.
+fn rate(field: &str, v: f64) -> Result<(), String> {
+    if v.is_finite() && v >= 0.0 {
+        Ok(())
+    } else {
+        Err(format!("{field} is {v}, not a finite number >= 0"))
+    }
+}
+
+/// Checks a snapshot's shape before anything is taken from it: every packed
+/// per-partition array has one value per partition, every index points into
+/// its table, and every rate is finite and ≥ 0. A bad snapshot is refused
+/// whole and names the first bad field; the broker keeps its last good load.
+fn check_snapshot(s: &pb::BrokerSnapshot) -> Result<(), String> {
+    rate("interval_secs", s.interval_secs)?;
+    for (i, d) in s.log_dirs.iter().enumerate() {
+        rate(
+            &format!("log_dirs[{i}].write_bytes_per_sec"),
+            d.write_bytes_per_sec,
+        )?;
+        rate(
+            &format!("log_dirs[{i}].read_bytes_per_sec"),
+            d.read_bytes_per_sec,
+        )?;
+        rate(&format!("log_dirs[{i}].utilization"), d.utilization)?;
+    }
+    if let Some(h) = &s.host {
+        rate("host.cpu_busy", h.cpu_busy)?;
+        rate("host.net_rx_bytes_per_sec", h.net_rx_bytes_per_sec)?;
+        rate("host.net_tx_bytes_per_sec", h.net_tx_bytes_per_sec)?;
+    }
+    if let Some(m) = &s.broker_metrics {
+        rate("broker_metrics.bytes_in_per_sec", m.bytes_in_per_sec)?;
+        rate("broker_metrics.bytes_out_per_sec", m.bytes_out_per_sec)?;
+        rate("broker_metrics.messages_in_per_sec", m.messages_in_per_sec)?;
+        if let Some(v) = m.under_replicated_partitions {
+            rate("broker_metrics.under_replicated_partitions", v)?;
+        }
+        if let Some(v) = m.request_handler_idle {
+            rate("broker_metrics.request_handler_idle", v)?;
+        }
+        for (k, v) in &m.request_p99_ms {
+            rate(&format!("broker_metrics.request_p99_ms[{k}]"), *v)?;
+        }
+    }
+    let Some(t) = &s.partitions else {
+        return Ok(());
+    };
+    let n = t.partition.len();
+    let lens = [
+        ("topic_index", t.topic_index.len()),
+        ("log_dir_index", t.log_dir_index.len()),
+        ("size_bytes", t.size_bytes.len()),
+        ("log_start_offset", t.log_start_offset.len()),
+        ("log_end_offset", t.log_end_offset.len()),
+        ("high_watermark", t.high_watermark.len()),
+        ("recovery_point", t.recovery_point.len()),
+        ("segments", t.segments.len()),
+        ("future", t.future.len()),
+        ("bytes_in_per_sec", t.bytes_in_per_sec.len()),
+        ("messages_in_per_sec", t.messages_in_per_sec.len()),
+    ];
+    for (field, len) in lens {
+        if len != n {
+            return Err(format!(
+                "partitions.{field} has {len} values for {n} partitions"
+            ));
+        }
+    }
+    if !t.topic_ids.is_empty() && t.topic_ids.len() != t.topics.len() {
+        return Err(format!(
+            "partitions.topic_ids has {} values for {} topics",
+            t.topic_ids.len(),
+            t.topics.len()
+        ));
+    }
+    for i in 0..n {
+        if t.topic_index[i] as usize >= t.topics.len() {
+            return Err(format!(
+                "partitions.topic_index[{i}] is {}, but there are {} topics",
+                t.topic_index[i],
+                t.topics.len()
+            ));
+        }
+        if t.log_dir_index[i] as usize >= s.log_dirs.len() {
+            return Err(format!(
+                "partitions.log_dir_index[{i}] is {}, but there are {} log dirs",
+                t.log_dir_index[i],
+                s.log_dirs.len()
+            ));
+        }
+        rate(
+            &format!("partitions.bytes_in_per_sec[{i}]"),
+            t.bytes_in_per_sec[i],
+        )?;
+        rate(
+            &format!("partitions.messages_in_per_sec[{i}]"),
+            t.messages_in_per_sec[i],
+        )?;
+    }
+    Ok(())
+}
+
+/// Checks a snapshot against the registry and its own shape
+/// ([`check_snapshot`]), then folds it into `b` (public for the ingestion
+/// benchmark). A refused snapshot leaves `b` as it was.
 pub fn accept(
     b: &mut BrokerLoad,
     broker_id: i32,
@@ -357,6 +461,8 @@ pub fn accept(
             ));
         }
     }
+    check_snapshot(&s)
+        .map_err(|e| format!("reporter {} sent a malformed snapshot: {e}", b.endpoint))?;
     let t = s.partitions.unwrap_or_default();
     let mut disks = std::mem::take(&mut b.disks);
     b.disks = s
@@ -822,6 +928,88 @@ mod tests {
             .stale_reason(10_000, 1000)
             .unwrap()
             .contains("no snapshot"));
+    }
+
+    #[test]
+    fn malformed_snapshots_are_refused_with_the_field_and_change_nothing() {
+        let good = || pb::BrokerSnapshot {
+            broker_id: 1,
+            interval_secs: 1.0,
+            log_dirs: vec![pb::LogDirSnapshot {
+                path: "/d0".into(),
+                ..Default::default()
+            }],
+            partitions: Some(pb::PartitionTable {
+                topics: vec!["t".into()],
+                topic_index: vec![0, 0],
+                partition: vec![0, 1],
+                log_dir_index: vec![0, 0],
+                size_bytes: vec![10, 20],
+                log_start_offset: vec![0, 0],
+                log_end_offset: vec![5, 6],
+                high_watermark: vec![5, 6],
+                recovery_point: vec![5, 6],
+                segments: vec![1, 1],
+                future: vec![false, false],
+                bytes_in_per_sec: vec![100.0, 200.0],
+                messages_in_per_sec: vec![1.0, 2.0],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut b = BrokerLoad {
+            endpoint: "r:1".into(),
+            ..Default::default()
+        };
+        accept(&mut b, 1, None, good(), 7, 0).unwrap();
+        let before = (b.partitions.len(), b.last_ok_ms, b.partitions[1].size_bytes);
+        type Break = fn(&mut pb::BrokerSnapshot);
+        let cases: [(Break, &str); 8] = [
+            (
+                |s| {
+                    s.partitions.as_mut().unwrap().size_bytes.pop();
+                },
+                "partitions.size_bytes has 1 values for 2 partitions",
+            ),
+            (
+                |s| s.partitions.as_mut().unwrap().bytes_in_per_sec.push(1.0),
+                "partitions.bytes_in_per_sec has 3 values for 2 partitions",
+            ),
+            (
+                |s| s.partitions.as_mut().unwrap().future.clear(),
+                "partitions.future has 0 values for 2 partitions",
+            ),
+            (
+                |s| s.partitions.as_mut().unwrap().topic_index[1] = 5,
+                "partitions.topic_index[1] is 5, but there are 1 topics",
+            ),
+            (
+                |s| s.partitions.as_mut().unwrap().log_dir_index[0] = 1,
+                "partitions.log_dir_index[0] is 1, but there are 1 log dirs",
+            ),
+            (
+                |s| s.partitions.as_mut().unwrap().bytes_in_per_sec[1] = f64::NAN,
+                "partitions.bytes_in_per_sec[1] is NaN, not a finite number >= 0",
+            ),
+            (
+                |s| s.log_dirs[0].write_bytes_per_sec = -5.0,
+                "log_dirs[0].write_bytes_per_sec is -5, not a finite number >= 0",
+            ),
+            (
+                |s| s.interval_secs = f64::INFINITY,
+                "interval_secs is inf, not a finite number >= 0",
+            ),
+        ];
+        for (break_it, want) in cases {
+            let mut s = good();
+            s.partitions.as_mut().unwrap().size_bytes[1] = 999;
+            break_it(&mut s);
+            let e = accept(&mut b, 1, None, s, 8, 1).unwrap_err();
+            assert_eq!(e, format!("reporter r:1 sent a malformed snapshot: {want}"));
+            // Refused whole: the last good load is untouched.
+            let now = (b.partitions.len(), b.last_ok_ms, b.partitions[1].size_bytes);
+            assert_eq!(now, before, "{want}");
+        }
     }
 
     #[test]

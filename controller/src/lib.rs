@@ -21,6 +21,11 @@
 //! The `guardian` binary (`src/main.rs`, `src/cli/`) adds the CLI and
 //! `guardian dev`. Depends on everything; nothing depends on it but `tests/`.
 
+/// A hash of the sources this build was made from (`build.rs`); `guardian
+/// --version` prints it, and the test harness refuses a `guardian` binary
+/// whose stamp differs from the library it was compiled with.
+pub const BUILD_STAMP: &str = env!("GUARDIAN_BUILD_STAMP");
+
 pub mod admin;
 pub mod barrier;
 pub mod client;

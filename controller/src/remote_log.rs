@@ -45,7 +45,8 @@ impl RemoteLogService {
         self.auth.authorize(&req, Role::Viewer, READ)?;
         let r = req.into_inner();
         let tp = partition(r.partition, "partition")?;
-        non_negative("leader_epoch", r.leader_epoch as i64)?;
+        // Any epoch is a valid question: Kafka answers an epoch it has no
+        // segments for (-1, "no epoch", included) with empty / 0.
         let st = self.read_state(r.stale).await?;
         Ok(f(&st.registry.remote_log, &tp, r.leader_epoch).map_err(read_error)?)
     }
@@ -94,13 +95,6 @@ fn partition(p: Option<pb::TopicIdPartition>, field: &str) -> Result<TopicIdPart
     Ok(tp)
 }
 
-fn non_negative(field: &str, v: i64) -> Result<(), ApiError> {
-    if v < 0 {
-        return Err(InvalidField::new(field, "must be >= 0").into());
-    }
-    Ok(())
-}
-
 fn result(outcome: pb::event_result::Outcome, code: &str, message: String) -> pb::EventResult {
     pb::EventResult {
         outcome: outcome as i32,
@@ -137,19 +131,15 @@ type SegmentQuery = for<'a> fn(
 
 /// A lookup's (partition, leader epoch, offset), checked. Field names are
 /// relative (`partition.topic`); callers place them under their own path,
-/// on the error path only (`GetSegments` runs this per item).
+/// on the error path only (`GetSegments` runs this per item). A negative
+/// epoch or offset is not an error: as in Kafka's `RemoteLogMetadataCache`,
+/// no segment holds it, so the answer is "none".
 fn checked_lookup(l: pb::SegmentLookup) -> Result<(TopicIdPartition, i32, i64), InvalidField> {
     let tp = rlconv::partition_from_pb(l.partition, "partition").map_err(|e| match e {
         guardian_proto::conv::ConvError::Invalid(i) => i,
         other => InvalidField::new(other.field(), "is required"),
     })?;
     tp.validate("partition")?;
-    if l.leader_epoch < 0 {
-        return Err(InvalidField::new("leader_epoch", "must be >= 0"));
-    }
-    if l.offset < 0 {
-        return Err(InvalidField::new("offset", "must be >= 0"));
-    }
     Ok((tp, l.leader_epoch, l.offset))
 }
 
@@ -314,9 +304,6 @@ impl RemoteLogMetadata for RemoteLogService {
         self.auth.authorize(&req, Role::Viewer, READ)?;
         let r = req.into_inner();
         let tp = partition(r.partition, "partition")?;
-        if let Some(e) = r.leader_epoch {
-            non_negative("leader_epoch", e as i64)?;
-        }
         let st = self.read_state(r.stale).await?;
         let rl = &st.registry.remote_log;
         let segs = match r.leader_epoch {

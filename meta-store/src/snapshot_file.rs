@@ -14,6 +14,8 @@ use std::path::Path;
 const MAGIC: &[u8; 8] = b"GRDSNAP2";
 const END: u32 = u32::MAX;
 const BUF: usize = 1 << 20;
+/// `[END u32][count u64][crc u32]`.
+const TRAILER: u64 = 16;
 
 /// Writes a snapshot file record by record.
 pub struct SnapshotWriter {
@@ -68,7 +70,9 @@ pub fn read_records(
     mut f: impl FnMut(&[u8], &[u8]) -> Result<(), String>,
 ) -> Result<u64, String> {
     let ctx = |e: io::Error| format!("snapshot file {}: {e}", path.display());
-    let mut r = BufReader::with_capacity(BUF, File::open(path).map_err(ctx)?);
+    let file = File::open(path).map_err(ctx)?;
+    let size = file.metadata().map_err(ctx)?.len();
+    let mut r = BufReader::with_capacity(BUF, file);
     let mut magic = [0u8; 8];
     r.read_exact(&mut magic).map_err(ctx)?;
     if &magic != MAGIC {
@@ -81,6 +85,9 @@ pub fn read_records(
     let (mut key, mut val) = (Vec::new(), Vec::new());
     let mut count = 0u64;
     let mut u32buf = [0u8; 4];
+    // Bytes read so far; lengths are trusted only up to what is left before
+    // the trailer, so a damaged length never asks for more than the file.
+    let mut pos = MAGIC.len() as u64;
     loop {
         r.read_exact(&mut u32buf).map_err(ctx)?;
         let klen = u32::from_be_bytes(u32buf);
@@ -90,6 +97,16 @@ pub fn read_records(
         let mut vbuf = [0u8; 4];
         r.read_exact(&mut vbuf).map_err(ctx)?;
         let vlen = u32::from_be_bytes(vbuf);
+        pos += 8;
+        let left = size.saturating_sub(pos + TRAILER);
+        let want = u64::from(klen) + u64::from(vlen);
+        if want > left {
+            return Err(format!(
+                "snapshot file {}: record {count} claims {klen} + {vlen} bytes, {left} left before the trailer",
+                path.display()
+            ));
+        }
+        pos += want;
         key.resize(klen as usize, 0);
         val.resize(vlen as usize, 0);
         r.read_exact(&mut key).map_err(ctx)?;
@@ -161,5 +178,78 @@ mod tests {
         assert!(read_records(&p, |_, _| Ok(()))
             .unwrap_err()
             .contains("checksum"));
+    }
+
+    fn damaged(bytes: &[u8]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s");
+        std::fs::write(&p, bytes).unwrap();
+        let mut seen = 0;
+        let e = read_records(&p, |_, _| {
+            seen += 1;
+            Ok(())
+        })
+        .unwrap_err();
+        e.strip_prefix(&format!("snapshot file {}: ", p.display()))
+            .map(str::to_string)
+            .unwrap_or_else(|| e.replace(&p.display().to_string(), "PATH"))
+    }
+
+    /// Every kind of damage is refused with its own reason, and no length
+    /// field is believed beyond the bytes the file has left.
+    #[test]
+    fn bad_magic_counts_lengths_and_trailing_bytes_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s");
+        let mut w = SnapshotWriter::create(&p).unwrap();
+        w.put(b"key", b"value").unwrap();
+        w.put(b"k2", b"v2").unwrap();
+        w.finish().unwrap();
+        let good = std::fs::read(&p).unwrap();
+        // magic 8 | klen 4 | vlen 4 | "key" | "value" | klen | vlen | "k2" "v2" | END | count | crc
+        let second = 8 + 8 + 3 + 5;
+        let trailer = good.len() - 16;
+
+        let mut b = good.clone();
+        b[0] = b'X';
+        assert_eq!(damaged(&b), "PATH is not a Guardian snapshot file");
+
+        // A flipped high byte of the first key length: 16 MiB + 3 claimed.
+        let mut b = good.clone();
+        b[8] = 0x01;
+        assert_eq!(
+            damaged(&b),
+            format!(
+                "record 0 claims 16777219 + 5 bytes, {} left before the trailer",
+                good.len() - 16 - 16
+            )
+        );
+        // The largest value length there is, on the second record.
+        let mut b = good.clone();
+        b[second + 4..second + 8].copy_from_slice(&0xFFFF_FFFEu32.to_be_bytes());
+        assert_eq!(
+            damaged(&b),
+            format!(
+                "record 1 claims 2 + 4294967294 bytes, {} left before the trailer",
+                4
+            )
+        );
+        // A count that disagrees with the records.
+        let mut b = good.clone();
+        b[trailer + 4..trailer + 12].copy_from_slice(&3u64.to_be_bytes());
+        assert_eq!(damaged(&b), "trailer says 3 records, read 2");
+        // Bytes after the trailer.
+        let mut b = good.clone();
+        b.push(0);
+        assert_eq!(damaged(&b), "bytes after the trailer");
+        // Cut short: the last record no longer fits before a whole trailer.
+        assert_eq!(
+            damaged(&good[..good.len() - 2]),
+            "record 1 claims 2 + 2 bytes, 2 left before the trailer"
+        );
+        // A file that ends inside the magic.
+        assert!(damaged(&good[..5]).contains("failed to fill whole buffer"));
+        // An empty file.
+        assert!(damaged(&[]).contains("failed to fill whole buffer"));
     }
 }

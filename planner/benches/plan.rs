@@ -60,6 +60,22 @@ fn balance(name: &str, seed: u64, runs: usize) {
         r.hard_violations.len()
     );
     print!("{}", r.table());
+    println!(
+        "BENCH {name} peak RSS (VmHWM, whole process: generated spec, model and plan): {:.0} MiB",
+        peak_rss_mib()
+    );
+}
+
+/// This process's peak resident memory so far (`VmHWM`), in MiB; 0 where
+/// `/proc` is absent. (Bench only: the planner itself does no I/O.)
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let l = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+            l.split_whitespace().nth(1)?.parse::<f64>().ok()
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 fn main() {

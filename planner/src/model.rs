@@ -439,7 +439,8 @@ impl ClusterModel {
     ///
     /// Errors ([`ModelError`], each naming the field): duplicate broker ids,
     /// dirs or topic names; a replica on an unknown broker or dir; a partition
-    /// with no replicas or a leader outside its replicas; negative or
+    /// with no replicas, a broker listed twice in one partition's replicas or
+    /// a leader outside its replicas; negative or
     /// non-finite rates; a group position on an unknown partition.
     pub fn from_spec(spec: &ClusterSpec) -> Result<ClusterModel, ModelError> {
         let invalid = |field: String, reason: &str| ModelError::Invalid {
@@ -560,6 +561,14 @@ impl ClusterModel {
                     let b = *broker_ix.get(&r.broker).ok_or_else(|| {
                         invalid(rat("broker"), &format!("unknown broker {}", r.broker))
                     })?;
+                    // Kafka refuses a replica list naming a broker twice
+                    // (INVALID_REPLICA_ASSIGNMENT); so does the model.
+                    if p.replicas[..ri].iter().any(|o| o.broker == r.broker) {
+                        return Err(invalid(
+                            rat("broker"),
+                            &format!("broker {} is listed twice in this partition", r.broker),
+                        ));
+                    }
                     let d = *disk_ix.get(&(b, r.dir.as_str())).ok_or_else(|| {
                         invalid(
                             rat("dir"),
@@ -855,6 +864,15 @@ mod tests {
         s.topics[0].partitions[0].leader = Some(3);
         let e = ClusterModel::from_spec(&s).unwrap_err().to_string();
         assert!(e.contains("leader: broker 3 is not a replica"), "{e}");
+        let mut s = ok.clone();
+        s.topics[0].partitions[0].replicas[1] = s.topics[0].partitions[0].replicas[0].clone();
+        let e = ClusterModel::from_spec(&s).unwrap_err().to_string();
+        assert!(
+            e.starts_with(
+                "topics[0].partitions[0].replicas[1].broker: broker 1 is listed twice in this partition"
+            ),
+            "{e}"
+        );
     }
 
     #[test]

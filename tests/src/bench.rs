@@ -1,6 +1,7 @@
 //! Load-generation helpers shared by the bench binaries: closed-loop clients
 //! and latency percentiles.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,9 +16,24 @@ pub struct Run {
     pub items: usize,
     pub secs: f64,
     pub lat_us: Vec<u64>,
+    /// Operations that failed. A run with any is not a measurement of the
+    /// rate it prints: [`Run::ensure_ok`] refuses it.
+    pub errors: usize,
 }
 
 impl Run {
+    /// An error if any operation failed (the first few were printed).
+    pub fn ensure_ok(&self, name: &str) -> anyhow::Result<()> {
+        if self.errors > 0 {
+            anyhow::bail!(
+                "{name}: {} of {} operations failed; the run measures nothing",
+                self.errors,
+                self.errors + self.writes
+            );
+        }
+        Ok(())
+    }
+
     /// Operations per second.
     pub fn rate(&self) -> f64 {
         self.writes as f64 / self.secs
@@ -97,18 +113,51 @@ where
                 }
                 seq += 1;
             }
-            (lat, items)
+            (lat, items, errors)
         }));
     }
     tokio::time::sleep(Duration::from_secs(secs)).await;
     stop.store(true, Ordering::Relaxed);
     let mut run = Run::default();
     for t in tasks {
-        let (lat, items) = t.await.unwrap_or_default();
+        let (lat, items, errors) = t.await.unwrap_or((Vec::new(), 0, 1));
         run.lat_us.extend(lat);
         run.items += items;
+        run.errors += errors;
     }
     run.secs = start.elapsed().as_secs_f64();
     run.writes = run.lat_us.len();
     run
+}
+
+/// The filesystem type holding `dir` (the longest matching mount point in
+/// `/proc/mounts`), e.g. `ext4` or `tmpfs`: fsync figures on tmpfs measure
+/// nothing, so every bench prints it.
+pub fn fs_type(dir: &Path) -> String {
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (_dev, at, ty) = (f.next()?, f.next()?, f.next()?);
+            dir.starts_with(at).then(|| (at.len(), ty.to_string()))
+        })
+        .max_by_key(|(n, _)| *n)
+        .map_or_else(|| "unknown".into(), |(_, ty)| ty)
+}
+
+/// Peak resident memory of this process (`VmHWM`), in MiB.
+pub fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<f64>()
+                .ok()
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
 }

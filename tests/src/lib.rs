@@ -1,7 +1,8 @@
-//! Integration harness: real `guardian` processes on 127.0.0.1 with
-//! OS-assigned ports, each with its own data directory; kill (SIGKILL),
-//! stop (SIGTERM) and restart (same directory, same ports) any node; wait on
-//! observable state with deadlines — never fixed sleeps.
+//! Integration harness: real `guardian` processes on 127.0.0.1, each with
+//! its own data directory and ports reserved below the ephemeral range
+//! ([`reserve_port`]); kill (SIGKILL), stop (SIGTERM) and restart (same
+//! directory, same ports, retried while the port is still in use) any node;
+//! wait on observable state with deadlines — never fixed sleeps.
 
 pub mod bench;
 
@@ -16,10 +17,13 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 /// The `guardian` binary: `$GUARDIAN_BIN`, or the one next to this test's
-/// target directory (built by `cargo test --workspace`).
+/// target directory (built by `cargo test --workspace`); either way, one
+/// built from this tree ([`check_stamp`]).
 pub fn guardian_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("GUARDIAN_BIN") {
-        return PathBuf::from(p);
+        let bin = PathBuf::from(p);
+        check_stamp(&bin);
+        return bin;
     }
     let exe = std::env::current_exe().expect("current_exe");
     let mut dir = exe.parent().expect("exe dir").to_path_buf();
@@ -32,7 +36,31 @@ pub fn guardian_bin() -> PathBuf {
         "{} not found: run `cargo build -p guardian-controller` (or `cargo test --workspace`), or set GUARDIAN_BIN",
         bin.display()
     );
+    check_stamp(&bin);
     bin
+}
+
+/// Panics unless `bin --version` carries this build's
+/// [`guardian_controller::BUILD_STAMP`]: a `guardian` left in a shared
+/// target dir by another tree (or not rebuilt, as after `cargo test -p
+/// guardian-tests`) would test other code. Checked once per process.
+fn check_stamp(bin: &Path) {
+    static CHECKED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    CHECKED.get_or_init(|| {
+        let out = Command::new(bin)
+            .arg("--version")
+            .output()
+            .unwrap_or_else(|e| panic!("running {} --version: {e}", bin.display()));
+        let version = String::from_utf8_lossy(&out.stdout);
+        let want = format!("(build {})", guardian_controller::BUILD_STAMP);
+        assert!(
+            version.contains(&want),
+            "{} is not the binary of this tree: it says {:?}, this build is {want}; \
+             run `cargo build -p guardian-controller` (or `cargo test --workspace`)",
+            bin.display(),
+            version.trim()
+        );
+    });
 }
 
 /// One controller node process.
@@ -79,8 +107,65 @@ fn write_config(node_dir: &Path, id: u64, admin: &str, raft: &str, extra: &str) 
     p
 }
 
-/// Spawns `guardian server` and reads its `listening` line for the bound ports.
+/// The kernel's ephemeral port range (`ip_local_port_range`).
+fn ephemeral_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| {
+            let mut it = t.split_whitespace().map(|x| x.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32768, 60999))
+}
+
+/// A free 127.0.0.1 port for a test node, from a band just below the
+/// kernel's ephemeral range. Port-0 binds and outgoing connections only take
+/// ephemeral ports, so no other test can grab a killed node's port before it
+/// restarts; `guardian dev` uses the band above this one. Never the same
+/// port twice in one test binary.
+pub fn reserve_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let (lo, _) = ephemeral_range();
+    let top = u32::from(lo)
+        .saturating_sub(HARNESS_BAND_OFFSET)
+        .max(1024 + HARNESS_BAND);
+    let bottom = top - HARNESS_BAND;
+    let start = std::process::id() * 97;
+    for _ in 0..HARNESS_BAND {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (bottom + (start + n) % HARNESS_BAND) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 127.0.0.1:{bottom}..{top}");
+}
+
+/// The harness band is `[lo - 12000, lo - 6000)`; `guardian dev`'s is
+/// `[lo - 6000, lo)` (`cli/dev.rs`).
+const HARNESS_BAND_OFFSET: u32 = 6000;
+const HARNESS_BAND: u32 = 6000;
+
+/// Spawns `guardian server` and reads its `listening` line for the bound
+/// ports. A port still (or already) in use is retried for up to 10 s —
+/// the one failure a restart on the same ports can meet.
 fn spawn_node(node_dir: &Path, cfg: &Path) -> (Child, String, String) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match try_spawn_node(node_dir, cfg) {
+            Ok(v) => return v,
+            Err(log) if log.contains("Address already in use") && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(log) => panic!("node in {} did not start; log:\n{log}", node_dir.display()),
+        }
+    }
+}
+
+fn try_spawn_node(node_dir: &Path, cfg: &Path) -> Result<(Child, String, String), String> {
+    let log_path = node_dir.join("guardian.log");
+    let log_start = std::fs::metadata(&log_path).map_or(0, |m| m.len()) as usize;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -101,18 +186,26 @@ fn spawn_node(node_dir: &Path, cfg: &Path) -> (Child, String, String) {
     BufReader::new(stdout)
         .read_line(&mut line)
         .expect("read listening line");
-    let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| {
-        panic!(
-            "node in {} did not start ({e}); log:\n{}",
-            node_dir.display(),
-            std::fs::read_to_string(node_dir.join("guardian.log")).unwrap_or_default()
-        )
-    });
-    (
+    let v: serde_json::Value = match serde_json::from_str(line.trim()) {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            let log = std::fs::read(&log_path).unwrap_or_default();
+            let new = String::from_utf8_lossy(log.get(log_start..).unwrap_or_default());
+            return Err(format!("({e})\n{new}"));
+        }
+    };
+    Ok((
         child,
         v["admin_addr"].as_str().expect("admin_addr").to_string(),
         v["raft_addr"].as_str().expect("raft_addr").to_string(),
-    )
+    ))
+}
+
+/// `127.0.0.1:PORT` with a port from [`reserve_port`].
+fn local_addr() -> String {
+    format!("127.0.0.1:{}", reserve_port())
 }
 
 /// Polls `f` until it returns `Some`, or panics with `what` at the deadline.
@@ -154,35 +247,40 @@ impl TestCluster {
         Self::start_full(n, extra, None, Some(ca.to_vec())).await
     }
 
+    /// Starts `n` nodes that wait, uninitialized, for `raft init` (each
+    /// admin port answers before this returns).
+    pub async fn start_uninitialized(n: u64) -> Self {
+        let c = Self::spawn_all(n, DEFAULT_EXTRA, None, None, None);
+        for node in &c.nodes {
+            c.wait_admin(&node.admin).await;
+        }
+        c
+    }
+
+    async fn wait_admin(&self, admin: &str) {
+        let client = self.client();
+        wait_until("admin port", Duration::from_secs(10), || async {
+            client
+                .stub(admin)
+                .ok()?
+                .get_node_status(pb::NodeStatusRequest {})
+                .await
+                .ok()
+        })
+        .await;
+    }
+
+    /// Like [`TestCluster::start_with`], with the node directories under
+    /// `base` (benchmarks: a real disk, not a tmpfs `$TMPDIR`).
+    pub async fn start_in(base: &Path, n: u64, extra: &str) -> Self {
+        Self::init_all(Self::spawn_all(n, extra, None, None, Some(base))).await
+    }
+
     async fn start_full(n: u64, extra: &str, token: Option<&str>, ca: Option<Vec<u8>>) -> Self {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let root = tmp.path().to_path_buf();
-        if std::env::var_os("GUARDIAN_KEEP_TEST_DIRS").is_some() {
-            eprintln!("keeping node directories in {}", root.display());
-        }
-        let mut nodes = Vec::new();
-        for id in 1..=n {
-            let dir = root.join(format!("node-{id}"));
-            let cfg = write_config(&dir, id, "127.0.0.1:0", "127.0.0.1:0", extra);
-            let (child, admin, raft) = spawn_node(&dir, &cfg);
-            // Pin the ports so a restart comes back at the same addresses.
-            write_config(&dir, id, &admin, &raft, extra);
-            nodes.push(TestNode {
-                id,
-                dir,
-                admin,
-                raft,
-                child: Some(child),
-            });
-        }
-        let c = TestCluster {
-            _tmp: tmp,
-            root,
-            nodes,
-            extra: extra.to_string(),
-            token: token.map(str::to_string),
-            ca,
-        };
+        Self::init_all(Self::spawn_all(n, extra, token, ca, None)).await
+    }
+
+    async fn init_all(c: Self) -> Self {
         let members = c
             .nodes
             .iter()
@@ -192,17 +290,8 @@ impl TestCluster {
                 admin_addr: n.admin.clone(),
             })
             .collect();
-        let client = c.client();
-        wait_until("node 1 admin port", Duration::from_secs(10), || async {
-            client
-                .stub(&c.nodes[0].admin)
-                .ok()?
-                .get_node_status(pb::NodeStatusRequest {})
-                .await
-                .ok()
-        })
-        .await;
-        client
+        c.wait_admin(&c.nodes[0].admin).await;
+        c.client()
             .stub(&c.nodes[0].admin)
             .expect("stub")
             .initialize(pb::InitializeRequest { members })
@@ -212,14 +301,54 @@ impl TestCluster {
         c
     }
 
+    fn spawn_all(
+        n: u64,
+        extra: &str,
+        token: Option<&str>,
+        ca: Option<Vec<u8>>,
+        base: Option<&Path>,
+    ) -> Self {
+        let tmp = match base {
+            Some(b) => tempfile::tempdir_in(b),
+            None => tempfile::tempdir(),
+        }
+        .expect("tempdir");
+        let root = tmp.path().to_path_buf();
+        if std::env::var_os("GUARDIAN_KEEP_TEST_DIRS").is_some() {
+            eprintln!("keeping node directories in {}", root.display());
+        }
+        let mut nodes = Vec::new();
+        for id in 1..=n {
+            let dir = root.join(format!("node-{id}"));
+            // Fixed ports outside the ephemeral range: a restart comes back
+            // at the same addresses.
+            let cfg = write_config(&dir, id, &local_addr(), &local_addr(), extra);
+            let (child, admin, raft) = spawn_node(&dir, &cfg);
+            nodes.push(TestNode {
+                id,
+                dir,
+                admin,
+                raft,
+                child: Some(child),
+            });
+        }
+        TestCluster {
+            _tmp: tmp,
+            root,
+            nodes,
+            extra: extra.to_string(),
+            token: token.map(str::to_string),
+            ca,
+        }
+    }
+
     /// Starts one more node (id = current count + 1) that is not yet a member:
     /// it waits, uninitialized, to be added as a learner.
     pub fn spawn_unjoined(&mut self) -> u64 {
         let id = self.nodes.len() as u64 + 1;
         let dir = self.root.join(format!("node-{id}"));
-        let cfg = write_config(&dir, id, "127.0.0.1:0", "127.0.0.1:0", &self.extra);
+        let cfg = write_config(&dir, id, &local_addr(), &local_addr(), &self.extra);
         let (child, admin, raft) = spawn_node(&dir, &cfg);
-        write_config(&dir, id, &admin, &raft, &self.extra);
         self.nodes.push(TestNode {
             id,
             dir,

@@ -12,7 +12,10 @@ use guardian_proto::pb;
 use guardian_tests::{cluster, wait_until, TestCluster};
 use tonic::Code;
 
-async fn add(cl: &AdminClient, name: &str) -> Result<(), tonic::Status> {
+/// Adds cluster `name`; returns the id its reply assigned (`None` when a
+/// retry found the first attempt committed). Group commit proposes
+/// concurrent writes as one entry: each reply must be its own request's.
+async fn add(cl: &AdminClient, name: &str) -> Result<Option<u64>, tonic::Status> {
     let c = cluster(name);
     match cl
         .call(|mut s| {
@@ -24,11 +27,21 @@ async fn add(cl: &AdminClient, name: &str) -> Result<(), tonic::Status> {
         })
         .await
     {
-        Ok(_) => Ok(()),
+        Ok(reply) => {
+            assert_eq!(reply.name, name, "a reply routed to another request");
+            Ok(Some(reply.id))
+        }
         // A retry of a write whose first attempt committed: it is there.
-        Err(s) if s.code() == Code::AlreadyExists => Ok(()),
+        Err(s) if s.code() == Code::AlreadyExists => Ok(None),
         Err(s) => Err(s),
     }
+}
+
+async fn clusters(cl: &AdminClient, stale: bool) -> Vec<pb::Cluster> {
+    cl.call(|mut s| async move { s.list_clusters(pb::ListClustersRequest { stale }).await })
+        .await
+        .expect("list clusters")
+        .clusters
 }
 
 async fn names(cl: &AdminClient, stale: bool) -> BTreeSet<String> {
@@ -45,7 +58,8 @@ async fn names(cl: &AdminClient, stale: bool) -> BTreeSet<String> {
 async fn t50_sigkill_leader_loses_no_acknowledged_write() {
     let mut c = TestCluster::start(3).await;
     let old_leader = c.wait_leader(Duration::from_secs(10)).await;
-    let acked = Arc::new(Mutex::new(BTreeSet::new()));
+    // name → the id its own reply assigned.
+    let acked = Arc::new(Mutex::new(std::collections::BTreeMap::new()));
     let count = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let mut writers = Vec::new();
@@ -56,8 +70,8 @@ async fn t50_sigkill_leader_loses_no_acknowledged_write() {
             let mut i = 0;
             while !stop.load(Ordering::Relaxed) {
                 let name = format!("w{w}-{i}");
-                if add(&cl, &name).await.is_ok() {
-                    acked.lock().unwrap().insert(name);
+                if let Ok(id) = add(&cl, &name).await {
+                    acked.lock().unwrap().insert(name, id);
                     count.fetch_add(1, Ordering::Relaxed);
                 }
                 i += 1;
@@ -70,10 +84,19 @@ async fn t50_sigkill_leader_loses_no_acknowledged_write() {
         || async { (count.load(Ordering::Relaxed) >= 100).then_some(()) },
     )
     .await;
+    let old_term = c.node_status(old_leader).await.expect("leader status").term;
     c.kill(old_leader);
     let at_kill = count.load(Ordering::Relaxed);
     let new_leader = c.wait_leader(Duration::from_secs(10)).await;
-    assert_ne!(new_leader, old_leader);
+    let new_term = c
+        .node_status(new_leader)
+        .await
+        .expect("new leader status")
+        .term;
+    assert!(
+        new_term > old_term,
+        "node {new_leader} leads in term {new_term}, not after the killed leader's term {old_term}"
+    );
     wait_until(
         "writes continue under the new leader",
         Duration::from_secs(30),
@@ -84,10 +107,22 @@ async fn t50_sigkill_leader_loses_no_acknowledged_write() {
     for w in writers {
         w.await.unwrap();
     }
-    let acked = acked.lock().unwrap().clone();
-    let present = names(&c.client(), false).await;
+    let acked_ids = acked.lock().unwrap().clone();
+    let acked: BTreeSet<String> = acked_ids.keys().cloned().collect();
+    let listed = clusters(&c.client(), false).await;
+    let present: BTreeSet<String> = listed.iter().map(|c| c.name.clone()).collect();
     let missing: Vec<_> = acked.difference(&present).collect();
     assert!(missing.is_empty(), "acknowledged writes lost: {missing:?}");
+    // Every reply named the id the registry holds for its own cluster.
+    for c in &listed {
+        if let Some(Some(id)) = acked_ids.get(&c.name) {
+            assert_eq!(
+                *id, c.id,
+                "the reply for {} carried another write's id",
+                c.name
+            );
+        }
+    }
 
     // The killed leader comes back from its directory and catches up.
     c.restart(old_leader);

@@ -340,11 +340,29 @@ async fn t70_load_survives_reporter_and_leader_kills() {
     .await;
     // A whole slot with writes has been recorded: then the writes stop, so
     // whatever the next leader knows of them comes from the recorded slots.
+    // The first slot wholly after the writes began must be in the Raft log
+    // (what the state machine holds, not what the leader's clock suggests).
     let slot_ms = 5 * 400;
-    let recorded_by = (produced_from / slot_ms + 2) * slot_ms + 600;
-    tokio::time::sleep(Duration::from_millis(recorded_by.saturating_sub(now_ms()))).await;
+    let full_slot = produced_from / slot_ms + 1;
+    wait_until(
+        "a slot with writes recorded through Raft",
+        Duration::from_secs(20),
+        || async {
+            let v = load(&eps)?;
+            let b1 = (v["broker_loads"].as_array()?.iter()).find(|b| b["broker_id"] == 1)?;
+            (b1["recorded_partition_slot"].as_u64()? >= full_slot).then_some(())
+        },
+    )
+    .await;
     producer.stop();
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    wait_until(
+        "the leader sees t-0's writes stop",
+        Duration::from_secs(10),
+        || async {
+            (partition_t0_of_broker_1(&eps)["bytes_in_per_sec"].as_f64()? == 0.0).then_some(())
+        },
+    )
+    .await;
     let t0 = partition_t0_of_broker_1(&eps);
     assert!(t0["bytes_in_p95"].as_f64().unwrap() > 0.0, "{t0}");
     let leader = c.wait_leader(Duration::from_secs(10)).await;

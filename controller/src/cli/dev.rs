@@ -37,12 +37,36 @@ struct DevNode {
     raft: String,
 }
 
+/// `n` distinct free ports from the 6,000 just below the kernel's ephemeral
+/// range. Port-0 binds and outgoing connections only take ephemeral ports,
+/// so nothing else grabs a stopped dev node's port before the next run
+/// resumes on it. (The test harness uses the band below this one.)
 fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
-    // Hold all listeners at once so the ports are distinct.
-    let ls: Vec<_> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<_, _>>()?;
-    ls.iter().map(|l| Ok(l.local_addr()?.port())).collect()
+    const BAND: u32 = 6000;
+    let lo = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let top = lo.max(1024 + BAND);
+    let start = std::process::id() * 61;
+    // Hold the listeners until all are found so the ports are distinct.
+    let mut held = Vec::with_capacity(n);
+    for i in 0..BAND {
+        if held.len() == n {
+            break;
+        }
+        let port = (top - BAND + (start + i) % BAND) as u16;
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            held.push(l);
+        }
+    }
+    if held.len() < n {
+        bail!(
+            "fewer than {n} free ports in 127.0.0.1:{}..{top}",
+            top - BAND
+        );
+    }
+    held.iter().map(|l| Ok(l.local_addr()?.port())).collect()
 }
 
 fn layout(dir: &Path) -> anyhow::Result<DevLayout> {

@@ -57,6 +57,7 @@ pub async fn run(c: &Ctx, cmd: LoadCmd) -> Result<(), CliError> {
                         "capacity_bytes": b.capacity_bytes,
                         "history_buckets": b.history_buckets,
                         "history_first_bucket": b.history_first_bucket,
+                        "recorded_partition_slot": b.recorded_partition_slot,
                         "bytes_out_per_sec": b.bytes_out_per_sec,
                         "bytes_out_median": b.bytes_out_median, "bytes_out_p95": b.bytes_out_p95,
                         "under_replicated_partitions": b.under_replicated_partitions,

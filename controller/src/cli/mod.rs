@@ -20,7 +20,7 @@ pub use output::Output;
 #[derive(Parser, Debug)]
 #[command(
     name = "guardian",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (build ", env!("GUARDIAN_BUILD_STAMP"), ")"),
     about = "Guardian: a Raft-replicated control plane for Kafka federations"
 )]
 pub struct Cli {

@@ -53,7 +53,7 @@ pub enum RemoteLogCmd {
     List {
         #[command(flatten)]
         p: PartitionArgs,
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         epoch: Option<i32>,
         #[command(flatten)]
         stale: StaleArg,
@@ -80,7 +80,8 @@ pub struct PartitionArgs {
 pub struct EpochArgs {
     #[command(flatten)]
     p: PartitionArgs,
-    #[arg(long)]
+    /// Leader epoch; -1 (Kafka's "no epoch") is accepted.
+    #[arg(long, allow_negative_numbers = true)]
     epoch: i32,
     #[command(flatten)]
     stale: StaleArg,
@@ -90,9 +91,10 @@ pub struct EpochArgs {
 pub struct EpochOffsetArgs {
     #[command(flatten)]
     p: PartitionArgs,
-    #[arg(long)]
+    /// Leader epoch; -1 (Kafka's "no epoch") is accepted.
+    #[arg(long, allow_negative_numbers = true)]
     epoch: i32,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     offset: i64,
     #[command(flatten)]
     stale: StaleArg,

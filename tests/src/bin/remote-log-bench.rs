@@ -44,6 +44,9 @@ struct Args {
     /// Extra TOML appended to every node's config.
     #[arg(long, default_value = "")]
     extra_config: String,
+    /// Where the nodes keep their data: a real disk, not a tmpfs `$TMPDIR`.
+    #[arg(long, default_value = "/var/tmp")]
+    data_dir: std::path::PathBuf,
 }
 
 const SEG_SPAN: i64 = 1000;
@@ -137,7 +140,12 @@ async fn main() -> anyhow::Result<()> {
         "remote-log-bench: 3 guardian processes on 127.0.0.1, fsync on; {} clients, {} s runs",
         a.clients, a.secs
     );
-    let c = TestCluster::start_with(3, &a.extra_config.replace("\\n", "\n")).await;
+    println!(
+        "data under {} ({})",
+        a.data_dir.display(),
+        guardian_tests::bench::fs_type(&a.data_dir)
+    );
+    let c = TestCluster::start_in(&a.data_dir, 3, &a.extra_config.replace("\\n", "\n")).await;
     let leader = c.wait_leader(Duration::from_secs(10)).await;
     let addr = c.node(leader).admin.clone();
     let chans = channels(&addr, a.clients.clamp(1, 8))?;
@@ -187,6 +195,7 @@ async fn main() -> anyhow::Result<()> {
         "{}",
         w.items_line(&format!("segment events, batches of {batch}"), "events")
     );
+    w.ensure_ok("segment events")?;
     // Lookups target offsets every partition has: the lowest highest offset
     // over the writers' last partitions (each writer fills its partitions
     // round-robin, so its last one is the shortest).
@@ -261,6 +270,7 @@ async fn main() -> anyhow::Result<()> {
             r.items_line(&format!("lookups, {lookups}/call, {mode}"), "lookups"),
             100.0 * hits as f64 / r.items.max(1) as f64
         );
+        r.ensure_ok(&format!("lookups ({mode})"))?;
     }
 
     let (clients, partitions) = (a.clients, a.partitions);
@@ -288,5 +298,6 @@ async fn main() -> anyhow::Result<()> {
         "{}",
         one.items_line("lookups, 1/call, linearizable", "lookups")
     );
+    one.ensure_ok("single lookups")?;
     Ok(())
 }
