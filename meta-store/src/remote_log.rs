@@ -791,6 +791,9 @@ mod tests {
             h.one(add(2, 5, 4, &[(0, 5)])),
             EventOutcome::Rejected(Rejection::InvalidArgument { field, .. }) if field == "events[0].add_segment.end_offset"
         ));
+        // Rejections stored nothing beyond the one good segment.
+        assert_eq!(h.list(), vec![id(1)]);
+        assert_eq!(h.reloaded(), *h.rl());
     }
 
     #[test]
@@ -870,6 +873,7 @@ mod tests {
             None,
             "200-299 is empty and 300 is not copied"
         );
+        assert_eq!(h.reloaded(), *h.rl());
     }
 
     #[test]
@@ -997,6 +1001,7 @@ mod tests {
             h.copy(1, 0, 100, &[(0, 0)]);
             h.copy(2, 0, 200, &[(0, 0), (1, 150)]);
             h.set(1, DeleteSegmentStarted);
+            assert_eq!(h.reloaded(), *h.rl());
             (h.reg, h.kv)
         };
         assert_eq!(run(), run());

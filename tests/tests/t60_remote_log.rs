@@ -225,8 +225,11 @@ async fn t60_cli_track_apply_and_query() {
 
     // Unknown partition: reads NOT_FOUND, writes FAILED_PRECONDITION.
     let (code, _, err) = with_part("get", &["--epoch", "0", "--offset", "5"]);
-    assert_ne!(code, 0);
-    assert!(err.contains("NOT_FOUND"), "{err}");
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(
+        err.trim(),
+        format!("error: NOT_FOUND: remote log metadata of partition {tid}:{TOPIC}-0 (never tracked, or deleted) not found")
+    );
     let s1 = seg_id(1).to_string();
     let s2 = seg_id(2).to_string();
     let line = |ev: &str, rest: &str| {
@@ -370,6 +373,40 @@ async fn t60_cli_track_apply_and_query() {
         json("next-txn-segment", &["--epoch", "-1", "--offset", "-5"]),
         Value::Null
     );
+    // Untracked by its only broker: still readable, no longer writable.
+    let (code, out, err) = with_part("untrack", &["--broker-id", "1"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["ok"],
+        true,
+        "{out}"
+    );
+    assert_eq!(
+        json("get", &["--epoch", "3", "--offset", "45"])["segment_id"],
+        s1.as_str()
+    );
+    let del2 = line(
+        "update_segment",
+        &format!(
+            r#""segment_id":"{s2}","broker_id":1,"event_timestamp_ms":9,"custom_metadata":null,"state":"DELETE_SEGMENT_STARTED""#
+        ),
+    );
+    std::fs::write(&file, format!("{del2}\n")).unwrap();
+    let (code, out, err) = run(&["remote-log", "apply", file.to_str().unwrap(), "-o", "json"]);
+    assert_ne!(code, 0, "a failed event fails the command");
+    assert_eq!(err.trim(), "error: 1 of 1 events failed");
+    let r: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        (r["result"].as_str(), r["code"].as_str()),
+        (Some("error"), Some("FAILED_PRECONDITION")),
+        "{r}"
+    );
+    assert_eq!(
+        json("list", &[]).as_array().unwrap().len(),
+        2,
+        "nothing changed"
+    );
+
     // Malformed input names the field.
     let (code, _, err) = run(&[
         "remote-log",

@@ -436,6 +436,6 @@ async fn t70_load_survives_reporter_and_leader_kills() {
     assert_eq!(parts.len(), 3);
     assert!(parts.iter().all(|p| p["topic"] == "t"));
     let (code, _, err) = cli(&["--endpoints", &eps2, "load", "cluster", "nope"]);
-    assert_ne!(code, 0);
-    assert!(err.contains("NOT_FOUND"), "{err}");
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.trim(), r#"error: NOT_FOUND: cluster "nope" not found"#);
 }
