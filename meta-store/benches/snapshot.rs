@@ -308,6 +308,14 @@ fn main() {
             let keep = arg("--dir").map(PathBuf::from);
             let tmp = tempfile::tempdir_in(keep.as_deref().unwrap_or(Path::new("/var/tmp")))
                 .expect("tempdir");
+            // fsync and page-cache figures on tmpfs would measure nothing.
+            let fs = Process::new("stat")
+                .args(["-f", "-c", "%T"])
+                .arg(tmp.path())
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .unwrap_or_default();
+            println!("{}", json!({"data_dir": tmp.path(), "filesystem": fs}));
             let (a, b) = (tmp.path().join("leader"), tmp.path().join("follower"));
             let n = segments.to_string();
             let fill = run_phase(&["fill", a.to_str().unwrap(), &n]);
