@@ -333,12 +333,13 @@ impl Collector {
     }
 }
 
-/// A rate or gauge must be a finite number ≥ 0.
-fn rate(field: &str, v: f64) -> Result<(), String> {
+/// A rate or gauge must be a finite number ≥ 0. The field's name is built
+/// only on the error path: this runs for every partition of every snapshot.
+fn rate<F: std::fmt::Display>(v: f64, field: impl FnOnce() -> F) -> Result<(), String> {
     if v.is_finite() && v >= 0.0 {
         Ok(())
     } else {
-        Err(format!("{field} is {v}, not a finite number >= 0"))
+        Err(format!("{} is {v}, not a finite number >= 0", field()))
     }
 }
 
@@ -347,35 +348,35 @@ fn rate(field: &str, v: f64) -> Result<(), String> {
 /// its table, and every rate is finite and ≥ 0. A bad snapshot is refused
 /// whole and names the first bad field; the broker keeps its last good load.
 fn check_snapshot(s: &pb::BrokerSnapshot) -> Result<(), String> {
-    rate("interval_secs", s.interval_secs)?;
+    rate(s.interval_secs, || "interval_secs")?;
     for (i, d) in s.log_dirs.iter().enumerate() {
-        rate(
-            &format!("log_dirs[{i}].write_bytes_per_sec"),
-            d.write_bytes_per_sec,
-        )?;
-        rate(
-            &format!("log_dirs[{i}].read_bytes_per_sec"),
-            d.read_bytes_per_sec,
-        )?;
-        rate(&format!("log_dirs[{i}].utilization"), d.utilization)?;
+        rate(d.write_bytes_per_sec, || {
+            format!("log_dirs[{i}].write_bytes_per_sec")
+        })?;
+        rate(d.read_bytes_per_sec, || {
+            format!("log_dirs[{i}].read_bytes_per_sec")
+        })?;
+        rate(d.utilization, || format!("log_dirs[{i}].utilization"))?;
     }
     if let Some(h) = &s.host {
-        rate("host.cpu_busy", h.cpu_busy)?;
-        rate("host.net_rx_bytes_per_sec", h.net_rx_bytes_per_sec)?;
-        rate("host.net_tx_bytes_per_sec", h.net_tx_bytes_per_sec)?;
+        rate(h.cpu_busy, || "host.cpu_busy")?;
+        rate(h.net_rx_bytes_per_sec, || "host.net_rx_bytes_per_sec")?;
+        rate(h.net_tx_bytes_per_sec, || "host.net_tx_bytes_per_sec")?;
     }
     if let Some(m) = &s.broker_metrics {
-        rate("broker_metrics.bytes_in_per_sec", m.bytes_in_per_sec)?;
-        rate("broker_metrics.bytes_out_per_sec", m.bytes_out_per_sec)?;
-        rate("broker_metrics.messages_in_per_sec", m.messages_in_per_sec)?;
+        rate(m.bytes_in_per_sec, || "broker_metrics.bytes_in_per_sec")?;
+        rate(m.bytes_out_per_sec, || "broker_metrics.bytes_out_per_sec")?;
+        rate(m.messages_in_per_sec, || {
+            "broker_metrics.messages_in_per_sec"
+        })?;
         if let Some(v) = m.under_replicated_partitions {
-            rate("broker_metrics.under_replicated_partitions", v)?;
+            rate(v, || "broker_metrics.under_replicated_partitions")?;
         }
         if let Some(v) = m.request_handler_idle {
-            rate("broker_metrics.request_handler_idle", v)?;
+            rate(v, || "broker_metrics.request_handler_idle")?;
         }
         for (k, v) in &m.request_p99_ms {
-            rate(&format!("broker_metrics.request_p99_ms[{k}]"), *v)?;
+            rate(*v, || format!("broker_metrics.request_p99_ms[{k}]"))?;
         }
     }
     let Some(t) = &s.partitions else {
@@ -424,14 +425,12 @@ fn check_snapshot(s: &pb::BrokerSnapshot) -> Result<(), String> {
                 s.log_dirs.len()
             ));
         }
-        rate(
-            &format!("partitions.bytes_in_per_sec[{i}]"),
-            t.bytes_in_per_sec[i],
-        )?;
-        rate(
-            &format!("partitions.messages_in_per_sec[{i}]"),
-            t.messages_in_per_sec[i],
-        )?;
+        rate(t.bytes_in_per_sec[i], || {
+            format!("partitions.bytes_in_per_sec[{i}]")
+        })?;
+        rate(t.messages_in_per_sec[i], || {
+            format!("partitions.messages_in_per_sec[{i}]")
+        })?;
     }
     Ok(())
 }
