@@ -146,18 +146,3 @@ pub fn fs_type(dir: &Path) -> String {
         .max_by_key(|(n, _)| *n)
         .map_or_else(|| "unknown".into(), |(_, ty)| ty)
 }
-
-/// Peak resident memory of this process (`VmHWM`), in MiB.
-pub fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))?
-                .split_whitespace()
-                .nth(1)?
-                .parse::<f64>()
-                .ok()
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}

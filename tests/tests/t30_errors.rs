@@ -623,14 +623,19 @@ async fn t33_admin_port_speaks_tls_when_configured() {
         })
         .await
         .expect_err("plaintext accepted by a TLS port");
-    // The TLS port never answers a plaintext HTTP/2 preface: the call runs
-    // out of time with nothing served.
-    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
-    assert_eq!(
-        err.message(),
-        format!("no answer from {ep} within 500ms"),
-        "{err:?}"
-    );
+    // The TLS port serves nothing to a plaintext HTTP/2 preface: the call
+    // fails in the transport — it runs out of time waiting, or the client
+    // reads the server's TLS alert as a broken HTTP/2 frame (which of the
+    // two depends on timing) — never with an answer from the service.
+    let transport = match err.code() {
+        Code::DeadlineExceeded => err.message() == format!("no answer from {ep} within 500ms"),
+        Code::Internal | Code::Unavailable | Code::Unknown => {
+            err.message().starts_with("h2 protocol error")
+                || err.message().starts_with("transport error")
+        }
+        _ => false,
+    };
+    assert!(transport, "plaintext to a TLS port: {err:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
