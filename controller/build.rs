@@ -1,63 +1,7 @@
-//! Stamps the build with a hash of the sources the `guardian` binary is made
+//! Stamps the build (of `guardian-controller` and of `guardian-cli`, whose
+//! `build.rs` includes this file) with a hash of the sources the `guardian` binary is made
 //! of, so the integration harness can tell a binary built from this tree
 //! from a stale one left in a shared target dir (`guardian --version` and
 //! `guardian_controller::BUILD_STAMP` must agree).
 
-use std::hash::Hasher;
-use std::path::Path;
-
-/// Inputs of the binary, relative to this crate.
-const INPUTS: &[&str] = &[
-    "src",
-    "Cargo.toml",
-    "build.rs",
-    "../proto",
-    "../meta-store/src",
-    "../meta-store/Cargo.toml",
-    "../planner/src",
-    "../planner/Cargo.toml",
-    "../Cargo.toml",
-    "../Cargo.lock",
-];
-
-fn main() {
-    // FNV-1a over (path, contents) of every file, in sorted order.
-    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
-    for input in INPUTS {
-        println!("cargo:rerun-if-changed={input}");
-        let mut files = Vec::new();
-        walk(Path::new(input), &mut files);
-        files.sort();
-        for f in files {
-            h.write(f.to_string_lossy().as_bytes());
-            h.write(&std::fs::read(&f).unwrap_or_default());
-        }
-    }
-    println!("cargo:rustc-env=GUARDIAN_BUILD_STAMP={:016x}", h.finish());
-}
-
-fn walk(p: &Path, out: &mut Vec<std::path::PathBuf>) {
-    if p.is_dir() {
-        if let Ok(rd) = std::fs::read_dir(p) {
-            for e in rd.flatten() {
-                walk(&e.path(), out);
-            }
-        }
-    } else if p.is_file() {
-        out.push(p.to_path_buf());
-    }
-}
-
-struct Fnv(u64);
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-}
+include!("stamp.rs");
