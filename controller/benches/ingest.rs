@@ -16,7 +16,7 @@
 
 use std::time::Instant;
 
-use guardian_controller::collector::{accept, partition_slot, recorded_lists, LoadState};
+use guardian_controller::load::{accept, partition_slot, recorded_lists, LoadState};
 use guardian_meta_store::registry::Registry;
 use guardian_meta_store::state_keys::value_bytes;
 use guardian_proto::domain::{self, Command};

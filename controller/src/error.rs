@@ -1,9 +1,12 @@
-//! The controller's API errors and their one exhaustive mapping to
-//! `tonic::Status`.
+//! The controller's API errors: the one exhaustive mapping to
+//! `tonic::Status`, and the one mapping from openraft's errors.
 
-use guardian_meta_store::{NodeId, Rejection};
+use guardian_meta_store::{GuardianNode, NodeId, Rejection};
 use guardian_proto::conv::ConvError;
 use guardian_proto::domain::InvalidField;
+use openraft::error::{
+    CheckIsLeaderError, ClientWriteError, Fatal, ForwardToLeader, InitializeError, RaftError,
+};
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 
@@ -93,6 +96,63 @@ impl From<Rejection> for ApiError {
             Rejection::InvalidArgument { field, reason } => {
                 ApiError::InvalidArgument { field, reason }
             }
+        }
+    }
+}
+
+impl From<ForwardToLeader<NodeId, GuardianNode>> for ApiError {
+    fn from(f: ForwardToLeader<NodeId, GuardianNode>) -> Self {
+        ApiError::NotLeader {
+            leader_id: f.leader_id,
+            leader_admin: f.leader_node.map(|n| n.admin_addr),
+        }
+    }
+}
+
+impl From<Fatal<NodeId>> for ApiError {
+    fn from(f: Fatal<NodeId>) -> Self {
+        ApiError::Unavailable {
+            reason: format!("raft stopped: {f}"),
+        }
+    }
+}
+
+impl From<RaftError<NodeId, ClientWriteError<NodeId, GuardianNode>>> for ApiError {
+    fn from(e: RaftError<NodeId, ClientWriteError<NodeId, GuardianNode>>) -> Self {
+        match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => f.into(),
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
+                ApiError::FailedPrecondition {
+                    reason: c.to_string(),
+                }
+            }
+            RaftError::Fatal(f) => f.into(),
+        }
+    }
+}
+
+impl From<RaftError<NodeId, CheckIsLeaderError<NodeId, GuardianNode>>> for ApiError {
+    fn from(e: RaftError<NodeId, CheckIsLeaderError<NodeId, GuardianNode>>) -> Self {
+        match e {
+            RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => f.into(),
+            RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)) => ApiError::Unavailable {
+                reason: q.to_string(),
+            },
+            RaftError::Fatal(f) => f.into(),
+        }
+    }
+}
+
+impl From<RaftError<NodeId, InitializeError<NodeId, GuardianNode>>> for ApiError {
+    fn from(e: RaftError<NodeId, InitializeError<NodeId, GuardianNode>>) -> Self {
+        match e {
+            RaftError::APIError(InitializeError::NotAllowed(e)) => ApiError::FailedPrecondition {
+                reason: format!("already initialized: {e}"),
+            },
+            RaftError::APIError(InitializeError::NotInMembers(e)) => {
+                ApiError::invalid("members", e.to_string())
+            }
+            RaftError::Fatal(f) => f.into(),
         }
     }
 }

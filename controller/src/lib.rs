@@ -1,40 +1,39 @@
-//! The Guardian controller: one node of the Raft-replicated control plane.
+//! The Guardian controller: one node of the Raft-replicated control plane,
+//! as a library (the `guardian` binary is `cli/`). Layers, each a folder:
 //!
-//! - [`config`]: the validated node configuration (`deploy/guardian.example.toml`).
-//! - [`node`]: start/stop a node — RocksDB store, openraft, the raft port
-//!   (peers only) and the admin port (admin API, remote log metadata, health, reflection).
-//! - [`raft_net`] / [`raft_service`]: the Raft transport over tonic.
-//! - [`handle`]: the [`handle::Controller`] — proposes commands, serves
-//!   linearizable or stale reads, changes membership.
-//! - [`proposer`]: leader-side group commit (concurrent writes → one batched entry).
-//! - [`barrier`]: coalesced read barriers (concurrent linearizable reads →
-//!   one quorum round).
-//! - [`admin`]: the `GuardianAdmin` gRPC service (thin handlers, token roles).
-//! - [`remote_log`]: the `RemoteLogMetadata` gRPC service (KIP-405 tiered
-//!   storage metadata: batched events, lookups, listings).
-//! - [`collector`]: leader-only pulls of every broker's reporter, load
-//!   windows per broker, disk and partition (soft state; their means are
-//!   replicated), served by the `Load*` RPCs.
-//! - [`error`]: API errors and their one mapping to `tonic::Status`.
-//! - [`client`]: the leader-following Rust client used by the CLI and tests.
+//! - [`raft`]: the [`raft::Controller`] handle (proposes commands, serves
+//!   linearizable or stale reads, changes membership), leader-side group
+//!   commit, coalesced read barriers, and the peer transport (client and
+//!   the `RaftPeer` service on the raft port).
+//! - [`api`]: the client-facing gRPC services on the admin port, one module
+//!   per area (membership and status, registry, load, remote log) with the
+//!   role each RPC needs in one table; handlers stay thin.
+//! - [`leader`]: the supervisor that starts the leader-only tasks (the
+//!   collector) when this node gains leadership and stops them when it
+//!   loses it.
+//! - [`load`]: the load windows and the queries over them (pure).
+//! - [`node`]: start/stop a node — RocksDB store, openraft, both ports, the
+//!   supervisor — and [`tasks`], which counts every task a node starts so
+//!   none outlives it.
+//! - [`config`], [`error`] (API errors: the one mapping from openraft and
+//!   to `tonic::Status`), [`client`] (the leader-following Rust client used
+//!   by the CLI and tests), [`time`].
 //!
-//! The `guardian` binary (`src/main.rs`, `src/cli/`) adds the CLI and
-//! `guardian dev`. Depends on everything; nothing depends on it but `tests/`.
+//! Layering: `api` and `leader` call into `raft`; `raft` knows neither;
+//! `load` knows only the domain and protobuf types.
 
 /// A hash of the sources this build was made from (`build.rs`); `guardian
 /// --version` prints it, and the test harness refuses a `guardian` binary
 /// whose stamp differs from the library it was compiled with.
 pub const BUILD_STAMP: &str = env!("GUARDIAN_BUILD_STAMP");
 
-pub mod admin;
-pub mod barrier;
+pub mod api;
 pub mod client;
-pub mod collector;
 pub mod config;
 pub mod error;
-pub mod handle;
+pub mod leader;
+pub mod load;
 pub mod node;
-pub mod proposer;
-pub mod raft_net;
-pub mod raft_service;
-pub mod remote_log;
+pub mod raft;
+pub mod tasks;
+pub mod time;

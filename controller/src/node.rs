@@ -10,17 +10,22 @@ use guardian_proto::pb::guardian_admin_server::GuardianAdminServer;
 use guardian_proto::pb::raft_peer_server::RaftPeerServer;
 use guardian_proto::pb::remote_log_metadata_server::RemoteLogMetadataServer;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
-use crate::admin::{AdminService, Auth};
+use crate::api::{AdminService, Api, Auth, RemoteLogService};
 use crate::config::{ConfigError, NodeConfig};
-use crate::handle::Controller;
-use crate::raft_net::{PeerNetwork, MAX_RAFT_MESSAGE_BYTES};
-use crate::raft_service::RaftPeerService;
-use crate::remote_log::RemoteLogService;
+use crate::leader::collector::Collector;
+use crate::leader::Supervisor;
+use crate::raft::network::{PeerNetwork, MAX_RAFT_MESSAGE_BYTES};
+use crate::raft::peer_service::RaftPeerService;
+use crate::raft::Controller;
+use crate::tasks::Tasks;
+
+/// How long a stopping node waits for its tasks to end.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -48,7 +53,8 @@ pub struct RunningNode {
     pub ctl: Controller,
     pub admin_addr: SocketAddr,
     pub raft_addr: SocketAddr,
-    stop: watch::Sender<bool>,
+    stop: CancellationToken,
+    tasks: Tasks,
     servers: Vec<JoinHandle<Result<(), tonic::transport::Error>>>,
 }
 
@@ -124,13 +130,24 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     )
     .await
     .map_err(|e| NodeError::Raft(e.to_string()))?;
-    tokio::spawn(hold_elections_until_settled(
-        raft.clone(),
-        Duration::from_millis(2 * cfg.raft.election_timeout_max_ms),
-    ));
+    let tasks = Tasks::default();
+    let stop = CancellationToken::new();
+    tasks.spawn(
+        "hold elections",
+        hold_elections_until_settled(
+            raft.clone(),
+            Duration::from_millis(2 * cfg.raft.election_timeout_max_ms),
+            stop.clone(),
+        ),
+    );
     let ctl = Controller {
-        proposer: crate::proposer::Proposer::start(raft.clone(), cfg.raft.max_proposals_in_flight),
-        barrier: crate::barrier::ReadBarrier::start(raft.clone()),
+        proposer: crate::raft::proposer::Proposer::start(
+            raft.clone(),
+            cfg.raft.max_proposals_in_flight,
+            &tasks,
+            stop.clone(),
+        ),
+        barrier: crate::raft::barrier::ReadBarrier::start(raft.clone(), &tasks, stop.clone()),
         raft: raft.clone(),
         state,
         id: cfg.node_id,
@@ -144,10 +161,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
             .unwrap_or_else(|| raft_addr.to_string()),
     };
 
-    let (stop, stop_rx) = watch::channel(false);
-    let until_stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
+    let until_stopped = |t: CancellationToken| t.cancelled_owned();
 
     // Raft port: peers only.
     let raft_srv = Server::builder()
@@ -160,7 +174,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
             .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES),
         )
-        .serve_with_incoming_shutdown(incoming(raft_listener), until_stopped(stop_rx.clone()));
+        .serve_with_incoming_shutdown(incoming(raft_listener), until_stopped(stop.clone()));
 
     // Admin port: the admin API, health and reflection.
     let (health, health_svc) = tonic_health::server::health_reporter();
@@ -180,18 +194,24 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         .with_service_name("grpc.reflection.v1.ServerReflection")
         .build_v1()
         .map_err(|e| NodeError::Task(e.to_string()))?;
-    let collector = crate::collector::start(ctl.clone(), cfg.collect.clone());
-    let admin_svc = GuardianAdminServer::new(AdminService::new(
-        ctl.clone(),
-        &cfg.auth,
-        cfg.raft.peer_token.clone(),
+    let collector = Arc::new(Collector::new(cfg.collect.clone()));
+    let supervisor = Supervisor {
+        ctl: ctl.clone(),
+        collector: collector.clone(),
+        tasks: tasks.clone(),
+    };
+    tasks.spawn("leader supervisor", supervisor.run(stop.clone()));
+    let api = Arc::new(Api {
+        ctl: ctl.clone(),
         collector,
-    ))
-    .max_decoding_message_size(cfg.grpc.max_request_bytes);
-    let remote_log_svc =
-        RemoteLogMetadataServer::new(RemoteLogService::new(ctl.clone(), Auth::new(&cfg.auth)))
-            .max_decoding_message_size(cfg.grpc.max_request_bytes)
-            .max_encoding_message_size(cfg.grpc.max_request_bytes.max(64 << 20));
+        peer_token: cfg.raft.peer_token.clone(),
+    });
+    let auth = Auth::new(&cfg.auth);
+    let admin_svc = GuardianAdminServer::new(AdminService::new(api.clone(), auth.clone()))
+        .max_decoding_message_size(cfg.grpc.max_request_bytes);
+    let remote_log_svc = RemoteLogMetadataServer::new(RemoteLogService::new(api, auth))
+        .max_decoding_message_size(cfg.grpc.max_request_bytes)
+        .max_encoding_message_size(cfg.grpc.max_request_bytes.max(64 << 20));
     let mut admin_builder = Server::builder();
     if let Some(tls) = &cfg.tls {
         let read = |p: &std::path::Path| {
@@ -211,15 +231,19 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         .add_service(reflection)
         .add_service(admin_svc)
         .add_service(remote_log_svc)
-        .serve_with_incoming_shutdown(incoming(admin_listener), until_stopped(stop_rx));
+        .serve_with_incoming_shutdown(incoming(admin_listener), until_stopped(stop.clone()));
 
-    let servers = vec![tokio::spawn(raft_srv), tokio::spawn(admin_srv)];
+    let servers = vec![
+        tasks.spawn("raft port", raft_srv),
+        tasks.spawn("admin port", admin_srv),
+    ];
     tracing::info!(node_id = cfg.node_id, %admin_addr, %raft_addr, "controller node started");
     Ok(RunningNode {
         ctl,
         admin_addr,
         raft_addr,
         stop,
+        tasks,
         servers,
     })
 }
@@ -232,9 +256,11 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
 /// log", delaying its next election — measured as an extra ~250 ms on the
 /// next failover. (The persisted vote makes `current_leader` known at start,
 /// so "a leader is known" cannot stand in for "heard from the leader".)
-async fn hold_elections_until_settled(raft: Raft, grace: Duration) {
-    tokio::time::sleep(grace).await;
-    raft.runtime_config().elect(true);
+async fn hold_elections_until_settled(raft: Raft, grace: Duration, stop: CancellationToken) {
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        _ = tokio::time::sleep(grace) => raft.runtime_config().elect(true),
+    }
 }
 
 impl RunningNode {
@@ -242,10 +268,17 @@ impl RunningNode {
         &self.ctl.raft
     }
 
-    /// Stops serving, then stops Raft (flushing nothing extra: every
-    /// acknowledged write is already synced).
+    /// The node's task registry (what still runs; empty once
+    /// [`RunningNode::shutdown`] has returned `Ok`).
+    pub fn tasks(&self) -> Tasks {
+        self.tasks.clone()
+    }
+
+    /// Stops serving and every task the node started, then stops Raft
+    /// (flushing nothing extra: every acknowledged write is already
+    /// synced). Returns once nothing the node started still runs.
     pub async fn shutdown(self) -> Result<(), NodeError> {
-        let _ = self.stop.send(true);
+        self.stop.cancel();
         let _ = self.ctl.raft.shutdown().await;
         for s in self.servers {
             match s.await {
@@ -254,6 +287,10 @@ impl RunningNode {
                 Err(e) => return Err(NodeError::Task(e.to_string())),
             }
         }
+        self.tasks
+            .wait_idle(SHUTDOWN_GRACE)
+            .await
+            .map_err(|left| NodeError::Task(format!("still running after shutdown: {left:?}")))?;
         tracing::info!(node_id = self.ctl.id, "controller node stopped");
         Ok(())
     }

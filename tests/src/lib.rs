@@ -18,7 +18,7 @@ use nix::unistd::Pid;
 
 /// The `guardian` binary: `$GUARDIAN_BIN`, or the one next to this test's
 /// target directory (built by `cargo test --workspace`); either way, one
-/// built from this tree ([`check_stamp`]).
+/// built from this tree (`check_stamp`).
 pub fn guardian_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("GUARDIAN_BIN") {
         let bin = PathBuf::from(p);

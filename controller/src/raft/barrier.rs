@@ -7,11 +7,11 @@
 //! index confirmed after it arrived.
 
 use guardian_meta_store::Raft;
-use openraft::error::{CheckIsLeaderError, RaftError};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
-use crate::handle::not_leader;
+use crate::tasks::Tasks;
 
 type Reply = oneshot::Sender<Result<(), ApiError>>;
 
@@ -32,10 +32,11 @@ fn shutting_down() -> ApiError {
 }
 
 impl ReadBarrier {
-    /// Starts the barrier task; it ends when every handle is dropped.
-    pub fn start(raft: Raft) -> Self {
+    /// Starts the barrier task; it ends when `shutdown` is cancelled (or
+    /// every handle is dropped).
+    pub fn start(raft: Raft, tasks: &Tasks, shutdown: CancellationToken) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(raft, rx));
+        tasks.spawn("read barrier", run(raft, rx, shutdown));
         Self { tx }
     }
 
@@ -47,9 +48,16 @@ impl ReadBarrier {
     }
 }
 
-async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Reply>) {
+async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Reply>, shutdown: CancellationToken) {
     let mut waiting = Vec::new();
-    while let Some(first) = rx.recv().await {
+    loop {
+        let first = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = rx.recv() => match r {
+                Some(r) => r,
+                None => break,
+            },
+        };
         // Everyone queued so far arrived before this round starts.
         waiting.push(first);
         while let Ok(r) = rx.try_recv() {
@@ -59,18 +67,7 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Reply>) {
             Err(_) => Err(ApiError::Unavailable {
                 reason: format!("no quorum confirmed the leader within {MAX_ROUND:?}"),
             }),
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
-                Err(not_leader(f))
-            }
-            Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)))) => {
-                Err(ApiError::Unavailable {
-                    reason: q.to_string(),
-                })
-            }
-            Ok(Err(RaftError::Fatal(f))) => Err(ApiError::Unavailable {
-                reason: format!("raft stopped: {f}"),
-            }),
+            Ok(r) => r.map(|_| ()).map_err(ApiError::from),
         };
         for r in waiting.drain(..) {
             let _ = r.send(result.clone());

@@ -4,14 +4,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::RwLockReadGuard;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use guardian_meta_store::{CommandResponse, GuardianNode, NodeId, Raft, SmState, StateReader};
 use guardian_proto::domain::{Command, IdKind, KafkaUuid, Request};
-use openraft::error::{ClientWriteError, ForwardToLeader, InitializeError, RaftError};
 use openraft::{ChangeMembers, ServerState};
 
 use crate::error::ApiError;
+use crate::time::now_ms;
 
 /// How many times `allocate_ids` redraws after a (vanishingly rare) collision.
 const ID_ALLOC_ATTEMPTS: usize = 5;
@@ -19,8 +19,8 @@ const ID_ALLOC_ATTEMPTS: usize = 5;
 #[derive(Clone)]
 pub struct Controller {
     pub raft: Raft,
-    pub proposer: crate::proposer::Proposer,
-    pub barrier: crate::barrier::ReadBarrier,
+    pub proposer: super::proposer::Proposer,
+    pub barrier: super::barrier::ReadBarrier,
     pub state: StateReader,
     pub id: NodeId,
     pub admin_addr: String,
@@ -33,7 +33,7 @@ pub struct LocalStatus {
     pub id: NodeId,
     pub admin_addr: String,
     pub raft_addr: String,
-    pub role: &'static str,
+    pub role: ServerState,
     pub term: u64,
     pub last_log_index: u64,
     pub last_applied_index: u64,
@@ -44,36 +44,6 @@ pub struct LocalStatus {
     /// Every member (voters and learners) with its addresses.
     pub members: BTreeMap<NodeId, GuardianNode>,
     pub voters: BTreeSet<NodeId>,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-pub(crate) fn not_leader(f: ForwardToLeader<NodeId, GuardianNode>) -> ApiError {
-    ApiError::NotLeader {
-        leader_id: f.leader_id,
-        leader_admin: f.leader_node.map(|n| n.admin_addr),
-    }
-}
-
-pub(crate) fn write_error(
-    e: RaftError<NodeId, ClientWriteError<NodeId, GuardianNode>>,
-) -> ApiError {
-    match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => not_leader(f),
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
-            ApiError::FailedPrecondition {
-                reason: c.to_string(),
-            }
-        }
-        RaftError::Fatal(f) => ApiError::Unavailable {
-            reason: format!("raft stopped: {f}"),
-        },
-    }
 }
 
 impl Controller {
@@ -143,28 +113,43 @@ impl Controller {
         &self,
         members: BTreeMap<NodeId, GuardianNode>,
     ) -> Result<(), ApiError> {
-        match self.raft.initialize(members).await {
-            Ok(()) => Ok(()),
-            Err(RaftError::APIError(InitializeError::NotAllowed(e))) => {
-                Err(ApiError::FailedPrecondition {
-                    reason: format!("already initialized: {e}"),
-                })
-            }
-            Err(RaftError::APIError(InitializeError::NotInMembers(e))) => {
-                Err(ApiError::invalid("members", e.to_string()))
-            }
-            Err(RaftError::Fatal(f)) => Err(ApiError::Unavailable {
-                reason: format!("raft stopped: {f}"),
-            }),
+        self.raft.initialize(members).await?;
+        // Answer once this node has applied the membership.
+        let _ = self
+            .raft
+            .wait(Some(Duration::from_secs(5)))
+            .metrics(
+                |m| {
+                    m.membership_config
+                        .membership()
+                        .voter_ids()
+                        .next()
+                        .is_some()
+                },
+                "membership",
+            )
+            .await;
+        Ok(())
+    }
+
+    /// `Ok` on the leader; elsewhere `NotLeader` naming the leader (for
+    /// what only the leader holds, like the load windows).
+    pub fn ensure_leader(&self) -> Result<(), ApiError> {
+        let s = self.local_status();
+        if s.role == ServerState::Leader {
+            return Ok(());
         }
+        Err(ApiError::NotLeader {
+            leader_id: s.leader_id,
+            leader_admin: s
+                .leader_id
+                .and_then(|id| s.members.get(&id))
+                .map(|n| n.admin_addr.clone()),
+        })
     }
 
     pub async fn add_learner(&self, id: NodeId, node: GuardianNode) -> Result<u64, ApiError> {
-        let r = self
-            .raft
-            .add_learner(id, node, true)
-            .await
-            .map_err(write_error)?;
+        let r = self.raft.add_learner(id, node, true).await?;
         Ok(r.log_id.index)
     }
 
@@ -178,8 +163,7 @@ impl Controller {
         let r = self
             .raft
             .change_membership(ChangeMembers::AddVoterIds([id].into()), false)
-            .await
-            .map_err(write_error)?;
+            .await?;
         Ok(r.log_id.index)
     }
 
@@ -200,11 +184,7 @@ impl Controller {
         } else {
             ChangeMembers::RemoveNodes([id].into())
         };
-        let r = self
-            .raft
-            .change_membership(change, false)
-            .await
-            .map_err(write_error)?;
+        let r = self.raft.change_membership(change, false).await?;
         Ok(r.log_id.index)
     }
 
@@ -216,9 +196,7 @@ impl Controller {
             .trigger()
             .snapshot()
             .await
-            .map_err(|f| ApiError::Unavailable {
-                reason: format!("raft stopped: {f}"),
-            })?;
+            .map_err(ApiError::from)?;
         let m = self
             .raft
             .wait(Some(timeout))
@@ -239,18 +217,11 @@ impl Controller {
         let members: BTreeMap<NodeId, GuardianNode> =
             membership.nodes().map(|(id, n)| (*id, n.clone())).collect();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
-        let role = match m.state {
-            ServerState::Leader => "leader",
-            ServerState::Follower => "follower",
-            ServerState::Candidate => "candidate",
-            ServerState::Learner => "learner",
-            ServerState::Shutdown => "shutdown",
-        };
         LocalStatus {
             id: self.id,
             admin_addr: self.admin_addr.clone(),
             raft_addr: self.raft_addr.clone(),
-            role,
+            role: m.state,
             term: m.current_term,
             last_log_index: m.last_log_index.unwrap_or(0),
             last_applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
@@ -260,6 +231,19 @@ impl Controller {
             initialized: !voters.is_empty(),
             members,
             voters,
+        }
+    }
+}
+
+impl LocalStatus {
+    /// The role as `raft status` shows it.
+    pub fn role_name(&self) -> &'static str {
+        match self.role {
+            ServerState::Leader => "leader",
+            ServerState::Follower => "follower",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Shutdown => "shutdown",
         }
     }
 }

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use guardian_meta_store::{CommandResponse, Raft};
 use guardian_proto::domain::{Command, Request};
 use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
-use crate::handle::write_error;
+use crate::tasks::Tasks;
 
 /// Upper bound on a batch's approximate encoded size.
 const MAX_BATCH_BYTES: usize = 1 << 20;
@@ -30,11 +31,20 @@ pub struct Proposer {
 }
 
 impl Proposer {
-    /// Starts the batching task; it ends when every handle is dropped.
+    /// Starts the batching task; it ends when `shutdown` is cancelled (or
+    /// every handle is dropped), failing what is still queued.
     /// `max_in_flight`: proposals at once; more writes wait and join the next batch.
-    pub fn start(raft: Raft, max_in_flight: usize) -> Self {
+    pub fn start(
+        raft: Raft,
+        max_in_flight: usize,
+        tasks: &Tasks,
+        shutdown: CancellationToken,
+    ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(raft, rx, max_in_flight.max(1)));
+        tasks.spawn(
+            "proposer",
+            run(raft, rx, max_in_flight.max(1), tasks.clone(), shutdown),
+        );
         Self { tx }
     }
 
@@ -52,9 +62,22 @@ impl Proposer {
     }
 }
 
-async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Pending>, max_in_flight: usize) {
+async fn run(
+    raft: Raft,
+    mut rx: mpsc::UnboundedReceiver<Pending>,
+    max_in_flight: usize,
+    tasks: Tasks,
+    shutdown: CancellationToken,
+) {
     let slots = Arc::new(Semaphore::new(max_in_flight));
-    while let Some(first) = rx.recv().await {
+    loop {
+        let first = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            p = rx.recv() => match p {
+                Some(p) => p,
+                None => break,
+            },
+        };
         // While every slot is busy, more writes queue up behind `first`.
         let Ok(permit) = slots.clone().acquire_owned().await else {
             return;
@@ -71,10 +94,22 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Pending>, max_in_flight
             }
         }
         let raft = raft.clone();
-        tokio::spawn(async move {
+        tasks.spawn("proposal", async move {
             let _permit = permit;
             propose(&raft, batch).await;
         });
+    }
+    // Queued writes were never proposed: they fail, and the client may
+    // send them again.
+    rx.close();
+    while let Ok(p) = rx.try_recv() {
+        let _ = p.reply.send(Err(shutting_down()));
+    }
+}
+
+fn shutting_down() -> ApiError {
+    ApiError::Unavailable {
+        reason: "controller is shutting down".into(),
     }
 }
 
@@ -85,7 +120,7 @@ async fn propose(raft: &Raft, mut batch: Vec<Pending>) {
                 .client_write(p.req)
                 .await
                 .map(|r| r.data)
-                .map_err(write_error);
+                .map_err(ApiError::from);
             let _ = p.reply.send(r);
         }
         return;
@@ -112,7 +147,7 @@ async fn propose(raft: &Raft, mut batch: Vec<Pending>) {
             }
         },
         Err(e) => {
-            let e = write_error(e);
+            let e = ApiError::from(e);
             for reply in replies {
                 let _ = reply.send(Err(e.clone()));
             }

@@ -3,7 +3,7 @@
 
 use guardian_meta_store::{codec, Raft};
 
-use crate::handle::Controller;
+use super::Controller;
 use guardian_proto::conv::required;
 use guardian_proto::pb;
 use guardian_proto::pb::raft_peer_server::RaftPeer;
@@ -35,7 +35,7 @@ impl RaftPeerService {
         };
         let got = req
             .metadata()
-            .get(crate::raft_net::PEER_TOKEN_KEY)
+            .get(super::network::PEER_TOKEN_KEY)
             .and_then(|v| v.to_str().ok());
         if got == Some(want.as_str()) {
             Ok(())
@@ -121,7 +121,7 @@ impl RaftPeer for RaftPeerService {
         req: Request<pb::NodeStatusRequest>,
     ) -> Result<Response<pb::NodeStatus>, Status> {
         self.check(&req)?;
-        Ok(Response::new(crate::admin::status_to_pb(
+        Ok(Response::new(crate::api::membership::status_to_pb(
             self.ctl.local_status(),
         )))
     }

@@ -1,0 +1,54 @@
+//! Bearer-token roles of the client-facing services. Which role each RPC
+//! needs is written once, in the service tables of [`super`]; no handler
+//! sees a token.
+
+use std::collections::BTreeMap;
+
+use tonic::Request;
+
+use crate::config::{AuthConfig, Role};
+use crate::error::ApiError;
+
+/// The configured tokens and their roles; open when none is configured.
+#[derive(Clone)]
+pub struct Auth {
+    tokens: BTreeMap<String, Role>,
+}
+
+impl Auth {
+    pub fn new(auth: &AuthConfig) -> Self {
+        Self {
+            tokens: auth
+                .tokens
+                .iter()
+                .map(|t| (t.token.clone(), t.role))
+                .collect(),
+        }
+    }
+
+    /// Checks the bearer token (when auth is configured) against `need`.
+    pub fn authorize<T>(
+        &self,
+        req: &Request<T>,
+        need: Role,
+        action: &'static str,
+    ) -> Result<(), ApiError> {
+        if self.tokens.is_empty() {
+            return Ok(());
+        }
+        let token = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(ApiError::Unauthenticated)?;
+        let role = *self.tokens.get(token).ok_or(ApiError::Unauthenticated)?;
+        if role < need {
+            return Err(ApiError::PermissionDenied {
+                role: format!("{role:?}").to_lowercase(),
+                action,
+            });
+        }
+        Ok(())
+    }
+}
