@@ -194,7 +194,7 @@ fn spec(s: &Shape) -> ClusterSpec {
     }
 }
 
-/// The case a CI run once found (issue 10): rack r1's only usable unit is
+/// The case a CI run once found: rack r1's only usable unit is
 /// the other disk of broker 4, whose /d0 failed. The generator wrongly called
 /// it feasible; the planner is right to refuse the intra-broker move, and
 /// must say so in `unplaced` rather than drop the replica.
