@@ -17,15 +17,15 @@
 use std::time::Instant;
 
 use guardian_controller::load::{accept, partition_slot, recorded_lists, LoadState};
-use guardian_meta_store::registry::Registry;
-use guardian_meta_store::state_keys::value_bytes;
+use guardian_meta_store::State;
+
 use guardian_proto::domain::{self, Command};
 use guardian_proto::pb;
 use prost::Message;
 
 /// Registers `brokers` brokers of cluster "k1".
-fn registry(brokers: usize) -> Registry {
-    let mut r = Registry::default();
+fn registry(brokers: usize) -> State {
+    let mut r = State::default();
     let mut apply = |c: Command| {
         let mut touched = Vec::new();
         r.apply(&domain::Request::new(1, c), &mut touched);
@@ -61,9 +61,9 @@ fn registry(brokers: usize) -> Registry {
 
 /// Records slot 0 once: (build ms, log-entry bytes, apply ms, stored
 /// bytes, store-encode ms).
-fn record_slot(state: &LoadState, reg: &mut Registry) -> serde_json::Value {
+fn record_slot(state: &LoadState, reg: &mut State) -> serde_json::Value {
     let t = Instant::now();
-    let cmds = partition_slot(state, &recorded_lists(&reg.partition_load), 0);
+    let cmds = partition_slot(state, &recorded_lists(&reg.load.partitions), 0);
     let build_ms = t.elapsed().as_secs_f64() * 1e3;
     let reqs: Vec<domain::Request> = cmds
         .into_iter()
@@ -82,7 +82,7 @@ fn record_slot(state: &LoadState, reg: &mut Registry) -> serde_json::Value {
     let t = Instant::now();
     let stored: usize = touched
         .iter()
-        .filter_map(|k| value_bytes(reg, k))
+        .filter_map(|k| reg.value_bytes(k))
         .map(|v| v.len())
         .sum();
     let encode_ms = t.elapsed().as_secs_f64() * 1e3;

@@ -69,7 +69,7 @@ fn seg_id(n: u64) -> KafkaUuid {
 /// A digest of every segment of every partition (id, offsets, epochs,
 /// state, size) in listing order: equal digests mean the installed state
 /// holds exactly what the leader's did. Computed outside the timed parts.
-fn digest(rl: &guardian_meta_store::remote_log::RemoteLogState, segments: u64) -> String {
+fn digest(rl: &guardian_meta_store::state::remote_log::RemoteLogState, segments: u64) -> String {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     let mut n = 0u64;
@@ -162,7 +162,7 @@ async fn fill(dir: &Path, segments: u64) -> serde_json::Value {
         }
     }
     let secs = started.elapsed().as_secs_f64();
-    let count = sm.reader().read().registry.remote_log.segment_count;
+    let count = sm.reader().read().remote_log.segment_count;
     assert_eq!(count, segments);
     json!({
         "phase": "fill", "segments": count, "events": applied, "secs": secs,
@@ -175,14 +175,14 @@ async fn build(dir: &Path) -> serde_json::Value {
     let t = Instant::now();
     let (_log, mut sm) = guardian_meta_store::open(dir).expect("open");
     let load_secs = t.elapsed().as_secs_f64();
-    let segments = sm.reader().read().registry.remote_log.segment_count;
+    let segments = sm.reader().read().remote_log.segment_count;
     let rss_loaded = vm_kb("VmRSS:");
     // In-process lookups on the loaded state (what one GetSegments item
     // costs without gRPC): random partition, random offset, its epoch.
     let (lookups, hits, lookup_secs) = {
         let reader = sm.reader();
         let st = reader.read();
-        let rl = &st.registry.remote_log;
+        let rl = &st.remote_log;
         let partitions = segments.div_ceil(SEGMENTS_PER_PARTITION);
         let tps: Vec<TopicIdPartition> = (0..partitions).map(tp).collect();
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
@@ -210,7 +210,7 @@ async fn build(dir: &Path) -> serde_json::Value {
     let file = dir
         .join("snapshots")
         .join(format!("{}.snap", snap.meta.snapshot_id));
-    let digest = digest(&sm.reader().read().registry.remote_log, segments);
+    let digest = digest(&sm.reader().read().remote_log, segments);
     json!({
         "digest": digest,
         "phase": "build", "segments": segments, "secs": secs, "load_secs": load_secs,
@@ -249,8 +249,8 @@ async fn install(file: &Path, snapshot_id: &str, index: u64, to_dir: &Path) -> s
     let t = Instant::now();
     sm.install_snapshot(&meta, recv).await.expect("install");
     let secs = t.elapsed().as_secs_f64();
-    let segments = sm.reader().read().registry.remote_log.segment_count;
-    let digest = digest(&sm.reader().read().registry.remote_log, segments);
+    let segments = sm.reader().read().remote_log.segment_count;
+    let digest = digest(&sm.reader().read().remote_log, segments);
     json!({
         "digest": digest,
         "phase": "install", "segments": segments, "secs": secs, "receive_copy_secs": receive_secs,

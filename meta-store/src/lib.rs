@@ -2,28 +2,30 @@
 //!
 //! - [`types`]: the openraft type configuration ([`TypeConfig`]), node
 //!   addresses ([`GuardianNode`]) and the apply result ([`CommandResponse`]).
-//! - [`registry`]: the federation registry and its deterministic `apply`
-//!   (pure; unit-tested without RocksDB).
-//! - [`remote_log`]: tiered-storage metadata (KIP-405 segment lifecycle,
-//!   per-epoch lookup state, partition tracking and fencing), part of the
-//!   registry's apply.
+//! - [`state`]: the replicated state and its deterministic apply, one
+//!   applier per domain — [`state::registry`] (the federation registry),
+//!   [`state::remote_log`] (tiered-storage metadata: KIP-405 segment
+//!   lifecycle, per-epoch lookup state, tracking and fencing),
+//!   [`state::load`] (load history), [`state::requests`] (results kept for
+//!   retried client requests) — each owning its commands and its keys
+//!   ([`state::keys`]: the key table); pure, unit-tested without RocksDB.
 //! - [`store`]: the RocksDB log store and state machine (column families,
 //!   protobuf values, on-disk format version, synced votes and appends,
 //!   snapshots, purge); passes openraft's storage suite.
-//! - [`state_keys`]: the RocksDB key layout of the state and how it loads.
 //! - [`snapshot_file`]: the streamed snapshot file format.
 //! - [`codec`]: openraft ⇄ protobuf encoding for disk and wire.
+//! - [`error`]: typed storage errors ([`StoreError`]).
 //!
 //! Must not depend on tonic server code or planners.
 
 pub mod codec;
-pub mod registry;
-pub mod remote_log;
+pub mod error;
 pub mod snapshot_file;
-pub mod state_keys;
+pub mod state;
 pub mod store;
 pub mod types;
 
-pub use registry::Registry;
+pub use error::StoreError;
+pub use state::State;
 pub use store::{open, LogStore, OpenError, SmState, StateMachineStore, StateReader};
 pub use types::*;

@@ -11,6 +11,8 @@ use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
+use crate::error::{SnapshotFileError as E, StoreError};
+
 const MAGIC: &[u8; 8] = b"GRDSNAP2";
 const END: u32 = u32::MAX;
 const BUF: usize = 1 << 20;
@@ -67,19 +69,20 @@ impl SnapshotWriter {
 /// mismatch, trailing bytes) is an error.
 pub fn read_records(
     path: &Path,
-    mut f: impl FnMut(&[u8], &[u8]) -> Result<(), String>,
-) -> Result<u64, String> {
-    let ctx = |e: io::Error| format!("snapshot file {}: {e}", path.display());
+    mut f: impl FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
+) -> Result<u64, StoreError> {
+    let name = || path.display().to_string();
+    let ctx = |source: io::Error| E::Io {
+        path: name(),
+        source,
+    };
     let file = File::open(path).map_err(ctx)?;
     let size = file.metadata().map_err(ctx)?.len();
     let mut r = BufReader::with_capacity(BUF, file);
     let mut magic = [0u8; 8];
     r.read_exact(&mut magic).map_err(ctx)?;
     if &magic != MAGIC {
-        return Err(format!(
-            "{} is not a Guardian snapshot file",
-            path.display()
-        ));
+        return Err(E::NotASnapshot { path: name() }.into());
     }
     let mut crc = crc32fast::Hasher::new();
     let (mut key, mut val) = (Vec::new(), Vec::new());
@@ -101,10 +104,14 @@ pub fn read_records(
         let left = size.saturating_sub(pos + TRAILER);
         let want = u64::from(klen) + u64::from(vlen);
         if want > left {
-            return Err(format!(
-                "snapshot file {}: record {count} claims {klen} + {vlen} bytes, {left} left before the trailer",
-                path.display()
-            ));
+            return Err(E::RecordTooLong {
+                path: name(),
+                record: count,
+                klen,
+                vlen,
+                left,
+            }
+            .into());
         }
         pos += want;
         key.resize(klen as usize, 0);
@@ -122,23 +129,18 @@ pub fn read_records(
     r.read_exact(&mut n).map_err(ctx)?;
     r.read_exact(&mut u32buf).map_err(ctx)?;
     if u64::from_be_bytes(n) != count {
-        return Err(format!(
-            "snapshot file {}: trailer says {} records, read {count}",
-            path.display(),
-            u64::from_be_bytes(n)
-        ));
+        return Err(E::CountMismatch {
+            path: name(),
+            said: u64::from_be_bytes(n),
+            read: count,
+        }
+        .into());
     }
     if u32::from_be_bytes(u32buf) != crc.finalize() {
-        return Err(format!(
-            "snapshot file {}: checksum mismatch",
-            path.display()
-        ));
+        return Err(E::Checksum { path: name() }.into());
     }
     if r.read(&mut [0u8; 1]).map_err(ctx)? != 0 {
-        return Err(format!(
-            "snapshot file {}: bytes after the trailer",
-            path.display()
-        ));
+        return Err(E::TrailingBytes { path: name() }.into());
     }
     Ok(count)
 }
@@ -177,6 +179,7 @@ mod tests {
         std::fs::write(&p, &flipped).unwrap();
         assert!(read_records(&p, |_, _| Ok(()))
             .unwrap_err()
+            .to_string()
             .contains("checksum"));
     }
 
@@ -189,7 +192,8 @@ mod tests {
             seen += 1;
             Ok(())
         })
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         e.strip_prefix(&format!("snapshot file {}: ", p.display()))
             .map(str::to_string)
             .unwrap_or_else(|| e.replace(&p.display().to_string(), "PATH"))

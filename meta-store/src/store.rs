@@ -5,7 +5,7 @@
 //! - `logs`: index (u64 big-endian) → `pb::Entry`.
 //! - `sm_meta`: last applied log id, last membership.
 //! - `sm_data`: the replicated state, one key per item; layout in
-//!   [`crate::state_keys`].
+//!   [`crate::state::keys`].
 //! - `sm_meta` also holds `installing` while a snapshot is being streamed in
 //!   (an interrupted install is finished at the next open).
 //! - `snapshot`: the current snapshot's meta and file name
@@ -38,9 +38,9 @@ use rocksdb::{
 };
 
 use crate::codec;
-use crate::registry::Registry;
+use crate::error::StoreError;
 use crate::snapshot_file::{self, SnapshotWriter};
-use crate::state_keys;
+use crate::state::State;
 use crate::types::{
     CommandResponse, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership,
     TypeConfig, Vote,
@@ -86,6 +86,12 @@ pub enum OpenError {
     },
     #[error("data dir {path} is corrupt: {what}")]
     Corrupt { path: String, what: String },
+    #[error("data dir {path}: {source}")]
+    Load {
+        path: String,
+        #[source]
+        source: StoreError,
+    },
 }
 
 /// Opens (or creates) the store in `dir`: returns the log store and the state
@@ -135,9 +141,9 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), OpenError> {
         path: path.clone(),
         what: format!("creating {}: {e}", snap_dir.display()),
     })?;
-    let state = load_state(&db, &snap_dir).map_err(|what| OpenError::Corrupt {
+    let state = load_state(&db, &snap_dir).map_err(|source| OpenError::Load {
         path: path.clone(),
-        what,
+        source,
     })?;
     let keep = current_snapshot_record(&db).ok().flatten().map(|(_, f)| f);
     remove_stale_snapshot_files(&snap_dir, keep.as_deref(), true);
@@ -167,8 +173,8 @@ fn sync_opts() -> WriteOptions {
     wo
 }
 
-fn decode<M: Message + Default>(bytes: &[u8]) -> Result<M, String> {
-    M::decode(bytes).map_err(|e| e.to_string())
+fn decode<M: Message + Default>(bytes: &[u8]) -> Result<M, prost::DecodeError> {
+    M::decode(bytes)
 }
 
 // ---------------------------------------------------------------------------
@@ -558,12 +564,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 // ---------------------------------------------------------------------------
 // State machine
 
-/// The applied state: registry plus Raft bookkeeping.
+/// The applied state (every domain, [`State`]) plus Raft bookkeeping.
+/// Derefs to the [`State`]: `st.registry`, `st.remote_log`, `st.load`.
 #[derive(Debug, Clone, Default)]
 pub struct SmState {
     pub last_applied: Option<LogId>,
     pub last_membership: StoredMembership,
-    pub registry: Registry,
+    pub state: State,
+}
+
+impl std::ops::Deref for SmState {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.state
+    }
 }
 
 /// The state machine in RocksDB, with an in-memory copy for reads.
@@ -591,19 +605,18 @@ impl StateReader {
     }
 }
 
-fn err_str(e: impl std::fmt::Display) -> String {
-    e.to_string()
-}
-
 fn load_sm_meta(
     get: impl Fn(&[u8]) -> Result<Option<Vec<u8>>, rocksdb::Error>,
-) -> Result<(Option<LogId>, StoredMembership), String> {
-    let applied = match get(K_APPLIED).map_err(err_str)? {
-        Some(v) => Some(codec::log_id_from_pb(&decode::<pb::LogId>(&v)?)),
+) -> Result<(Option<LogId>, StoredMembership), StoreError> {
+    let applied = match get(K_APPLIED)? {
+        Some(v) => Some(codec::log_id_from_pb(&crate::error::decode::<pb::LogId>(
+            "last applied",
+            &v,
+        )?)),
         None => None,
     };
-    let membership = match get(K_MEMBERSHIP).map_err(err_str)? {
-        Some(v) => codec::stored_membership_from_pb(decode(&v)?),
+    let membership = match get(K_MEMBERSHIP)? {
+        Some(v) => codec::stored_membership_from_pb(crate::error::decode("last membership", &v)?),
         None => StoredMembership::default(),
     };
     Ok((applied, membership))
@@ -611,11 +624,11 @@ fn load_sm_meta(
 
 /// Loads the persisted state machine; finishes an interrupted snapshot
 /// install first.
-fn load_state(db: &DB, snap_dir: &Path) -> Result<SmState, String> {
+fn load_state(db: &DB, snap_dir: &Path) -> Result<SmState, StoreError> {
     let sm_meta = cf(db, CF_SM_META);
-    if db.get_cf(sm_meta, K_INSTALLING).map_err(err_str)?.is_some() {
-        let (meta, file) = current_snapshot_record(db)?
-            .ok_or("a snapshot install was interrupted but no snapshot is recorded")?;
+    if db.get_cf(sm_meta, K_INSTALLING)?.is_some() {
+        let (meta, file) =
+            current_snapshot_record(db)?.ok_or(StoreError::InstallWithoutSnapshot)?;
         tracing::warn!(snapshot = %meta.snapshot_id, "finishing an interrupted snapshot install");
         return ingest_snapshot(db, &meta, &snap_dir.join(file));
     }
@@ -623,11 +636,11 @@ fn load_state(db: &DB, snap_dir: &Path) -> Result<SmState, String> {
     let mut st = SmState {
         last_applied,
         last_membership,
-        registry: Registry::default(),
+        state: State::default(),
     };
     for item in db.iterator_cf(cf(db, CF_SM_DATA), IteratorMode::Start) {
-        let (k, v) = item.map_err(err_str)?;
-        state_keys::load_kv(&mut st.registry, &k, &v)?;
+        let (k, v) = item?;
+        st.state.load_kv(&k, &v)?;
     }
     Ok(st)
 }
@@ -645,14 +658,11 @@ fn sm_meta_batch(db: &DB, batch: &mut WriteBatch, st: &SmState) {
 }
 
 /// The recorded current snapshot: its meta and file name.
-fn current_snapshot_record(db: &DB) -> Result<Option<(SnapshotMeta, String)>, String> {
-    let Some(v) = db
-        .get_cf(cf(db, CF_SNAPSHOT), K_SNAPSHOT)
-        .map_err(err_str)?
-    else {
+fn current_snapshot_record(db: &DB) -> Result<Option<(SnapshotMeta, String)>, StoreError> {
+    let Some(v) = db.get_cf(cf(db, CF_SNAPSHOT), K_SNAPSHOT)? else {
         return Ok(None);
     };
-    let stored: pb::StoredSnapshot = decode(&v)?;
+    let stored: pb::StoredSnapshot = crate::error::decode("snapshot record", &v)?;
     Ok(Some((
         codec::snapshot_meta_from_pb(stored.meta.unwrap_or_default()),
         stored.file,
@@ -712,9 +722,13 @@ fn remove_stale_snapshot_files(dir: &Path, keep: Option<&str>, partial_too: bool
 
 /// Writes a snapshot file from one consistent RocksDB view (bounded memory:
 /// records stream from the iterator to the file).
-fn build_snapshot_file(db: &DB, dir: &Path, seq: u64) -> Result<(SnapshotMeta, PathBuf), String> {
+fn build_snapshot_file(
+    db: &DB,
+    dir: &Path,
+    seq: u64,
+) -> Result<(SnapshotMeta, PathBuf), StoreError> {
     // Make the applied state durable first: the log may be purged up to it.
-    db.flush_wal(true).map_err(err_str)?;
+    db.flush_wal(true)?;
     let view = db.snapshot();
     let sm_meta = cf(db, CF_SM_META);
     let (last_applied, last_membership) = load_sm_meta(|k| view.get_cf(sm_meta, k))?;
@@ -727,14 +741,14 @@ fn build_snapshot_file(db: &DB, dir: &Path, seq: u64) -> Result<(SnapshotMeta, P
     };
     let path = dir.join(snapshot_file_name(&snapshot_id));
     let tmp = path.with_extension("tmp");
-    let mut w = SnapshotWriter::create(&tmp).map_err(err_str)?;
+    let mut w = SnapshotWriter::create(&tmp)?;
     for item in view.iterator_cf(cf(db, CF_SM_DATA), IteratorMode::Start) {
-        let (k, v) = item.map_err(err_str)?;
-        w.put(&k, &v).map_err(err_str)?;
+        let (k, v) = item?;
+        w.put(&k, &v)?;
     }
-    w.finish().map_err(err_str)?;
-    std::fs::rename(&tmp, &path).map_err(err_str)?;
-    sync_dir(dir).map_err(err_str)?;
+    w.finish()?;
+    std::fs::rename(&tmp, &path)?;
+    sync_dir(dir)?;
     let meta = SnapshotMeta {
         last_log_id: last_applied,
         last_membership,
@@ -745,12 +759,12 @@ fn build_snapshot_file(db: &DB, dir: &Path, seq: u64) -> Result<(SnapshotMeta, P
 
 /// Replaces the state with the snapshot file's: checks the whole file, then
 /// records it as current with an "installing" mark, then streams it in.
-fn install_snapshot_file(db: &DB, meta: &SnapshotMeta, path: &Path) -> Result<SmState, String> {
+fn install_snapshot_file(db: &DB, meta: &SnapshotMeta, path: &Path) -> Result<SmState, StoreError> {
     snapshot_file::read_records(path, |_, _| Ok(()))?;
     let mut batch = WriteBatch::default();
     snapshot_record_batch(db, &mut batch, meta, &file_name(path));
     batch.put_cf(cf(db, CF_SM_META), K_INSTALLING, b"");
-    db.write_opt(batch, &sync_opts()).map_err(err_str)?;
+    db.write_opt(batch, &sync_opts())?;
     ingest_snapshot(db, meta, path)
 }
 
@@ -758,53 +772,47 @@ fn install_snapshot_file(db: &DB, meta: &SnapshotMeta, path: &Path) -> Result<Sm
 /// batches, building the in-memory state alongside (decoding on this thread,
 /// RocksDB writes on another). Idempotent: rerun at open if interrupted (the
 /// "installing" mark is cleared only at the end).
-fn ingest_snapshot(db: &DB, meta: &SnapshotMeta, path: &Path) -> Result<SmState, String> {
+fn ingest_snapshot(db: &DB, meta: &SnapshotMeta, path: &Path) -> Result<SmState, StoreError> {
     const CHUNK_BYTES: usize = 8 << 20;
     let data = cf(db, CF_SM_DATA);
-    db.delete_range_cf(data, [0u8].as_slice(), [0xffu8; 4].as_slice())
-        .map_err(err_str)?;
+    db.delete_range_cf(data, [0u8].as_slice(), [0xffu8; 4].as_slice())?;
     let mut st = SmState {
         last_applied: meta.last_log_id,
         last_membership: meta.last_membership.clone(),
-        registry: Registry::default(),
+        state: State::default(),
     };
     // At most a few chunks in flight: memory stays bounded.
     let (tx, rx) = std::sync::mpsc::sync_channel::<WriteBatch>(4);
     std::thread::scope(|scope| {
-        let writer = scope.spawn(move || -> Result<(), String> {
+        let writer = scope.spawn(move || -> Result<(), StoreError> {
             // Without WAL: the memtables are flushed below before the mark is cleared.
             let mut no_wal = WriteOptions::default();
             no_wal.disable_wal(true);
             for batch in rx {
-                db.write_opt(batch, &no_wal).map_err(err_str)?;
+                db.write_opt(batch, &no_wal)?;
             }
             Ok(())
         });
         let mut batch = WriteBatch::default();
         let read = snapshot_file::read_records(path, |k, v| {
-            state_keys::load_kv(&mut st.registry, k, v)?;
+            st.state.load_kv(k, v)?;
             batch.put_cf(data, k, v);
             if batch.size_in_bytes() >= CHUNK_BYTES {
                 tx.send(std::mem::take(&mut batch))
-                    .map_err(|_| "snapshot writer stopped".to_string())?;
+                    .map_err(|_| StoreError::Writer("stopped"))?;
             }
             Ok(())
         });
-        let sent = read.and_then(|_| {
-            tx.send(batch)
-                .map_err(|_| "snapshot writer stopped".to_string())
-        });
+        let sent = read.and_then(|_| tx.send(batch).map_err(|_| StoreError::Writer("stopped")));
         drop(tx);
-        let written = writer
-            .join()
-            .map_err(|_| "snapshot writer panicked".to_string())?;
+        let written = writer.join().map_err(|_| StoreError::Writer("panicked"))?;
         sent.and(written)
     })?;
-    db.flush_cf(data).map_err(err_str)?;
+    db.flush_cf(data)?;
     let mut batch = WriteBatch::default();
     sm_meta_batch(db, &mut batch, &st);
     batch.delete_cf(cf(db, CF_SM_META), K_INSTALLING);
-    db.write_opt(batch, &sync_opts()).map_err(err_str)?;
+    db.write_opt(batch, &sync_opts())?;
     Ok(st)
 }
 
@@ -831,7 +839,7 @@ impl StateMachineStore {
     async fn blocking<T: Send + 'static>(
         &self,
         meta: Option<&SnapshotMeta>,
-        f: impl FnOnce(&DB) -> Result<T, String> + Send + 'static,
+        f: impl FnOnce(&DB) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StorageError> {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || f(&db))
@@ -850,7 +858,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
                 let (meta, path) = build_snapshot_file(db, &dir, seq)?;
                 let mut batch = WriteBatch::default();
                 snapshot_record_batch(db, &mut batch, &meta, &file_name(&path));
-                db.write_opt(batch, &sync_opts()).map_err(err_str)?;
+                db.write_opt(batch, &sync_opts())?;
                 remove_stale_snapshot_files(&dir, Some(&file_name(&path)), false);
                 Ok((meta, path))
             })
@@ -893,7 +901,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 st.last_applied = Some(e.log_id);
                 let resp = match e.payload {
                     EntryPayload::Blank => CommandResponse::Done,
-                    EntryPayload::Normal(req) => st.registry.apply(&req, &mut touched),
+                    EntryPayload::Normal(req) => st.state.apply(&req, &mut touched),
                     EntryPayload::Membership(m) => {
                         st.last_membership = StoredMembership::new(Some(e.log_id), m);
                         CommandResponse::Done
@@ -905,9 +913,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             touched.dedup();
             let data = cf(&self.db, CF_SM_DATA);
             for k in &touched {
-                match state_keys::value_bytes(&st.registry, k) {
-                    Some(v) => batch.put_cf(data, state_keys::key_bytes(k), v),
-                    None => batch.delete_cf(data, state_keys::key_bytes(k)),
+                match st.state.value_bytes(k) {
+                    Some(v) => batch.put_cf(data, k.bytes(), v),
+                    None => batch.delete_cf(data, k.bytes()),
                 }
             }
             sm_meta_batch(&self.db, &mut batch, &st);

@@ -751,6 +751,9 @@ impl Command {
 pub struct Request {
     pub now_ms: u64,
     pub command: Command,
+    /// Set by clients that may retry: apply answers a second request with
+    /// the same id with the first one's result instead of applying it again.
+    pub id: Option<RequestId>,
     /// This request's protobuf encoding, made once and shared by its clones
     /// (the log store, each follower's AppendEntries, a follower's own log).
     #[serde(skip)]
@@ -762,8 +765,41 @@ impl Request {
         Self {
             now_ms,
             command,
+            id: None,
             encoded: EncodedCache::default(),
         }
+    }
+
+    /// The same request carrying a client request id.
+    pub fn with_id(mut self, id: Option<RequestId>) -> Self {
+        self.id = id;
+        self
+    }
+}
+
+/// A client's request id: the client (random, chosen once per client) and
+/// its own sequence number. A retry carries the id of its first attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RequestId {
+    pub client: KafkaUuid,
+    pub seq: u64,
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.client, self.seq)
+    }
+}
+
+impl std::str::FromStr for RequestId {
+    type Err = InvalidField;
+    /// `<client uuid>:<seq>`, as the `x-guardian-request-id` header carries it.
+    fn from_str(s: &str) -> Result<Self, InvalidField> {
+        let bad = || InvalidField::new("request id", "must be <client uuid>:<seq>");
+        let (c, n) = s.rsplit_once(':').ok_or_else(bad)?;
+        let client: KafkaUuid = c.parse().map_err(|_| bad())?;
+        let seq = n.parse().map_err(|_| bad())?;
+        Ok(RequestId { client, seq })
     }
 }
 

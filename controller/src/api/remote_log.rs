@@ -5,7 +5,7 @@
 //! Writes return after the entry is committed and applied (read-your-writes).
 //! Reads are linearizable unless the request sets `stale`.
 
-use guardian_meta_store::remote_log::{ReadError, RemoteLogState};
+use guardian_meta_store::state::remote_log::{ReadError, RemoteLogState};
 use guardian_meta_store::{CommandResponse, EventOutcome};
 use guardian_proto::conv::remote_log as rlconv;
 use guardian_proto::conv::required;
@@ -33,7 +33,7 @@ impl Api {
         // Any epoch is a valid question: Kafka answers an epoch it has no
         // segments for (-1, "no epoch", included) with empty / 0.
         let st = self.read_state(r.stale).await?;
-        f(&st.registry.remote_log, &tp, r.leader_epoch).map_err(read_error)
+        f(&st.remote_log, &tp, r.leader_epoch).map_err(read_error)
     }
 
     /// A (partition, epoch, offset) read returning one segment or none.
@@ -46,7 +46,7 @@ impl Api {
         let (tp, epoch, offset) =
             checked_lookup(l).map_err(|e| ApiError::from(e.under("lookup")))?;
         let st = self.read_state(r.stale).await?;
-        let seg = f(&st.registry.remote_log, &tp, epoch, offset).map_err(read_error)?;
+        let seg = f(&st.remote_log, &tp, epoch, offset).map_err(read_error)?;
         Ok(pb::GetSegmentResponse {
             segment: seg.map(rlconv::segment_to_pb),
         })
@@ -230,7 +230,7 @@ pub async fn get_segments(
         ));
     }
     let st = api.read_state(r.stale).await?;
-    let rl = &st.registry.remote_log;
+    let rl = &st.remote_log;
     let results = r
         .lookups
         .into_iter()
@@ -269,7 +269,7 @@ pub async fn list_segments(
 ) -> Result<pb::ListSegmentsResponse, ApiError> {
     let tp = partition(r.partition, "partition")?;
     let st = api.read_state(r.stale).await?;
-    let rl = &st.registry.remote_log;
+    let rl = &st.remote_log;
     let segs = match r.leader_epoch {
         Some(e) => rl.list_epoch(&tp, e),
         None => rl.list(&tp),

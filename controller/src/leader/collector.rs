@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures::StreamExt;
-use guardian_meta_store::registry::PARTITION_SLOT_BUCKETS;
+use guardian_meta_store::state::load::PARTITION_SLOT_BUCKETS;
 use guardian_proto::domain::Command;
 use guardian_proto::pb;
 use guardian_proto::pb::reporter_client::ReporterClient;
@@ -112,8 +112,8 @@ impl Collector {
             let st = ctl.state();
             let mut load = me.state.write().unwrap_or_else(|p| p.into_inner());
             *load = LoadState::default();
-            seed(&mut load, &st.registry.load);
-            seed_partitions(&mut load, &st.registry.partition_load);
+            seed(&mut load, &st.load.brokers);
+            seed_partitions(&mut load, &st.load.partitions);
         }
         let mut recorded = bucket.saturating_sub(1);
         let mut recorded_slot = (bucket / PARTITION_SLOT_BUCKETS).saturating_sub(1);
@@ -193,7 +193,7 @@ impl Collector {
             let done_slot = (bucket / PARTITION_SLOT_BUCKETS).saturating_sub(1);
             if done_slot > recorded_slot {
                 recorded_slot = done_slot;
-                let lists = recorded_lists(&ctl.state().registry.partition_load);
+                let lists = recorded_lists(&ctl.state().load.partitions);
                 // ≈ 40 ns a partition (memory-bound): off the async workers.
                 let c = me.clone();
                 let cmds = tokio::task::spawn_blocking(move || {

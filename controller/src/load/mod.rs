@@ -28,7 +28,7 @@ pub mod window;
 
 use std::collections::{BTreeMap, HashMap};
 
-use guardian_meta_store::registry::{LoadHistory, PartitionHistory, PARTITION_SLOT_BUCKETS};
+use guardian_meta_store::state::load::{LoadHistory, PartitionHistory, PARTITION_SLOT_BUCKETS};
 use guardian_proto::domain::{
     fingerprint, BrokerLoadSample, Command, DiskLoadSample, PartitionList, PartitionLoadSample,
     NO_SAMPLE,
@@ -668,7 +668,7 @@ mod tests {
     /// What a leader records per slot is what its successor seeds from.
     #[test]
     fn a_new_leader_seeds_partition_windows_from_recorded_slots() {
-        use guardian_meta_store::registry::Registry;
+        use guardian_meta_store::State;
         use guardian_proto::domain::{Broker, Cluster, LogDir, Request};
         let part = |topic: &str, partition| PartitionLoad {
             topic: topic.into(),
@@ -683,8 +683,8 @@ mod tests {
             b.partitions[0].bytes_in.push(bucket, bucket as f64 * 10.0);
             b.partitions[1].bytes_in.push(bucket, 500.0);
         }
-        let mut reg = Registry::default();
-        let apply = |reg: &mut Registry, c: Command| {
+        let mut reg = State::default();
+        let apply = |reg: &mut State, c: Command| {
             let mut touched = Vec::new();
             reg.apply(&Request::new(1, c), &mut touched)
         };
@@ -718,9 +718,9 @@ mod tests {
                 registered_at_ms: 0,
             }),
         );
-        assert!(reg.brokers.contains_key(&("c".to_string(), 1)));
+        assert!(reg.registry.brokers.contains_key(&("c".to_string(), 1)));
         for slot in 0..6 {
-            for cmd in partition_slot(&old, &recorded_lists(&reg.partition_load), slot) {
+            for cmd in partition_slot(&old, &recorded_lists(&reg.load.partitions), slot) {
                 if let Command::RecordPartitionLoad { brokers, .. } = &cmd {
                     // The list goes along the first time only.
                     assert_eq!(brokers[0].partitions.is_some(), slot == 0);
@@ -729,7 +729,7 @@ mod tests {
             }
         }
         let mut new = LoadState::default();
-        seed_partitions(&mut new, &reg.partition_load);
+        seed_partitions(&mut new, &reg.load.partitions);
         let (o, n) = (
             &old.brokers[&("c".into(), 1)],
             &new.brokers[&("c".into(), 1)],

@@ -1,7 +1,7 @@
 //! The views the `Load*` RPCs answer with, computed from the leader's
 //! windows and the replicated registry (pure: `now` is an argument).
 
-use guardian_meta_store::SmState as Registry;
+use guardian_meta_store::SmState;
 use guardian_proto::pb;
 
 use super::{LoadState, PartitionLoad};
@@ -18,7 +18,7 @@ fn top(n: u32) -> usize {
 /// why it has none), and the cluster's sums.
 pub fn cluster(
     load: &LoadState,
-    sm: &Registry,
+    sm: &SmState,
     cluster: &str,
     now: u64,
     interval_ms: u64,
@@ -31,8 +31,8 @@ pub fn cluster(
     for b in sm.registry.brokers_of(&cluster) {
         let l = load.brokers.get(&(cluster.clone(), b.broker_id));
         let recorded_partition_slot = sm
-            .registry
-            .partition_load
+            .load
+            .partitions
             .get(&(cluster.clone(), b.broker_id))
             .and_then(|h| h.slots.last())
             .map_or(0, |(slot, _)| *slot);

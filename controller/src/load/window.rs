@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use guardian_meta_store::registry::HISTORY_BUCKETS;
+use guardian_meta_store::state::load::HISTORY_BUCKETS;
 
 /// Buckets (one minute by default) over the last 60 buckets of one measure.
 #[derive(Debug, Clone, Default)]

@@ -263,6 +263,8 @@ impl From<domain::Request> for pb::Request {
         pb::Request {
             now_ms: r.now_ms,
             command: Some(command),
+            client_id: r.id.map(|i| i.client.0.to_vec()).unwrap_or_default(),
+            client_seq: r.id.map_or(0, |i| i.seq),
         }
     }
 }
@@ -361,7 +363,15 @@ impl TryFrom<pb::Request> for domain::Request {
                 })?,
             },
         };
-        Ok(domain::Request::new(r.now_ms, command))
+        let id = if r.client_id.is_empty() {
+            None
+        } else {
+            Some(domain::RequestId {
+                client: crate::conv::uuid_from_bytes(&r.client_id, "request.client_id")?,
+                seq: r.client_seq,
+            })
+        };
+        Ok(domain::Request::new(r.now_ms, command).with_id(id))
     }
 }
 
@@ -415,6 +425,10 @@ mod tests {
     fn request_round_trips() {
         let req = domain::Request {
             encoded: Default::default(),
+            id: Some(domain::RequestId {
+                client: domain::KafkaUuid::from_random_bytes([7; 16]),
+                seq: 9,
+            }),
             now_ms: 42,
             command: Command::AddBroker(domain::Broker {
                 cluster: "c1".into(),
@@ -442,6 +456,7 @@ mod tests {
         let err = domain::Request::try_from(pb::Request {
             now_ms: 1,
             command: None,
+            ..Default::default()
         })
         .unwrap_err();
         assert_eq!(err.field(), "request.command");

@@ -12,20 +12,79 @@
 //! broker), fencing by the writer's partition leader epoch, and a result per
 //! event ([`EventOutcome`]) so a batch of events is one Raft entry.
 //!
-//! Every change is reported as a [`Key`] so the store writes exactly those
-//! RocksDB keys in the entry's write batch. Complexity: an event costs
+//! Every change is reported as an [`RlKey`] so the store writes exactly
+//! those RocksDB keys in the entry's write batch; this module owns their
+//! layout (tags `rp`, `rs`, `ro`, `ru`, `rh`: [`super::keys`]), values and
+//! loading. Complexity: an event costs
 //! O(epochs in the segment × log n); a lookup O(log n).
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use guardian_proto::conv::remote_log as rlconv;
 use guardian_proto::domain::KafkaUuid;
+use guardian_proto::pb;
 use guardian_proto::remote_log::{
     EventKind, PartitionDelete, PartitionDeleteState, PartitionKey, RemoteLogEvent, Segment,
     SegmentState, SegmentUpdate, TopicIdPartition, TrackedPartition,
 };
 
-use crate::registry::Key;
-use crate::types::{EventOutcome, Rejection};
+use prost::Message;
+
+use super::keys::{put_partition, KeyReader};
+use super::Key;
+use crate::error::{decode, StoreError};
+use crate::types::{CommandResponse, EventOutcome, Rejection};
+
+/// A persisted item of the remote log state (one `sm_data` key).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RlKey {
+    /// A partition's record (name, hosts, fence, deletion).
+    Partition(PartitionKey),
+    /// A segment's metadata.
+    Segment(PartitionKey, KafkaUuid),
+    /// (epoch, epoch start offset) → segment served by lookups.
+    Offset(PartitionKey, i32, i64),
+    /// A segment listed for an epoch but not served by lookups.
+    Unref(PartitionKey, i32, KafkaUuid),
+    /// Highest offset ever copied for an epoch.
+    Highest(PartitionKey, i32),
+}
+
+impl From<RlKey> for Key {
+    fn from(k: RlKey) -> Key {
+        Key::RemoteLog(k)
+    }
+}
+
+/// The tags of this domain's keys.
+pub(crate) const TAGS: [&[u8; 2]; 5] = [b"rp", b"rs", b"ro", b"ru", b"rh"];
+
+impl RlKey {
+    /// The RocksDB key.
+    pub fn bytes(&self, out: &mut Vec<u8>) {
+        match self {
+            RlKey::Partition(p) => put_partition(out, b"rp", p),
+            RlKey::Segment(p, id) => {
+                put_partition(out, b"rs", p);
+                out.extend_from_slice(&id.0);
+            }
+            RlKey::Offset(p, epoch, start) => {
+                put_partition(out, b"ro", p);
+                out.extend_from_slice(&(*epoch as u32).to_be_bytes());
+                out.extend_from_slice(&(*start as u64).to_be_bytes());
+            }
+            RlKey::Unref(p, epoch, id) => {
+                put_partition(out, b"ru", p);
+                out.extend_from_slice(&(*epoch as u32).to_be_bytes());
+                out.extend_from_slice(&id.0);
+            }
+            RlKey::Highest(p, epoch) => {
+                put_partition(out, b"rh", p);
+                out.extend_from_slice(&(*epoch as u32).to_be_bytes());
+            }
+        }
+    }
+}
 
 /// Per leader epoch of a partition (Kafka's `RemoteLogLeaderEpochState`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -79,7 +138,36 @@ impl RemoteLogState {
         &mut self,
         events: &[RemoteLogEvent],
         touched: &mut Vec<Key>,
-    ) -> Vec<EventOutcome> {
+    ) -> CommandResponse {
+        CommandResponse::RemoteLog(self.events(events, touched))
+    }
+
+    /// `TrackPartitions`: a broker hosts these partitions (and their
+    /// leader epochs fence older writers).
+    pub fn track(
+        &mut self,
+        broker_id: i32,
+        parts: &[TrackedPartition],
+        touched: &mut Vec<Key>,
+    ) -> CommandResponse {
+        match self.track_partitions(broker_id, parts, touched) {
+            Ok(()) => CommandResponse::Done,
+            Err(r) => CommandResponse::Rejected(r),
+        }
+    }
+
+    /// `UntrackPartitions`: a broker stopped hosting these partitions.
+    pub fn untrack(
+        &mut self,
+        broker_id: i32,
+        parts: &[TopicIdPartition],
+        touched: &mut Vec<Key>,
+    ) -> CommandResponse {
+        self.untrack_partitions(broker_id, parts, touched);
+        CommandResponse::Done
+    }
+
+    fn events(&mut self, events: &[RemoteLogEvent], touched: &mut Vec<Key>) -> Vec<EventOutcome> {
         events
             .iter()
             .enumerate()
@@ -133,7 +221,7 @@ impl RemoteLogState {
             }
             if p.fence_epoch != Some(epoch) {
                 p.fence_epoch = Some(epoch);
-                touched.push(Key::RlPartition(key));
+                touched.push(RlKey::Partition(key).into());
             }
         }
         let before = p.segments.len() as u64;
@@ -171,14 +259,14 @@ impl RemoteLogState {
             p.all_keys(key, touched);
         } else if p.delete_state != Some(d.state) {
             p.delete_state = Some(d.state);
-            touched.push(Key::RlPartition(key));
+            touched.push(RlKey::Partition(key).into());
         }
         EventOutcome::Applied
     }
 
     /// A broker declares it hosts the partitions; a leader's epoch raises the
     /// fence. All or nothing: a name clash fails the whole call.
-    pub fn track(
+    fn track_partitions(
         &mut self,
         broker_id: i32,
         parts: &[TrackedPartition],
@@ -214,7 +302,7 @@ impl RemoteLogState {
                 }
             }
             if changed {
-                touched.push(Key::RlPartition(key));
+                touched.push(RlKey::Partition(key).into());
             }
         }
         Ok(())
@@ -222,12 +310,17 @@ impl RemoteLogState {
 
     /// A broker stops hosting the partitions. The metadata stays: other
     /// brokers, or a later leader, still read it.
-    pub fn untrack(&mut self, broker_id: i32, parts: &[TopicIdPartition], touched: &mut Vec<Key>) {
+    fn untrack_partitions(
+        &mut self,
+        broker_id: i32,
+        parts: &[TopicIdPartition],
+        touched: &mut Vec<Key>,
+    ) {
         for tp in parts {
             let key = tp.key();
             if let Some(p) = self.partitions.get_mut(&key) {
                 if p.hosts.remove(&broker_id) {
-                    touched.push(Key::RlPartition(key));
+                    touched.push(RlKey::Partition(key).into());
                 }
             }
         }
@@ -360,7 +453,7 @@ impl PartitionState {
             for &(epoch, _) in &old.leader_epochs {
                 if let Some(es) = self.epochs.get_mut(&epoch) {
                     if es.unreferenced.remove(&s.id) {
-                        touched.push(Key::RlUnref(key, epoch, s.id));
+                        touched.push(RlKey::Unref(key, epoch, s.id).into());
                     }
                     if es.is_empty() {
                         self.epochs.remove(&epoch);
@@ -371,10 +464,10 @@ impl PartitionState {
         for &(epoch, _) in &s.leader_epochs {
             let es = self.epochs.entry(epoch).or_default();
             es.unreferenced.insert(s.id);
-            touched.push(Key::RlUnref(key, epoch, s.id));
+            touched.push(RlKey::Unref(key, epoch, s.id).into());
         }
         self.segments.insert(s.id, s.clone());
-        touched.push(Key::RlSegment(key, s.id));
+        touched.push(RlKey::Segment(key, s.id).into());
         EventOutcome::Applied
     }
 
@@ -412,15 +505,15 @@ impl PartitionState {
                 SegmentState::DeleteSegmentStarted => {
                     if es.offset_to_id.get(&start) == Some(&id) {
                         es.offset_to_id.remove(&start);
-                        touched.push(Key::RlOffset(key, epoch, start));
+                        touched.push(RlKey::Offset(key, epoch, start).into());
                     }
                     if es.unreferenced.insert(id) {
-                        touched.push(Key::RlUnref(key, epoch, id));
+                        touched.push(RlKey::Unref(key, epoch, id).into());
                     }
                 }
                 SegmentState::DeleteSegmentFinished => {
                     if es.unreferenced.remove(&id) {
-                        touched.push(Key::RlUnref(key, epoch, id));
+                        touched.push(RlKey::Unref(key, epoch, id).into());
                     }
                     if es.is_empty() {
                         // Nothing stored for it: drop it so memory matches disk.
@@ -430,7 +523,7 @@ impl PartitionState {
                 SegmentState::CopySegmentStarted => unreachable!("validated"),
             }
         }
-        touched.push(Key::RlSegment(key, id));
+        touched.push(RlKey::Segment(key, id).into());
         if u.state == SegmentState::DeleteSegmentFinished {
             self.segments.remove(&id);
         } else {
@@ -441,17 +534,17 @@ impl PartitionState {
 
     /// Every stored key of this partition (for deleting it).
     fn all_keys(&self, key: PartitionKey, touched: &mut Vec<Key>) {
-        touched.push(Key::RlPartition(key));
+        touched.push(RlKey::Partition(key).into());
         for id in self.segments.keys() {
-            touched.push(Key::RlSegment(key, *id));
+            touched.push(RlKey::Segment(key, *id).into());
         }
         for (epoch, es) in &self.epochs {
-            touched.push(Key::RlHighest(key, *epoch));
+            touched.push(RlKey::Highest(key, *epoch).into());
             for start in es.offset_to_id.keys() {
-                touched.push(Key::RlOffset(key, *epoch, *start));
+                touched.push(RlKey::Offset(key, *epoch, *start).into());
             }
             for id in &es.unreferenced {
-                touched.push(Key::RlUnref(key, *epoch, *id));
+                touched.push(RlKey::Unref(key, *epoch, *id).into());
             }
         }
     }
@@ -479,19 +572,109 @@ impl EpochState {
                 break;
             }
             self.offset_to_id.remove(&last_start);
-            touched.push(Key::RlOffset(key, epoch, last_start));
+            touched.push(RlKey::Offset(key, epoch, last_start).into());
             self.unreferenced.insert(last_id);
-            touched.push(Key::RlUnref(key, epoch, last_id));
+            touched.push(RlKey::Unref(key, epoch, last_id).into());
         }
         self.offset_to_id.insert(start, id);
-        touched.push(Key::RlOffset(key, epoch, start));
+        touched.push(RlKey::Offset(key, epoch, start).into());
         if self.unreferenced.remove(&id) {
-            touched.push(Key::RlUnref(key, epoch, id));
+            touched.push(RlKey::Unref(key, epoch, id).into());
         }
         if self.highest.is_none_or(|h| epoch_end > h) {
             self.highest = Some(epoch_end);
-            touched.push(Key::RlHighest(key, epoch));
+            touched.push(RlKey::Highest(key, epoch).into());
         }
+    }
+}
+
+impl RemoteLogState {
+    /// The current value of `k`, encoded; `None` if it no longer exists.
+    pub fn value_bytes(&self, k: &RlKey) -> Option<Vec<u8>> {
+        match k {
+            RlKey::Partition(p) => self.partitions.get(p).map(|p| {
+                pb::RemotePartitionRecord {
+                    topic: p.topic.clone(),
+                    hosts: p.hosts.iter().copied().collect(),
+                    fence_epoch: p.fence_epoch,
+                    delete_state: p
+                        .delete_state
+                        .map_or(0, |s| rlconv::delete_state_to_pb(s) as i32),
+                }
+                .encode_to_vec()
+            }),
+            RlKey::Segment(p, id) => self
+                .partitions
+                .get(p)
+                .and_then(|p| p.segments.get(id))
+                .map(|s| rlconv::segment_to_pb(s).encode_to_vec()),
+            RlKey::Offset(p, epoch, start) => self
+                .partitions
+                .get(p)
+                .and_then(|p| p.epochs.get(epoch))
+                .and_then(|e| e.offset_to_id.get(start))
+                .map(|id| id.0.to_vec()),
+            RlKey::Unref(p, epoch, id) => self
+                .partitions
+                .get(p)
+                .and_then(|p| p.epochs.get(epoch))
+                .filter(|e| e.unreferenced.contains(id))
+                .map(|_| Vec::new()),
+            RlKey::Highest(p, epoch) => self
+                .partitions
+                .get(p)
+                .and_then(|p| p.epochs.get(epoch))
+                .and_then(|e| e.highest)
+                .map(|h| (h as u64).to_be_bytes().to_vec()),
+        }
+    }
+
+    /// Loads one stored pair of this domain (keys arrive in RocksDB order).
+    pub fn load_kv(&mut self, k: &[u8], v: &[u8]) -> Result<(), StoreError> {
+        let mut rest = KeyReader::new(k);
+        let key = rest.partition()?;
+        match &k[..2] {
+            b"rp" => {
+                let rec: pb::RemotePartitionRecord = decode("remote partition", v)?;
+                let p = self.partitions.entry(key).or_default();
+                p.topic = rec.topic;
+                p.hosts = rec.hosts.into_iter().collect();
+                p.fence_epoch = rec.fence_epoch;
+                p.delete_state = rlconv::delete_state_from_pb(rec.delete_state, "delete_state")
+                    .map_err(|e| rest.bad(e))?;
+            }
+            b"rs" => {
+                let s = rlconv::segment_from_pb(decode("remote segment", v)?, "segment")
+                    .map_err(|e| rest.bad(e))?;
+                let p = self.partitions.entry(key).or_default();
+                if p.segments.insert(s.id, s).is_none() {
+                    self.segment_count += 1;
+                }
+            }
+            b"ro" => {
+                let (epoch, start) = (rest.u32()?, rest.u64()?);
+                let id = KafkaUuid(v.try_into().map_err(|_| rest.bad("bad segment id"))?);
+                let p = self.partitions.entry(key).or_default();
+                p.epochs
+                    .entry(epoch)
+                    .or_default()
+                    .offset_to_id
+                    .insert(start, id);
+            }
+            b"ru" => {
+                let (epoch, id) = (rest.u32()?, rest.uuid()?);
+                let p = self.partitions.entry(key).or_default();
+                p.epochs.entry(epoch).or_default().unreferenced.insert(id);
+            }
+            b"rh" => {
+                let epoch = rest.u32()?;
+                let h: [u8; 8] = v.try_into().map_err(|_| rest.bad("bad highest offset"))?;
+                let p = self.partitions.entry(key).or_default();
+                p.epochs.entry(epoch).or_default().highest = Some(u64::from_be_bytes(h) as i64);
+            }
+            _ => return Err(rest.bad("not a remote log key")),
+        }
+        Ok(())
     }
 }
 
@@ -506,8 +689,7 @@ mod tests {
     use SegmentState::*;
 
     use super::*;
-    use crate::registry::Registry;
-    use crate::state_keys;
+    use crate::state::State;
     use crate::types::CommandResponse;
 
     fn tp() -> TopicIdPartition {
@@ -525,14 +707,14 @@ mod tests {
     /// A harness that applies through the registry and mirrors every touched
     /// key into a sorted map, like the store's RocksDB batch.
     struct H {
-        reg: Registry,
+        reg: State,
         kv: BTreeMap<Vec<u8>, Vec<u8>>,
     }
 
     impl H {
         fn new() -> Self {
             let mut h = H {
-                reg: Registry::default(),
+                reg: State::default(),
                 kv: BTreeMap::new(),
             };
             h.track(1, Some(0));
@@ -543,9 +725,9 @@ mod tests {
             let mut touched = Vec::new();
             let out = self.reg.apply(&Request::new(1, command), &mut touched);
             for k in touched {
-                match state_keys::value_bytes(&self.reg, &k) {
-                    Some(v) => self.kv.insert(state_keys::key_bytes(&k), v),
-                    None => self.kv.remove(&state_keys::key_bytes(&k)),
+                match self.reg.value_bytes(&k) {
+                    Some(v) => self.kv.insert(k.bytes(), v),
+                    None => self.kv.remove(&k.bytes()),
                 };
             }
             out
@@ -629,9 +811,9 @@ mod tests {
 
         /// What a restart would load from the stored keys.
         fn reloaded(&self) -> RemoteLogState {
-            let mut r = Registry::default();
+            let mut r = State::default();
             for (k, v) in &self.kv {
-                state_keys::load_kv(&mut r, k, v).unwrap();
+                r.load_kv(k, v).unwrap();
             }
             r.remote_log
         }

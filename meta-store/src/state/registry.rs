@@ -1,23 +1,27 @@
-//! The federation registry: the replicated state and its deterministic apply.
+//! The federation registry: clusters, brokers, tenants and their pools,
+//! placement policies and issued ids — its commands, its keys (tags `c\0`,
+//! `b\0`, `t\0`, `p\0`, `i\0`, `n\0`: [`super::keys`]), their values and
+//! their loading.
 //!
-//! [`Registry::apply`] is pure: no clock (time comes from the log entry's
-//! `now_ms`), no I/O, ordered maps only. It reports which [`Key`]s it touched
-//! so the store can write exactly those to RocksDB in the entry's batch.
+//! Pure: no clock (time comes from the log entry's `now_ms`), no I/O,
+//! ordered maps only. Every change is reported as a [`RegistryKey`] so the
+//! store writes exactly those keys in the entry's batch.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use guardian_proto::domain::{
-    Broker, Cluster, Command, IdKind, KafkaUuid, PartitionList, PartitionLoadSample,
-    PlacementPolicy, Request, Tenant, NO_SAMPLE,
-};
-use guardian_proto::remote_log::PartitionKey;
+use guardian_proto::domain::{Broker, Cluster, IdKind, KafkaUuid, PlacementPolicy, Tenant};
+use guardian_proto::pb;
+use prost::Message;
 
-use crate::remote_log::RemoteLogState;
+use super::keys::{put_broker, KeyReader};
+use super::load::LoadHistories;
+use super::Key;
+use crate::error::{decode, StoreError};
 use crate::types::{CommandResponse, Rejection};
 
-/// A persisted item of the registry (one RocksDB key in the `sm_data` family).
+/// A persisted item of the registry (one `sm_data` key).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Key {
+pub enum RegistryKey {
     Cluster(String),
     Broker(String, i32),
     Tenant(String),
@@ -25,139 +29,43 @@ pub enum Key {
     Policy(String, String),
     Id(KafkaUuid),
     Counters,
-    /// Remote log: a partition's record (name, hosts, fence, deletion).
-    RlPartition(PartitionKey),
-    /// Remote log: a segment's metadata.
-    RlSegment(PartitionKey, KafkaUuid),
-    /// Remote log: (epoch, epoch start offset) → segment served by lookups.
-    RlOffset(PartitionKey, i32, i64),
-    /// Remote log: a segment listed for an epoch but not served by lookups.
-    RlUnref(PartitionKey, i32, KafkaUuid),
-    /// Remote log: highest offset ever copied for an epoch.
-    RlHighest(PartitionKey, i32),
-    /// A broker's load history (cluster, broker id).
-    Load(String, i32),
-    /// A broker's partition list for its per-partition history.
-    PartitionList(String, i32),
-    /// One slot of a broker's per-partition history (cluster, broker, slot).
-    PartitionSlot(String, i32, u64),
 }
 
-/// Buckets of load history kept per series (an hour of one-minute buckets).
-pub const HISTORY_BUCKETS: u64 = 60;
-
-/// (bucket, value) points, oldest first, at most [`HISTORY_BUCKETS`].
-pub type Series = Vec<(u64, u64)>;
-
-/// One disk's load history.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DiskHistory {
-    pub write: Series,
-    pub read: Series,
-    pub util_ppm: Series,
+impl From<RegistryKey> for Key {
+    fn from(k: RegistryKey) -> Key {
+        Key::Registry(k)
+    }
 }
 
-/// A broker's load history, recorded by the leader bucket by bucket so a new
-/// leader starts with the last hour.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LoadHistory {
-    pub bytes_in: Series,
-    pub cpu_ppm: Series,
-    pub disks: BTreeMap<String, DiskHistory>,
-}
+/// The tags of this domain's keys.
+pub(crate) const TAGS: [&[u8; 2]; 6] = [b"c\0", b"b\0", b"t\0", b"p\0", b"i\0", b"n\0"];
 
-/// Buckets per slot of per-partition history: partitions are recorded at a
-/// coarser grain than brokers and disks (a federation has millions).
-pub const PARTITION_SLOT_BUCKETS: u64 = 5;
-
-/// Slots of per-partition history kept (the same hour).
-pub const PARTITION_SLOTS: u64 = HISTORY_BUCKETS / PARTITION_SLOT_BUCKETS;
-
-/// A broker's per-partition bytes-in history: its partition list and, per
-/// slot, one mean per partition in list order ([`NO_SAMPLE`] where none).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PartitionHistory {
-    pub partitions: PartitionList,
-    /// `partitions.fingerprint()`, kept with it.
-    pub fingerprint: u64,
-    /// (slot, means), oldest first, at most [`PARTITION_SLOTS`].
-    pub slots: Vec<(u64, Vec<u32>)>,
-}
-
-impl PartitionHistory {
-    /// Records one slot of broker `key`. A new partition list re-orders the
-    /// held slots by partition identity (partitions that left are
-    /// forgotten, new ones have no sample). `false` if the values do not
-    /// match the recorded list's length (a sample without a list, for a
-    /// list not recorded): nothing changes then.
-    fn record(
-        &mut self,
-        key: &(String, i32),
-        slot: u64,
-        s: &PartitionLoadSample,
-        touched: &mut Vec<Key>,
-    ) -> bool {
-        let len = s.partitions.as_ref().unwrap_or(&self.partitions).len();
-        if s.bytes_in.len() != len {
-            return false;
-        }
-        let slot_key = |x: u64| Key::PartitionSlot(key.0.clone(), key.1, x);
-        if let Some(list) = s.partitions.as_ref().filter(|l| **l != self.partitions) {
-            let old: std::collections::HashMap<(&str, i32, bool), usize> =
-                (0..self.partitions.len())
-                    .map(|i| (self.partitions.key(i), i))
-                    .collect();
-            let map: Vec<Option<usize>> = (0..list.len())
-                .map(|i| old.get(&list.key(i)).copied())
-                .collect();
-            for (x, vals) in &mut self.slots {
-                *vals = map
-                    .iter()
-                    .map(|o| o.map_or(NO_SAMPLE, |j| vals[j]))
-                    .collect();
-                touched.push(slot_key(*x));
+impl RegistryKey {
+    /// The RocksDB key.
+    pub fn bytes(&self, out: &mut Vec<u8>) {
+        match self {
+            RegistryKey::Cluster(n) => {
+                out.extend_from_slice(b"c\0");
+                out.extend_from_slice(n.as_bytes());
             }
-            self.partitions = list.clone();
-            self.fingerprint = list.fingerprint();
-            touched.push(Key::PartitionList(key.0.clone(), key.1));
-        }
-        // The hour ends at the newest slot: older slots go, and a late
-        // slot older than that is not kept.
-        let newest = self.slots.last().map_or(slot, |l| l.0.max(slot));
-        for (x, _) in self
-            .slots
-            .iter()
-            .filter(|(x, _)| x + PARTITION_SLOTS <= newest)
-        {
-            touched.push(slot_key(*x));
-        }
-        self.slots
-            .retain(|(x, _)| *x != slot && x + PARTITION_SLOTS > newest);
-        if slot + PARTITION_SLOTS > newest {
-            let at = self.slots.partition_point(|(x, _)| *x < slot);
-            self.slots.insert(at, (slot, s.bytes_in.clone()));
-            touched.push(slot_key(slot));
-        }
-        true
-    }
-
-    /// Every stored key of broker `key`'s history.
-    fn keys(&self, key: &(String, i32), out: &mut Vec<Key>) {
-        out.push(Key::PartitionList(key.0.clone(), key.1));
-        for (x, _) in &self.slots {
-            out.push(Key::PartitionSlot(key.0.clone(), key.1, *x));
+            RegistryKey::Broker(c, id) => put_broker(out, b"b\0", c, *id),
+            RegistryKey::Tenant(n) => {
+                out.extend_from_slice(b"t\0");
+                out.extend_from_slice(n.as_bytes());
+            }
+            RegistryKey::Policy(c, t) => {
+                out.extend_from_slice(b"p\0");
+                out.extend_from_slice(c.as_bytes());
+                out.push(0);
+                out.extend_from_slice(t.as_bytes());
+            }
+            RegistryKey::Id(u) => {
+                out.extend_from_slice(b"i\0");
+                out.extend_from_slice(&u.0);
+            }
+            RegistryKey::Counters => out.extend_from_slice(b"n\0"),
         }
     }
-}
-
-fn record(series: &mut Series, bucket: u64, value: u64) {
-    series.retain(|(b, _)| *b != bucket && b + HISTORY_BUCKETS > bucket);
-    series.push((bucket, value));
-    series.sort_unstable_by_key(|p| p.0);
-}
-
-fn trim(series: &mut Series, bucket: u64) {
-    series.retain(|(b, _)| b + HISTORY_BUCKETS > bucket);
 }
 
 /// The replicated federation registry.
@@ -170,12 +78,6 @@ pub struct Registry {
     /// Every id ever issued, of any kind: never handed out twice.
     pub issued: BTreeMap<KafkaUuid, IdKind>,
     pub next_cluster_id: u64,
-    /// Tiered-storage metadata (KIP-405).
-    pub remote_log: RemoteLogState,
-    /// Per broker: the last hour of collected load, bucket by bucket.
-    pub load: BTreeMap<(String, i32), LoadHistory>,
-    /// Per broker: the last hour of per-partition bytes in, slot by slot.
-    pub partition_load: BTreeMap<(String, i32), PartitionHistory>,
 }
 
 fn not_found(what: impl Into<String>) -> CommandResponse {
@@ -189,165 +91,171 @@ fn precondition(reason: impl Into<String>) -> CommandResponse {
 }
 
 impl Registry {
-    /// Applies one command. Deterministic; `touched` receives every key whose
-    /// value changed (present → written, absent → deleted).
-    pub fn apply(&mut self, req: &Request, touched: &mut Vec<Key>) -> CommandResponse {
-        if let Err(e) = req.command.validate() {
-            return CommandResponse::Rejected(Rejection::InvalidArgument {
-                field: e.field,
-                reason: e.reason,
+    pub fn create_tenant(
+        &mut self,
+        t: &Tenant,
+        now: u64,
+        touched: &mut Vec<Key>,
+    ) -> CommandResponse {
+        if self.tenants.contains_key(&t.name) {
+            return CommandResponse::Rejected(Rejection::AlreadyExists {
+                what: format!("tenant {:?}", t.name),
             });
         }
-        let now = req.now_ms;
-        match &req.command {
-            Command::Batch(items) => {
-                CommandResponse::Batch(items.iter().map(|i| self.apply(i, touched)).collect())
+        let t = Tenant {
+            created_at_ms: now,
+            ..t.clone()
+        };
+        self.tenants.insert(t.name.clone(), t.clone());
+        touched.push(RegistryKey::Tenant(t.name.clone()).into());
+        CommandResponse::Tenant(t)
+    }
+
+    pub fn delete_tenant(&mut self, name: &str, touched: &mut Vec<Key>) -> CommandResponse {
+        if !self.tenants.contains_key(name) {
+            return not_found(format!("tenant {name:?}"));
+        }
+        let owned = self.pool_of(name);
+        if !owned.is_empty() {
+            return precondition(format!(
+                "tenant {name:?} still owns {} broker(s) ({}); release them first",
+                owned.len(),
+                fmt_brokers(&owned)
+            ));
+        }
+        self.tenants.remove(name);
+        touched.push(RegistryKey::Tenant(name.to_string()).into());
+        CommandResponse::Done
+    }
+
+    pub fn set_policy(&mut self, p: &PlacementPolicy, touched: &mut Vec<Key>) -> CommandResponse {
+        if !self.clusters.contains_key(&p.cluster) {
+            return not_found(format!("cluster {:?}", p.cluster));
+        }
+        let key = (p.cluster.clone(), p.topic.clone().unwrap_or_default());
+        self.policies.insert(key.clone(), p.clone());
+        touched.push(RegistryKey::Policy(key.0, key.1).into());
+        CommandResponse::Policy(p.clone())
+    }
+
+    pub fn remove_policy(
+        &mut self,
+        cluster: &str,
+        topic: Option<&str>,
+        touched: &mut Vec<Key>,
+    ) -> CommandResponse {
+        let key = (cluster.to_string(), topic.unwrap_or_default().to_string());
+        if self.policies.remove(&key).is_none() {
+            return not_found(match topic {
+                Some(t) => format!("placement policy of topic {t:?} in cluster {cluster:?}"),
+                None => format!("placement policy of cluster {cluster:?}"),
+            });
+        }
+        touched.push(RegistryKey::Policy(key.0, key.1).into());
+        CommandResponse::Done
+    }
+
+    /// Issues `ids` (all or none): refused if any is reserved or was ever
+    /// issued before, of any kind.
+    pub fn allocate_ids(
+        &mut self,
+        kind: IdKind,
+        ids: &[KafkaUuid],
+        touched: &mut Vec<Key>,
+    ) -> CommandResponse {
+        let mut fresh = BTreeSet::new();
+        for id in ids {
+            if !id.is_allocatable() {
+                return precondition(format!("id {id} is reserved"));
             }
-            Command::RemoteLog(events) => {
-                CommandResponse::RemoteLog(self.remote_log.apply_events(events, touched))
+            if self.issued.contains_key(id) || !fresh.insert(*id) {
+                return CommandResponse::Rejected(Rejection::AlreadyExists {
+                    what: format!("id {id}"),
+                });
             }
-            Command::TrackPartitions {
-                broker_id,
-                partitions,
-            } => match self.remote_log.track(*broker_id, partitions, touched) {
-                Ok(()) => CommandResponse::Done,
-                Err(r) => CommandResponse::Rejected(r),
-            },
-            Command::UntrackPartitions {
-                broker_id,
-                partitions,
-            } => {
-                self.remote_log.untrack(*broker_id, partitions, touched);
-                CommandResponse::Done
-            }
-            Command::RecordLoad { bucket, brokers } => {
-                for s in brokers {
-                    let key = (s.cluster.clone(), s.broker_id);
-                    if !self.brokers.contains_key(&key) {
-                        continue; // removed meanwhile
-                    }
-                    let h = self.load.entry(key.clone()).or_default();
-                    record(&mut h.bytes_in, *bucket, s.bytes_in);
-                    record(&mut h.cpu_ppm, *bucket, s.cpu_ppm);
-                    for d in &s.disks {
-                        let dh = h.disks.entry(d.path.clone()).or_default();
-                        record(&mut dh.write, *bucket, d.write);
-                        record(&mut dh.read, *bucket, d.read);
-                        record(&mut dh.util_ppm, *bucket, d.util_ppm);
-                    }
-                    for dh in h.disks.values_mut() {
-                        trim(&mut dh.write, *bucket);
-                        trim(&mut dh.read, *bucket);
-                        trim(&mut dh.util_ppm, *bucket);
-                    }
-                    h.disks.retain(|_, d| !d.write.is_empty());
-                    touched.push(Key::Load(key.0, key.1));
+        }
+        for id in ids {
+            self.issued.insert(*id, kind);
+            touched.push(RegistryKey::Id(*id).into());
+        }
+        CommandResponse::Ids(ids.to_vec())
+    }
+
+    /// The current value of `k`, encoded; `None` if it no longer exists.
+    pub fn value_bytes(&self, k: &RegistryKey) -> Option<Vec<u8>> {
+        match k {
+            RegistryKey::Cluster(n) => self
+                .clusters
+                .get(n)
+                .map(|c| pb::Cluster::from(c.clone()).encode_to_vec()),
+            RegistryKey::Broker(c, id) => self
+                .brokers
+                .get(&(c.clone(), *id))
+                .map(|b| pb::Broker::from(b.clone()).encode_to_vec()),
+            RegistryKey::Tenant(n) => self
+                .tenants
+                .get(n)
+                .map(|t| pb::Tenant::from(t.clone()).encode_to_vec()),
+            RegistryKey::Policy(c, t) => self
+                .policies
+                .get(&(c.clone(), t.clone()))
+                .map(|p| pb::PlacementPolicy::from(p.clone()).encode_to_vec()),
+            RegistryKey::Id(u) => self.issued.get(u).map(|k| {
+                pb::IssuedIds {
+                    kind: pb::IdKind::from(*k) as i32,
+                    ids: vec![],
                 }
-                CommandResponse::Done
-            }
-            Command::RecordPartitionLoad { slot, brokers } => {
-                for s in brokers {
-                    let key = (s.cluster.clone(), s.broker_id);
-                    if !self.brokers.contains_key(&key) {
-                        continue; // removed meanwhile
-                    }
-                    let h = self.partition_load.entry(key.clone()).or_default();
-                    if !h.record(&key, *slot, s, touched) && h.slots.is_empty() {
-                        self.partition_load.remove(&key);
-                    }
-                }
-                CommandResponse::Done
-            }
-            Command::AddCluster(c) => self.add_cluster(c, now, touched),
-            Command::RemoveCluster { name } => self.remove_cluster(name, touched),
-            Command::AddBroker(b) => self.add_broker(b, now, touched),
-            Command::RemoveBroker { cluster, broker_id } => {
-                self.remove_broker(cluster, *broker_id, touched)
-            }
-            Command::CreateTenant(t) => {
-                if self.tenants.contains_key(&t.name) {
-                    return CommandResponse::Rejected(Rejection::AlreadyExists {
-                        what: format!("tenant {:?}", t.name),
-                    });
-                }
-                let t = Tenant {
-                    created_at_ms: now,
-                    ..t.clone()
-                };
-                self.tenants.insert(t.name.clone(), t.clone());
-                touched.push(Key::Tenant(t.name.clone()));
-                CommandResponse::Tenant(t)
-            }
-            Command::DeleteTenant { name } => {
-                if !self.tenants.contains_key(name) {
-                    return not_found(format!("tenant {name:?}"));
-                }
-                let owned = self.pool_of(name);
-                if !owned.is_empty() {
-                    return precondition(format!(
-                        "tenant {name:?} still owns {} broker(s) ({}); release them first",
-                        owned.len(),
-                        fmt_brokers(&owned)
-                    ));
-                }
-                self.tenants.remove(name);
-                touched.push(Key::Tenant(name.clone()));
-                CommandResponse::Done
-            }
-            Command::AssignPool {
-                tenant,
-                cluster,
-                broker_ids,
-            } => self.assign_pool(tenant, cluster, broker_ids, touched),
-            Command::ReleasePool {
-                tenant,
-                cluster,
-                broker_ids,
-            } => self.release_pool(tenant, cluster, broker_ids, touched),
-            Command::SetPolicy(p) => {
-                if !self.clusters.contains_key(&p.cluster) {
-                    return not_found(format!("cluster {:?}", p.cluster));
-                }
-                let key = (p.cluster.clone(), p.topic.clone().unwrap_or_default());
-                self.policies.insert(key.clone(), p.clone());
-                touched.push(Key::Policy(key.0, key.1));
-                CommandResponse::Policy(p.clone())
-            }
-            Command::RemovePolicy { cluster, topic } => {
-                let key = (cluster.clone(), topic.clone().unwrap_or_default());
-                if self.policies.remove(&key).is_none() {
-                    return not_found(match topic {
-                        Some(t) => {
-                            format!("placement policy of topic {t:?} in cluster {cluster:?}")
-                        }
-                        None => format!("placement policy of cluster {cluster:?}"),
-                    });
-                }
-                touched.push(Key::Policy(key.0, key.1));
-                CommandResponse::Done
-            }
-            Command::AllocateIds { kind, ids } => {
-                let mut fresh = BTreeSet::new();
-                for id in ids {
-                    if !id.is_allocatable() {
-                        return precondition(format!("id {id} is reserved"));
-                    }
-                    if self.issued.contains_key(id) || !fresh.insert(*id) {
-                        return CommandResponse::Rejected(Rejection::AlreadyExists {
-                            what: format!("id {id}"),
-                        });
-                    }
-                }
-                for id in ids {
-                    self.issued.insert(*id, *kind);
-                    touched.push(Key::Id(*id));
-                }
-                CommandResponse::Ids(ids.clone())
-            }
+                .encode_to_vec()
+            }),
+            RegistryKey::Counters => Some(self.next_cluster_id.to_be_bytes().to_vec()),
         }
     }
 
-    fn add_cluster(&mut self, c: &Cluster, now: u64, touched: &mut Vec<Key>) -> CommandResponse {
+    /// Loads one stored pair of this domain.
+    pub fn load_kv(&mut self, k: &[u8], v: &[u8]) -> Result<(), StoreError> {
+        let rest = KeyReader::new(k);
+        match &k[..2] {
+            b"c\0" => {
+                let c: pb::Cluster = decode("cluster", v)?;
+                self.clusters.insert(c.name.clone(), c.into());
+            }
+            b"b\0" => {
+                let b: pb::Broker = decode("broker", v)?;
+                self.brokers
+                    .insert((b.cluster.clone(), b.broker_id), b.into());
+            }
+            b"t\0" => {
+                let t: pb::Tenant = decode("tenant", v)?;
+                self.tenants.insert(t.name.clone(), t.into());
+            }
+            b"p\0" => {
+                let p: pb::PlacementPolicy = decode("placement policy", v)?;
+                self.policies
+                    .insert((p.cluster.clone(), p.topic.clone()), p.into());
+            }
+            b"i\0" => {
+                let ids: pb::IssuedIds = decode("issued id", v)?;
+                let kind = guardian_proto::conv::id_kind_from_pb(ids.kind, "kind")
+                    .map_err(|e| rest.bad(e))?;
+                let id = guardian_proto::conv::uuid_from_bytes(rest.rest(), "id")
+                    .map_err(|e| rest.bad(e))?;
+                self.issued.insert(id, kind);
+            }
+            b"n\0" => {
+                let b: [u8; 8] = v.try_into().map_err(|_| rest.bad("bad counter"))?;
+                self.next_cluster_id = u64::from_be_bytes(b);
+            }
+            _ => return Err(rest.bad("not a registry key")),
+        }
+        Ok(())
+    }
+
+    pub fn add_cluster(
+        &mut self,
+        c: &Cluster,
+        now: u64,
+        touched: &mut Vec<Key>,
+    ) -> CommandResponse {
         if self.clusters.contains_key(&c.name) {
             return CommandResponse::Rejected(Rejection::AlreadyExists {
                 what: format!("cluster {:?}", c.name),
@@ -360,12 +268,12 @@ impl Registry {
             ..c.clone()
         };
         self.clusters.insert(c.name.clone(), c.clone());
-        touched.push(Key::Cluster(c.name.clone()));
-        touched.push(Key::Counters);
+        touched.push(RegistryKey::Cluster(c.name.clone()).into());
+        touched.push(RegistryKey::Counters.into());
         CommandResponse::Cluster(c)
     }
 
-    fn remove_cluster(&mut self, name: &str, touched: &mut Vec<Key>) -> CommandResponse {
+    pub fn remove_cluster(&mut self, name: &str, touched: &mut Vec<Key>) -> CommandResponse {
         if !self.clusters.contains_key(name) {
             return not_found(format!("cluster {name:?}"));
         }
@@ -376,7 +284,7 @@ impl Registry {
             ));
         }
         self.clusters.remove(name);
-        touched.push(Key::Cluster(name.to_string()));
+        touched.push(RegistryKey::Cluster(name.to_string()).into());
         let keys: Vec<_> = self
             .policies
             .range((name.to_string(), String::new())..)
@@ -385,12 +293,12 @@ impl Registry {
             .collect();
         for k in keys {
             self.policies.remove(&k);
-            touched.push(Key::Policy(k.0, k.1));
+            touched.push(RegistryKey::Policy(k.0, k.1).into());
         }
         CommandResponse::Done
     }
 
-    fn add_broker(&mut self, b: &Broker, now: u64, touched: &mut Vec<Key>) -> CommandResponse {
+    pub fn add_broker(&mut self, b: &Broker, now: u64, touched: &mut Vec<Key>) -> CommandResponse {
         let Some(cluster) = self.clusters.get(&b.cluster) else {
             return not_found(format!("cluster {:?}", b.cluster));
         };
@@ -411,11 +319,18 @@ impl Registry {
         }
         b.registered_at_ms = now;
         self.brokers.insert(key.clone(), b.clone());
-        touched.push(Key::Broker(key.0, key.1));
+        touched.push(RegistryKey::Broker(key.0, key.1).into());
         CommandResponse::Broker(b)
     }
 
-    fn remove_broker(&mut self, cluster: &str, id: i32, touched: &mut Vec<Key>) -> CommandResponse {
+    /// Removes a broker and, with it, its load history.
+    pub fn remove_broker(
+        &mut self,
+        cluster: &str,
+        id: i32,
+        load: &mut LoadHistories,
+        touched: &mut Vec<Key>,
+    ) -> CommandResponse {
         let key = (cluster.to_string(), id);
         let Some(b) = self.brokers.get(&key) else {
             if !self.clusters.contains_key(cluster) {
@@ -429,17 +344,12 @@ impl Registry {
             ));
         }
         self.brokers.remove(&key);
-        if self.load.remove(&key).is_some() {
-            touched.push(Key::Load(key.0.clone(), key.1));
-        }
-        if let Some(h) = self.partition_load.remove(&key) {
-            h.keys(&key, touched);
-        }
-        touched.push(Key::Broker(key.0, key.1));
+        load.forget(&key, touched);
+        touched.push(RegistryKey::Broker(key.0, key.1).into());
         CommandResponse::Done
     }
 
-    fn assign_pool(
+    pub fn assign_pool(
         &mut self,
         tenant: &str,
         cluster: &str,
@@ -449,7 +359,7 @@ impl Registry {
         self.move_pool(tenant, cluster, ids, true, touched)
     }
 
-    fn release_pool(
+    pub fn release_pool(
         &mut self,
         tenant: &str,
         cluster: &str,
@@ -496,7 +406,7 @@ impl Registry {
             if let Some(b) = self.brokers.get_mut(&key) {
                 if b.pool != target {
                     b.pool = target.clone();
-                    touched.push(Key::Broker(key.0, key.1));
+                    touched.push(RegistryKey::Broker(key.0, key.1).into());
                 }
             }
         }
@@ -559,7 +469,10 @@ fn fmt_brokers(b: &[(String, i32)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::load::LoadKey;
+    use crate::state::State;
     use guardian_proto::domain::LogDir;
+    use guardian_proto::domain::{Command, Request, NO_SAMPLE};
 
     fn req(now_ms: u64, command: Command) -> Request {
         Request::new(now_ms, command)
@@ -595,7 +508,7 @@ mod tests {
         })
     }
 
-    fn apply(r: &mut Registry, c: Command) -> CommandResponse {
+    fn apply(r: &mut State, c: Command) -> CommandResponse {
         r.apply(&req(7, c), &mut Vec::new())
     }
 
@@ -603,26 +516,26 @@ mod tests {
     type Kv = std::collections::BTreeMap<Vec<u8>, Vec<u8>>;
 
     /// Writes what `touched` names to `kv`, as the store does after apply.
-    fn store(r: &Registry, touched: Vec<Key>, kv: &mut Kv) {
+    fn store(r: &State, touched: Vec<Key>, kv: &mut Kv) {
         for k in touched {
-            match crate::state_keys::value_bytes(r, &k) {
-                Some(v) => kv.insert(crate::state_keys::key_bytes(&k), v),
-                None => kv.remove(&crate::state_keys::key_bytes(&k)),
+            match r.value_bytes(&k) {
+                Some(v) => kv.insert(k.bytes(), v),
+                None => kv.remove(&k.bytes()),
             };
         }
     }
 
     /// A registry loaded back from stored key/values (open, snapshot install).
-    fn reload(kv: &Kv) -> Registry {
-        let mut back = Registry::default();
+    fn reload(kv: &Kv) -> State {
+        let mut back = State::default();
         for (k, v) in kv {
-            crate::state_keys::load_kv(&mut back, k, v).unwrap();
+            back.load_kv(k, v).unwrap();
         }
         back
     }
 
     /// Removes broker `a`/1; returns the keys touched.
-    fn remove_broker_a1(r: &mut Registry) -> Vec<Key> {
+    fn remove_broker_a1(r: &mut State) -> Vec<Key> {
         let mut touched = Vec::new();
         let cmd = Command::RemoveBroker {
             cluster: "a".into(),
@@ -641,7 +554,7 @@ mod tests {
 
     #[test]
     fn cluster_ids_and_time_come_from_the_log() {
-        let mut r = Registry::default();
+        let mut r = State::default();
         let CommandResponse::Cluster(c) = apply(&mut r, cluster("a")) else {
             panic!()
         };
@@ -657,7 +570,7 @@ mod tests {
 
     #[test]
     fn broker_takes_cluster_idc_and_needs_cluster() {
-        let mut r = Registry::default();
+        let mut r = State::default();
         assert_rejected(apply(&mut r, broker("a", 1)), |r| {
             matches!(r, Rejection::NotFound { .. })
         });
@@ -677,7 +590,7 @@ mod tests {
 
     #[test]
     fn pools_are_exclusive_and_block_tenant_deletion() {
-        let mut r = Registry::default();
+        let mut r = State::default();
         apply(&mut r, cluster("a"));
         apply(&mut r, broker("a", 1));
         apply(&mut r, broker("a", 2));
@@ -707,7 +620,7 @@ mod tests {
         assert_rejected(apply(&mut r, assign("t2", vec![2, 1])), |r| {
             matches!(r, Rejection::FailedPrecondition { .. })
         });
-        assert_eq!(r.brokers[&("a".to_string(), 2)].pool, None);
+        assert_eq!(r.registry.brokers[&("a".to_string(), 2)].pool, None);
         assert_rejected(
             apply(&mut r, Command::DeleteTenant { name: "t1".into() }),
             |r| matches!(r, Rejection::FailedPrecondition { .. }),
@@ -726,7 +639,7 @@ mod tests {
 
     #[test]
     fn ids_are_never_issued_twice() {
-        let mut r = Registry::default();
+        let mut r = State::default();
         let id = KafkaUuid::from_random_bytes([7; 16]);
         let alloc = |ids: Vec<KafkaUuid>| Command::AllocateIds {
             kind: IdKind::Segment,
@@ -746,7 +659,7 @@ mod tests {
 
     #[test]
     fn invalid_command_is_rejected_with_field() {
-        let mut r = Registry::default();
+        let mut r = State::default();
         assert_rejected(
             apply(&mut r, cluster("bad name")),
             |r| matches!(r, Rejection::InvalidArgument { field, .. } if field == "cluster.name"),
@@ -755,7 +668,7 @@ mod tests {
 
     #[test]
     fn batch_items_apply_in_order_with_their_own_results() {
-        let mut r = Registry::default();
+        let mut r = State::default();
         let batch = Command::Batch(vec![
             req(1, cluster("a")),
             req(2, cluster("a")),
@@ -783,7 +696,7 @@ mod tests {
     fn apply_is_deterministic() {
         let cmds = [cluster("a"), broker("a", 1), broker("a", 2), cluster("b")];
         let run = || {
-            let mut r = Registry::default();
+            let mut r = State::default();
             let mut touched = Vec::new();
             let out: Vec<_> = cmds
                 .iter()
@@ -797,7 +710,7 @@ mod tests {
     #[test]
     fn load_history_keeps_sixty_buckets_and_reloads() {
         use guardian_proto::domain::{BrokerLoadSample, DiskLoadSample};
-        let mut r = Registry::default();
+        let mut r = State::default();
         apply(&mut r, cluster("a"));
         apply(&mut r, broker("a", 1));
         let mut kv = Kv::new();
@@ -831,22 +744,22 @@ mod tests {
             assert_eq!(r.apply(&req(1, cmd), &mut touched), CommandResponse::Done);
             store(&r, touched, &mut kv);
         }
-        let h = &r.load[&("a".to_string(), 1)];
+        let h = &r.load.brokers[&("a".to_string(), 1)];
         assert_eq!(h.bytes_in.len(), 60);
         assert_eq!(h.bytes_in[0], (10, 100));
         assert_eq!(h.disks["/data/1"].write.last(), Some(&(69, 69)));
-        assert!(!r.load.contains_key(&("a".to_string(), 9)));
-        assert_eq!(reload(&kv).load, r.load);
+        assert!(!r.load.brokers.contains_key(&("a".to_string(), 9)));
+        assert_eq!(reload(&kv).load.brokers, r.load.brokers);
         // Removing the broker removes its history.
         let touched = remove_broker_a1(&mut r);
-        assert!(r.load.is_empty());
-        assert!(touched.contains(&Key::Load("a".into(), 1)));
+        assert!(r.load.brokers.is_empty());
+        assert!(touched.contains(&Key::Load(LoadKey::Broker("a".into(), 1))));
     }
 
     #[test]
     fn partition_history_keeps_twelve_slots_follows_the_list_and_reloads() {
         use guardian_proto::domain::{PartitionList, PartitionLoadSample};
-        let mut r = Registry::default();
+        let mut r = State::default();
         apply(&mut r, cluster("a"));
         apply(&mut r, broker("a", 1));
         let list = |parts: &[(&str, i32)]| {
@@ -863,7 +776,7 @@ mod tests {
             }
         };
         let mut kv = Kv::new();
-        let mut record = |r: &mut Registry, slot, partitions, bytes_in: Vec<u32>| {
+        let mut record = |r: &mut State, slot, partitions, bytes_in: Vec<u32>| {
             let cmd = Command::RecordPartitionLoad {
                 slot,
                 brokers: vec![PartitionLoadSample {
@@ -880,34 +793,34 @@ mod tests {
         let key = ("a".to_string(), 1);
         // No list recorded yet: a sample without one is not applied.
         record(&mut r, 0, None, vec![1, 2]);
-        assert!(!r.partition_load.contains_key(&key));
+        assert!(!r.load.partitions.contains_key(&key));
         record(&mut r, 0, Some(list(&[("t", 0), ("t", 1)])), vec![10, 20]);
         for slot in 1..15u64 {
             record(&mut r, slot, None, vec![10 + slot as u32, NO_SAMPLE]);
         }
-        let h = &r.partition_load[&key];
+        let h = &r.load.partitions[&key];
         assert_eq!(h.slots.len(), 12);
         assert_eq!(h.slots[0], (3, vec![13, NO_SAMPLE]));
         // t-1 leaves, u-0 arrives: held slots follow the partitions.
         record(&mut r, 15, Some(list(&[("u", 0), ("t", 0)])), vec![7, 25]);
-        let h = &r.partition_load[&key];
+        let h = &r.load.partitions[&key];
         assert_eq!(h.slots[0], (4, vec![NO_SAMPLE, 14]));
         assert_eq!(h.slots.last(), Some(&(15, vec![7, 25])));
         // Wrong length without a list: not applied, nothing changes.
         let before = h.clone();
         record(&mut r, 16, None, vec![1]);
-        assert_eq!(r.partition_load[&key], before);
+        assert_eq!(r.load.partitions[&key], before);
         // A late slot is slotted in order; one older than the hour is not.
         record(&mut r, 5, None, vec![1, 1]);
-        assert_eq!(r.partition_load[&key].slots[1], (5, vec![1, 1]));
+        assert_eq!(r.load.partitions[&key].slots[1], (5, vec![1, 1]));
         record(&mut r, 3, None, vec![1, 1]);
-        assert_eq!(r.partition_load[&key].slots[0].0, 4);
-        assert_eq!(r.partition_load[&key].slots.len(), 12);
+        assert_eq!(r.load.partitions[&key].slots[0].0, 4);
+        assert_eq!(r.load.partitions[&key].slots.len(), 12);
         // Stored: the list and one key per slot held.
         assert_eq!(kv.keys().filter(|k| k.starts_with(b"q")).count(), 13);
-        assert_eq!(reload(&kv).partition_load, r.partition_load);
+        assert_eq!(reload(&kv).load.partitions, r.load.partitions);
         let touched = remove_broker_a1(&mut r);
-        assert!(r.partition_load.is_empty());
+        assert!(r.load.partitions.is_empty());
         store(&r, touched, &mut kv);
         assert!(!kv.keys().any(|k| k.starts_with(b"q")));
     }
