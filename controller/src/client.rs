@@ -2,10 +2,22 @@
 //! a follower comes back `UNAVAILABLE` with the leader's admin address in
 //! metadata, and the call is re-sent there; an unreachable node or a group
 //! without a leader yet is retried on the other endpoints until the deadline.
+//!
+//! Every call carries a request id (`x-guardian-request-id`: this client's
+//! random id and a sequence number, the same on every attempt of one call),
+//! so a write re-sent after an ambiguous failure — its first attempt may
+//! have committed — gets the first attempt's result instead of a second
+//! effect. Whether to re-send is decided by [`Retry::of`] from the status's
+//! code, its leader metadata and whether the transport produced it; never
+//! from its message.
 
+use std::error::Error as _;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use guardian_proto::domain::{KafkaUuid, RequestId};
 
 use guardian_proto::pb::guardian_admin_client::GuardianAdminClient;
 use guardian_proto::pb::remote_log_metadata_client::RemoteLogMetadataClient;
@@ -16,14 +28,60 @@ use tonic::{Code, Request, Status};
 
 use crate::error::LEADER_ADDR_KEY;
 
-/// Adds the bearer token, if any, to every request.
+/// Metadata key carrying a call's request id (`<client uuid>:<seq>`).
+pub const REQUEST_ID_KEY: &str = "x-guardian-request-id";
+
+/// What to do after a failed attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Retry {
+    /// A node that is not the leader named it: send it there (nothing was
+    /// proposed, or the request id makes a repeat harmless).
+    Redirect(String),
+    /// The request may or may not have been carried out (no answer, a
+    /// broken connection, a leader that lost its quorum or is stopping):
+    /// send it again, to any node, only when it carries a request id.
+    Ambiguous,
+    /// The server answered: that is the result.
+    Final,
+}
+
+impl Retry {
+    /// Classifies a failed attempt. A status the transport produced
+    /// (connect error, broken HTTP/2 stream, reset) carries the local error
+    /// as its source; one the server sent does not.
+    pub fn of(s: &Status) -> Retry {
+        let leader = s
+            .metadata()
+            .get(LEADER_ADDR_KEY)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        if let (Code::Unavailable, Some(l)) = (s.code(), leader) {
+            return Retry::Redirect(l);
+        }
+        let from_transport = s.source().is_some();
+        match s.code() {
+            Code::Unavailable => Retry::Ambiguous,
+            Code::Unknown | Code::Cancelled | Code::Internal if from_transport => Retry::Ambiguous,
+            _ => Retry::Final,
+        }
+    }
+}
+
+/// Adds the bearer token, if any, and the call's request id, if any, to
+/// every request.
 #[derive(Clone, Default)]
-pub struct TokenInterceptor(Option<MetadataValue<tonic::metadata::Ascii>>);
+pub struct TokenInterceptor(
+    Option<MetadataValue<tonic::metadata::Ascii>>,
+    Option<MetadataValue<tonic::metadata::Ascii>>,
+);
 
 impl tonic::service::Interceptor for TokenInterceptor {
     fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
         if let Some(t) = &self.0 {
             req.metadata_mut().insert("authorization", t.clone());
+        }
+        if let Some(id) = &self.1 {
+            req.metadata_mut().insert(REQUEST_ID_KEY, id.clone());
         }
         Ok(req)
     }
@@ -63,6 +121,12 @@ pub struct AdminClient {
     tls: Option<ClientTlsConfig>,
     /// Total time a call may take across retries and redirects.
     pub deadline: Duration,
+    /// This client's id in request ids (random, one per client).
+    client_id: KafkaUuid,
+    next_seq: AtomicU64,
+    /// Whether calls carry request ids (and so may be re-sent after an
+    /// ambiguous failure). On by default.
+    request_ids: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,13 +137,6 @@ pub enum ClientError {
     BadEndpoint { endpoint: String, reason: String },
     #[error("invalid token: {0}")]
     BadToken(String),
-}
-
-fn is_retryable(s: &Status) -> bool {
-    matches!(
-        s.code(),
-        Code::Unavailable | Code::Unknown | Code::Cancelled
-    ) || (s.code() == Code::Internal && s.message().contains("h2 protocol error"))
 }
 
 impl AdminClient {
@@ -111,10 +168,20 @@ impl AdminClient {
             endpoints,
             preferred: Mutex::new(None),
             channels: Mutex::new(Default::default()),
-            token: TokenInterceptor(token),
+            token: TokenInterceptor(token, None),
             tls: None,
             deadline: Duration::from_secs(15),
+            client_id: KafkaUuid::from_random_bytes(rand::random()),
+            next_seq: AtomicU64::new(1),
+            request_ids: true,
         })
+    }
+
+    /// Sends no request ids: a write is then never re-sent after an
+    /// ambiguous failure (only redirected by a node that is not the leader).
+    pub fn without_request_ids(mut self) -> Self {
+        self.request_ids = false;
+        self
     }
 
     /// Talks TLS to every endpoint, trusting the CA certificate(s) in `ca_pem`.
@@ -135,6 +202,10 @@ impl AdminClient {
     /// A stub of any service for one endpoint (channels are cached and
     /// connect lazily).
     pub fn stub_on<S: Stub>(&self, endpoint: &str) -> Result<S, Status> {
+        self.stub_on_with(endpoint, None)
+    }
+
+    fn stub_on_with<S: Stub>(&self, endpoint: &str, id: Option<RequestId>) -> Result<S, Status> {
         let ch = {
             let mut chans = self.channels.lock().unwrap_or_else(|p| p.into_inner());
             match chans.get(endpoint) {
@@ -156,10 +227,9 @@ impl AdminClient {
                 }
             }
         };
-        Ok(S::from_channel(InterceptedService::new(
-            ch,
-            self.token.clone(),
-        )))
+        let mut token = self.token.clone();
+        token.1 = id.and_then(|id| MetadataValue::try_from(id.to_string()).ok());
+        Ok(S::from_channel(InterceptedService::new(ch, token)))
     }
 
     /// Runs `f` on the admin service of the leader, following redirects and
@@ -179,6 +249,10 @@ impl AdminClient {
         F: Fn(S) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
+        let id = self.request_ids.then(|| RequestId {
+            client: self.client_id,
+            seq: self.next_seq.fetch_add(1, Ordering::Relaxed),
+        });
         let start = Instant::now();
         let mut next = self
             .preferred
@@ -190,7 +264,7 @@ impl AdminClient {
         let mut backoff = Duration::from_millis(5);
         loop {
             let target = next.clone();
-            let stub = self.stub_on::<S>(&target)?;
+            let stub = self.stub_on_with::<S>(&target, id)?;
             // No attempt outlives the call's deadline (a leader without a
             // quorum would otherwise hold the request until the server gives up).
             let left = self.deadline.saturating_sub(start.elapsed());
@@ -210,20 +284,17 @@ impl AdminClient {
                 }
                 Err(s) => s,
             };
-            if !is_retryable(&status) || start.elapsed() >= self.deadline {
+            if start.elapsed() >= self.deadline {
                 return Err(status);
             }
-            let leader = status
-                .metadata()
-                .get(LEADER_ADDR_KEY)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            match leader {
-                Some(l) if l != target => {
+            match Retry::of(&status) {
+                Retry::Final => return Err(status),
+                Retry::Ambiguous if id.is_none() => return Err(status),
+                Retry::Redirect(l) if l != target => {
                     next = l;
                     continue;
                 }
-                _ => {
+                Retry::Redirect(_) | Retry::Ambiguous => {
                     rr = (rr + 1) % self.endpoints.len();
                     next = self.endpoints[rr].clone();
                     if next == target {

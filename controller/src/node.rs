@@ -55,6 +55,7 @@ pub struct RunningNode {
     pub raft_addr: SocketAddr,
     stop: CancellationToken,
     tasks: Tasks,
+    store: guardian_meta_store::StoreClosed,
     servers: Vec<JoinHandle<Result<(), tonic::transport::Error>>>,
 }
 
@@ -109,6 +110,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         .await
         .map_err(|e| NodeError::Task(e.to_string()))??;
     let state = sm.reader();
+    let store = log.closed();
 
     let admin_listener = bind("admin", &cfg.admin_listen).await?;
     let raft_listener = bind("raft", &cfg.raft_listen).await?;
@@ -244,6 +246,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         raft_addr,
         stop,
         tasks,
+        store,
         servers,
     })
 }
@@ -291,6 +294,17 @@ impl RunningNode {
             .wait_idle(SHUTDOWN_GRACE)
             .await
             .map_err(|left| NodeError::Task(format!("still running after shutdown: {left:?}")))?;
+        // openraft drops the store from its own tasks as they end; the data
+        // dir is free once the last handle is gone.
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        while !self.store.is_closed() {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(NodeError::Task(format!(
+                    "the store is still open {SHUTDOWN_GRACE:?} after shutdown"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         tracing::info!(node_id = self.ctl.id, "controller node stopped");
         Ok(())
     }

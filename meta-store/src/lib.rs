@@ -27,5 +27,7 @@ pub mod types;
 
 pub use error::StoreError;
 pub use state::State;
-pub use store::{open, LogStore, OpenError, SmState, StateMachineStore, StateReader};
+pub use store::{
+    open, LogStore, OpenError, SmState, StateMachineStore, StateReader, StoreClosed,
+};
 pub use types::*;

@@ -188,6 +188,25 @@ pub struct LogStore {
     cache: Arc<std::sync::Mutex<LogCache>>,
 }
 
+/// Tells whether the store's RocksDB is closed: every handle on it (log
+/// store, state machine, their readers and in-flight snapshot work) has
+/// been dropped, so the data dir can be opened again.
+#[derive(Clone)]
+pub struct StoreClosed(std::sync::Weak<DB>);
+
+impl StoreClosed {
+    pub fn is_closed(&self) -> bool {
+        self.0.strong_count() == 0
+    }
+}
+
+impl LogStore {
+    /// A way to see, later, that this store's database has been closed.
+    pub fn closed(&self) -> StoreClosed {
+        StoreClosed(Arc::downgrade(&self.db))
+    }
+}
+
 /// The most recent log entries, decoded, so replication (which re-reads what
 /// was just appended) skips RocksDB reads and protobuf decoding. Bounded by an
 /// approximate byte budget; always a contiguous run of indexes.
@@ -296,10 +315,16 @@ impl WalSyncer {
                 while let Ok(first) = rx.recv() {
                     let mut batch = vec![first];
                     batch.extend(rx.try_iter());
-                    let res = match db.upgrade() {
-                        Some(db) => db.flush_wal(true).map_err(|e| e.to_string()),
-                        None => Err("store closed".to_string()),
-                    };
+                    let res = (|| {
+                        #[cfg(feature = "failpoints")]
+                        fail::fail_point!("store::wal_sync", |_| Err(
+                            "failpoint store::wal_sync".to_string()
+                        ));
+                        match db.upgrade() {
+                            Some(db) => db.flush_wal(true).map_err(|e| e.to_string()),
+                            None => Err("store closed".to_string()),
+                        }
+                    })();
                     for cb in batch {
                         cb.log_io_completed(res.clone().map_err(std::io::Error::other));
                     }
@@ -490,6 +515,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!("store::append", |_| Err(StorageIOError::write_logs(
+            &std::io::Error::other("failpoint store::append")
+        )
+        .into()));
         let logs = cf(&self.db, CF_LOGS);
         let mut batch = WriteBatch::default();
         let entries: Vec<Entry> = entries.into_iter().collect();
@@ -765,6 +795,12 @@ fn install_snapshot_file(db: &DB, meta: &SnapshotMeta, path: &Path) -> Result<Sm
     snapshot_record_batch(db, &mut batch, meta, &file_name(path));
     batch.put_cf(cf(db, CF_SM_META), K_INSTALLING, b"");
     db.write_opt(batch, &sync_opts())?;
+    // Recorded and marked, nothing streamed in yet: a crash here is
+    // finished at the next open.
+    #[cfg(feature = "failpoints")]
+    fail::fail_point!("store::install_snapshot", |_| Err(StoreError::Io(
+        std::io::Error::other("failpoint store::install_snapshot")
+    )));
     ingest_snapshot(db, meta, path)
 }
 

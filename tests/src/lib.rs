@@ -5,6 +5,7 @@
 //! wait on observable state with deadlines — never fixed sleeps.
 
 pub mod bench;
+pub mod inproc;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@
 use guardian_proto::domain::validate_name;
 use guardian_proto::pb;
 
-use super::Api;
+use super::{Api, Call};
 use crate::error::ApiError;
 use crate::load::{query, LoadState};
 use crate::time::now_ms;
@@ -36,7 +36,7 @@ impl Api {
 }
 
 pub async fn load_cluster(
-    api: &Api,
+    api: &Call<'_>,
     r: pb::LoadClusterRequest,
 ) -> Result<pb::LoadClusterResponse, ApiError> {
     let interval = api.collector.interval_ms;
@@ -46,7 +46,7 @@ pub async fn load_cluster(
 }
 
 pub async fn load_disks(
-    api: &Api,
+    api: &Call<'_>,
     r: pb::LoadTopRequest,
 ) -> Result<pb::LoadDisksResponse, ApiError> {
     let interval = api.collector.interval_ms;
@@ -57,7 +57,7 @@ pub async fn load_disks(
 }
 
 pub async fn load_partitions(
-    api: &Api,
+    api: &Call<'_>,
     r: pb::LoadTopRequest,
 ) -> Result<pb::LoadPartitionsResponse, ApiError> {
     let partitions = api.with_load(&r.cluster, |load, _| {

@@ -10,12 +10,12 @@ use guardian_proto::domain::validate_endpoint;
 use guardian_proto::pb;
 use guardian_proto::pb::raft_peer_client::RaftPeerClient;
 
-use super::Api;
+use super::{Api, Call};
 use crate::error::ApiError;
 use crate::raft::LocalStatus;
 
 pub async fn initialize(
-    api: &Api,
+    api: &Call<'_>,
     r: pb::InitializeRequest,
 ) -> Result<pb::MembershipResponse, ApiError> {
     let mut members = BTreeMap::new();
@@ -42,7 +42,7 @@ pub async fn initialize(
 }
 
 pub async fn add_learner(
-    api: &Api,
+    api: &Call<'_>,
     r: pb::AddLearnerRequest,
 ) -> Result<pb::MembershipResponse, ApiError> {
     let (id, node) = node_spec(r.node, "node")?;
@@ -51,7 +51,7 @@ pub async fn add_learner(
 }
 
 pub async fn promote_voter(
-    api: &Api,
+    api: &Call<'_>,
     r: pb::NodeIdRequest,
 ) -> Result<pb::MembershipResponse, ApiError> {
     let id = r.id;
@@ -63,7 +63,7 @@ pub async fn promote_voter(
 }
 
 pub async fn remove_node(
-    api: &Api,
+    api: &Call<'_>,
     r: pb::NodeIdRequest,
 ) -> Result<pb::MembershipResponse, ApiError> {
     let id = r.id;
@@ -75,7 +75,7 @@ pub async fn remove_node(
 }
 
 pub async fn raft_status(
-    api: &Api,
+    api: &Call<'_>,
     _: pb::RaftStatusRequest,
 ) -> Result<pb::RaftStatusResponse, ApiError> {
     let local = api.ctl.local_status();
@@ -100,14 +100,14 @@ pub async fn raft_status(
 }
 
 pub async fn get_node_status(
-    api: &Api,
+    api: &Call<'_>,
     _: pb::NodeStatusRequest,
 ) -> Result<pb::NodeStatus, ApiError> {
     Ok(status_to_pb(api.ctl.local_status()))
 }
 
 pub async fn trigger_snapshot(
-    api: &Api,
+    api: &Call<'_>,
     _: pb::TriggerSnapshotRequest,
 ) -> Result<pb::TriggerSnapshotResponse, ApiError> {
     let snapshot_index = api.ctl.trigger_snapshot(Duration::from_secs(20)).await?;

@@ -21,7 +21,7 @@ pub mod remote_log;
 use std::sync::Arc;
 
 use guardian_meta_store::{CommandResponse, SmState};
-use guardian_proto::domain::{validate_name, Command};
+use guardian_proto::domain::{validate_name, Command, RequestId};
 use guardian_proto::pb;
 
 pub use auth::Auth;
@@ -40,11 +40,38 @@ pub struct Api {
     pub peer_token: Option<String>,
 }
 
-impl Api {
-    async fn write(&self, cmd: Command) -> Result<CommandResponse, ApiError> {
-        self.ctl.write(cmd).await
-    }
+/// One call: the handlers' view of [`Api`], with the caller's request id
+/// (`x-guardian-request-id`; a retried write carries its first attempt's).
+pub struct Call<'a> {
+    api: &'a Api,
+    pub id: Option<RequestId>,
+}
 
+impl std::ops::Deref for Call<'_> {
+    type Target = Api;
+    fn deref(&self) -> &Api {
+        self.api
+    }
+}
+
+impl Call<'_> {
+    /// Proposes `cmd` under this call's request id.
+    async fn write(&self, cmd: Command) -> Result<CommandResponse, ApiError> {
+        self.api.ctl.write_as(self.id, cmd).await
+    }
+}
+
+/// The request id a client sent, if any; a malformed one is refused.
+fn request_id<T>(req: &tonic::Request<T>) -> Result<Option<RequestId>, ApiError> {
+    let Some(v) = req.metadata().get(crate::client::REQUEST_ID_KEY) else {
+        return Ok(None);
+    };
+    let bad = || ApiError::invalid(crate::client::REQUEST_ID_KEY, "must be <client uuid>:<seq>");
+    let s = v.to_str().map_err(|_| bad())?;
+    s.parse().map(Some).map_err(|_| bad())
+}
+
+impl Api {
     /// Validates a cluster name, waits for a (non-stale) read barrier and
     /// returns the applied state, or `NOT_FOUND` if the cluster is unknown.
     async fn cluster_state(
@@ -94,8 +121,9 @@ macro_rules! service {
                 ) -> Result<tonic::Response<$resp>, tonic::Status> {
                     use tracing::Instrument as _;
                     self.auth.authorize(&req, Role::$role, $action)?;
+                    let call = Call { api: &self.api, id: request_id(&req)? };
                     let span = tracing::info_span!("rpc", method = stringify!($name));
-                    let r = $handler(&self.api, req.into_inner()).instrument(span).await?;
+                    let r = $handler(&call, req.into_inner()).instrument(span).await?;
                     Ok(tonic::Response::new(r))
                 }
             )*

@@ -7,10 +7,13 @@ use guardian_proto::conv::{id_kind_from_pb, required};
 use guardian_proto::domain::{self, validate_name, Command};
 use guardian_proto::pb;
 
-use super::{unexpected, Api};
+use super::{unexpected, Api, Call};
 use crate::error::ApiError;
 
-pub async fn add_cluster(api: &Api, r: pb::AddClusterRequest) -> Result<pb::Cluster, ApiError> {
+pub async fn add_cluster(
+    api: &Call<'_>,
+    r: pb::AddClusterRequest,
+) -> Result<pb::Cluster, ApiError> {
     let c: domain::Cluster = required(r.cluster, "cluster")
         .map_err(ApiError::from)?
         .into();
@@ -21,7 +24,7 @@ pub async fn add_cluster(api: &Api, r: pb::AddClusterRequest) -> Result<pb::Clus
 }
 
 pub async fn list_clusters(
-    api: &Api,
+    api: &Call<'_>,
     r: pb::ListClustersRequest,
 ) -> Result<pb::ListClustersResponse, ApiError> {
     api.ctl.read_barrier(r.stale).await?;
@@ -37,7 +40,10 @@ pub async fn list_clusters(
     })
 }
 
-pub async fn get_cluster(api: &Api, r: pb::GetClusterRequest) -> Result<pb::Cluster, ApiError> {
+pub async fn get_cluster(
+    api: &Call<'_>,
+    r: pb::GetClusterRequest,
+) -> Result<pb::Cluster, ApiError> {
     validate_name("name", &r.name).map_err(ApiError::from)?;
     api.ctl.read_barrier(r.stale).await?;
     let st = api.ctl.state();
@@ -51,12 +57,15 @@ pub async fn get_cluster(api: &Api, r: pb::GetClusterRequest) -> Result<pb::Clus
     Ok(c.clone().into())
 }
 
-pub async fn remove_cluster(api: &Api, r: pb::RemoveClusterRequest) -> Result<pb::Empty, ApiError> {
+pub async fn remove_cluster(
+    api: &Call<'_>,
+    r: pb::RemoveClusterRequest,
+) -> Result<pb::Empty, ApiError> {
     api.write(Command::RemoveCluster { name: r.name }).await?;
     Ok(pb::Empty {})
 }
 
-pub async fn add_broker(api: &Api, r: pb::AddBrokerRequest) -> Result<pb::Broker, ApiError> {
+pub async fn add_broker(api: &Call<'_>, r: pb::AddBrokerRequest) -> Result<pb::Broker, ApiError> {
     let b: domain::Broker = required(r.broker, "broker").map_err(ApiError::from)?.into();
     match api.write(Command::AddBroker(b)).await? {
         CommandResponse::Broker(b) => Ok(b.into()),
@@ -65,7 +74,7 @@ pub async fn add_broker(api: &Api, r: pb::AddBrokerRequest) -> Result<pb::Broker
 }
 
 pub async fn list_brokers(
-    api: &Api,
+    api: &Call<'_>,
     r: pb::ListBrokersRequest,
 ) -> Result<pb::ListBrokersResponse, ApiError> {
     let st = api.cluster_state(&r.cluster, r.stale).await?;
@@ -79,7 +88,10 @@ pub async fn list_brokers(
     })
 }
 
-pub async fn remove_broker(api: &Api, r: pb::RemoveBrokerRequest) -> Result<pb::Empty, ApiError> {
+pub async fn remove_broker(
+    api: &Call<'_>,
+    r: pb::RemoveBrokerRequest,
+) -> Result<pb::Empty, ApiError> {
     api.write(Command::RemoveBroker {
         cluster: r.cluster,
         broker_id: r.broker_id,
@@ -88,7 +100,10 @@ pub async fn remove_broker(api: &Api, r: pb::RemoveBrokerRequest) -> Result<pb::
     Ok(pb::Empty {})
 }
 
-pub async fn create_tenant(api: &Api, r: pb::CreateTenantRequest) -> Result<pb::Tenant, ApiError> {
+pub async fn create_tenant(
+    api: &Call<'_>,
+    r: pb::CreateTenantRequest,
+) -> Result<pb::Tenant, ApiError> {
     let t: domain::Tenant = required(r.tenant, "tenant").map_err(ApiError::from)?.into();
     match api.write(Command::CreateTenant(t)).await? {
         CommandResponse::Tenant(t) => Ok(t.into()),
@@ -96,13 +111,16 @@ pub async fn create_tenant(api: &Api, r: pb::CreateTenantRequest) -> Result<pb::
     }
 }
 
-pub async fn delete_tenant(api: &Api, r: pb::DeleteTenantRequest) -> Result<pb::Empty, ApiError> {
+pub async fn delete_tenant(
+    api: &Call<'_>,
+    r: pb::DeleteTenantRequest,
+) -> Result<pb::Empty, ApiError> {
     api.write(Command::DeleteTenant { name: r.name }).await?;
     Ok(pb::Empty {})
 }
 
 pub async fn list_tenants(
-    api: &Api,
+    api: &Call<'_>,
     r: pb::ListTenantsRequest,
 ) -> Result<pb::ListTenantsResponse, ApiError> {
     api.ctl.read_barrier(r.stale).await?;
@@ -115,21 +133,21 @@ pub async fn list_tenants(
 }
 
 pub async fn assign_pool_brokers(
-    api: &Api,
+    api: &Call<'_>,
     r: pb::PoolRequest,
 ) -> Result<pb::TenantInfo, ApiError> {
     change_pool(api, r, true).await
 }
 
 pub async fn release_pool_brokers(
-    api: &Api,
+    api: &Call<'_>,
     r: pb::PoolRequest,
 ) -> Result<pb::TenantInfo, ApiError> {
     change_pool(api, r, false).await
 }
 
 pub async fn set_placement_policy(
-    api: &Api,
+    api: &Call<'_>,
     r: pb::SetPlacementPolicyRequest,
 ) -> Result<pb::PlacementPolicy, ApiError> {
     let p: domain::PlacementPolicy = required(r.policy, "policy").map_err(ApiError::from)?.into();
@@ -140,7 +158,7 @@ pub async fn set_placement_policy(
 }
 
 pub async fn list_placement_policies(
-    api: &Api,
+    api: &Call<'_>,
     r: pb::ListPlacementPoliciesRequest,
 ) -> Result<pb::ListPlacementPoliciesResponse, ApiError> {
     let st = api.cluster_state(&r.cluster, r.stale).await?;
@@ -155,7 +173,7 @@ pub async fn list_placement_policies(
 }
 
 pub async fn remove_placement_policy(
-    api: &Api,
+    api: &Call<'_>,
     r: pb::RemovePlacementPolicyRequest,
 ) -> Result<pb::Empty, ApiError> {
     api.write(Command::RemovePolicy {
@@ -171,11 +189,11 @@ pub async fn remove_placement_policy(
 }
 
 pub async fn allocate_ids(
-    api: &Api,
+    api: &Call<'_>,
     r: pb::AllocateIdsRequest,
 ) -> Result<pb::AllocateIdsResponse, ApiError> {
     let kind = id_kind_from_pb(r.kind, "kind").map_err(ApiError::from)?;
-    let ids = api.ctl.allocate_ids(kind, r.count).await?;
+    let ids = api.ctl.allocate_ids(kind, r.count, api.id).await?;
     Ok(pb::AllocateIdsResponse {
         ids: ids.iter().map(|u| u.to_string()).collect(),
     })
@@ -184,7 +202,7 @@ pub async fn allocate_ids(
 /// Puts brokers into (`assign`) or releases them from a tenant's pool and
 /// returns the tenant's pool as applied.
 async fn change_pool(
-    api: &Api,
+    api: &Call<'_>,
     r: pb::PoolRequest,
     assign: bool,
 ) -> Result<pb::TenantInfo, ApiError> {

@@ -15,7 +15,7 @@ use guardian_proto::remote_log::{
     validate_partitions, Segment, TopicIdPartition, MAX_EVENTS_PER_WRITE,
 };
 
-use super::Api;
+use super::{Api, Call};
 use crate::error::ApiError;
 
 /// The most lookups one `GetSegments` call may carry.
@@ -125,7 +125,7 @@ fn checked_lookup(l: pb::SegmentLookup) -> Result<(TopicIdPartition, i32, i64), 
 }
 
 pub async fn apply_events(
-    api: &Api,
+    api: &Call<'_>,
     r: pb::ApplyEventsRequest,
 ) -> Result<pb::ApplyEventsResponse, ApiError> {
     let events = r.events;
@@ -158,7 +158,6 @@ pub async fn apply_events(
     }
     if !valid.is_empty() {
         match api
-            .ctl
             .write(Command::RemoteLog(std::sync::Arc::new(valid)))
             .await?
         {
@@ -180,7 +179,7 @@ pub async fn apply_events(
 }
 
 pub async fn track_partitions(
-    api: &Api,
+    api: &Call<'_>,
     r: pb::TrackPartitionsRequest,
 ) -> Result<pb::TrackPartitionsResponse, ApiError> {
     let partitions = rlconv::list_from_pb(r.partitions, "partitions", rlconv::tracked_from_pb)
@@ -190,12 +189,12 @@ pub async fn track_partitions(
         partitions,
     };
     cmd.validate().map_err(ApiError::from)?;
-    api.ctl.write(cmd).await?;
+    api.write(cmd).await?;
     Ok(pb::TrackPartitionsResponse {})
 }
 
 pub async fn untrack_partitions(
-    api: &Api,
+    api: &Call<'_>,
     r: pb::UntrackPartitionsRequest,
 ) -> Result<pb::TrackPartitionsResponse, ApiError> {
     let partitions = rlconv::list_from_pb(r.partitions, "partitions", |p, f| {
@@ -208,19 +207,19 @@ pub async fn untrack_partitions(
         partitions,
     };
     cmd.validate().map_err(ApiError::from)?;
-    api.ctl.write(cmd).await?;
+    api.write(cmd).await?;
     Ok(pb::TrackPartitionsResponse {})
 }
 
 pub async fn get_segment(
-    api: &Api,
+    api: &Call<'_>,
     r: pb::GetSegmentRequest,
 ) -> Result<pb::GetSegmentResponse, ApiError> {
     api.segment_read(r, RemoteLogState::segment_for).await
 }
 
 pub async fn get_segments(
-    api: &Api,
+    api: &Call<'_>,
     r: pb::GetSegmentsRequest,
 ) -> Result<pb::GetSegmentsResponse, ApiError> {
     if r.lookups.is_empty() || r.lookups.len() > MAX_LOOKUPS_PER_CALL {
@@ -256,7 +255,7 @@ pub async fn get_segments(
 }
 
 pub async fn highest_offset_for_epoch(
-    api: &Api,
+    api: &Call<'_>,
     r: pb::PartitionEpochRequest,
 ) -> Result<pb::HighestOffsetResponse, ApiError> {
     let offset = api.epoch_read(r, RemoteLogState::highest_offset).await?;
@@ -264,7 +263,7 @@ pub async fn highest_offset_for_epoch(
 }
 
 pub async fn list_segments(
-    api: &Api,
+    api: &Call<'_>,
     r: pb::ListSegmentsRequest,
 ) -> Result<pb::ListSegmentsResponse, ApiError> {
     let tp = partition(r.partition, "partition")?;
@@ -281,7 +280,7 @@ pub async fn list_segments(
 }
 
 pub async fn remote_log_size(
-    api: &Api,
+    api: &Call<'_>,
     r: pb::PartitionEpochRequest,
 ) -> Result<pb::RemoteLogSizeResponse, ApiError> {
     let size_in_bytes = api.epoch_read(r, RemoteLogState::size).await?;
@@ -289,7 +288,7 @@ pub async fn remote_log_size(
 }
 
 pub async fn next_segment_with_txn_index(
-    api: &Api,
+    api: &Call<'_>,
     r: pb::GetSegmentRequest,
 ) -> Result<pb::GetSegmentResponse, ApiError> {
     api.segment_read(r, RemoteLogState::next_txn_segment).await

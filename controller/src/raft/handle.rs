@@ -7,7 +7,7 @@ use std::sync::RwLockReadGuard;
 use std::time::Duration;
 
 use guardian_meta_store::{CommandResponse, GuardianNode, NodeId, Raft, SmState, StateReader};
-use guardian_proto::domain::{Command, IdKind, KafkaUuid, Request};
+use guardian_proto::domain::{Command, IdKind, KafkaUuid, Request, RequestId};
 use openraft::{ChangeMembers, ServerState};
 
 use crate::error::ApiError;
@@ -50,9 +50,28 @@ impl Controller {
     /// Proposes a command through Raft and waits until it is committed and
     /// applied here. Registry rejections come back as the matching error.
     pub async fn write(&self, command: Command) -> Result<CommandResponse, ApiError> {
+        self.write_as(None, command).await
+    }
+
+    /// [`Controller::write`] under a client request id: if a request with
+    /// this id already committed, the answer is its result, and nothing is
+    /// applied again (the dedup table is replicated, so any later leader
+    /// answers the same way).
+    pub async fn write_as(
+        &self,
+        id: Option<RequestId>,
+        command: Command,
+    ) -> Result<CommandResponse, ApiError> {
         command.validate()?;
-        let req = Request::new(now_ms(), command);
-        match self.proposer.propose(req).await? {
+        let req = Request::new(now_ms(), command).with_id(id);
+        let resp = self.proposer.propose(req).await?;
+        // Committed and applied; the caller has not heard yet. A test can
+        // drop the answer here to see a retry get the same result.
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!("controller::after_commit", |_| Err(ApiError::Unavailable {
+            reason: "failpoint controller::after_commit: the answer was dropped".into(),
+        }));
+        match resp {
             CommandResponse::Rejected(r) => Err(r.into()),
             other => Ok(other),
         }
@@ -61,7 +80,15 @@ impl Controller {
     /// Allocates `count` Kafka-format ids: the leader draws random v4 UUIDs,
     /// skipping reserved ones, and commits them; apply refuses any id issued
     /// before, in which case we draw again.
-    pub async fn allocate_ids(&self, kind: IdKind, count: u32) -> Result<Vec<KafkaUuid>, ApiError> {
+    ///
+    /// Every draw carries `id`: only the successful one is kept under it,
+    /// so a retried call gets the ids it was first given.
+    pub async fn allocate_ids(
+        &self,
+        kind: IdKind,
+        count: u32,
+        id: Option<RequestId>,
+    ) -> Result<Vec<KafkaUuid>, ApiError> {
         if count == 0 || count > guardian_proto::domain::MAX_IDS_PER_CALL {
             return Err(ApiError::invalid(
                 "count",
@@ -77,7 +104,7 @@ impl Controller {
                     ids.push(id);
                 }
             }
-            match self.write(Command::AllocateIds { kind, ids }).await {
+            match self.write_as(id, Command::AllocateIds { kind, ids }).await {
                 Ok(CommandResponse::Ids(ids)) => return Ok(ids),
                 Ok(other) => {
                     return Err(ApiError::Internal {
