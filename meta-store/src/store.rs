@@ -109,7 +109,10 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), OpenError> {
         .into_iter()
         .map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
     let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(rocks)?;
-    let db = Arc::new(db);
+    let db = Arc::new(Db {
+        db,
+        closed: CloseMark::default(),
+    });
 
     let meta = db.cf_handle(CF_META).expect("cf created at open");
     match db.get_cf(meta, K_VERSION).map_err(rocks)? {
@@ -183,27 +186,51 @@ fn decode<M: Message + Default>(bytes: &[u8]) -> Result<M, prost::DecodeError> {
 /// The Raft log in RocksDB. Cheap to clone (shares the DB and the cache).
 #[derive(Clone)]
 pub struct LogStore {
-    db: Arc<DB>,
+    db: Arc<Db>,
     syncer: WalSyncer,
     cache: Arc<std::sync::Mutex<LogCache>>,
 }
 
+/// The database and a mark set once it is closed. Fields drop in order:
+/// the mark is set only after RocksDB has closed (and released its lock).
+pub(crate) struct Db {
+    db: DB,
+    closed: CloseMark,
+}
+
+impl std::ops::Deref for Db {
+    type Target = DB;
+    fn deref(&self) -> &DB {
+        &self.db
+    }
+}
+
+#[derive(Default)]
+struct CloseMark(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for CloseMark {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
 /// Tells whether the store's RocksDB is closed: every handle on it (log
 /// store, state machine, their readers and in-flight snapshot work) has
-/// been dropped, so the data dir can be opened again.
+/// been dropped and the database closed, so the data dir can be opened
+/// again.
 #[derive(Clone)]
-pub struct StoreClosed(std::sync::Weak<DB>);
+pub struct StoreClosed(Arc<std::sync::atomic::AtomicBool>);
 
 impl StoreClosed {
     pub fn is_closed(&self) -> bool {
-        self.0.strong_count() == 0
+        self.0.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 
 impl LogStore {
     /// A way to see, later, that this store's database has been closed.
     pub fn closed(&self) -> StoreClosed {
-        StoreClosed(Arc::downgrade(&self.db))
+        StoreClosed(self.db.closed.0.clone())
     }
 }
 
@@ -306,7 +333,7 @@ struct WalSyncer {
 
 impl WalSyncer {
     /// The thread holds only a weak handle, so dropping the store closes the DB.
-    fn start(db: std::sync::Weak<DB>) -> std::io::Result<Self> {
+    fn start(db: std::sync::Weak<Db>) -> std::io::Result<Self> {
         let (tx, rx) = std::sync::mpsc::channel::<LogFlushed<TypeConfig>>();
         std::thread::Builder::new()
             .name("guardian-wal-sync".into())
@@ -613,7 +640,7 @@ impl std::ops::Deref for SmState {
 /// The state machine in RocksDB, with an in-memory copy for reads.
 /// Snapshots are files in `<data dir>/snapshots` ([`snapshot_file`]).
 pub struct StateMachineStore {
-    db: Arc<DB>,
+    db: Arc<Db>,
     state: Arc<RwLock<SmState>>,
     snapshot_seq: u64,
     snap_dir: PathBuf,

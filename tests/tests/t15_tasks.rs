@@ -65,3 +65,59 @@ async fn no_task_outlives_its_node() {
         );
     }
 }
+
+/// Leadership, not the node, bounds the leader-only tasks: a leader that
+/// steps down (a higher term appeared) stops its collector; whoever leads
+/// next — another node, or the same one re-elected — starts one, and only
+/// the leader runs one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_steps_down_stops_its_leader_only_tasks() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes = Vec::new();
+    for (i, d) in dirs.iter().enumerate() {
+        nodes.push(inproc::start(i as u64 + 1, d.path()).await);
+    }
+    let all: Vec<&_> = nodes.iter().collect();
+    inproc::initialize(&all).await;
+    let old = inproc::leader(&all).await;
+    let collecting = |n: &guardian_controller::node::RunningNode| {
+        n.tasks().running().contains_key("collector")
+    };
+    inproc::until("the leader collects", Duration::from_secs(10), || {
+        collecting(old)
+    })
+    .await;
+    for n in &nodes {
+        if n.ctl.id != old.ctl.id {
+            assert!(!collecting(n), "follower {} collects", n.ctl.id);
+        }
+    }
+    // Another node calls an election (once it has heard from the leader).
+    let next = nodes.iter().find(|n| n.ctl.id != old.ctl.id).unwrap();
+    inproc::until("the follower knows the leader", Duration::from_secs(10), || {
+        next.ctl.local_status().leader_id == Some(old.ctl.id)
+    })
+    .await;
+    next.ctl.raft.trigger().elect().await.unwrap();
+    inproc::until("the old leader steps down", Duration::from_secs(10), || {
+        old.ctl.local_status().role != openraft::ServerState::Leader
+    })
+    .await;
+    inproc::until("the old leader stops collecting", Duration::from_secs(10), || {
+        !collecting(old)
+    })
+    .await;
+    let new = inproc::leader(&all).await;
+    inproc::until("the new leader collects", Duration::from_secs(10), || {
+        collecting(new)
+    })
+    .await;
+    for n in &nodes {
+        if n.ctl.id != new.ctl.id {
+            assert!(!collecting(n), "follower {} collects", n.ctl.id);
+        }
+    }
+    for n in nodes {
+        n.shutdown().await.unwrap();
+    }
+}
