@@ -27,7 +27,5 @@ pub mod types;
 
 pub use error::StoreError;
 pub use state::State;
-pub use store::{
-    open, LogStore, OpenError, SmState, StateMachineStore, StateReader, StoreClosed,
-};
+pub use store::{open, LogStore, OpenError, SmState, StateMachineStore, StateReader, StoreClosed};
 pub use types::*;

@@ -34,7 +34,7 @@ pub fn guardian_bin() -> PathBuf {
     let bin = dir.join("guardian");
     assert!(
         bin.exists(),
-        "{} not found: run `cargo build -p guardian-controller` (or `cargo test --workspace`), or set GUARDIAN_BIN",
+        "{} not found: run `cargo build -p guardian-cli` (or `cargo test --workspace`), or set GUARDIAN_BIN",
         bin.display()
     );
     check_stamp(&bin);
@@ -57,7 +57,7 @@ fn check_stamp(bin: &Path) {
         assert!(
             version.contains(&want),
             "{} is not the binary of this tree: it says {:?}, this build is {want}; \
-             run `cargo build -p guardian-controller` (or `cargo test --workspace`)",
+             run `cargo build -p guardian-cli` (or `cargo test --workspace`)",
             bin.display(),
             version.trim()
         );

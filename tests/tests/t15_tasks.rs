@@ -80,9 +80,8 @@ async fn a_leader_that_steps_down_stops_its_leader_only_tasks() {
     let all: Vec<&_> = nodes.iter().collect();
     inproc::initialize(&all).await;
     let old = inproc::leader(&all).await;
-    let collecting = |n: &guardian_controller::node::RunningNode| {
-        n.tasks().running().contains_key("collector")
-    };
+    let collecting =
+        |n: &guardian_controller::node::RunningNode| n.tasks().running().contains_key("collector");
     inproc::until("the leader collects", Duration::from_secs(10), || {
         collecting(old)
     })
@@ -94,18 +93,22 @@ async fn a_leader_that_steps_down_stops_its_leader_only_tasks() {
     }
     // Another node calls an election (once it has heard from the leader).
     let next = nodes.iter().find(|n| n.ctl.id != old.ctl.id).unwrap();
-    inproc::until("the follower knows the leader", Duration::from_secs(10), || {
-        next.ctl.local_status().leader_id == Some(old.ctl.id)
-    })
+    inproc::until(
+        "the follower knows the leader",
+        Duration::from_secs(10),
+        || next.ctl.local_status().leader_id == Some(old.ctl.id),
+    )
     .await;
     next.ctl.raft.trigger().elect().await.unwrap();
     inproc::until("the old leader steps down", Duration::from_secs(10), || {
         old.ctl.local_status().role != openraft::ServerState::Leader
     })
     .await;
-    inproc::until("the old leader stops collecting", Duration::from_secs(10), || {
-        !collecting(old)
-    })
+    inproc::until(
+        "the old leader stops collecting",
+        Duration::from_secs(10),
+        || !collecting(old),
+    )
     .await;
     let new = inproc::leader(&all).await;
     inproc::until("the new leader collects", Duration::from_secs(10), || {

@@ -7,7 +7,7 @@
 //! removed) before etcd starts, or the other way round with `--etcd-first`;
 //! alternate the order across runs.
 //!
-//!   cargo build --release -p guardian-controller -p guardian-tests
+//!   cargo build --release -p guardian-cli && cargo build --release -p guardian-tests
 //!   target/release/guardian-bench [--clients 64] [--secs 10] [--failovers 100] [--etcd-first]
 
 use std::process::{Child, Command, Stdio};

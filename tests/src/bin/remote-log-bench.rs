@@ -9,7 +9,7 @@
 //!   linearizable (one read barrier per call) and stale; and one lookup per
 //!   call (`GetSegment`) for the per-RPC cost.
 //!
-//!   cargo build --release -p guardian-controller -p guardian-tests
+//!   cargo build --release -p guardian-cli && cargo build --release -p guardian-tests
 //!   target/release/remote-log-bench [--clients 8] [--batch 2000] [--secs 10]
 
 use std::time::Duration;
