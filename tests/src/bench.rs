@@ -146,3 +146,25 @@ pub fn fs_type(dir: &Path) -> String {
         .max_by_key(|(n, _)| *n)
         .map_or_else(|| "unknown".into(), |(_, ty)| ty)
 }
+
+/// `msg` as a request carrying a client request id, as `AdminClient` sends
+/// every call (so the bench pays what real clients pay: the result kept
+/// for retries), or none when `ids` is off (`--no-request-ids`). One client
+/// id per writer (`salt` tells runs apart), `seq` per operation.
+pub fn request<T>(msg: T, ids: bool, salt: u64, writer: usize, seq: u64) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    if ids {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&salt.to_be_bytes());
+        b[8..].copy_from_slice(&(writer as u64).to_be_bytes());
+        let id = guardian_proto::domain::RequestId {
+            client: guardian_proto::domain::KafkaUuid::from_random_bytes(b),
+            seq,
+        };
+        if let Ok(v) = id.to_string().parse() {
+            r.metadata_mut()
+                .insert(guardian_controller::client::REQUEST_ID_KEY, v);
+        }
+    }
+    r
+}

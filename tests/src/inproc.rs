@@ -21,6 +21,20 @@ pub async fn start(id: u64, dir: &Path) -> RunningNode {
     node::start(cfg).await.expect("node starts")
 }
 
+/// Starts `n` nodes (ids 1..=n) on fresh temporary dirs and forms a group
+/// of them. Keep the dirs as long as the nodes.
+pub async fn group(n: u64) -> (Vec<tempfile::TempDir>, Vec<RunningNode>) {
+    let dirs: Vec<_> = (0..n)
+        .map(|_| tempfile::tempdir().expect("temp dir"))
+        .collect();
+    let mut nodes = Vec::new();
+    for (i, d) in dirs.iter().enumerate() {
+        nodes.push(start(i as u64 + 1, d.path()).await);
+    }
+    initialize(&nodes.iter().collect::<Vec<_>>()).await;
+    (dirs, nodes)
+}
+
 /// Forms a group of `nodes` (all voters) through the first one's admin API.
 pub async fn initialize(nodes: &[&RunningNode]) {
     let members = nodes

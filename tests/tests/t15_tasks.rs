@@ -72,13 +72,8 @@ async fn no_task_outlives_its_node() {
 /// the leader runs one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_that_steps_down_stops_its_leader_only_tasks() {
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut nodes = Vec::new();
-    for (i, d) in dirs.iter().enumerate() {
-        nodes.push(inproc::start(i as u64 + 1, d.path()).await);
-    }
+    let (_dirs, nodes) = inproc::group(3).await;
     let all: Vec<&_> = nodes.iter().collect();
-    inproc::initialize(&all).await;
     let old = inproc::leader(&all).await;
     let collecting =
         |n: &guardian_controller::node::RunningNode| n.tasks().running().contains_key("collector");

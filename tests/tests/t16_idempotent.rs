@@ -24,17 +24,14 @@ fn tenant(name: &str) -> pb::CreateTenantRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_whose_answer_is_lost_is_retried_with_the_same_result() {
     let scenario = fail::FailScenario::setup();
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut nodes = Vec::new();
-    for (i, d) in dirs.iter().enumerate() {
-        nodes.push(inproc::start(i as u64 + 1, d.path()).await);
-    }
+    let (_dirs, nodes) = inproc::group(3).await;
     let all: Vec<&_> = nodes.iter().collect();
-    inproc::initialize(&all).await;
     let leader = inproc::leader(&all).await;
     let c = inproc::client(&all);
 
-    // The first attempt commits; its answer is dropped once.
+    // The first attempt commits; its answer is dropped once. (Counted from
+    // a read barrier: the new leader's own first entry is applied by then.)
+    leader.ctl.read_barrier(false).await.unwrap();
     let applied = || leader.ctl.local_status().last_applied_index;
     let before = applied();
     fail::cfg("controller::after_commit", "1*return").unwrap();

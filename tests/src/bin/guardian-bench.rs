@@ -55,6 +55,17 @@ struct Args {
     /// Extra TOML appended to every guardian node's config (e.g. `"[raft]\nheartbeat-interval-ms = 20"`).
     #[arg(long, default_value = "")]
     extra_config: String,
+    /// Send Guardian's writes without client request ids (by default each
+    /// carries one, as `AdminClient` sends them, and apply keeps its result).
+    #[arg(long)]
+    no_request_ids: bool,
+}
+
+/// Tells this run's request ids from a previous run's.
+fn rand_salt() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 fn channel(addr: &str) -> anyhow::Result<Channel> {
@@ -63,7 +74,13 @@ fn channel(addr: &str) -> anyhow::Result<Channel> {
         .connect_lazy())
 }
 
-async fn guardian_run(c: &TestCluster, clients: usize, secs: u64) -> anyhow::Result<Run> {
+async fn guardian_run(
+    c: &TestCluster,
+    clients: usize,
+    secs: u64,
+    ids: bool,
+) -> anyhow::Result<Run> {
+    let salt: u64 = rand_salt();
     let leader = c.wait_leader(Duration::from_secs(10)).await;
     let addr = c.node(leader).admin.clone();
     let cl = c.client();
@@ -93,11 +110,12 @@ async fn guardian_run(c: &TestCluster, clients: usize, secs: u64) -> anyhow::Res
                 allowed_racks: vec![format!("r{}", seq % 8)],
                 ..Default::default()
             };
-            stub.set_placement_policy(pb::SetPlacementPolicyRequest {
+            let req = pb::SetPlacementPolicyRequest {
                 policy: Some(policy),
-            })
-            .await
-            .context("set_placement_policy")?;
+            };
+            stub.set_placement_policy(guardian_tests::bench::request(req, ids, salt, c, seq))
+                .await
+                .context("set_placement_policy")?;
             Ok(1)
         }
     })
@@ -471,10 +489,10 @@ struct Figures {
 
 async fn measure_guardian(a: &Args) -> anyhow::Result<Figures> {
     let mut c = TestCluster::start_in(&a.data_dir, 3, &a.extra_config.replace("\\n", "\n")).await;
-    let mut g = guardian_run(&c, a.clients, a.secs).await?;
+    let mut g = guardian_run(&c, a.clients, a.secs, !a.no_request_ids).await?;
     println!("{}", g.line("guardian (3 nodes)"));
     g.ensure_ok("guardian writes")?;
-    let mut g1 = guardian_run(&c, 1, a.latency_secs).await?;
+    let mut g1 = guardian_run(&c, 1, a.latency_secs, !a.no_request_ids).await?;
     println!("{}", g1.line("guardian, 1 client"));
     g1.ensure_ok("guardian 1-client writes")?;
     let mut failover = Vec::new();

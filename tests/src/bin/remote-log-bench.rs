@@ -47,6 +47,10 @@ struct Args {
     /// Where the nodes keep their data: a real disk, not a tmpfs `$TMPDIR`.
     #[arg(long, default_value = "/var/tmp")]
     data_dir: std::path::PathBuf,
+    /// Send the event batches without client request ids (by default each
+    /// carries one, as `AdminClient` sends them, and apply keeps its result).
+    #[arg(long)]
+    no_request_ids: bool,
 }
 
 const SEG_SPAN: i64 = 1000;
@@ -165,6 +169,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let (batch, partitions) = (a.batch, a.partitions);
+    let (ids, salt) = (!a.no_request_ids, std::process::id() as u64);
     let wchans = chans.clone();
     let mut w = drive(a.clients, a.secs, move |c, seq| {
         let mut s = stub(&wchans[c % wchans.len()]);
@@ -172,7 +177,13 @@ async fn main() -> anyhow::Result<()> {
         async move {
             let n = ev.len();
             let r = s
-                .apply_events(pb::ApplyEventsRequest { events: ev })
+                .apply_events(guardian_tests::bench::request(
+                    pb::ApplyEventsRequest { events: ev },
+                    ids,
+                    salt,
+                    c,
+                    seq,
+                ))
                 .await
                 .context("apply_events")?
                 .into_inner();
