@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use guardian_proto::domain::RequestId;
+use guardian_proto::domain::{KafkaUuid, RequestId};
 use guardian_proto::pb;
 use prost::Message;
 
@@ -53,7 +53,8 @@ impl RequestKey {
 /// The kept results.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Requests {
-    results: BTreeMap<RequestId, (u64, CommandResponse)>,
+    /// Per client: seq → (at_ms, result).
+    clients: BTreeMap<KafkaUuid, BTreeMap<u64, (u64, CommandResponse)>>,
     /// (at_ms, id): the oldest first.
     by_age: BTreeSet<(u64, RequestId)>,
 }
@@ -61,20 +62,20 @@ pub struct Requests {
 impl Requests {
     /// The result of `id`'s first attempt, if it succeeded and is kept.
     pub fn get(&self, id: &RequestId) -> Option<&CommandResponse> {
-        self.results.get(id).map(|(_, r)| r)
+        self.clients.get(&id.client)?.get(&id.seq).map(|(_, r)| r)
     }
 
     /// How many results are kept.
     pub fn len(&self) -> usize {
-        self.results.len()
+        self.by_age.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.results.is_empty()
+        self.by_age.is_empty()
     }
 
     /// Keeps `resp` for `id` (applied at `now`), unless it is a refusal;
-    /// then drops what is too old or too many.
+    /// then drops what is too old or too many. O(log n) per write.
     pub fn record(
         &mut self,
         id: RequestId,
@@ -85,49 +86,42 @@ impl Requests {
         if matches!(resp, CommandResponse::Rejected(_)) {
             return;
         }
-        if let Some((at, _)) = self.results.insert(id, (now, resp.clone())) {
+        let mine = self.clients.entry(id.client).or_default();
+        if let Some((at, _)) = mine.insert(id.seq, (now, resp.clone())) {
             self.by_age.remove(&(at, id));
         }
         self.by_age.insert((now, id));
         touched.push(RequestKey(id).into());
-        // Too old, anywhere.
+        // Too many for this client: its lowest sequence numbers go.
+        while mine.len() > MAX_PER_CLIENT {
+            if let Some((seq, (at, _))) = mine.pop_first() {
+                let old = RequestId {
+                    client: id.client,
+                    seq,
+                };
+                self.by_age.remove(&(at, old));
+                touched.push(RequestKey(old).into());
+            }
+        }
+        // Too old, or too many in all: the oldest go.
         while let Some(&(at, old)) = self.by_age.first() {
-            if at + MAX_AGE_MS > now && self.results.len() <= MAX_RESULTS {
+            if at + MAX_AGE_MS > now && self.by_age.len() <= MAX_RESULTS {
                 break;
             }
-            self.forget(at, old, touched);
-        }
-        // Too many for this client: its lowest sequence numbers go.
-        let range = RequestId {
-            client: id.client,
-            seq: 0,
-        }..=RequestId {
-            client: id.client,
-            seq: u64::MAX,
-        };
-        let mine = self.results.range(range.clone()).count();
-        if mine > MAX_PER_CLIENT {
-            let drop: Vec<(u64, RequestId)> = self
-                .results
-                .range(range)
-                .take(mine - MAX_PER_CLIENT)
-                .map(|(k, (at, _))| (*at, *k))
-                .collect();
-            for (at, k) in drop {
-                self.forget(at, k, touched);
+            self.by_age.remove(&(at, old));
+            if let Some(c) = self.clients.get_mut(&old.client) {
+                c.remove(&old.seq);
+                if c.is_empty() {
+                    self.clients.remove(&old.client);
+                }
             }
+            touched.push(RequestKey(old).into());
         }
-    }
-
-    fn forget(&mut self, at: u64, id: RequestId, touched: &mut Vec<Key>) {
-        self.by_age.remove(&(at, id));
-        self.results.remove(&id);
-        touched.push(RequestKey(id).into());
     }
 
     /// The current value of `k`, encoded; `None` if it no longer exists.
     pub fn value_bytes(&self, k: &RequestKey) -> Option<Vec<u8>> {
-        let (at, resp) = self.results.get(&k.0)?;
+        let (at, resp) = self.clients.get(&k.0.client)?.get(&k.0.seq)?;
         Some(
             pb::ClientRequestResult {
                 at_ms: *at,
@@ -145,9 +139,11 @@ impl Requests {
         let r: pb::ClientRequestResult = decode("client request result", v)?;
         let resp: CommandResponse =
             serde_json::from_slice(&r.response_json).map_err(|e| rest.bad(e))?;
-        let id = RequestId { client, seq };
-        self.results.insert(id, (r.at_ms, resp));
-        self.by_age.insert((r.at_ms, id));
+        self.clients
+            .entry(client)
+            .or_default()
+            .insert(seq, (r.at_ms, resp));
+        self.by_age.insert((r.at_ms, RequestId { client, seq }));
         Ok(())
     }
 }
