@@ -13,6 +13,7 @@ guardian-proto          ^(rocksdb|librocksdb-sys|openraft|guardian-.*)$
 guardian-planner        ^(tokio|tonic|hyper|rocksdb|librocksdb-sys|openraft|rdkafka|rdkafka-sys|guardian-.*)$
 guardian-meta-store     ^(guardian-planner|guardian-controller|guardian-cli|guardian-kafka|rdkafka|rdkafka-sys)$
 guardian-reporter       ^(rocksdb|librocksdb-sys|openraft|guardian-meta-store|guardian-controller|guardian-planner|guardian-cli)$
+guardian-kafka          ^(rocksdb|librocksdb-sys|openraft|guardian-meta-store|guardian-planner|guardian-controller|guardian-cli|tonic)$
 guardian-controller     ^(comfy-table|mimalloc|libmimalloc-sys|guardian-cli|guardian-tests)$
 guardian-cli            ^(guardian-tests)$
 RULES

@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod inproc;
+pub mod kafka;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

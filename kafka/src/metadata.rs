@@ -1,0 +1,116 @@
+//! Metadata: the cluster's brokers (with racks), its controller, and every
+//! topic's partitions with their leader, replicas, ISR and offline replicas.
+
+use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
+
+use crate::conn::Connection;
+use crate::error::KafkaError;
+
+/// The versions of Metadata this client reads: v1 (Kafka 0.10) has racks
+/// and the controller; v10+ topic ids; v12 is what Kafka 4.1 serves.
+const METADATA: (i16, i16) = (1, 12);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerInfo {
+    pub id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionInfo {
+    pub partition: i32,
+    /// -1 when the partition has no leader.
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    pub offline: Vec<i32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    pub name: String,
+    /// The topic id (16 bytes; all zero before Metadata v10).
+    pub id: [u8; 16],
+    pub internal: bool,
+    pub partitions: Vec<PartitionInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterMetadata {
+    pub cluster_id: Option<String>,
+    /// -1 when the broker does not know (KRaft brokers report a random
+    /// broker, not the KRaft controller).
+    pub controller_id: i32,
+    /// By id.
+    pub brokers: Vec<BrokerInfo>,
+    /// By name.
+    pub topics: Vec<TopicInfo>,
+}
+
+impl Connection {
+    /// Metadata of every topic (`topics` = `None`) or of the named ones.
+    pub async fn metadata(
+        &mut self,
+        topics: Option<&[&str]>,
+    ) -> Result<ClusterMetadata, KafkaError> {
+        let v = self.version(ApiKey::Metadata, METADATA)?;
+        let req = MetadataRequest::default()
+            .with_topics(topics.map(|ts| {
+                ts.iter()
+                    .map(|t| {
+                        kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                            .with_name(Some(kafka_protocol::messages::TopicName(
+                                kafka_protocol::protocol::StrBytes::from_string(t.to_string()),
+                            )))
+                    })
+                    .collect()
+            }))
+            .with_allow_auto_topic_creation(false);
+        let r: MetadataResponse = self.send(ApiKey::Metadata, v, &req).await?;
+        let mut brokers: Vec<BrokerInfo> = r
+            .brokers
+            .iter()
+            .map(|b| BrokerInfo {
+                id: b.node_id.0,
+                host: b.host.to_string(),
+                port: b.port,
+                rack: b.rack.as_ref().map(|r| r.to_string()),
+            })
+            .collect();
+        brokers.sort_by_key(|b| b.id);
+        let mut out = Vec::with_capacity(r.topics.len());
+        for t in &r.topics {
+            let name = t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
+            KafkaError::check("Metadata", format!("topic {name:?}"), t.error_code)?;
+            let mut partitions: Vec<PartitionInfo> = t
+                .partitions
+                .iter()
+                .map(|p| PartitionInfo {
+                    partition: p.partition_index,
+                    leader: p.leader_id.0,
+                    leader_epoch: p.leader_epoch,
+                    replicas: p.replica_nodes.iter().map(|b| b.0).collect(),
+                    isr: p.isr_nodes.iter().map(|b| b.0).collect(),
+                    offline: p.offline_replicas.iter().map(|b| b.0).collect(),
+                })
+                .collect();
+            partitions.sort_by_key(|p| p.partition);
+            out.push(TopicInfo {
+                name,
+                id: *t.topic_id.as_bytes(),
+                internal: t.is_internal,
+                partitions,
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(ClusterMetadata {
+            cluster_id: r.cluster_id.as_ref().map(|c| c.to_string()),
+            controller_id: r.controller_id.0,
+            brokers,
+            topics: out,
+        })
+    }
+}

@@ -1,0 +1,438 @@
+//! Real Apache Kafka for the tests: KRaft JVMs from the Maven jars of
+//! `tests/kafka/pom.xml`, on 127.0.0.1, formatted and started by the test.
+//!
+//! - The jars: `$GUARDIAN_KAFKA_LIBS`, else `/var/tmp/guardian-kafka/<hash of
+//!   the pom>`; when missing, [`libs`] runs the same `mvn … dependency:copy-dependencies`
+//!   as `.ci/run` (once, under a lock file), so `cargo test --workspace`
+//!   works on its own.
+//! - [`KafkaCluster::start`]: one combined controller+broker node, or one
+//!   controller and three brokers on racks `r1`–`r3`; every broker has two
+//!   log dirs. Formats every node (`kafka.tools.StorageTool format`, static
+//!   voters), starts the JVMs (small heap, serial GC, C1 only), then waits —
+//!   on Metadata, never on a sleep — until every broker is listed.
+//! - A node that does not come up puts its log into the panic message. Drop
+//!   stops every JVM (SIGTERM, then SIGKILL after 10 s).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use guardian_kafka::{ClusterMetadata, Connection};
+
+const POM: &str = include_str!("../kafka/pom.xml");
+
+/// The cache of Kafka's jars for this pom.
+pub fn libs_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("GUARDIAN_KAFKA_LIBS") {
+        return PathBuf::from(d);
+    }
+    // FNV-1a of the pom: a changed pom gets its own cache.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in POM.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    PathBuf::from(format!("/var/tmp/guardian-kafka/{h:016x}"))
+}
+
+/// The jars, fetched with Maven if they are not there yet.
+pub fn libs() -> PathBuf {
+    let dir = libs_dir();
+    let done = dir.join(".complete");
+    if done.exists() {
+        return dir;
+    }
+    let parent = dir.parent().expect("cache dir has a parent").to_path_buf();
+    std::fs::create_dir_all(&parent).expect("creating the Kafka jar cache");
+    // One fetch at a time across test binaries: an exclusive lock file.
+    let lock = parent.join(".lock");
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&lock)
+        {
+            Ok(_) => break,
+            Err(_) if done.exists() => return dir,
+            Err(_) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "waited 600 s for {}",
+                    lock.display()
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+    if !done.exists() {
+        let pom = Path::new(env!("CARGO_MANIFEST_DIR")).join("kafka/pom.xml");
+        let tmp = dir.with_extension("part");
+        let _ = std::fs::remove_dir_all(&tmp);
+        let out = Command::new("mvn")
+            .args(["-B", "-q", "-f"])
+            .arg(&pom)
+            .args(["dependency:copy-dependencies", "-DincludeScope=runtime"])
+            .arg(format!("-DoutputDirectory={}", tmp.display()))
+            .output();
+        let ok = matches!(&out, Ok(o) if o.status.success());
+        if !ok {
+            let _ = std::fs::remove_file(&lock);
+            panic!(
+                "fetching Kafka's jars with Maven failed (is `mvn` installed and Maven Central reachable?): {}",
+                match &out {
+                    Ok(o) => String::from_utf8_lossy(&o.stdout).into_owned(),
+                    Err(e) => e.to_string(),
+                }
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::rename(&tmp, &dir).expect("moving the jars into place");
+        std::fs::write(&done, b"").expect("marking the jar cache complete");
+    }
+    let _ = std::fs::remove_file(&lock);
+    dir
+}
+
+/// Which cluster to start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// One node, controller and broker (id 1, rack `r1`).
+    Combined,
+    /// Controller 100; brokers 1, 2, 3 on racks `r1`, `r2`, `r3`.
+    ControllerAndThreeBrokers,
+}
+
+/// One Kafka node of a [`KafkaCluster`].
+pub struct KafkaNode {
+    pub id: i32,
+    /// The broker listener (`None` for a controller-only node).
+    pub broker_addr: Option<String>,
+    /// Its log dirs, exactly as configured.
+    pub log_dirs: Vec<PathBuf>,
+    props: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+/// A running Kafka cluster; dropping it stops every node.
+pub struct KafkaCluster {
+    pub nodes: Vec<KafkaNode>,
+    pub cluster_id: String,
+    libs: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+const LOG4J: &str = "status = warn
+appender.out.type = Console
+appender.out.name = OUT
+appender.out.target = SYSTEM_OUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.out.ref = OUT
+";
+
+/// Settings for small, fast, short-lived test brokers.
+const TEST_SETTINGS: &str = "group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+auto.leader.rebalance.enable=false
+log.cleaner.dedupe.buffer.size=2097152
+num.network.threads=2
+num.io.threads=2
+replica.fetch.max.bytes=65536
+replica.fetch.response.max.bytes=65536
+replica.high.watermark.checkpoint.interval.ms=500
+log.start.offset.checkpoint.interval.ms=500
+";
+
+impl KafkaCluster {
+    /// Formats and starts `layout`, and returns once Metadata lists every
+    /// broker.
+    pub async fn start(layout: Layout) -> KafkaCluster {
+        let libs = libs();
+        let dir = tempfile::Builder::new()
+            .prefix("guardian-kafka-")
+            .tempdir_in(std::env::temp_dir())
+            .expect("temp dir");
+        std::fs::write(dir.path().join("log4j2.properties"), LOG4J).expect("log4j2 config");
+        // Not starting with '-' (the tool would read it as a flag), not reserved.
+        let cluster_id = (0u8..)
+            .map(|i| {
+                let mut b = rand_bytes();
+                b[15] = i;
+                guardian_proto::domain::KafkaUuid::from_random_bytes(b)
+            })
+            .find(|u| u.is_allocatable())
+            .expect("an id")
+            .to_string();
+        let specs: Vec<(i32, &str, Option<&str>)> = match layout {
+            Layout::Combined => vec![(1, "broker,controller", Some("r1"))],
+            Layout::ControllerAndThreeBrokers => vec![
+                (100, "controller", None),
+                (1, "broker", Some("r1")),
+                (2, "broker", Some("r2")),
+                (3, "broker", Some("r3")),
+            ],
+        };
+        let brokers = specs.iter().filter(|s| s.2.is_some()).count();
+        let rf = if brokers >= 3 { 3 } else { 1 };
+        let ports: Vec<(u16, u16)> = specs
+            .iter()
+            .map(|_| (crate::reserve_port(), crate::reserve_port()))
+            .collect();
+        let voters: Vec<String> = specs
+            .iter()
+            .zip(&ports)
+            .filter(|(s, _)| s.1.contains("controller"))
+            .map(|(s, p)| format!("{}@127.0.0.1:{}", s.0, p.1))
+            .collect();
+        let mut nodes = Vec::new();
+        for ((id, roles, rack), (bport, cport)) in specs.iter().zip(&ports) {
+            let home = dir.path().join(format!("n{id}"));
+            std::fs::create_dir_all(&home).expect("node dir");
+            let is_broker = roles.contains("broker");
+            let is_controller = roles.contains("controller");
+            let mut listeners = Vec::new();
+            if is_broker {
+                listeners.push(format!("PLAINTEXT://127.0.0.1:{bport}"));
+            }
+            if is_controller {
+                listeners.push(format!("CONTROLLER://127.0.0.1:{cport}"));
+            }
+            let log_dirs: Vec<PathBuf> = if is_broker {
+                vec![home.join("d0"), home.join("d1")]
+            } else {
+                vec![]
+            };
+            let mut p = format!(
+                "process.roles={roles}\nnode.id={id}\ncontroller.quorum.voters={}\n\
+                 listeners={}\ncontroller.listener.names=CONTROLLER\n\
+                 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n\
+                 metadata.log.dir={}\n",
+                voters.join(","),
+                listeners.join(","),
+                home.join("meta").display(),
+            );
+            if is_broker {
+                p.push_str(&format!(
+                    "advertised.listeners=PLAINTEXT://127.0.0.1:{bport}\n\
+                     inter.broker.listener.name=PLAINTEXT\nbroker.rack={}\nlog.dirs={}\n",
+                    rack.unwrap_or("r1"),
+                    log_dirs
+                        .iter()
+                        .map(|d| d.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ));
+            } else {
+                p.push_str(&format!("log.dirs={}\n", home.join("meta").display()));
+            }
+            p.push_str(&format!(
+                "offsets.topic.replication.factor={rf}\noffsets.topic.num.partitions=1\n\
+                 transaction.state.log.replication.factor={rf}\n\
+                 transaction.state.log.min.isr=1\ntransaction.state.log.num.partitions=1\n\
+                 share.coordinator.state.topic.replication.factor={rf}\n\
+                 share.coordinator.state.topic.min.isr=1\n"
+            ));
+            p.push_str(TEST_SETTINGS);
+            let props = home.join("server.properties");
+            std::fs::write(&props, p).expect("server.properties");
+            nodes.push(KafkaNode {
+                id: *id,
+                broker_addr: is_broker.then(|| format!("127.0.0.1:{bport}")),
+                log_dirs,
+                props,
+                log: home.join("kafka.log"),
+                child: None,
+            });
+        }
+        let mut c = KafkaCluster {
+            nodes,
+            cluster_id,
+            libs,
+            dir,
+        };
+        // Format every node at once (one short JVM each), then start them.
+        let formats: Vec<_> = c
+            .nodes
+            .iter()
+            .map(|n| {
+                c.java()
+                    .args([
+                        "kafka.tools.StorageTool",
+                        "format",
+                        "-t",
+                        &c.cluster_id,
+                        "-c",
+                    ])
+                    .arg(&n.props)
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("java runs")
+            })
+            .collect();
+        for (f, n) in formats.into_iter().zip(&c.nodes) {
+            let out = f.wait_with_output().expect("format ends");
+            assert!(
+                out.status.success(),
+                "formatting node {}: {}{}",
+                n.id,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        for i in 0..c.nodes.len() {
+            c.start_node(i);
+        }
+        c.wait_brokers(brokers, Duration::from_secs(60)).await;
+        c
+    }
+
+    fn java(&self) -> Command {
+        let mut cmd = Command::new("java");
+        cmd.args([
+            "-Xms64m",
+            "-Xmx512m",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+            "-Djava.awt.headless=true",
+        ])
+        .arg(format!(
+            "-Dlog4j2.configurationFile={}",
+            self.dir.path().join("log4j2.properties").display()
+        ))
+        .arg("-cp")
+        .arg(format!("{}/*", self.libs.display()));
+        cmd
+    }
+
+    fn start_node(&mut self, i: usize) {
+        let n = &self.nodes[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&n.log)
+            .expect("node log");
+        let child = self
+            .java()
+            .arg(format!(
+                "-Dkafka.logs.dir={}",
+                n.log.parent().expect("node dir").display()
+            ))
+            .arg("kafka.Kafka")
+            .arg(&n.props)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("java runs");
+        self.nodes[i].child = Some(child);
+    }
+
+    /// `host:port` of every broker, for a bootstrap list.
+    pub fn bootstrap(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.broker_addr.clone())
+            .collect()
+    }
+
+    /// Metadata from the first broker that answers.
+    pub async fn metadata(&self) -> Result<ClusterMetadata, guardian_kafka::KafkaError> {
+        let mut last = None;
+        for addr in self.bootstrap() {
+            match Connection::connect(&addr, Duration::from_secs(5)).await {
+                Ok(mut c) => match c.metadata(None).await {
+                    Ok(m) => return Ok(m),
+                    Err(e) => last = Some(e),
+                },
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("a cluster has brokers"))
+    }
+
+    /// Waits until Metadata lists `n` brokers; on timeout (or a node that
+    /// exited) panics with every node's log.
+    pub async fn wait_brokers(&mut self, n: usize, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(m) = self.metadata().await {
+                if m.brokers.len() == n {
+                    return;
+                }
+            }
+            let exited: Vec<i32> = self
+                .nodes
+                .iter_mut()
+                .filter_map(|x| {
+                    let gone = x
+                        .child
+                        .as_mut()
+                        .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+                    gone.then_some(x.id)
+                })
+                .collect();
+            if !exited.is_empty() || Instant::now() > deadline {
+                panic!(
+                    "Kafka did not list {n} brokers within {within:?} (nodes exited: {exited:?})\n{}",
+                    self.logs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The tail of every node's log.
+    pub fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| {
+                let text = std::fs::read_to_string(&n.log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                format!(
+                    "--- node {} ({}) ---\n{}",
+                    n.id,
+                    n.log.display(),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for KafkaCluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            if let Some(c) = &n.child {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(c.id() as i32),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for n in &mut self.nodes {
+            if let Some(mut c) = n.child.take() {
+                while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+fn rand_bytes() -> [u8; 16] {
+    let mut b = [0u8; 16];
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    b[..8].copy_from_slice(&(t as u64).to_be_bytes());
+    b[8..12].copy_from_slice(&std::process::id().to_be_bytes());
+    b
+}
