@@ -169,6 +169,9 @@ pub(crate) fn api_name(api: ApiKey) -> &'static str {
     match api {
         ApiKey::ApiVersions => "ApiVersions",
         ApiKey::Metadata => "Metadata",
+        ApiKey::CreateTopics => "CreateTopics",
+        ApiKey::DeleteTopics => "DeleteTopics",
+        ApiKey::DescribeLogDirs => "DescribeLogDirs",
         _ => "request",
     }
 }

@@ -39,7 +39,7 @@ pub enum KafkaError {
         max: i16,
         offered: String,
     },
-    /// Kafka answered with an error code.
+    /// Kafka answered with an error code (and, when it sent one, its message).
     #[error("{api} on {resource}: Kafka error {code} ({name})")]
     Kafka {
         api: &'static str,
@@ -50,6 +50,28 @@ pub enum KafkaError {
 }
 
 impl KafkaError {
+    /// [`KafkaError::check`] keeping the broker's message, when it sent one.
+    pub(crate) fn check_msg(
+        api: &'static str,
+        resource: impl Into<String>,
+        code: i16,
+        message: Option<String>,
+    ) -> Result<(), KafkaError> {
+        let resource = resource.into();
+        match message.filter(|m| !m.is_empty()) {
+            Some(m) => Self::check(api, format!("{resource} ({m})"), code),
+            None => Self::check(api, resource, code),
+        }
+    }
+
+    /// The Kafka error's name (`TopicAlreadyExists`), for a Kafka error.
+    pub fn kafka_name(&self) -> Option<&str> {
+        match self {
+            KafkaError::Kafka { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+
     /// A Kafka error code as an error, or `None` for 0.
     pub(crate) fn check(
         api: &'static str,

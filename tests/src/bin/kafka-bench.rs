@@ -1,0 +1,118 @@
+//! Guardian's Kafka client against real Kafka at fleet-ish size: Metadata
+//! and DescribeLogDirs of each of 3 brokers, at `--partitions` partitions
+//! (created as topics of at most 5,000 partitions each: KRaft caps one
+//! operation at 10,000 records), replication factor `--rf`.
+//!
+//!   cargo build --release -p guardian-tests
+//!   target/release/kafka-bench [--partitions 10000] [--rf 3] [--rounds 20]
+
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use guardian_kafka::{KafkaAdmin, NewTopic};
+use guardian_tests::kafka::{KafkaCluster, Layout};
+
+#[derive(Parser, Debug)]
+struct Args {
+    #[arg(long, default_value_t = 10_000)]
+    partitions: i32,
+    #[arg(long, default_value_t = 3)]
+    rf: i16,
+    #[arg(long, default_value_t = 20)]
+    rounds: usize,
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let a = Args::parse();
+    let t = Instant::now();
+    let k = KafkaCluster::start(Layout::ControllerAndThreeBrokers).await;
+    println!(
+        "cluster (1 controller + 3 brokers) up in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let admin = KafkaAdmin::new(&k.bootstrap(), Duration::from_secs(120));
+    let t = Instant::now();
+    let mut left = a.partitions;
+    let mut i = 0;
+    while left > 0 {
+        let n = left.min(5_000);
+        let r = admin
+            .create_topics(&[NewTopic {
+                name: format!("bench-{i}"),
+                partitions: n,
+                replication_factor: a.rf,
+                ..Default::default()
+            }])
+            .await?;
+        for (name, res) in r {
+            res.map_err(|e| anyhow::anyhow!("creating {name}: {e}"))?;
+        }
+        left -= n;
+        i += 1;
+    }
+    // Until every partition has a leader.
+    loop {
+        let m = admin.metadata().await?;
+        let led: usize = m
+            .topics
+            .iter()
+            .filter(|t| t.name.starts_with("bench-"))
+            .map(|t| t.partitions.iter().filter(|p| p.leader >= 0).count())
+            .sum();
+        if led == a.partitions as usize {
+            break;
+        }
+        anyhow::ensure!(
+            t.elapsed() < Duration::from_secs(600),
+            "partitions not led after 600 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "{} partitions × RF {} created and led in {:.1} s",
+        a.partitions,
+        a.rf,
+        t.elapsed().as_secs_f64()
+    );
+    let (mut meta, mut dirs) = (Vec::new(), Vec::new());
+    let mut replicas = 0;
+    for _ in 0..a.rounds {
+        let t = Instant::now();
+        let m = admin.metadata().await?;
+        meta.push(t.elapsed().as_secs_f64() * 1e3);
+        anyhow::ensure!(m.brokers.len() == 3, "brokers: {:?}", m.brokers);
+        let t = Instant::now();
+        replicas = 0;
+        for b in 1..=3 {
+            replicas += admin
+                .describe_log_dirs(b)
+                .await?
+                .iter()
+                .map(|d| d.replicas.len())
+                .sum::<usize>();
+        }
+        dirs.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    anyhow::ensure!(
+        replicas == a.partitions as usize * a.rf as usize,
+        "DescribeLogDirs listed {replicas} replicas"
+    );
+    println!(
+        "Metadata (all topics):        p50 {:>7.1} ms  p99 {:>7.1} ms  ({} rounds)",
+        pct(&mut meta, 0.5),
+        pct(&mut meta, 0.99),
+        a.rounds
+    );
+    println!(
+        "DescribeLogDirs × 3 brokers:  p50 {:>7.1} ms  p99 {:>7.1} ms  ({replicas} replicas)",
+        pct(&mut dirs, 0.5),
+        pct(&mut dirs, 0.99)
+    );
+    Ok(())
+}
