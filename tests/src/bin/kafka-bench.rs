@@ -80,6 +80,31 @@ async fn main() -> anyhow::Result<()> {
         a.rf,
         t.elapsed().as_secs_f64()
     );
+    // And until every follower holds its replica (DescribeLogDirs).
+    let want = a.partitions as usize * a.rf as usize;
+    loop {
+        let mut n = 0;
+        for b in 1..=3 {
+            n += admin
+                .describe_log_dirs(b)
+                .await?
+                .iter()
+                .map(|d| d.replicas.len())
+                .sum::<usize>();
+        }
+        if n == want {
+            break;
+        }
+        anyhow::ensure!(
+            t.elapsed() < Duration::from_secs(900),
+            "{n} of {want} replicas after 900 s"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!(
+        "… and every replica in place after {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     let (mut meta, mut dirs) = (Vec::new(), Vec::new());
     let mut replicas = 0;
     for _ in 0..a.rounds {
