@@ -22,6 +22,20 @@ struct Args {
     rounds: usize,
 }
 
+/// Replicas the 3 brokers hold, by DescribeLogDirs of each.
+async fn replicas_held(admin: &KafkaAdmin) -> anyhow::Result<usize> {
+    let mut n = 0;
+    for b in 1..=3 {
+        n += admin
+            .describe_log_dirs(b)
+            .await?
+            .iter()
+            .map(|d| d.replicas.len())
+            .sum::<usize>();
+    }
+    Ok(n)
+}
+
 fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[((v.len() - 1) as f64 * p).round() as usize]
@@ -83,15 +97,7 @@ async fn main() -> anyhow::Result<()> {
     // And until every follower holds its replica (DescribeLogDirs).
     let want = a.partitions as usize * a.rf as usize;
     loop {
-        let mut n = 0;
-        for b in 1..=3 {
-            n += admin
-                .describe_log_dirs(b)
-                .await?
-                .iter()
-                .map(|d| d.replicas.len())
-                .sum::<usize>();
-        }
+        let n = replicas_held(&admin).await?;
         if n == want {
             break;
         }
@@ -113,15 +119,7 @@ async fn main() -> anyhow::Result<()> {
         meta.push(t.elapsed().as_secs_f64() * 1e3);
         anyhow::ensure!(m.brokers.len() == 3, "brokers: {:?}", m.brokers);
         let t = Instant::now();
-        replicas = 0;
-        for b in 1..=3 {
-            replicas += admin
-                .describe_log_dirs(b)
-                .await?
-                .iter()
-                .map(|d| d.replicas.len())
-                .sum::<usize>();
-        }
+        replicas = replicas_held(&admin).await?;
         dirs.push(t.elapsed().as_secs_f64() * 1e3);
     }
     anyhow::ensure!(
