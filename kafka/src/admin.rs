@@ -158,12 +158,7 @@ impl KafkaAdmin {
             .await
             .get(&id)
             .cloned()
-            .ok_or_else(|| KafkaError::Kafka {
-                api: "Metadata",
-                resource: format!("broker {id}"),
-                code: 0,
-                name: "not in the cluster's metadata".into(),
-            })
+            .ok_or(KafkaError::UnknownBroker { id })
     }
 
     /// Creates topics; one result per topic, in order (a refused topic

@@ -39,6 +39,9 @@ pub enum KafkaError {
         max: i16,
         offered: String,
     },
+    /// A broker id the cluster's Metadata does not list.
+    #[error("broker {id} is not in the cluster's metadata")]
+    UnknownBroker { id: i32 },
     /// Kafka answered with an error code (and, when it sent one, its message).
     #[error("{api} on {resource}: Kafka error {code} ({name})")]
     Kafka {

@@ -210,7 +210,7 @@ impl Collector {
                 }
             }
         }
-        // Soft state: a node that stops leading forgets what it collected.
-        me.clear();
+        // The supervisor drops the soft state once this task has ended
+        // (also when it panicked).
     }
 }
