@@ -10,10 +10,15 @@ use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::error::KafkaError;
+pub use crate::security::ConnectOptions;
+
+/// A byte stream to a broker: plain TCP or TLS over it.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Stream for T {}
 
 /// The largest response frame accepted (a big cluster's Metadata is tens of
 /// MiB); a larger length is a malformed frame, not an allocation.
@@ -24,7 +29,7 @@ const CLIENT_ID: &str = "guardian";
 /// A connection to one broker, versions negotiated.
 pub struct Connection {
     addr: String,
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     next_correlation: i32,
     /// API key → (min, max) the broker supports.
     versions: BTreeMap<i16, (i16, i16)>,
@@ -32,20 +37,45 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects to `addr` (`host:port`) and negotiates versions.
+    /// Connects to `addr` (`host:port`) over plain TCP and negotiates
+    /// versions.
     pub async fn connect(addr: &str, deadline: Duration) -> Result<Self, KafkaError> {
-        let stream = tokio::time::timeout(deadline, TcpStream::connect(addr))
+        Self::connect_with(addr, deadline, &ConnectOptions::default()).await
+    }
+
+    /// Connects to `addr` with `opts` (TLS, SASL), negotiates versions and
+    /// authenticates, all within `deadline`.
+    pub async fn connect_with(
+        addr: &str,
+        deadline: Duration,
+        opts: &ConnectOptions,
+    ) -> Result<Self, KafkaError> {
+        let timeout = |api| KafkaError::Timeout {
+            addr: addr.to_string(),
+            api,
+            deadline,
+        };
+        tokio::time::timeout(deadline, Self::open(addr, deadline, opts))
             .await
-            .map_err(|_| KafkaError::Timeout {
-                addr: addr.to_string(),
-                api: "connect",
-                deadline,
-            })?
+            .map_err(|_| timeout("connect"))?
+    }
+
+    async fn open(
+        addr: &str,
+        deadline: Duration,
+        opts: &ConnectOptions,
+    ) -> Result<Self, KafkaError> {
+        let tcp = TcpStream::connect(addr)
+            .await
             .map_err(|source| KafkaError::Connect {
                 addr: addr.to_string(),
                 source,
             })?;
-        let _ = stream.set_nodelay(true);
+        let _ = tcp.set_nodelay(true);
+        let stream: Box<dyn Stream> = match &opts.tls {
+            Some(tls) => Box::new(tls.wrap(addr, tcp).await?),
+            None => Box::new(tcp),
+        };
         let mut c = Connection {
             addr: addr.to_string(),
             stream,
@@ -65,6 +95,9 @@ impl Connection {
             .iter()
             .map(|k| (k.api_key, (k.min_version, k.max_version)))
             .collect();
+        if let Some(sasl) = &opts.sasl {
+            sasl.authenticate(&mut c).await?;
+        }
         Ok(c)
     }
 
@@ -171,7 +204,24 @@ pub(crate) fn api_name(api: ApiKey) -> &'static str {
         ApiKey::Metadata => "Metadata",
         ApiKey::CreateTopics => "CreateTopics",
         ApiKey::DeleteTopics => "DeleteTopics",
+        ApiKey::CreatePartitions => "CreatePartitions",
         ApiKey::DescribeLogDirs => "DescribeLogDirs",
+        ApiKey::AlterReplicaLogDirs => "AlterReplicaLogDirs",
+        ApiKey::DescribeConfigs => "DescribeConfigs",
+        ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
+        ApiKey::AlterPartitionReassignments => "AlterPartitionReassignments",
+        ApiKey::ListPartitionReassignments => "ListPartitionReassignments",
+        ApiKey::ElectLeaders => "ElectLeaders",
+        ApiKey::DescribeClientQuotas => "DescribeClientQuotas",
+        ApiKey::AlterClientQuotas => "AlterClientQuotas",
+        ApiKey::ListOffsets => "ListOffsets",
+        ApiKey::FindCoordinator => "FindCoordinator",
+        ApiKey::ListGroups => "ListGroups",
+        ApiKey::DescribeGroups => "DescribeGroups",
+        ApiKey::OffsetFetch => "OffsetFetch",
+        ApiKey::DescribeCluster => "DescribeCluster",
+        ApiKey::SaslHandshake => "SaslHandshake",
+        ApiKey::SaslAuthenticate => "SaslAuthenticate",
         _ => "request",
     }
 }

@@ -42,6 +42,19 @@ pub enum KafkaError {
     /// A broker id the cluster's Metadata does not list.
     #[error("broker {id} is not in the cluster's metadata")]
     UnknownBroker { id: i32 },
+    /// A refusal made by this client before sending (e.g. a reassignment
+    /// that would change the replication factor, on a broker too old to
+    /// refuse it itself).
+    #[error("{api} on {resource}: {reason}")]
+    Refused {
+        api: &'static str,
+        resource: String,
+        reason: String,
+    },
+    /// A configuration this client cannot use (e.g. an unsupported SASL
+    /// mechanism), naming the key.
+    #[error("config {key}: {reason}")]
+    Config { key: &'static str, reason: String },
     /// Kafka answered with an error code (and, when it sent one, its message).
     #[error("{api} on {resource}: Kafka error {code} ({name})")]
     Kafka {
@@ -53,6 +66,42 @@ pub enum KafkaError {
 }
 
 impl KafkaError {
+    /// Worth another attempt within the call's deadline: a lost or refused
+    /// connection (a broker restarting), or a Kafka error Kafka marks
+    /// retriable (`NOT_CONTROLLER`, `LEADER_NOT_AVAILABLE`,
+    /// `NOT_COORDINATOR`, `REQUEST_TIMED_OUT`, …). `REPLICA_NOT_AVAILABLE`
+    /// from AlterReplicaLogDirs and `ELECTION_NOT_NEEDED` never get here:
+    /// they are outcomes, not errors.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            KafkaError::Connect { .. } | KafkaError::Io { .. } => true,
+            // UNKNOWN_TOPIC_OR_PARTITION is retriable to Kafka (metadata
+            // spreads); to an operator's admin call it is the answer.
+            KafkaError::Kafka { code: 3, .. } => false,
+            KafkaError::Kafka { code, .. } => {
+                kafka_protocol::error::ResponseError::try_from_code(*code)
+                    .is_some_and(|e| e.is_retriable())
+            }
+            _ => false,
+        }
+    }
+
+    /// The broker could not be reached or the connection broke.
+    pub fn is_connection(&self) -> bool {
+        matches!(
+            self,
+            KafkaError::Connect { .. } | KafkaError::Io { .. } | KafkaError::Timeout { .. }
+        )
+    }
+
+    /// The Kafka error code, for a Kafka error.
+    pub fn code(&self) -> Option<i16> {
+        match self {
+            KafkaError::Kafka { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
     /// [`KafkaError::check`] keeping the broker's message, when it sent one.
     pub(crate) fn check_msg(
         api: &'static str,

@@ -8,7 +8,7 @@ use crate::error::KafkaError;
 
 /// The versions of Metadata this client reads: v1 (Kafka 0.10) has racks
 /// and the controller; v10+ topic ids; v12 is what Kafka 4.1 serves.
-const METADATA: (i16, i16) = (1, 12);
+pub(crate) const METADATA: (i16, i16) = (1, 12);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerInfo {
@@ -57,60 +57,73 @@ impl Connection {
         topics: Option<&[&str]>,
     ) -> Result<ClusterMetadata, KafkaError> {
         let v = self.version(ApiKey::Metadata, METADATA)?;
-        let req = MetadataRequest::default()
-            .with_topics(topics.map(|ts| {
+        let r: MetadataResponse = self.send(ApiKey::Metadata, v, &request(topics)(v)).await?;
+        from_response(r)
+    }
+}
+
+/// A Metadata request of every topic (`None`) or of the named ones, for any
+/// version.
+pub(crate) fn request(topics: Option<&[&str]>) -> impl Fn(i16) -> MetadataRequest + Sync {
+    let names: Option<Vec<String>> = topics.map(|ts| ts.iter().map(|t| t.to_string()).collect());
+    move |_| {
+        MetadataRequest::default()
+            .with_topics(names.as_ref().map(|ts| {
                 ts.iter()
                     .map(|t| {
                         kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
                             .with_name(Some(kafka_protocol::messages::TopicName(
-                                kafka_protocol::protocol::StrBytes::from_string(t.to_string()),
+                                kafka_protocol::protocol::StrBytes::from_string(t.clone()),
                             )))
                     })
                     .collect()
             }))
-            .with_allow_auto_topic_creation(false);
-        let r: MetadataResponse = self.send(ApiKey::Metadata, v, &req).await?;
-        let mut brokers: Vec<BrokerInfo> = r
-            .brokers
+            .with_allow_auto_topic_creation(false)
+    }
+}
+
+/// The domain view of a Metadata response.
+pub(crate) fn from_response(r: MetadataResponse) -> Result<ClusterMetadata, KafkaError> {
+    let mut brokers: Vec<BrokerInfo> = r
+        .brokers
+        .iter()
+        .map(|b| BrokerInfo {
+            id: b.node_id.0,
+            host: b.host.to_string(),
+            port: b.port,
+            rack: b.rack.as_ref().map(|r| r.to_string()),
+        })
+        .collect();
+    brokers.sort_by_key(|b| b.id);
+    let mut out = Vec::with_capacity(r.topics.len());
+    for t in &r.topics {
+        let name = t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
+        KafkaError::check("Metadata", format!("topic {name:?}"), t.error_code)?;
+        let mut partitions: Vec<PartitionInfo> = t
+            .partitions
             .iter()
-            .map(|b| BrokerInfo {
-                id: b.node_id.0,
-                host: b.host.to_string(),
-                port: b.port,
-                rack: b.rack.as_ref().map(|r| r.to_string()),
+            .map(|p| PartitionInfo {
+                partition: p.partition_index,
+                leader: p.leader_id.0,
+                leader_epoch: p.leader_epoch,
+                replicas: p.replica_nodes.iter().map(|b| b.0).collect(),
+                isr: p.isr_nodes.iter().map(|b| b.0).collect(),
+                offline: p.offline_replicas.iter().map(|b| b.0).collect(),
             })
             .collect();
-        brokers.sort_by_key(|b| b.id);
-        let mut out = Vec::with_capacity(r.topics.len());
-        for t in &r.topics {
-            let name = t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
-            KafkaError::check("Metadata", format!("topic {name:?}"), t.error_code)?;
-            let mut partitions: Vec<PartitionInfo> = t
-                .partitions
-                .iter()
-                .map(|p| PartitionInfo {
-                    partition: p.partition_index,
-                    leader: p.leader_id.0,
-                    leader_epoch: p.leader_epoch,
-                    replicas: p.replica_nodes.iter().map(|b| b.0).collect(),
-                    isr: p.isr_nodes.iter().map(|b| b.0).collect(),
-                    offline: p.offline_replicas.iter().map(|b| b.0).collect(),
-                })
-                .collect();
-            partitions.sort_by_key(|p| p.partition);
-            out.push(TopicInfo {
-                name,
-                id: *t.topic_id.as_bytes(),
-                internal: t.is_internal,
-                partitions,
-            });
-        }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(ClusterMetadata {
-            cluster_id: r.cluster_id.as_ref().map(|c| c.to_string()),
-            controller_id: r.controller_id.0,
-            brokers,
-            topics: out,
-        })
+        partitions.sort_by_key(|p| p.partition);
+        out.push(TopicInfo {
+            name,
+            id: *t.topic_id.as_bytes(),
+            internal: t.is_internal,
+            partitions,
+        });
     }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(ClusterMetadata {
+        cluster_id: r.cluster_id.as_ref().map(|c| c.to_string()),
+        controller_id: r.controller_id.0,
+        brokers,
+        topics: out,
+    })
 }

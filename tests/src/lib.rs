@@ -5,6 +5,7 @@
 //! wait on observable state with deadlines — never fixed sleeps.
 
 pub mod bench;
+pub mod conformance;
 pub mod inproc;
 pub mod kafka;
 

@@ -29,7 +29,7 @@ async fn a_combined_node_comes_up_and_answers() {
 /// refusals come back typed, per topic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn brokers_topics_and_log_dirs_on_real_kafka() {
-    use guardian_kafka::{KafkaAdmin, NewTopic};
+    use guardian_kafka::{KafkaClient, NewTopic};
     use std::time::Duration;
     let started = std::time::Instant::now();
     let four = KafkaCluster::start(Layout::ControllerAndThreeBrokers).await;
@@ -52,7 +52,7 @@ async fn brokers_topics_and_log_dirs_on_real_kafka() {
         assert_eq!(n.log_dirs.len(), 2);
     }
     let k = four;
-    let admin = KafkaAdmin::new(&k.bootstrap(), Duration::from_secs(10));
+    let admin = KafkaClient::new(&k.bootstrap(), Duration::from_secs(10));
     let topic = NewTopic {
         name: "t90-manual".into(),
         assignment: vec![vec![1, 2], vec![2, 3], vec![3, 1]],
@@ -140,9 +140,15 @@ async fn brokers_topics_and_log_dirs_on_real_kafka() {
     let r = admin.create_topics(&[bad]).await.unwrap();
     assert!(r[0].1.is_err());
     // Delete: gone from Metadata; deleting it again names the topic.
-    let r = admin.delete_topics(&["t90-manual"]).await.unwrap();
+    let r = admin
+        .delete_topics(&["t90-manual".to_string()])
+        .await
+        .unwrap();
     r[0].1.as_ref().unwrap();
-    let r = admin.delete_topics(&["t90-manual"]).await.unwrap();
+    let r = admin
+        .delete_topics(&["t90-manual".to_string()])
+        .await
+        .unwrap();
     let e = r[0].1.as_ref().unwrap_err();
     assert_eq!(e.kafka_name(), Some("UnknownTopicOrPartition"), "{e}");
 }

@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use guardian_kafka::{KafkaAdmin, NewTopic};
+use guardian_kafka::{KafkaClient, NewTopic};
 use guardian_tests::kafka::{KafkaCluster, Layout};
 
 #[derive(Parser, Debug)]
@@ -23,7 +23,7 @@ struct Args {
 }
 
 /// Replicas the 3 brokers hold, by DescribeLogDirs of each.
-async fn replicas_held(admin: &KafkaAdmin) -> anyhow::Result<usize> {
+async fn replicas_held(admin: &KafkaClient) -> anyhow::Result<usize> {
     let mut n = 0;
     for b in 1..=3 {
         n += admin
@@ -50,7 +50,7 @@ async fn main() -> anyhow::Result<()> {
         "cluster (1 controller + 3 brokers) up in {:.1} s",
         t.elapsed().as_secs_f64()
     );
-    let admin = KafkaAdmin::new(&k.bootstrap(), Duration::from_secs(120));
+    let admin = KafkaClient::new(&k.bootstrap(), Duration::from_secs(120));
     let t = Instant::now();
     let mut left = a.partitions;
     let mut i = 0;
