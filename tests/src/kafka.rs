@@ -99,9 +99,51 @@ pub fn libs() -> PathBuf {
 pub enum Layout {
     /// One node, controller and broker (id 1, rack `r1`).
     Combined,
-    /// Controller 100; brokers 1, 2, 3 on racks `r1`, `r2`, `r3`.
+    /// Controller 100; brokers 1, 2, 3 on racks `r1`, `r2`, `r3`, each
+    /// with the Prometheus JMX exporter agent ([`KafkaNode::metrics_url`]).
     ControllerAndThreeBrokers,
+    /// One combined node that also listens with SASL_SSL
+    /// ([`KafkaNode::secure_addr`], CA in [`KafkaCluster::ca_pem`]): PLAIN
+    /// and SCRAM-SHA-256/512 with the users of [`SASL_USERS`].
+    CombinedSecure,
 }
+
+/// The SASL users of [`Layout::CombinedSecure`]: (mechanism, user, password).
+pub const SASL_USERS: [(&str, &str, &str); 3] = [
+    ("PLAIN", "alice", "alice-secret"),
+    ("SCRAM-SHA-256", "bob", "bob-secret"),
+    ("SCRAM-SHA-512", "carol", "carol-secret"),
+];
+
+/// The JMX exporter's rules: what the reporter reads (per-topic and total
+/// bytes/messages counters, under-replicated partitions, request-handler
+/// idle ratio, request p99s).
+const JMX_RULES: &str = r#"lowercaseOutputName: true
+lowercaseOutputLabelNames: true
+includeObjectNames:
+  - "kafka.server:type=BrokerTopicMetrics,*"
+  - "kafka.server:type=ReplicaManager,*"
+  - "kafka.server:type=KafkaRequestHandlerPool,*"
+  - "kafka.network:type=RequestMetrics,name=TotalTimeMs,*"
+rules:
+  - pattern: 'kafka.server<type=BrokerTopicMetrics, name=(BytesIn|BytesOut|MessagesIn)PerSec, topic=(.+)><>Count'
+    name: kafka_server_brokertopicmetrics_$1_total
+    type: COUNTER
+    labels: {topic: "$2"}
+  - pattern: 'kafka.server<type=BrokerTopicMetrics, name=(BytesIn|BytesOut|MessagesIn)PerSec><>Count'
+    name: kafka_server_brokertopicmetrics_$1_total
+    type: COUNTER
+  - pattern: 'kafka.server<type=ReplicaManager, name=UnderReplicatedPartitions><>Value'
+    name: kafka_server_replicamanager_underreplicatedpartitions
+    type: GAUGE
+  - pattern: 'kafka.server<type=KafkaRequestHandlerPool, name=RequestHandlerAvgIdlePercent><>OneMinuteRate'
+    name: kafka_server_kafkarequesthandlerpool_requesthandleravgidlepercent
+    type: GAUGE
+  - pattern: 'kafka.network<type=RequestMetrics, name=TotalTimeMs, request=(\w+)><>99thPercentile'
+    name: kafka_network_requestmetrics_totaltimems
+    type: GAUGE
+    labels: {request: "$1", quantile: "0.99"}
+"#;
 
 /// One Kafka node of a [`KafkaCluster`].
 pub struct KafkaNode {
@@ -110,6 +152,12 @@ pub struct KafkaNode {
     pub broker_addr: Option<String>,
     /// Its log dirs, exactly as configured.
     pub log_dirs: Vec<PathBuf>,
+    /// The SASL_SSL listener ([`Layout::CombinedSecure`]).
+    pub secure_addr: Option<String>,
+    /// The JMX exporter's endpoint (`http://…/metrics`), on brokers of
+    /// [`Layout::ControllerAndThreeBrokers`].
+    pub metrics_url: Option<String>,
+    metrics_port: Option<u16>,
     props: PathBuf,
     log: PathBuf,
     child: Option<Child>,
@@ -119,6 +167,8 @@ pub struct KafkaNode {
 pub struct KafkaCluster {
     pub nodes: Vec<KafkaNode>,
     pub cluster_id: String,
+    /// The CA of the SASL_SSL listener's certificate (PEM).
+    pub ca_pem: Option<Vec<u8>>,
     libs: PathBuf,
     dir: tempfile::TempDir,
 }
@@ -144,6 +194,8 @@ replica.fetch.max.bytes=65536
 replica.fetch.response.max.bytes=65536
 replica.high.watermark.checkpoint.interval.ms=500
 log.start.offset.checkpoint.interval.ms=500
+broker.heartbeat.interval.ms=1000
+broker.session.timeout.ms=4000
 ";
 
 impl KafkaCluster {
@@ -167,7 +219,7 @@ impl KafkaCluster {
             .expect("an id")
             .to_string();
         let specs: Vec<(i32, &str, Option<&str>)> = match layout {
-            Layout::Combined => vec![(1, "broker,controller", Some("r1"))],
+            Layout::Combined | Layout::CombinedSecure => vec![(1, "broker,controller", Some("r1"))],
             Layout::ControllerAndThreeBrokers => vec![
                 (100, "controller", None),
                 (1, "broker", Some("r1")),
@@ -188,6 +240,7 @@ impl KafkaCluster {
             .map(|(s, p)| format!("{}@127.0.0.1:{}", s.0, p.1))
             .collect();
         let mut nodes = Vec::new();
+        let mut ca_pem = None;
         for ((id, roles, rack), (bport, cport)) in specs.iter().zip(&ports) {
             let home = dir.path().join(format!("n{id}"));
             std::fs::create_dir_all(&home).expect("node dir");
@@ -200,6 +253,11 @@ impl KafkaCluster {
             if is_controller {
                 listeners.push(format!("CONTROLLER://127.0.0.1:{cport}"));
             }
+            let secure = layout == Layout::CombinedSecure;
+            let sport = secure.then(crate::reserve_port);
+            if let Some(sp) = sport {
+                listeners.push(format!("SECURE://127.0.0.1:{sp}"));
+            }
             let log_dirs: Vec<PathBuf> = if is_broker {
                 vec![home.join("d0"), home.join("d1")]
             } else {
@@ -208,15 +266,43 @@ impl KafkaCluster {
             let mut p = format!(
                 "process.roles={roles}\nnode.id={id}\ncontroller.quorum.voters={}\n\
                  listeners={}\ncontroller.listener.names=CONTROLLER\n\
-                 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n\
+                 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SECURE:SASL_SSL\n\
                  metadata.log.dir={}\n",
                 voters.join(","),
                 listeners.join(","),
                 home.join("meta").display(),
             );
+            if let Some(sp) = sport {
+                let ck = rcgen::generate_simple_self_signed(vec![
+                    "127.0.0.1".into(),
+                    "localhost".into(),
+                ])
+                .expect("a certificate");
+                let pem = home.join("server.pem");
+                std::fs::write(
+                    &pem,
+                    format!("{}{}", ck.signing_key.serialize_pem(), ck.cert.pem()),
+                )
+                .expect("server.pem");
+                ca_pem = Some(ck.cert.pem().into_bytes());
+                let jaas = "org.apache.kafka.common.security";
+                p.push_str(&format!(
+                    "advertised.listeners=PLAINTEXT://127.0.0.1:{bport},SECURE://127.0.0.1:{sp}\n\
+                     sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512\n\
+                     listener.name.secure.plain.sasl.jaas.config={jaas}.plain.PlainLoginModule required user_alice=\"alice-secret\";\n\
+                     listener.name.secure.scram-sha-256.sasl.jaas.config={jaas}.scram.ScramLoginModule required;\n\
+                     listener.name.secure.scram-sha-512.sasl.jaas.config={jaas}.scram.ScramLoginModule required;\n\
+                     ssl.keystore.type=PEM\nssl.keystore.location={}\n",
+                    pem.display()
+                ));
+            } else if is_broker {
+                p.push_str(&format!(
+                    "advertised.listeners=PLAINTEXT://127.0.0.1:{bport}\n"
+                ));
+            }
             if is_broker {
                 p.push_str(&format!(
-                    "advertised.listeners=PLAINTEXT://127.0.0.1:{bport}\n\
+                    "\
                      inter.broker.listener.name=PLAINTEXT\nbroker.rack={}\nlog.dirs={}\n",
                     rack.unwrap_or("r1"),
                     log_dirs
@@ -242,14 +328,26 @@ impl KafkaCluster {
                 id: *id,
                 broker_addr: is_broker.then(|| format!("127.0.0.1:{bport}")),
                 log_dirs,
+                secure_addr: sport.map(|p| format!("127.0.0.1:{p}")),
+                metrics_url: None,
+                metrics_port: None,
                 props,
                 log: home.join("kafka.log"),
                 child: None,
             });
         }
+        if layout == Layout::ControllerAndThreeBrokers {
+            std::fs::write(dir.path().join("jmx-rules.yaml"), JMX_RULES).expect("jmx rules");
+            for n in nodes.iter_mut().filter(|n| n.broker_addr.is_some()) {
+                let port = crate::reserve_port();
+                n.metrics_port = Some(port);
+                n.metrics_url = Some(format!("http://127.0.0.1:{port}/metrics"));
+            }
+        }
         let mut c = KafkaCluster {
             nodes,
             cluster_id,
+            ca_pem,
             libs,
             dir,
         };
@@ -258,16 +356,22 @@ impl KafkaCluster {
             .nodes
             .iter()
             .map(|n| {
-                c.java()
-                    .args([
-                        "kafka.tools.StorageTool",
-                        "format",
-                        "-t",
-                        &c.cluster_id,
-                        "-c",
-                    ])
-                    .arg(&n.props)
-                    .stdout(Stdio::piped())
+                let mut cmd = c.java();
+                cmd.args([
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "-t",
+                    &c.cluster_id,
+                    "-c",
+                ])
+                .arg(&n.props);
+                if layout == Layout::CombinedSecure {
+                    for (mech, user, pass) in SASL_USERS.iter().filter(|u| u.0 != "PLAIN") {
+                        cmd.arg("--add-scram")
+                            .arg(format!("{mech}=[name={user},password={pass}]"));
+                    }
+                }
+                cmd.stdout(Stdio::piped())
                     .stderr(Stdio::piped())
                     .spawn()
                     .expect("java runs")
@@ -315,8 +419,25 @@ impl KafkaCluster {
             .append(true)
             .open(&n.log)
             .expect("node log");
-        let child = self
-            .java()
+        let mut cmd = self.java();
+        if let Some(port) = n.metrics_port {
+            let agent = std::fs::read_dir(&self.libs)
+                .expect("the jar cache")
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .find(|p| {
+                    p.file_name().is_some_and(|f| {
+                        f.to_string_lossy().starts_with("jmx_prometheus_javaagent")
+                    })
+                })
+                .expect("the JMX exporter agent jar is in the cache");
+            cmd.arg(format!(
+                "-javaagent:{}=127.0.0.1:{port}:{}",
+                agent.display(),
+                self.dir.path().join("jmx-rules.yaml").display()
+            ));
+        }
+        let child = cmd
             .arg(format!(
                 "-Dkafka.logs.dir={}",
                 n.log.parent().expect("node dir").display()
@@ -385,6 +506,46 @@ impl KafkaCluster {
         }
     }
 
+    /// SIGKILLs node `id` (no shutdown hook runs) and waits for it to exit.
+    pub fn kill(&mut self, id: i32) {
+        let n = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.id == id)
+            .expect("a node of the cluster");
+        if let Some(mut c) = n.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts node `id` again on its dirs and waits until it answers on
+    /// its listener and Metadata lists `brokers` brokers.
+    pub async fn restart(&mut self, id: i32, brokers: usize) {
+        let i = self
+            .nodes
+            .iter()
+            .position(|n| n.id == id)
+            .expect("a node of the cluster");
+        assert!(self.nodes[i].child.is_none(), "node {id} is running");
+        self.start_node(i);
+        if let Some(addr) = self.nodes[i].broker_addr.clone() {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while Connection::connect(&addr, Duration::from_secs(2))
+                .await
+                .is_err()
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "broker {id} did not come back within 60 s\n{}",
+                    self.logs()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        self.wait_brokers(brokers, Duration::from_secs(60)).await;
+    }
+
     /// The tail of every node's log.
     pub fn logs(&self) -> String {
         self.nodes
@@ -404,8 +565,53 @@ impl KafkaCluster {
     }
 }
 
-impl Drop for KafkaCluster {
-    fn drop(&mut self) {
+/// The clusters [`KafkaCluster::shared`] started, stopped at process exit.
+static SHARED: std::sync::Mutex<Vec<(Layout, &'static tokio::sync::Mutex<KafkaCluster>)>> =
+    std::sync::Mutex::new(Vec::new());
+
+extern "C" fn stop_shared() {
+    let shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+    for (_, c) in shared.iter() {
+        if let Ok(mut c) = c.try_lock() {
+            c.stop();
+            let _ = std::fs::remove_dir_all(c.dir.path());
+        }
+    }
+}
+
+impl KafkaCluster {
+    /// One cluster of `layout` per test binary, started by the first test
+    /// that asks and stopped when the process exits, so a binary's tests
+    /// pay one JVM start. Tests that change broker-global state (configs,
+    /// quotas, kills) hold the lock for their whole run — the serial group
+    /// — and leave the cluster as they found it; read-only tests take it
+    /// briefly for addresses.
+    pub async fn shared(layout: Layout) -> &'static tokio::sync::Mutex<KafkaCluster> {
+        static STARTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let _one = STARTING.lock().await;
+        let found = SHARED
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|(l, _)| *l == layout)
+            .map(|(_, c)| *c);
+        if let Some(c) = found {
+            return c;
+        }
+        let c: &'static tokio::sync::Mutex<KafkaCluster> = Box::leak(Box::new(
+            tokio::sync::Mutex::new(KafkaCluster::start(layout).await),
+        ));
+        let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+        if shared.is_empty() {
+            // SAFETY: registering a plain extern "C" fn with no arguments.
+            unsafe { libc::atexit(stop_shared) };
+        }
+        shared.push((layout, c));
+        c
+    }
+
+    /// Stops every node: SIGTERM, then SIGKILL after 10 s.
+    fn stop(&mut self) {
         for n in &mut self.nodes {
             if let Some(c) = &n.child {
                 let _ = nix::sys::signal::kill(
@@ -427,6 +633,12 @@ impl Drop for KafkaCluster {
     }
 }
 
+impl Drop for KafkaCluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 fn rand_bytes() -> [u8; 16] {
     let mut b = [0u8; 16];
     let t = std::time::SystemTime::now()
@@ -435,4 +647,86 @@ fn rand_bytes() -> [u8; 16] {
     b[..8].copy_from_slice(&(t as u64).to_be_bytes());
     b[8..12].copy_from_slice(&std::process::id().to_be_bytes());
     b
+}
+
+/// The data plane of the tests, on rdkafka (librdkafka).
+pub mod data {
+    use std::time::Duration;
+
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use rdkafka::{Message, Offset, TopicPartitionList};
+
+    /// Produces `count` records of `size` bytes to one partition (acks=all)
+    /// and returns the offset of the last.
+    pub async fn produce(
+        bootstrap: &[String],
+        topic: &str,
+        partition: i32,
+        count: usize,
+        size: usize,
+    ) -> i64 {
+        let p: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap.join(","))
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", "60000")
+            .create()
+            .expect("an rdkafka producer");
+        let payload = vec![b'g'; size];
+        let mut last = -1;
+        for chunk in (0..count).collect::<Vec<_>>().chunks(256) {
+            let sends: Vec<_> = chunk
+                .iter()
+                .map(|i| {
+                    let key = i.to_string();
+                    let rec = FutureRecord::to(topic)
+                        .partition(partition)
+                        .key(&key)
+                        .payload(&payload);
+                    let f = p.send_result(rec).expect("queued");
+                    async move { f.await.expect("delivered").expect("acknowledged") }
+                })
+                .collect();
+            for s in sends {
+                let d = s.await;
+                last = last.max(d.offset);
+            }
+        }
+        last
+    }
+
+    /// A consumer joins `group` on `topic` (one partition), reads `n`
+    /// records from the start, commits the offset after the last one it
+    /// read, and leaves the group.
+    pub fn consume_and_commit(bootstrap: &[String], group: &str, topic: &str, n: usize) {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap.join(","))
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .expect("an rdkafka consumer");
+        c.subscribe(&[topic]).expect("subscribed");
+        let mut read = 0;
+        let mut next = 0;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while read < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "read {read} of {n} records"
+            );
+            if let Some(m) = c.poll(Duration::from_millis(200)) {
+                let m = m.expect("a record");
+                next = m.offset() + 1;
+                read += 1;
+            }
+        }
+        let mut commit = TopicPartitionList::new();
+        commit
+            .add_partition_offset(topic, 0, Offset::Offset(next))
+            .expect("partition");
+        c.commit(&commit, CommitMode::Sync).expect("committed");
+    }
 }
