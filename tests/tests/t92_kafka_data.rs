@@ -94,12 +94,12 @@ async fn offsets_and_a_real_groups_lag() {
     assert_eq!(last, 99);
     let tp = TopicPartition::new(name, 0);
     let r = a
-        .list_offsets(&[tp.clone()], OffsetSpec::Latest)
+        .list_offsets(std::slice::from_ref(&tp), OffsetSpec::Latest)
         .await
         .unwrap();
     assert_eq!(r[0].1.as_ref().unwrap(), &100);
     let r = a
-        .list_offsets(&[tp.clone()], OffsetSpec::Earliest)
+        .list_offsets(std::slice::from_ref(&tp), OffsetSpec::Earliest)
         .await
         .unwrap();
     assert_eq!(r[0].1.as_ref().unwrap(), &0);
