@@ -126,7 +126,7 @@ async fn a_throttled_move_between_brokers_shows_its_stages() {
     // While it copies: listed with broker 3 adding and broker 1 leaving,
     // and broker 3's replica is smaller than the leader's.
     let seen = eventually("the move in progress", || async {
-        let l = a.list_reassignments(&[tp.clone()]).await.ok()?;
+        let l = a.list_reassignments(std::slice::from_ref(&tp)).await.ok()?;
         let r = l.into_iter().next()?;
         let dirs = a.describe_log_dirs(3).await.ok()?;
         let size = dirs
@@ -158,7 +158,7 @@ async fn a_throttled_move_between_brokers_shows_its_stages() {
     .await
     .unwrap();
     eventually("the move done", || async {
-        let l = a.list_reassignments(&[tp.clone()]).await.ok()?;
+        let l = a.list_reassignments(std::slice::from_ref(&tp)).await.ok()?;
         let m = a.metadata().await.ok()?;
         let p = m.topics.iter().find(|t| t.name == name)?.partitions[0].clone();
         (l.is_empty() && p.replicas == vec![2, 3] && p.isr.len() == 2).then_some(())
