@@ -61,6 +61,67 @@ pub struct NodeConfig {
     /// TLS for the admin port; absent = plaintext.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// How the leader talks to the Kafka clusters it governs.
+    #[serde(default)]
+    pub kafka: KafkaConfig,
+}
+
+/// The leader's Kafka admin connections (every registered cluster).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Deadline of one admin call, retries included.
+    pub request_timeout_ms: u64,
+    /// Kafka client security keys, as a Kafka client names them:
+    /// `security.protocol`, `ssl.ca.location`,
+    /// `ssl.endpoint.identification.name`, `sasl.mechanism`,
+    /// `sasl.username`. The password is never inline: `sasl-password-file`.
+    pub security: std::collections::BTreeMap<String, String>,
+    /// File holding the SASL password (first line).
+    pub sasl_password_file: Option<PathBuf>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            request_timeout_ms: 30_000,
+            security: Default::default(),
+            sasl_password_file: None,
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// The connection options these keys describe (the password read
+    /// from its file); a bad key or value is an error naming it.
+    pub fn connect_options(&self) -> Result<guardian_kafka::ConnectOptions, ConfigError> {
+        if self.security.contains_key("sasl.password") {
+            return Err(invalid(
+                "kafka.security",
+                "sasl.password must not be inline; use kafka.sasl-password-file",
+            ));
+        }
+        let password = match &self.sasl_password_file {
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .map_err(|e| {
+                        invalid("kafka.sasl-password-file", format!("{}: {e}", p.display()))
+                    })?
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+            ),
+            None => None,
+        };
+        let pairs = self
+            .security
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(password.as_deref().map(|p| ("sasl.password", p)));
+        guardian_kafka::ConnectOptions::from_config(pairs)
+            .map_err(|e| invalid("kafka.security", e.to_string()))
+    }
 }
 
 /// Server certificate and key (PEM) for the admin port.
@@ -198,6 +259,7 @@ impl NodeConfig {
             auth: AuthConfig::default(),
             collect: CollectConfig::default(),
             tls: None,
+            kafka: KafkaConfig::default(),
         }
     }
 
@@ -215,6 +277,10 @@ impl NodeConfig {
         if self.node_id == 0 {
             return Err(invalid("node-id", "must be > 0"));
         }
+        if self.kafka.request_timeout_ms == 0 {
+            return Err(invalid("kafka.request-timeout-ms", "must be > 0"));
+        }
+        self.kafka.connect_options()?;
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("data-dir", "must not be empty"));
         }

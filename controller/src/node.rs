@@ -207,6 +207,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         ctl: ctl.clone(),
         collector,
         peer_token: cfg.raft.peer_token.clone(),
+        kafka: cfg.kafka.clone(),
     });
     let auth = Auth::new(&cfg.auth);
     let admin_svc = GuardianAdminServer::new(AdminService::new(api.clone(), auth.clone()))

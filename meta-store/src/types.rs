@@ -78,6 +78,18 @@ pub enum CommandResponse {
     Batch(Vec<CommandResponse>),
     /// One outcome per tiered-storage event, in order.
     RemoteLog(Vec<EventOutcome>),
+    Discovered(DiscoveryReport),
+}
+
+/// What `cluster discover` changed (or would change) in the registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct DiscoveryReport {
+    /// One line per change, by broker.
+    pub changes: Vec<String>,
+    /// Registered brokers Kafka no longer lists (kept).
+    pub missing: Vec<i32>,
+    /// The cluster's brokers afterwards.
+    pub brokers: Vec<Broker>,
 }
 
 /// What became of one tiered-storage metadata event.

@@ -117,6 +117,16 @@ pub struct LogDir {
     pub capacity_bytes: u64,
 }
 
+/// A broker as `cluster discover` read it from Kafka.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiscoveredBroker {
+    pub broker_id: i32,
+    pub host: String,
+    pub rack: String,
+    /// Paths exactly as Kafka reports them; capacity = filesystem total.
+    pub log_dirs: Vec<LogDir>,
+}
+
 /// A registered Kafka cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cluster {
@@ -401,6 +411,13 @@ pub enum Command {
         name: String,
     },
     AddBroker(Broker),
+    /// Records what Kafka reported of a registered cluster: its cluster id
+    /// and every broker (registered or updated; none removed).
+    DiscoverCluster {
+        cluster: String,
+        kafka_cluster_id: String,
+        brokers: Vec<DiscoveredBroker>,
+    },
     RemoveBroker {
         cluster: String,
         broker_id: i32,
@@ -574,6 +591,25 @@ impl Command {
             Command::AddCluster(c) => c.validate(),
             Command::RemoveCluster { name } => validate_name("name", name),
             Command::AddBroker(b) => b.validate(),
+            Command::DiscoverCluster {
+                cluster,
+                kafka_cluster_id,
+                brokers,
+            } => {
+                validate_name("cluster", cluster)?;
+                if kafka_cluster_id.is_empty() {
+                    return Err(InvalidField::new("kafka_cluster_id", "must not be empty"));
+                }
+                for b in brokers {
+                    if b.broker_id < 0 {
+                        return Err(InvalidField::new("brokers.broker_id", "must be >= 0"));
+                    }
+                    if b.host.is_empty() {
+                        return Err(InvalidField::new("brokers.host", "must not be empty"));
+                    }
+                }
+                Ok(())
+            }
             Command::RemoveBroker { cluster, broker_id } => {
                 validate_name("cluster", cluster)?;
                 if *broker_id < 0 {
@@ -699,6 +735,7 @@ impl Command {
             Command::AddCluster(_) => "add_cluster",
             Command::RemoveCluster { .. } => "remove_cluster",
             Command::AddBroker(_) => "add_broker",
+            Command::DiscoverCluster { .. } => "discover_cluster",
             Command::RemoveBroker { .. } => "remove_broker",
             Command::CreateTenant(_) => "create_tenant",
             Command::DeleteTenant { .. } => "delete_tenant",
@@ -721,6 +758,12 @@ impl Command {
         match self {
             Command::AllocateIds { ids, .. } => 32 + 18 * ids.len(),
             Command::AddBroker(b) => 256 + 64 * b.log_dirs.len(),
+            Command::DiscoverCluster { brokers, .. } => brokers
+                .iter()
+                .map(|b| {
+                    64 + b.host.len() + b.log_dirs.iter().map(|d| 16 + d.path.len()).sum::<usize>()
+                })
+                .sum(),
             Command::Batch(items) => items.iter().map(|i| i.command.approx_size()).sum(),
             Command::RemoteLog(events) => events.iter().map(RemoteLogEvent::approx_size).sum(),
             Command::TrackPartitions { partitions, .. } => 64 * partitions.len(),

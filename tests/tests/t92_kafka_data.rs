@@ -231,3 +231,226 @@ async fn the_reporter_agrees_with_kafka() {
     let r = a.delete_topics(&[name.to_string()]).await.unwrap();
     r[0].1.as_ref().unwrap();
 }
+
+/// `guardian cluster discover` on a real cluster: a dry run reports and
+/// writes nothing; the real run records the Kafka cluster id and every
+/// broker with its dirs exactly as Kafka reports them (a registered
+/// capacity wins); a registered broker Kafka does not list is reported and
+/// kept; a second run changes nothing; unreachable bootstrap servers are a
+/// clear error naming them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_registers_every_broker_as_kafka_reports_it() {
+    use guardian_proto::pb;
+    use guardian_tests::{cli, TestCluster};
+    let (bootstrap, nodes) = cluster().await;
+    let kafka_id = KafkaCluster::shared(Layout::ControllerAndThreeBrokers)
+        .await
+        .lock()
+        .await
+        .cluster_id
+        .clone();
+    let g = TestCluster::start(1).await;
+    let cl = g.client();
+    let add = |c: pb::Cluster| {
+        let cl = &cl;
+        async move {
+            cl.call(|mut s| {
+                let c = c.clone();
+                async move {
+                    s.add_cluster(pb::AddClusterRequest { cluster: Some(c) })
+                        .await
+                }
+            })
+            .await
+            .unwrap()
+        }
+    };
+    add(pb::Cluster {
+        name: "t92".into(),
+        bootstrap_servers: bootstrap.clone(),
+        idc: "east".into(),
+        ..Default::default()
+    })
+    .await;
+    let dirs2: Vec<String> = nodes
+        .iter()
+        .find(|n| n.0 == 2)
+        .unwrap()
+        .1
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    for (id, host, dirs) in [
+        (
+            2,
+            "old-host",
+            vec![pb::LogDir {
+                path: dirs2[0].clone(),
+                capacity_bytes: 4 << 40,
+            }],
+        ),
+        (
+            7,
+            "gone",
+            vec![pb::LogDir {
+                path: "/data/7".into(),
+                capacity_bytes: 1 << 40,
+            }],
+        ),
+    ] {
+        let b = pb::Broker {
+            cluster: "t92".into(),
+            broker_id: id,
+            host: host.into(),
+            rack: "r9".into(),
+            reporter_endpoint: format!("{host}:9300"),
+            log_dirs: dirs,
+            ..Default::default()
+        };
+        cl.call(|mut s| {
+            let b = b.clone();
+            async move { s.add_broker(pb::AddBrokerRequest { broker: Some(b) }).await }
+        })
+        .await
+        .unwrap();
+    }
+    let eps = g.endpoints().join(",");
+    let list = || async {
+        cl.call(|mut s| async move {
+            s.list_brokers(pb::ListBrokersRequest {
+                cluster: "t92".into(),
+                stale: false,
+            })
+            .await
+        })
+        .await
+        .unwrap()
+        .brokers
+    };
+    let before = list().await;
+    // Dry run: the report, nothing written.
+    let (code, out, err) = cli(&[
+        "--endpoints",
+        &eps,
+        "-o",
+        "json",
+        "cluster",
+        "discover",
+        "t92",
+        "--dry-run",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["kafka_cluster_id"], kafka_id.as_str());
+    assert_eq!(v["dry_run"], true);
+    assert_eq!(v["missing_broker_ids"], serde_json::json!([7]));
+    let changes: Vec<String> = v["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        changes.iter().any(|c| c.contains("Kafka cluster id")),
+        "{changes:?}"
+    );
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.starts_with("broker 1: registered")),
+        "{changes:?}"
+    );
+    assert!(
+        changes
+            .iter()
+            .any(|c| c == "broker 2: host old-host -> 127.0.0.1"),
+        "{changes:?}"
+    );
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.starts_with(&format!("broker 2: log dir {} added", dirs2[1]))),
+        "{changes:?}"
+    );
+    assert_eq!(list().await, before, "a dry run writes nothing");
+    // The real run.
+    let (code, out, err) = cli(&["--endpoints", &eps, "cluster", "discover", "t92"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("changed:") && out.contains("broker 7: registered but not in the cluster"),
+        "{out}"
+    );
+    let after = list().await;
+    assert_eq!(
+        after.iter().map(|b| b.broker_id).collect::<Vec<_>>(),
+        vec![1, 2, 3, 7]
+    );
+    let a = KafkaClient::new(&bootstrap, Duration::from_secs(10));
+    for (id, dirs, _) in &nodes {
+        let b = after.iter().find(|b| b.broker_id == *id).unwrap();
+        let paths: Vec<String> = b.log_dirs.iter().map(|d| d.path.clone()).collect();
+        let configured: Vec<String> = dirs.iter().map(|p| p.display().to_string()).collect();
+        assert_eq!(paths, configured, "broker {id}");
+        assert_eq!(b.rack, format!("r{id}"));
+        assert_eq!(b.host, "127.0.0.1");
+        let kd = a.describe_log_dirs(*id).await.unwrap();
+        for (d, k) in b.log_dirs.iter().zip(&kd) {
+            let want = if *id == 2 && d.path == dirs2[0] {
+                4 << 40
+            } else {
+                k.total_bytes.unwrap() as u64
+            };
+            assert_eq!(d.capacity_bytes, want, "broker {id} {}", d.path);
+        }
+    }
+    let b2 = after.iter().find(|b| b.broker_id == 2).unwrap();
+    assert_eq!(
+        b2.reporter_endpoint, "old-host:9300",
+        "what Kafka does not know is kept"
+    );
+    let c = cl
+        .call(|mut s| async move {
+            s.get_cluster(pb::GetClusterRequest {
+                name: "t92".into(),
+                stale: false,
+            })
+            .await
+        })
+        .await
+        .unwrap();
+    assert_eq!(c.kafka_cluster_id, kafka_id);
+    // Again: nothing to change.
+    let (code, out, err) = cli(&[
+        "--endpoints",
+        &eps,
+        "-o",
+        "json",
+        "cluster",
+        "discover",
+        "t92",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["changes"], serde_json::json!([]), "{out}");
+    // Unreachable bootstrap servers: named in a final error.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    add(pb::Cluster {
+        name: "t92-nowhere".into(),
+        bootstrap_servers: vec![closed.clone()],
+        idc: "east".into(),
+        ..Default::default()
+    })
+    .await;
+    let (code, _, err) = cli(&["--endpoints", &eps, "cluster", "discover", "t92-nowhere"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("FAILED_PRECONDITION") && err.contains(&closed),
+        "{err}"
+    );
+    let (code, _, err) = cli(&["--endpoints", &eps, "cluster", "discover", "no-such"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("NOT_FOUND"), "{err}");
+}

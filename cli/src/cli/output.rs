@@ -194,6 +194,35 @@ impl Output {
         })
     }
 
+    pub fn discovery(&self, name: &str, r: &pb::DiscoverClusterResponse) {
+        let v = json!({
+            "cluster": name,
+            "kafka_cluster_id": r.kafka_cluster_id,
+            "dry_run": r.dry_run,
+            "changes": r.changes,
+            "missing_broker_ids": r.missing_broker_ids,
+            "brokers": r.brokers.iter().map(broker_json).collect::<Vec<_>>(),
+        });
+        self.emit(v, || {
+            let verb = if r.dry_run { "would change" } else { "changed" };
+            let mut out = format!("cluster {name}: Kafka cluster {}\n", r.kafka_cluster_id);
+            if r.changes.is_empty() {
+                out.push_str("no changes\n");
+            } else {
+                out.push_str(&format!("{verb}:\n"));
+                for c in &r.changes {
+                    out.push_str(&format!("  {c}\n"));
+                }
+            }
+            for id in &r.missing_broker_ids {
+                out.push_str(&format!(
+                    "broker {id}: registered but not in the cluster (kept; `broker remove` to drop it)\n"
+                ));
+            }
+            out.trim_end().to_string()
+        })
+    }
+
     pub fn tenants(&self, ts: &[pb::TenantInfo], single: bool) {
         self.list(ts.iter().map(tenant_json).collect(), single, || {
             let mut t = table(&["tenant", "description", "pool brokers"]);

@@ -32,6 +32,16 @@ pub enum ClusterCmd {
     },
     /// Unregister a cluster (its brokers must be removed first).
     Remove { name: String },
+    /// Read the cluster from Kafka (its bootstrap servers, through the
+    /// leader) and register or update every broker: host, rack, log dirs
+    /// exactly as Kafka reports them with their capacity (a registered
+    /// non-zero capacity wins). Prints what changed.
+    Discover {
+        name: String,
+        /// Only print what would change.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Args, Debug, Clone, Copy)]
@@ -232,6 +242,18 @@ pub async fn cluster(c: &Ctx, cmd: ClusterCmd) -> Result<(), CliError> {
             })
             .await?;
             c.out.done(&format!("cluster {name} removed"));
+        }
+        ClusterCmd::Discover { name, dry_run } => {
+            let r = cl
+                .call(|mut s| {
+                    let name = name.clone();
+                    async move {
+                        s.discover_cluster(pb::DiscoverClusterRequest { name, dry_run })
+                            .await
+                    }
+                })
+                .await?;
+            c.out.discovery(&name, &r);
         }
     }
     Ok(())

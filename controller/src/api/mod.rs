@@ -13,6 +13,7 @@
 //! - [`auth`]: bearer tokens and roles.
 
 pub mod auth;
+mod discover;
 pub mod load;
 pub mod membership;
 pub mod registry;
@@ -38,6 +39,8 @@ pub struct Api {
     pub collector: Arc<Collector>,
     /// For `RaftStatus` fan-out over the peers' raft ports.
     pub peer_token: Option<String>,
+    /// How the leader reaches Kafka (cluster discovery, later the executor).
+    pub kafka: crate::config::KafkaConfig,
 }
 
 /// One call: the handlers' view of [`Api`], with the caller's request id
@@ -177,6 +180,7 @@ service!(AdminService: pb::guardian_admin_server::GuardianAdmin {
     add_broker(pb::AddBrokerRequest) -> pb::Broker: Operator, "change the registry" => registry::add_broker;
     list_brokers(pb::ListBrokersRequest) -> pb::ListBrokersResponse: Viewer, "read the registry" => registry::list_brokers;
     remove_broker(pb::RemoveBrokerRequest) -> pb::Empty: Operator, "change the registry" => registry::remove_broker;
+    discover_cluster(pb::DiscoverClusterRequest) -> pb::DiscoverClusterResponse: Operator, "change the registry" => discover::discover_cluster;
     create_tenant(pb::CreateTenantRequest) -> pb::Tenant: Operator, "change the registry" => registry::create_tenant;
     delete_tenant(pb::DeleteTenantRequest) -> pb::Empty: Operator, "change the registry" => registry::delete_tenant;
     list_tenants(pb::ListTenantsRequest) -> pb::ListTenantsResponse: Viewer, "read the registry" => registry::list_tenants;

@@ -94,6 +94,11 @@ impl State {
             Command::AddCluster(c) => reg.add_cluster(c, now, touched),
             Command::RemoveCluster { name } => reg.remove_cluster(name, touched),
             Command::AddBroker(b) => reg.add_broker(b, now, touched),
+            Command::DiscoverCluster {
+                cluster,
+                kafka_cluster_id,
+                brokers,
+            } => reg.discover(cluster, kafka_cluster_id, brokers, now, touched),
             Command::RemoveBroker { cluster, broker_id } => {
                 reg.remove_broker(cluster, *broker_id, load, touched)
             }

@@ -9,7 +9,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use guardian_proto::domain::{Broker, Cluster, IdKind, KafkaUuid, PlacementPolicy, Tenant};
+use guardian_proto::domain::{
+    Broker, Cluster, DiscoveredBroker, IdKind, KafkaUuid, LogDir, PlacementPolicy, Tenant,
+};
 use guardian_proto::pb;
 use prost::Message;
 
@@ -17,7 +19,7 @@ use super::keys::{put_broker, KeyReader};
 use super::load::LoadHistories;
 use super::Key;
 use crate::error::{decode, StoreError};
-use crate::types::{CommandResponse, Rejection};
+use crate::types::{CommandResponse, DiscoveryReport, Rejection};
 
 /// A persisted item of the registry (one `sm_data` key).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -321,6 +323,172 @@ impl Registry {
         self.brokers.insert(key.clone(), b.clone());
         touched.push(RegistryKey::Broker(key.0, key.1).into());
         CommandResponse::Broker(b)
+    }
+
+    /// What recording a discovery would do, without doing it: refused if
+    /// the cluster is unknown or was recorded as another Kafka cluster.
+    /// Brokers are registered or updated (host, rack, log dirs as Kafka
+    /// reports them); a dir keeps a non-zero registered capacity (the
+    /// operator's override: dirs sharing a filesystem all report its
+    /// size), else takes Kafka's. Brokers Kafka no longer lists are
+    /// reported, never removed.
+    pub fn plan_discovery(
+        &self,
+        cluster: &str,
+        kafka_cluster_id: &str,
+        found: &[DiscoveredBroker],
+        now: u64,
+    ) -> Result<(Option<Cluster>, DiscoveryReport), Rejection> {
+        let Some(c) = self.clusters.get(cluster) else {
+            return Err(Rejection::NotFound {
+                what: format!("cluster {cluster:?}"),
+            });
+        };
+        let mut report = DiscoveryReport::default();
+        let mut updated_cluster = None;
+        match c.kafka_cluster_id.as_deref() {
+            Some(id) if id != kafka_cluster_id => {
+                return Err(Rejection::FailedPrecondition {
+                    reason: format!(
+                        "cluster {cluster:?} is registered as Kafka cluster {id}, but its bootstrap servers answer as {kafka_cluster_id}"
+                    ),
+                })
+            }
+            Some(_) => {}
+            None => {
+                report
+                    .changes
+                    .push(format!("cluster: Kafka cluster id {kafka_cluster_id}"));
+                updated_cluster = Some(Cluster {
+                    kafka_cluster_id: Some(kafka_cluster_id.to_string()),
+                    ..c.clone()
+                });
+            }
+        }
+        let mut after: BTreeMap<i32, Broker> = self
+            .brokers_of(cluster)
+            .map(|b| (b.broker_id, b.clone()))
+            .collect();
+        for f in found {
+            let dirs_of = |old: &[LogDir]| -> Vec<LogDir> {
+                f.log_dirs
+                    .iter()
+                    .map(|d| LogDir {
+                        path: d.path.clone(),
+                        capacity_bytes: old
+                            .iter()
+                            .find(|o| o.path == d.path && o.capacity_bytes > 0)
+                            .map_or(d.capacity_bytes, |o| o.capacity_bytes),
+                    })
+                    .collect()
+            };
+            match after.get_mut(&f.broker_id) {
+                None => {
+                    let b = Broker {
+                        cluster: cluster.to_string(),
+                        broker_id: f.broker_id,
+                        host: f.host.clone(),
+                        rack: f.rack.clone(),
+                        idc: c.idc.clone(),
+                        reporter_endpoint: String::new(),
+                        log_dirs: dirs_of(&[]),
+                        nic_bytes_per_sec: 0,
+                        cpu_cores: 0,
+                        pool: None,
+                        registered_at_ms: now,
+                    };
+                    let dirs: Vec<String> = b
+                        .log_dirs
+                        .iter()
+                        .map(|d| format!("{}={}", d.path, d.capacity_bytes))
+                        .collect();
+                    report.changes.push(format!(
+                        "broker {}: registered (host {}, rack {:?}, log dirs {})",
+                        b.broker_id,
+                        b.host,
+                        b.rack,
+                        dirs.join(" ")
+                    ));
+                    after.insert(b.broker_id, b);
+                }
+                Some(b) => {
+                    let id = b.broker_id;
+                    if b.host != f.host {
+                        report
+                            .changes
+                            .push(format!("broker {id}: host {} -> {}", b.host, f.host));
+                        b.host = f.host.clone();
+                    }
+                    if b.rack != f.rack {
+                        report
+                            .changes
+                            .push(format!("broker {id}: rack {:?} -> {:?}", b.rack, f.rack));
+                        b.rack = f.rack.clone();
+                    }
+                    let dirs = dirs_of(&b.log_dirs);
+                    for d in &dirs {
+                        match b.log_dirs.iter().find(|o| o.path == d.path) {
+                            None => report.changes.push(format!(
+                                "broker {id}: log dir {} added ({} bytes)",
+                                d.path, d.capacity_bytes
+                            )),
+                            Some(o) if o.capacity_bytes != d.capacity_bytes => {
+                                report.changes.push(format!(
+                                    "broker {id}: log dir {} capacity {} -> {} bytes",
+                                    d.path, o.capacity_bytes, d.capacity_bytes
+                                ))
+                            }
+                            Some(_) => {}
+                        }
+                    }
+                    for o in b
+                        .log_dirs
+                        .iter()
+                        .filter(|o| !dirs.iter().any(|d| d.path == o.path))
+                    {
+                        report.changes.push(format!(
+                            "broker {id}: log dir {} removed (Kafka does not report it)",
+                            o.path
+                        ));
+                    }
+                    b.log_dirs = dirs;
+                }
+            }
+        }
+        report.missing = after
+            .keys()
+            .copied()
+            .filter(|id| !found.iter().any(|f| f.broker_id == *id))
+            .collect();
+        report.brokers = after.into_values().collect();
+        Ok((updated_cluster, report))
+    }
+
+    /// Records a discovery ([`Registry::plan_discovery`]).
+    pub fn discover(
+        &mut self,
+        cluster: &str,
+        kafka_cluster_id: &str,
+        found: &[DiscoveredBroker],
+        now: u64,
+        touched: &mut Vec<Key>,
+    ) -> CommandResponse {
+        let (updated, report) = match self.plan_discovery(cluster, kafka_cluster_id, found, now) {
+            Ok(v) => v,
+            Err(r) => return CommandResponse::Rejected(r),
+        };
+        if let Some(c) = updated {
+            touched.push(RegistryKey::Cluster(c.name.clone()).into());
+            self.clusters.insert(c.name.clone(), c);
+        }
+        for b in &report.brokers {
+            let key = (b.cluster.clone(), b.broker_id);
+            if self.brokers.get(&key) != Some(b) {
+                self.brokers.insert(key.clone(), b.clone());
+                touched.push(RegistryKey::Broker(key.0, key.1).into());
+            }
+        }
+        CommandResponse::Discovered(report)
     }
 
     /// Removes a broker and, with it, its load history.

@@ -170,6 +170,23 @@ impl From<domain::Request> for pb::Request {
             Command::RemoveBroker { cluster, broker_id } => {
                 PbCmd::RemoveBroker(pb::RemoveBrokerCmd { cluster, broker_id })
             }
+            Command::DiscoverCluster {
+                cluster,
+                kafka_cluster_id,
+                brokers,
+            } => PbCmd::DiscoverCluster(pb::DiscoverClusterCmd {
+                cluster,
+                kafka_cluster_id,
+                brokers: brokers
+                    .into_iter()
+                    .map(|b| pb::DiscoveredBroker {
+                        broker_id: b.broker_id,
+                        host: b.host,
+                        rack: b.rack,
+                        log_dirs: b.log_dirs.into_iter().map(Into::into).collect(),
+                    })
+                    .collect(),
+            }),
             Command::CreateTenant(t) => PbCmd::CreateTenant(pb::CreateTenantCmd {
                 tenant: Some(t.into()),
             }),
@@ -279,6 +296,20 @@ impl TryFrom<pb::Request> for domain::Request {
             PbCmd::RemoveBroker(c) => Command::RemoveBroker {
                 cluster: c.cluster,
                 broker_id: c.broker_id,
+            },
+            PbCmd::DiscoverCluster(c) => Command::DiscoverCluster {
+                cluster: c.cluster,
+                kafka_cluster_id: c.kafka_cluster_id,
+                brokers: c
+                    .brokers
+                    .into_iter()
+                    .map(|b| domain::DiscoveredBroker {
+                        broker_id: b.broker_id,
+                        host: b.host,
+                        rack: b.rack,
+                        log_dirs: b.log_dirs.into_iter().map(Into::into).collect(),
+                    })
+                    .collect(),
             },
             PbCmd::CreateTenant(c) => Command::CreateTenant(required(c.tenant, "tenant")?.into()),
             PbCmd::DeleteTenant(c) => Command::DeleteTenant { name: c.name },
