@@ -276,6 +276,29 @@ mod tests {
         assert!(matches!(e, KafkaError::Connect { .. }), "{e}");
     }
 
+    /// A broker whose ApiVersions lists only ApiVersions: every other call
+    /// is a typed `Unsupported` naming the API, before anything is sent.
+    #[tokio::test]
+    async fn an_api_the_broker_lacks_is_unsupported_not_sent() {
+        // ApiVersions v3 response: header v0 (correlation id 1), error 0,
+        // api_keys (compact array of 1: key 18, v0–v3, no tags),
+        // throttle 0, no tags.
+        let mut body = vec![0, 0, 0, 1, 0, 0, 2, 0, 18, 0, 0, 0, 3, 0];
+        body.extend_from_slice(&[0, 0, 0, 0, 0]);
+        let mut f = (body.len() as i32).to_be_bytes().to_vec();
+        f.extend_from_slice(&body);
+        let c = Connection::connect(&fake(f).await, Duration::from_secs(2))
+            .await
+            .unwrap();
+        let e = c.version(ApiKey::DescribeLogDirs, (1, 4)).unwrap_err();
+        assert!(
+            matches!(e, KafkaError::Unsupported { api: "DescribeLogDirs", .. }),
+            "{e}"
+        );
+        assert!(e.to_string().contains("offers none"), "{e}");
+        assert_eq!(c.version(ApiKey::ApiVersions, (0, 9)).unwrap(), 3);
+    }
+
     #[tokio::test]
     async fn a_silent_broker_times_out_within_the_deadline() {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();

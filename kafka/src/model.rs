@@ -1492,3 +1492,229 @@ impl KafkaAdmin for KafkaModel {
             .unwrap_or_default())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model() -> KafkaModel {
+        KafkaModel::new(
+            "m",
+            vec![
+                ModelBroker::new(1, "r1"),
+                ModelBroker::new(2, "r2"),
+                ModelBroker::new(3, "r3"),
+            ],
+        )
+        .manual_clock()
+    }
+
+    fn block<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    fn topic(m: &KafkaModel, name: &str, assignment: Vec<Vec<i32>>) {
+        let r = block(m.create_topics(&[NewTopic {
+            name: name.into(),
+            assignment,
+            ..Default::default()
+        }]))
+        .unwrap();
+        r[0].1.as_ref().unwrap();
+    }
+
+    /// A follower throttle of 1 MiB/s makes a 10 MiB copy take 10 s of
+    /// model time; lifting it lets the copy finish at full speed.
+    #[test]
+    fn a_throttle_slows_a_copy_and_the_move_finishes_when_it_catches_up() {
+        let m = model();
+        topic(&m, "t", vec![vec![1, 2]]);
+        let tp = TopicPartition::new("t", 0);
+        m.produce(&tp, 1000, 10 << 20).unwrap();
+        block(m.alter_configs(
+            &ConfigResource::Broker(3),
+            &[AlterConfigOp::Set(
+                "follower.replication.throttled.rate".into(),
+                (1 << 20).to_string(),
+            )],
+        ))
+        .unwrap();
+        block(m.alter_configs(
+            &ConfigResource::Topic("t".into()),
+            &[AlterConfigOp::Set(
+                "follower.replication.throttled.replicas".into(),
+                "0:3".into(),
+            )],
+        ))
+        .unwrap();
+        block(m.alter_reassignments(&[(tp.clone(), Some(vec![2, 3]))], false)).unwrap()[0]
+            .1
+            .as_ref()
+            .unwrap();
+        m.advance(Duration::from_secs(5));
+        let l = block(m.list_reassignments(&[])).unwrap();
+        assert_eq!(
+            (l[0].adding.clone(), l[0].removing.clone()),
+            (vec![3], vec![1])
+        );
+        let size = |m: &KafkaModel| {
+            m.describe_log_dirs_on(3)
+                .unwrap()
+                .iter()
+                .flat_map(|d| d.replicas.clone())
+                .next()
+                .unwrap()
+                .size_bytes
+        };
+        assert_eq!(size(&m), 5 << 20, "half copied after 5 s at 1 MiB/s");
+        m.advance(Duration::from_secs(6));
+        assert!(block(m.list_reassignments(&[])).unwrap().is_empty());
+        let md = block(m.metadata()).unwrap();
+        assert_eq!(md.topics[0].partitions[0].replicas, vec![2, 3]);
+        assert_eq!(
+            md.topics[0].partitions[0].leader, 2,
+            "the leader left with broker 1"
+        );
+    }
+
+    /// A `-future` copy is throttled by `replica.alter.log.dirs.io.max.bytes.per.second`.
+    #[test]
+    fn a_dir_move_is_a_future_replica_until_it_catches_up() {
+        let m = model();
+        topic(&m, "t", vec![vec![1]]);
+        let tp = TopicPartition::new("t", 0);
+        m.produce(&tp, 10, 4 << 20).unwrap();
+        let home = m
+            .describe_log_dirs_on(1)
+            .unwrap()
+            .into_iter()
+            .find(|d| !d.replicas.is_empty())
+            .unwrap()
+            .path;
+        let other = if home.ends_with("d0") {
+            "/data/1/d1"
+        } else {
+            "/data/1/d0"
+        }
+        .to_string();
+        block(m.alter_configs(
+            &ConfigResource::Broker(1),
+            &[AlterConfigOp::Set(
+                "replica.alter.log.dirs.io.max.bytes.per.second".into(),
+                (1 << 20).to_string(),
+            )],
+        ))
+        .unwrap();
+        let r = block(m.alter_replica_log_dirs(1, &[(tp.clone(), other.clone())])).unwrap();
+        assert_eq!(r[0].1.as_ref().unwrap(), &LogDirMove::MoveStarted);
+        m.advance(Duration::from_secs(2));
+        let dirs = m.describe_log_dirs_on(1).unwrap();
+        let f = dirs.iter().find(|d| d.path == other).unwrap().replicas[0].clone();
+        assert!(f.is_future && f.size_bytes == 2 << 20, "{f:?}");
+        m.advance(Duration::from_secs(3));
+        let dirs = m.describe_log_dirs_on(1).unwrap();
+        let holders: Vec<(String, bool)> = dirs
+            .iter()
+            .flat_map(|d| {
+                d.replicas
+                    .iter()
+                    .map(move |r| (d.path.clone(), r.is_future))
+            })
+            .collect();
+        assert_eq!(holders, vec![(other, false)]);
+    }
+
+    #[test]
+    fn a_broker_config_asked_of_another_broker_is_invalid_request() {
+        let m = model();
+        let e = m
+            .describe_configs_on(1, &ConfigResource::Broker(2), &[])
+            .unwrap_err();
+        assert_eq!(e.kafka_name(), Some("InvalidRequest"));
+        assert!(
+            e.to_string()
+                .contains("Unexpected broker id, expected 1, but received 2"),
+            "{e}"
+        );
+        m.set_alive(2, false);
+        let e = block(m.describe_log_dirs(2)).unwrap_err();
+        assert!(e.is_connection(), "{e}");
+    }
+
+    #[test]
+    fn quotas_apply_in_kafkas_precedence() {
+        let m = model();
+        let set = |e: QuotaEntity, v: f64| {
+            block(m.alter_client_quotas(&[(e, vec![("producer_byte_rate".into(), Some(v))])]))
+                .unwrap()[0]
+                .1
+                .as_ref()
+                .unwrap();
+        };
+        set(QuotaEntity(vec![("client-id".into(), None)]), 1.0);
+        assert_eq!(
+            m.effective_quota("u", "c", "producer_byte_rate").unwrap().1,
+            1.0
+        );
+        set(QuotaEntity::client("c"), 2.0);
+        assert_eq!(
+            m.effective_quota("u", "c", "producer_byte_rate").unwrap().1,
+            2.0
+        );
+        set(QuotaEntity(vec![("user".into(), None)]), 3.0);
+        assert_eq!(
+            m.effective_quota("u", "c", "producer_byte_rate").unwrap().1,
+            3.0
+        );
+        set(QuotaEntity::user("u"), 4.0);
+        assert_eq!(
+            m.effective_quota("u", "c", "producer_byte_rate").unwrap().1,
+            4.0
+        );
+        set(QuotaEntity::user_client("u", "c"), 5.0);
+        let (e, v) = m.effective_quota("u", "c", "producer_byte_rate").unwrap();
+        assert_eq!(
+            (e, v),
+            (QuotaEntity::user_client("u", "c").normalized(), 5.0)
+        );
+        // Another user falls back to the default user.
+        assert_eq!(
+            m.effective_quota("v", "x", "producer_byte_rate").unwrap().1,
+            3.0
+        );
+    }
+
+    /// Preferred leader not in sync: refused; the preference recorded for a
+    /// replica not yet on the broker is where it lands.
+    #[test]
+    fn elections_and_recorded_dir_preferences() {
+        let m = model();
+        topic(&m, "t", vec![vec![1, 2]]);
+        let tp = TopicPartition::new("t", 0);
+        m.set_alive(1, false);
+        assert_eq!(
+            block(m.metadata()).unwrap().topics[0].partitions[0].leader,
+            2
+        );
+        let r = block(m.elect_preferred_leaders(std::slice::from_ref(&tp))).unwrap();
+        assert_eq!(
+            r[0].1.as_ref().unwrap_err().kafka_name(),
+            Some("PreferredLeaderNotAvailable")
+        );
+        m.set_alive(1, true);
+        let r = block(m.elect_preferred_leaders(std::slice::from_ref(&tp))).unwrap();
+        assert_eq!(r[0].1.as_ref().unwrap(), &Election::Elected);
+        let r = block(m.alter_replica_log_dirs(3, &[(tp.clone(), "/data/3/d1".into())])).unwrap();
+        assert_eq!(r[0].1.as_ref().unwrap(), &LogDirMove::PreferenceRecorded);
+        block(m.alter_reassignments(&[(tp.clone(), Some(vec![1, 3]))], false)).unwrap();
+        m.advance(Duration::from_millis(1));
+        let d = m.describe_log_dirs_on(3).unwrap();
+        assert_eq!(
+            d.iter().find(|d| !d.replicas.is_empty()).unwrap().path,
+            "/data/3/d1"
+        );
+    }
+}
