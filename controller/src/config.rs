@@ -408,6 +408,36 @@ mod tests {
         cfg.validate().expect("example validates");
     }
 
+    /// Kafka security: bad keys are named; the password comes only from a
+    /// file and never shows in `Debug`.
+    #[test]
+    fn kafka_security_keys_are_checked_and_the_password_stays_out() {
+        let base = "node-id = 1\ndata-dir = \"/x\"\nadmin-listen = \"127.0.0.1:1\"\nraft-listen = \"127.0.0.1:2\"\n";
+        let check = |extra: &str| {
+            toml::from_str::<NodeConfig>(&format!("{base}{extra}"))
+                .unwrap()
+                .validate()
+        };
+        let e = check("[kafka.security]\n\"sasl.password\" = \"x\"\n").unwrap_err();
+        assert!(e.to_string().contains("sasl-password-file"), "{e}");
+        let e = check("[kafka.security]\n\"security.protocol\" = \"SSL\"\n").unwrap_err();
+        assert!(e.to_string().contains("ssl.ca.location"), "{e}");
+        let e =
+            check("[kafka.security]\n\"sasl.kerberos.service.name\" = \"kafka\"\n").unwrap_err();
+        assert!(e.to_string().contains("sasl.kerberos.service.name"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "s3cret-value\n").unwrap();
+        let ok = format!(
+            "[kafka]\nsasl-password-file = \"{}\"\n[kafka.security]\n\"security.protocol\" = \"SASL_PLAINTEXT\"\n\"sasl.mechanism\" = \"SCRAM-SHA-256\"\n\"sasl.username\" = \"guardian\"\n",
+            pw.display()
+        );
+        check(&ok).unwrap();
+        let cfg: NodeConfig = toml::from_str(&format!("{base}{ok}")).unwrap();
+        let o = cfg.kafka.connect_options().unwrap();
+        assert!(!format!("{o:?}").contains("s3cret-value"));
+    }
+
     #[test]
     fn unknown_keys_are_rejected() {
         let err = toml::from_str::<NodeConfig>(

@@ -292,7 +292,13 @@ mod tests {
             .unwrap();
         let e = c.version(ApiKey::DescribeLogDirs, (1, 4)).unwrap_err();
         assert!(
-            matches!(e, KafkaError::Unsupported { api: "DescribeLogDirs", .. }),
+            matches!(
+                e,
+                KafkaError::Unsupported {
+                    api: "DescribeLogDirs",
+                    ..
+                }
+            ),
             "{e}"
         );
         assert!(e.to_string().contains("offers none"), "{e}");

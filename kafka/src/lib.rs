@@ -35,7 +35,7 @@ pub use api::KafkaAdmin;
 pub use client::KafkaClient;
 pub use conn::Connection;
 pub use error::KafkaError;
-pub use metadata::{BrokerInfo, ClusterMetadata, PartitionInfo, TopicInfo};
+pub use metadata::{decode_metadata, BrokerInfo, ClusterMetadata, PartitionInfo, TopicInfo};
 pub use model::KafkaModel;
 pub use security::{ConnectOptions, Mechanism, Sasl, Tls};
 pub use types::*;

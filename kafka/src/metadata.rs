@@ -82,6 +82,22 @@ pub(crate) fn request(topics: Option<&[&str]>) -> impl Fn(i16) -> MetadataReques
     }
 }
 
+/// Decodes a Metadata response body (no frame, no header) of `version`
+/// into the domain view: the part of a Metadata call that grows with the
+/// cluster (`kafka-decode-bench` measures it).
+pub fn decode_metadata(
+    mut body: bytes::Bytes,
+    version: i16,
+) -> Result<ClusterMetadata, KafkaError> {
+    use kafka_protocol::protocol::Decodable;
+    let r = MetadataResponse::decode(&mut body, version).map_err(|e| KafkaError::Malformed {
+        addr: String::new(),
+        api: "Metadata",
+        reason: e.to_string(),
+    })?;
+    from_response(r)
+}
+
 /// The domain view of a Metadata response.
 pub(crate) fn from_response(r: MetadataResponse) -> Result<ClusterMetadata, KafkaError> {
     let mut brokers: Vec<BrokerInfo> = r

@@ -168,3 +168,35 @@ pub fn request<T>(msg: T, ids: bool, salt: u64, writer: usize, seq: u64) -> toni
     }
     r
 }
+
+/// A global allocator that counts allocations and bytes (for the benches'
+/// "allocations per call"): `#[global_allocator] static A: CountingAlloc`.
+pub struct CountingAlloc;
+
+static ALLOCS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static ALLOC_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged.
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ALLOC_BYTES.fetch_add(l.size() as u64, std::sync::atomic::Ordering::Relaxed);
+        unsafe { std::alloc::System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {
+        unsafe { std::alloc::System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: std::alloc::Layout, n: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ALLOC_BYTES.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        unsafe { std::alloc::System.realloc(p, l, n) }
+    }
+}
+
+/// (allocations, bytes allocated) so far, process-wide.
+pub fn allocations() -> (u64, u64) {
+    (
+        ALLOCS.load(std::sync::atomic::Ordering::Relaxed),
+        ALLOC_BYTES.load(std::sync::atomic::Ordering::Relaxed),
+    )
+}

@@ -10,7 +10,11 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use guardian_kafka::{KafkaClient, NewTopic};
+use guardian_tests::bench::{allocations, CountingAlloc};
 use guardian_tests::kafka::{KafkaCluster, Layout};
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -113,29 +117,43 @@ async fn main() -> anyhow::Result<()> {
     );
     let (mut meta, mut dirs) = (Vec::new(), Vec::new());
     let mut replicas = 0;
+    let (mut meta_allocs, mut dirs_allocs) = ((0, 0), (0, 0));
     for _ in 0..a.rounds {
+        let (n0, b0) = allocations();
         let t = Instant::now();
         let m = admin.metadata().await?;
         meta.push(t.elapsed().as_secs_f64() * 1e3);
+        let (n1, b1) = allocations();
         anyhow::ensure!(m.brokers.len() == 3, "brokers: {:?}", m.brokers);
+        drop(m);
+        let (n2, b2) = allocations();
         let t = Instant::now();
         replicas = replicas_held(&admin).await?;
         dirs.push(t.elapsed().as_secs_f64() * 1e3);
+        let (n3, b3) = allocations();
+        meta_allocs = (meta_allocs.0 + n1 - n0, meta_allocs.1 + b1 - b0);
+        dirs_allocs = (dirs_allocs.0 + n3 - n2, dirs_allocs.1 + b3 - b2);
     }
+    let per = |x: u64| x as f64 / a.rounds as f64;
+    let mib = |x: u64| per(x) / (1024.0 * 1024.0);
     anyhow::ensure!(
         replicas == a.partitions as usize * a.rf as usize,
         "DescribeLogDirs listed {replicas} replicas"
     );
     println!(
-        "Metadata (all topics):        p50 {:>7.1} ms  p99 {:>7.1} ms  ({} rounds)",
+        "Metadata (all topics):        p50 {:>7.1} ms  p99 {:>7.1} ms  ({} rounds); {:.0} allocations ({:.1} MiB) per call",
         pct(&mut meta, 0.5),
         pct(&mut meta, 0.99),
-        a.rounds
+        a.rounds,
+        per(meta_allocs.0),
+        mib(meta_allocs.1)
     );
     println!(
-        "DescribeLogDirs × 3 brokers:  p50 {:>7.1} ms  p99 {:>7.1} ms  ({replicas} replicas)",
+        "DescribeLogDirs × 3 brokers:  p50 {:>7.1} ms  p99 {:>7.1} ms  ({replicas} replicas); {:.0} allocations ({:.1} MiB) per round",
         pct(&mut dirs, 0.5),
-        pct(&mut dirs, 0.99)
+        pct(&mut dirs, 0.99),
+        per(dirs_allocs.0),
+        mib(dirs_allocs.1)
     );
     Ok(())
 }
