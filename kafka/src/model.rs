@@ -1181,9 +1181,18 @@ impl KafkaAdmin for KafkaModel {
                 let p = s.partition_mut(api, tp)?;
                 match target {
                     None => {
-                        let Some((_, original)) = p.reassigning.take() else {
+                        let Some((target, original)) = p.reassigning.take() else {
                             return Err(err(api, tp.to_string(), 85));
                         };
+                        // As KRaft does: the merged list (target, then the
+                        // leaving replicas) minus the adding ones, in that
+                        // order — not the original order.
+                        let original: Vec<i32> = target
+                            .iter()
+                            .filter(|b| original.contains(b))
+                            .chain(original.iter().filter(|b| !target.contains(b)))
+                            .copied()
+                            .collect();
                         p.placed.retain(|b, _| original.contains(b));
                         p.isr.retain(|b| original.contains(b));
                         p.replicas = original;
@@ -1577,6 +1586,31 @@ mod tests {
         assert_eq!(
             md.topics[0].partitions[0].leader, 2,
             "the leader left with broker 1"
+        );
+    }
+
+    /// Cancelling a running move reverts to the merged order minus the
+    /// adding replicas, as KRaft does: [2, 3, 1] - [3] = [2, 1].
+    #[test]
+    fn a_cancelled_move_reverts_in_krafts_order() {
+        let m = model();
+        topic(&m, "t", vec![vec![1, 2]]);
+        let tp = TopicPartition::new("t", 0);
+        m.produce(&tp, 10, 10 << 20).unwrap();
+        block(m.alter_reassignments(&[(tp.clone(), Some(vec![2, 3]))], false)).unwrap();
+        assert_eq!(
+            block(m.list_reassignments(&[])).unwrap()[0].replicas,
+            vec![2, 3, 1]
+        );
+        let r = block(m.alter_reassignments(&[(tp.clone(), None)], false)).unwrap();
+        r[0].1.as_ref().unwrap();
+        let md = block(m.metadata()).unwrap();
+        assert_eq!(md.topics[0].partitions[0].replicas, vec![2, 1]);
+        assert!(block(m.list_reassignments(&[])).unwrap().is_empty());
+        let r = block(m.alter_reassignments(&[(tp, None)], false)).unwrap();
+        assert_eq!(
+            r[0].1.as_ref().unwrap_err().kafka_name(),
+            Some("NoReassignmentInProgress")
         );
     }
 

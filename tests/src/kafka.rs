@@ -150,6 +150,8 @@ pub struct KafkaNode {
     pub id: i32,
     /// The broker listener (`None` for a controller-only node).
     pub broker_addr: Option<String>,
+    /// The KRaft controller listener (`None` for a broker-only node).
+    pub controller_addr: Option<String>,
     /// Its log dirs, exactly as configured.
     pub log_dirs: Vec<PathBuf>,
     /// The SASL_SSL listener ([`Layout::CombinedSecure`]).
@@ -327,6 +329,7 @@ impl KafkaCluster {
             nodes.push(KafkaNode {
                 id: *id,
                 broker_addr: is_broker.then(|| format!("127.0.0.1:{bport}")),
+                controller_addr: is_controller.then(|| format!("127.0.0.1:{cport}")),
                 log_dirs,
                 secure_addr: sport.map(|p| format!("127.0.0.1:{p}")),
                 metrics_url: None,
