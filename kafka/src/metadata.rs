@@ -112,19 +112,25 @@ pub(crate) fn from_response(r: MetadataResponse) -> Result<ClusterMetadata, Kafk
         .collect();
     brokers.sort_by_key(|b| b.id);
     let mut out = Vec::with_capacity(r.topics.len());
-    for t in &r.topics {
-        let name = t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
+    // By value: `into_iter().map(|b| b.0).collect()` reuses each list's
+    // allocation (`BrokerId` and `i32` have one layout), so the domain view
+    // costs no allocation per partition beyond the decode's own.
+    for t in r.topics {
+        let name = t.name.map(|n| n.0.to_string()).unwrap_or_default();
         KafkaError::check("Metadata", format!("topic {name:?}"), t.error_code)?;
+        let ids = |v: Vec<kafka_protocol::messages::BrokerId>| -> Vec<i32> {
+            v.into_iter().map(|b| b.0).collect()
+        };
         let mut partitions: Vec<PartitionInfo> = t
             .partitions
-            .iter()
+            .into_iter()
             .map(|p| PartitionInfo {
                 partition: p.partition_index,
                 leader: p.leader_id.0,
                 leader_epoch: p.leader_epoch,
-                replicas: p.replica_nodes.iter().map(|b| b.0).collect(),
-                isr: p.isr_nodes.iter().map(|b| b.0).collect(),
-                offline: p.offline_replicas.iter().map(|b| b.0).collect(),
+                replicas: ids(p.replica_nodes),
+                isr: ids(p.isr_nodes),
+                offline: ids(p.offline_replicas),
             })
             .collect();
         partitions.sort_by_key(|p| p.partition);
