@@ -43,7 +43,9 @@ fn refused<T: std::fmt::Debug>(r: &Result<T, KafkaError>) -> String {
     }
 }
 
-async fn create<A: KafkaAdmin>(
+/// Creates a topic with a manual assignment and configs and waits until
+/// every partition is led with its whole ISR.
+pub async fn create<A: KafkaAdmin>(
     a: &A,
     name: &str,
     assignment: Vec<Vec<i32>>,

@@ -43,22 +43,18 @@ async fn real_kafka_passes_the_suite() {
 }
 
 async fn topic(a: &KafkaClient, name: &str, assignment: Vec<Vec<i32>>) {
-    let r = a
-        .create_topics(&[NewTopic {
-            name: name.into(),
-            assignment: assignment.clone(),
-            ..Default::default()
-        }])
-        .await
-        .unwrap();
-    r[0].1.as_ref().unwrap();
-    eventually(&format!("{name} led"), || async {
+    conformance::create(a, name, assignment, &[]).await;
+}
+
+/// Waits until `tp` has no reassignment and exactly `want` as replicas,
+/// all in sync.
+async fn settles(a: &KafkaClient, tp: &TopicPartition, want: &[i32]) {
+    eventually(&format!("{tp} settled on {want:?}"), || async {
+        let l = a.list_reassignments(std::slice::from_ref(tp)).await.ok()?;
         let m = a.metadata().await.ok()?;
-        let t = m.topics.iter().find(|t| t.name == name)?;
-        t.partitions
-            .iter()
-            .all(|p| p.leader >= 0 && p.isr.len() == p.replicas.len())
-            .then_some(())
+        let t = m.topics.iter().find(|t| t.name == tp.topic)?;
+        let p = &t.partitions[tp.partition as usize];
+        (l.is_empty() && p.replicas == want && p.isr.len() == want.len()).then_some(())
     })
     .await;
 }
@@ -186,17 +182,11 @@ async fn a_throttled_move_between_brokers_shows_its_stages() {
         .await
         .unwrap();
     r[0].1.as_ref().unwrap();
-    eventually("the cancelled move undone", || async {
-        let l = a.list_reassignments(std::slice::from_ref(&tp)).await.ok()?;
-        let m = a.metadata().await.ok()?;
-        let p = m.topics.iter().find(|t| t.name == name)?.partitions[0].clone();
-        // KRaft reverts to the merged list minus the adding replicas, in
-        // the merged order: [2, 3, 1] - [3] = [2, 1], not the original
-        // [1, 2] — a cancel can change the preferred leader. (Broker 3
-        // deletes its partial copy on its own schedule.)
-        (l.is_empty() && p.replicas == vec![2, 1] && p.isr.len() == 2).then_some(())
-    })
-    .await;
+    // KRaft reverts to the merged list minus the adding replicas, in the
+    // merged order: [2, 3, 1] - [3] = [2, 1], not the original [1, 2] — a
+    // cancel can change the preferred leader. (Broker 3 deletes its
+    // partial copy on its own schedule.)
+    settles(&a, &tp, &[2, 1]).await;
     // Again, and this time let it finish.
     let r = a
         .alter_reassignments(&[(tp.clone(), Some(vec![2, 3]))], false)
@@ -216,13 +206,7 @@ async fn a_throttled_move_between_brokers_shows_its_stages() {
     )
     .await
     .unwrap();
-    eventually("the move done", || async {
-        let l = a.list_reassignments(std::slice::from_ref(&tp)).await.ok()?;
-        let m = a.metadata().await.ok()?;
-        let p = m.topics.iter().find(|t| t.name == name)?.partitions[0].clone();
-        (l.is_empty() && p.replicas == vec![2, 3] && p.isr.len() == 2).then_some(())
-    })
-    .await;
+    settles(&a, &tp, &[2, 3]).await;
     let r = a.delete_topics(&[name.to_string()]).await.unwrap();
     r[0].1.as_ref().unwrap();
     assert_eq!(throttles_left(&a).await, Vec::<String>::new());

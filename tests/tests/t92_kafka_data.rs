@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use guardian_kafka::*;
-use guardian_tests::conformance::eventually;
+use guardian_tests::conformance::{self, eventually};
 use guardian_tests::kafka::{data, KafkaCluster, Layout};
 
 /// Addresses and dirs of the shared cluster, without holding it.
@@ -34,25 +34,7 @@ async fn cluster() -> (
 }
 
 async fn topic(a: &KafkaClient, name: &str, assignment: Vec<Vec<i32>>) {
-    let r = a
-        .create_topics(&[NewTopic {
-            name: name.into(),
-            assignment: assignment.clone(),
-            configs: vec![("segment.bytes".into(), "1048576".into())],
-            ..Default::default()
-        }])
-        .await
-        .unwrap();
-    r[0].1.as_ref().unwrap();
-    eventually(&format!("{name} led, every replica in sync"), || async {
-        let m = a.metadata().await.ok()?;
-        let t = m.topics.iter().find(|t| t.name == name)?;
-        t.partitions
-            .iter()
-            .all(|p| p.leader >= 0 && p.isr.len() == p.replicas.len())
-            .then_some(())
-    })
-    .await;
+    conformance::create(a, name, assignment, &[("segment.bytes", "1048576")]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

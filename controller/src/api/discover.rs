@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use guardian_kafka::{KafkaClient, KafkaError};
 use guardian_meta_store::CommandResponse;
-use guardian_proto::domain::{validate_name, Command, DiscoveredBroker, LogDir};
+use guardian_proto::domain::{Command, DiscoveredBroker, LogDir};
 use guardian_proto::pb;
 
 use super::{unexpected, Call};
@@ -23,21 +23,11 @@ pub async fn discover_cluster(
     api: &Call<'_>,
     r: pb::DiscoverClusterRequest,
 ) -> Result<pb::DiscoverClusterResponse, ApiError> {
-    validate_name("name", &r.name)?;
+    let bootstrap = api.cluster_state(&r.name, false).await?.registry.clusters[&r.name]
+        .bootstrap_servers
+        .clone();
     // Only the leader talks to Kafka; a follower names it.
     api.ctl.ensure_leader()?;
-    api.ctl.read_barrier(false).await?;
-    let bootstrap = {
-        let st = api.ctl.state();
-        let c = st
-            .registry
-            .clusters
-            .get(&r.name)
-            .ok_or_else(|| ApiError::NotFound {
-                what: format!("cluster {:?}", r.name),
-            })?;
-        c.bootstrap_servers.clone()
-    };
     let opts = api
         .kafka
         .connect_options()

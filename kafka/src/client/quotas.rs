@@ -69,18 +69,11 @@ impl KafkaClient {
                     .collect();
                 values.sort_by(|a, b| a.0.cmp(&b.0));
                 QuotaEntry {
-                    entity: QuotaEntity(
+                    entity: entity(
                         e.entity
                             .iter()
-                            .map(|d| {
-                                (
-                                    d.entity_type.to_string(),
-                                    d.entity_name.as_ref().map(|n| n.to_string()),
-                                )
-                            })
-                            .collect(),
-                    )
-                    .normalized(),
+                            .map(|d| (&d.entity_type, d.entity_name.as_ref())),
+                    ),
                     values,
                 }
             })
@@ -135,18 +128,11 @@ impl KafkaClient {
             .await?;
         let mut got: HashMap<QuotaEntity, Result<(), KafkaError>> = HashMap::new();
         for e in &r.entries {
-            let entity = QuotaEntity(
+            let entity = entity(
                 e.entity
                     .iter()
-                    .map(|d| {
-                        (
-                            d.entity_type.to_string(),
-                            d.entity_name.as_ref().map(|n| n.to_string()),
-                        )
-                    })
-                    .collect(),
-            )
-            .normalized();
+                    .map(|d| (&d.entity_type, d.entity_name.as_ref())),
+            );
             let res = KafkaError::check_msg(
                 "AlterClientQuotas",
                 entity.to_string(),
@@ -169,4 +155,21 @@ impl KafkaClient {
             })
             .collect())
     }
+}
+
+/// A quota entity from Kafka's (type, name) pairs, sorted by type.
+fn entity<'a>(
+    pairs: impl Iterator<
+        Item = (
+            &'a kafka_protocol::protocol::StrBytes,
+            Option<&'a kafka_protocol::protocol::StrBytes>,
+        ),
+    >,
+) -> QuotaEntity {
+    QuotaEntity(
+        pairs
+            .map(|(t, n)| (t.to_string(), n.map(|n| n.to_string())))
+            .collect(),
+    )
+    .normalized()
 }
