@@ -64,6 +64,9 @@ pub struct NodeConfig {
     /// How the leader talks to the Kafka clusters it governs.
     #[serde(default)]
     pub kafka: KafkaConfig,
+    /// How plans are carried out on Kafka.
+    #[serde(default)]
+    pub executor: crate::executor::ExecutorConfig,
 }
 
 /// The leader's Kafka admin connections (every registered cluster).
@@ -260,6 +263,7 @@ impl NodeConfig {
             collect: CollectConfig::default(),
             tls: None,
             kafka: KafkaConfig::default(),
+            executor: Default::default(),
         }
     }
 

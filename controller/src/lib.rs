@@ -11,6 +11,9 @@
 //! - [`leader`]: the supervisor that starts the leader-only tasks (the
 //!   collector) when this node gains leadership and stops them when it
 //!   loses it.
+//! - [`executor`]: plans carried out on Kafka as durable procedures (live
+//!   model, proposals, the throttle ledger, one step at a time, journal
+//!   before action); its loop is leader-only, under the supervisor.
 //! - [`load`]: the load windows and the queries over them (pure).
 //! - [`node`]: start/stop a node — RocksDB store, openraft, both ports, the
 //!   supervisor — and [`tasks`], which counts every task a node starts so
@@ -31,6 +34,7 @@ pub mod api;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod executor;
 pub mod leader;
 pub mod load;
 pub mod node;

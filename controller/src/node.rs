@@ -197,15 +197,22 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         .build_v1()
         .map_err(|e| NodeError::Task(e.to_string()))?;
     let collector = Arc::new(Collector::new(cfg.collect.clone()));
+    let executor = Arc::new(crate::executor::Executor::new(
+        cfg.executor.clone(),
+        cfg.kafka.clone(),
+        collector.clone(),
+    ));
     let supervisor = Supervisor {
         ctl: ctl.clone(),
         collector: collector.clone(),
+        executor: executor.clone(),
         tasks: tasks.clone(),
     };
     tasks.spawn("leader supervisor", supervisor.run(stop.clone()));
     let api = Arc::new(Api {
         ctl: ctl.clone(),
         collector,
+        executor,
         peer_token: cfg.raft.peer_token.clone(),
         kafka: cfg.kafka.clone(),
     });

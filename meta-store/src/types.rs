@@ -79,6 +79,8 @@ pub enum CommandResponse {
     /// One outcome per tiered-storage event, in order.
     RemoteLog(Vec<EventOutcome>),
     Discovered(DiscoveryReport),
+    /// An execution's header after the change.
+    Execution(Box<guardian_proto::execution::Execution>),
 }
 
 /// What `cluster discover` changed (or would change) in the registry.

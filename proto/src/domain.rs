@@ -46,7 +46,7 @@ impl InvalidField {
     }
 }
 
-type Valid = Result<(), InvalidField>;
+pub type Valid = Result<(), InvalidField>;
 
 /// Kafka's legal-name rule (topics, and here clusters and tenants too):
 /// 1..=249 characters of `[a-zA-Z0-9._-]`.
@@ -471,6 +471,8 @@ pub enum Command {
         slot: u64,
         brokers: Vec<PartitionLoadSample>,
     },
+    /// The executor's procedures (`crate::execution`).
+    Execution(Box<crate::execution::ExecutionCmd>),
 }
 
 /// `bytes_in` of a partition without a sample in the slot.
@@ -590,6 +592,7 @@ impl Command {
         match self {
             Command::AddCluster(c) => c.validate(),
             Command::RemoveCluster { name } => validate_name("name", name),
+            Command::Execution(c) => c.validate(),
             Command::AddBroker(b) => b.validate(),
             Command::DiscoverCluster {
                 cluster,
@@ -750,6 +753,7 @@ impl Command {
             Command::UntrackPartitions { .. } => "untrack_partitions",
             Command::RecordLoad { .. } => "record_load",
             Command::RecordPartitionLoad { .. } => "record_partition_load",
+            Command::Execution(_) => "execution",
         }
     }
 
@@ -783,6 +787,7 @@ impl Command {
                     32 + b.cluster.len() + 5 * b.bytes_in.len() + list
                 })
                 .sum(),
+            Command::Execution(c) => c.approx_size(),
             _ => 256,
         }
     }

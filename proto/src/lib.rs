@@ -5,6 +5,8 @@
 //!   and snapshot (`state.proto`) and the shared resources (`types.proto`).
 //! - [`domain`]: the plain Rust types the rest of Guardian works with, with
 //!   their validation rules. Domain code never sees generated types.
+//! - [`execution`]: the executor's durable procedures (plans carried out
+//!   on Kafka, their tasks and throttle ledger).
 //! - [`remote_log`]: the tiered-storage metadata domain (KIP-405 segments,
 //!   states, events).
 //! - [`conv`]: the one place where `pb` and `domain` meet (`TryFrom` with a
@@ -16,6 +18,7 @@
 
 pub mod conv;
 pub mod domain;
+pub mod execution;
 pub mod remote_log;
 
 /// Generated protobuf and gRPC code for package `guardian.v1`.

@@ -4,6 +4,7 @@ mod dev;
 mod load;
 mod output;
 mod plan;
+mod rebalance;
 mod registry;
 mod remote_log;
 mod server;
@@ -85,6 +86,9 @@ pub enum Cmd {
     /// The planners, run locally on a scenario or a cluster JSON (what-if).
     #[command(subcommand)]
     Plan(plan::PlanCmd),
+    /// Balance a cluster on live data: propose, review, approve, watch.
+    #[command(subcommand)]
+    Rebalance(rebalance::RebalanceCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -227,6 +231,7 @@ async fn dispatch(c: &Ctx, cmd: Cmd) -> Result<(), CliError> {
         Cmd::Ids(x) => registry::ids(c, x).await,
         Cmd::RemoteLog(x) => remote_log::run(c, x).await,
         Cmd::Load(x) => load::run(c, x).await,
+        Cmd::Rebalance(x) => rebalance::run(c, x).await,
     }
 }
 

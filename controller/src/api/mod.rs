@@ -8,12 +8,14 @@
 //!
 //! - [`membership`]: initialize, learners and voters, status, snapshots.
 //! - [`registry`]: clusters, brokers, tenants, pools, policies, ids.
+//! - `executions`: rebalance proposals and their executions.
 //! - [`load`]: the `Load*` RPCs over the leader's load windows.
 //! - [`remote_log`]: `RemoteLogMetadata` (KIP-405 tiered storage).
 //! - [`auth`]: bearer tokens and roles.
 
 pub mod auth;
 mod discover;
+mod executions;
 pub mod load;
 pub mod membership;
 pub mod registry;
@@ -39,8 +41,10 @@ pub struct Api {
     pub collector: Arc<Collector>,
     /// For `RaftStatus` fan-out over the peers' raft ports.
     pub peer_token: Option<String>,
-    /// How the leader reaches Kafka (cluster discovery, later the executor).
+    /// How the leader reaches Kafka (cluster discovery).
     pub kafka: crate::config::KafkaConfig,
+    /// The leader's executor (proposals, progress).
+    pub executor: Arc<crate::executor::Executor>,
 }
 
 /// One call: the handlers' view of [`Api`], with the caller's request id
@@ -92,6 +96,11 @@ impl Api {
         }
         Ok(st)
     }
+}
+
+/// An apply result a handler did not expect (a bug, named).
+pub(crate) fn unexpected_response(r: CommandResponse) -> ApiError {
+    unexpected(r)
 }
 
 fn unexpected(r: CommandResponse) -> ApiError {
@@ -181,6 +190,10 @@ service!(AdminService: pb::guardian_admin_server::GuardianAdmin {
     list_brokers(pb::ListBrokersRequest) -> pb::ListBrokersResponse: Viewer, "read the registry" => registry::list_brokers;
     remove_broker(pb::RemoveBrokerRequest) -> pb::Empty: Operator, "change the registry" => registry::remove_broker;
     discover_cluster(pb::DiscoverClusterRequest) -> pb::DiscoverClusterResponse: Operator, "change the registry" => discover::discover_cluster;
+    propose_rebalance(pb::ProposeRebalanceRequest) -> pb::ExecutionJson: Operator, "propose a rebalance" => executions::propose_rebalance;
+    list_executions(pb::ListExecutionsRequest) -> pb::ListExecutionsResponse: Viewer, "read executions" => executions::list_executions;
+    get_execution(pb::GetExecutionRequest) -> pb::ExecutionJson: Viewer, "read executions" => executions::get_execution;
+    control_execution(pb::ControlExecutionRequest) -> pb::ExecutionJson: Operator, "control an execution" => executions::control_execution;
     create_tenant(pb::CreateTenantRequest) -> pb::Tenant: Operator, "change the registry" => registry::create_tenant;
     delete_tenant(pb::DeleteTenantRequest) -> pb::Empty: Operator, "change the registry" => registry::delete_tenant;
     list_tenants(pb::ListTenantsRequest) -> pb::ListTenantsResponse: Viewer, "read the registry" => registry::list_tenants;

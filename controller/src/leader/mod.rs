@@ -1,6 +1,6 @@
 //! Leader-only work. The [`Supervisor`] watches openraft's metrics: when
-//! this node becomes leader it starts the leader-only tasks (today the
-//! [`collector`]) under one cancellation token; when it stops leading (or
+//! this node becomes leader it starts the leader-only tasks (the
+//! [`collector`] and the executor) under one cancellation token; when it stops leading (or
 //! the node stops) it cancels them, waits for them to end and drops their
 //! soft state. What a new leader needs is replicated, never kept here.
 
@@ -11,6 +11,7 @@ use std::sync::Arc;
 use openraft::ServerState;
 use tokio_util::sync::CancellationToken;
 
+use crate::executor::Executor;
 use crate::raft::Controller;
 use crate::tasks::Tasks;
 use collector::Collector;
@@ -19,6 +20,7 @@ use collector::Collector;
 pub struct Supervisor {
     pub ctl: Controller,
     pub collector: Arc<Collector>,
+    pub executor: Arc<Executor>,
     pub tasks: Tasks,
 }
 
@@ -33,10 +35,18 @@ impl Supervisor {
                 (true, false) => {
                     let token = shutdown.child_token();
                     tracing::info!(node_id = self.ctl.id, "leader: starting leader-only tasks");
-                    let h = self.tasks.spawn(
+                    let c = self.tasks.spawn(
                         "collector",
                         self.collector.clone().run(self.ctl.clone(), token.clone()),
                     );
+                    let x = self.tasks.spawn(
+                        "executor",
+                        self.executor.clone().run(self.ctl.clone(), token.clone()),
+                    );
+                    let h = tokio::spawn(async move {
+                        let _ = c.await;
+                        let _ = x.await;
+                    });
                     term = Some((token, h));
                 }
                 (false, true) => {
@@ -49,6 +59,7 @@ impl Supervisor {
                         let _ = h.await;
                     }
                     self.collector.clear();
+                    self.executor.clear();
                 }
                 _ => {}
             }
@@ -62,5 +73,6 @@ impl Supervisor {
             let _ = h.await;
         }
         self.collector.clear();
+        self.executor.clear();
     }
 }

@@ -1,6 +1,6 @@
 //! The `sm_data` key space: shared pieces of the key encoding. Each domain
 //! ([`super::registry`], [`super::remote_log`], [`super::load`],
-//! [`super::requests`]) owns its key variants, how they are laid out, their
+//! [`super::requests`], [`super::executions`]) owns its key variants, how they are laid out, their
 //! current values and how a stored pair loads back; [`super::Key`]
 //! dispatches by domain and [`super::State::load_kv`] by tag.
 //!
@@ -25,6 +25,9 @@
 //! | `ru` | remote log | topic id, partition, epoch, segment id | empty |
 //! | `rh` | remote log | topic id, partition, epoch            | highest offset (u64) |
 //! | `d\0`| requests | client id (16)                          | `pb::ClientRequests` (its recent write results) |
+//! | `xe` | executions | execution id (u64)                  | `Execution` as JSON |
+//! | `xt` | executions | execution id, task index (u32)      | `Task` as JSON |
+//! | `xn` | executions | —                                   | next execution id (u64) |
 //!
 //! `ro` is the lookup index: the segment holding offset `o` of epoch `e` is
 //! the last `ro` key ≤ (partition, e, o) — a RocksDB `seek_for_prev`.

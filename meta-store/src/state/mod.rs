@@ -4,6 +4,7 @@
 //! - [`registry`]: clusters, brokers, tenants, pools, policies, issued ids;
 //! - [`remote_log`]: tiered-storage metadata (KIP-405);
 //! - [`load`]: the last hour of collected load;
+//! - [`executions`]: the executor's durable procedures;
 //! - [`requests`]: results kept for retried client requests (idempotent
 //!   writes).
 //!
@@ -16,6 +17,7 @@
 //! I/O, ordered maps only. It reports every [`Key`] it touched so the store
 //! writes exactly those to RocksDB in the entry's batch.
 
+pub mod executions;
 pub mod keys;
 pub mod load;
 pub mod registry;
@@ -26,6 +28,7 @@ use guardian_proto::domain::{Command, Request};
 
 use crate::error::StoreError;
 use crate::types::{CommandResponse, Rejection};
+use executions::{ExecKey, Executions};
 use load::{LoadHistories, LoadKey};
 use registry::{Registry, RegistryKey};
 use remote_log::{RemoteLogState, RlKey};
@@ -38,6 +41,7 @@ pub enum Key {
     RemoteLog(RlKey),
     Load(LoadKey),
     Request(RequestKey),
+    Execution(ExecKey),
 }
 
 impl Key {
@@ -49,6 +53,7 @@ impl Key {
             Key::RemoteLog(k) => k.bytes(&mut out),
             Key::Load(k) => k.bytes(&mut out),
             Key::Request(k) => k.bytes(&mut out),
+            Key::Execution(k) => k.bytes(&mut out),
         }
         out
     }
@@ -61,6 +66,7 @@ pub struct State {
     pub remote_log: RemoteLogState,
     pub load: LoadHistories,
     pub requests: Requests,
+    pub executions: Executions,
 }
 
 impl State {
@@ -136,6 +142,8 @@ impl State {
             Command::RecordPartitionLoad { slot, brokers } => {
                 load.record_partition_load(reg, *slot, brokers, touched)
             }
+            // Executions.
+            Command::Execution(c) => self.executions.apply(reg, c, now, touched),
         }
     }
 
@@ -146,6 +154,7 @@ impl State {
             Key::RemoteLog(k) => self.remote_log.value_bytes(k),
             Key::Load(k) => self.load.value_bytes(k),
             Key::Request(k) => self.requests.value_bytes(k),
+            Key::Execution(k) => self.executions.value_bytes(k),
         }
     }
 
@@ -164,6 +173,8 @@ impl State {
             self.load.load_kv(k, v)
         } else if requests::TAGS.contains(&tag) {
             self.requests.load_kv(k, v)
+        } else if executions::TAGS.contains(&tag) {
+            self.executions.load_kv(k, v)
         } else {
             Err(StoreError::bad_record(k, "unknown tag"))
         }

@@ -170,6 +170,9 @@ impl From<domain::Request> for pb::Request {
             Command::RemoveBroker { cluster, broker_id } => {
                 PbCmd::RemoveBroker(pb::RemoveBrokerCmd { cluster, broker_id })
             }
+            Command::Execution(c) => PbCmd::Execution(pb::ExecutionCmd {
+                json: serde_json::to_vec(&c).expect("executor commands serialize"),
+            }),
             Command::DiscoverCluster {
                 cluster,
                 kafka_cluster_id,
@@ -297,6 +300,11 @@ impl TryFrom<pb::Request> for domain::Request {
                 cluster: c.cluster,
                 broker_id: c.broker_id,
             },
+            PbCmd::Execution(c) => {
+                Command::Execution(Box::new(serde_json::from_slice(&c.json).map_err(|e| {
+                    InvalidField::new("execution.json", format!("not an executor command: {e}"))
+                })?))
+            }
             PbCmd::DiscoverCluster(c) => Command::DiscoverCluster {
                 cluster: c.cluster,
                 kafka_cluster_id: c.kafka_cluster_id,

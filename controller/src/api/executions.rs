@@ -1,0 +1,214 @@
+//! Rebalance proposals and their executions: `ProposeRebalance` (leader
+//! only: it reads Kafka and the leader's load windows), `ListExecutions`,
+//! `GetExecution` (with live progress on the leader) and
+//! `ControlExecution` (approve, cancel, pause, resume — through Raft).
+
+use guardian_meta_store::CommandResponse;
+use guardian_planner::balance::Goals;
+use guardian_proto::domain::Command;
+use guardian_proto::execution::{Control, Execution, ExecutionCmd, Task};
+use guardian_proto::pb;
+use serde::Serialize;
+
+use super::{unexpected, Call};
+use crate::error::ApiError;
+use crate::executor::ProposeRequest;
+
+/// What `show` prints and `-o json` returns.
+#[derive(Serialize)]
+struct View<'a> {
+    execution: &'a Execution,
+    tasks: Vec<TaskView<'a>>,
+    /// Bytes copied of the bytes to move (in-flight tasks measured live on
+    /// the leader, finished ones in full).
+    bytes_done: u64,
+    /// Seconds left at the throttle rate, through the busiest broker.
+    eta_secs: u64,
+    /// Whether progress was measured live (only the leader measures).
+    live_progress: bool,
+}
+
+#[derive(Serialize)]
+struct TaskView<'a> {
+    #[serde(flatten)]
+    task: &'a Task,
+    progress_bytes: u64,
+}
+
+fn view(api: &Call<'_>, e: &Execution, tasks: &[Task]) -> Result<pb::ExecutionJson, ApiError> {
+    let progress = api.executor.progress(e.id);
+    let live = !progress.is_empty();
+    let tasks: Vec<TaskView> = tasks
+        .iter()
+        .map(|t| TaskView {
+            task: t,
+            progress_bytes: if t.state == guardian_proto::execution::TaskState::Done {
+                t.bytes
+            } else {
+                progress.get(&t.index).copied().unwrap_or(0)
+            },
+        })
+        .collect();
+    let bytes_done: u64 = tasks.iter().map(|t| t.progress_bytes).sum();
+    let total: u64 = tasks.iter().map(|t| t.task.bytes).sum();
+    let left = total.saturating_sub(bytes_done);
+    let eta_secs = if e.state.terminal() || total == 0 {
+        0
+    } else {
+        // The plan's ETA scaled by what is left.
+        (e.summary.eta_secs as f64 * left as f64 / total as f64).ceil() as u64
+    };
+    let json = serde_json::to_string(&View {
+        execution: e,
+        tasks,
+        bytes_done,
+        eta_secs,
+        live_progress: live,
+    })
+    .map_err(|err| ApiError::Internal {
+        reason: err.to_string(),
+    })?;
+    Ok(pb::ExecutionJson { json })
+}
+
+pub async fn propose_rebalance(
+    api: &Call<'_>,
+    r: pb::ProposeRebalanceRequest,
+) -> Result<pb::ExecutionJson, ApiError> {
+    drop(api.cluster_state(&r.cluster, false).await?);
+    api.ctl.ensure_leader()?;
+    let mut goals = Goals::default();
+    for (k, v) in &r.goals {
+        goals
+            .set(k, *v)
+            .map_err(|e| ApiError::invalid(format!("goals.{k}"), e.to_string()))?;
+    }
+    let p = api
+        .executor
+        .propose(
+            &api.ctl,
+            &ProposeRequest {
+                cluster: r.cluster.clone(),
+                goals,
+                max_moves_per_broker: (r.max_moves_per_broker > 0)
+                    .then_some(r.max_moves_per_broker),
+                dry_run: r.dry_run,
+                by: String::new(),
+            },
+        )
+        .await?;
+    match &p.execution {
+        Some(e) => view(api, e, &p.tasks),
+        None => {
+            // A dry run: the same view of an execution never stored.
+            let e = Execution {
+                id: 0,
+                cluster: r.cluster,
+                kind: "rebalance".into(),
+                state: guardian_proto::execution::ExecState::Draft,
+                paused: false,
+                cancel_requested: false,
+                reason: "dry run: not stored".into(),
+                created_ms: 0,
+                updated_ms: 0,
+                expires_ms: 0,
+                started_ms: 0,
+                finished_ms: 0,
+                version: 0,
+                task_count: p.tasks.len() as u32,
+                proposed_by: String::new(),
+                approved_by: String::new(),
+                throttle_rate: api.executor.cfg.throttle_bytes_per_sec,
+                max_tasks_per_broker: api.executor.cfg.max_tasks_per_broker,
+                summary: p.summary,
+                ledger: Vec::new(),
+                events: Vec::new(),
+            };
+            view(api, &e, &p.tasks)
+        }
+    }
+}
+
+pub async fn list_executions(
+    api: &Call<'_>,
+    r: pb::ListExecutionsRequest,
+) -> Result<pb::ListExecutionsResponse, ApiError> {
+    api.ctl.read_barrier(r.stale).await?;
+    let st = api.ctl.state();
+    let executions = st
+        .executions
+        .by_id
+        .values()
+        .filter(|e| r.cluster.is_empty() || e.cluster == r.cluster)
+        .map(|e| {
+            let tasks = st.executions.tasks_of(e.id);
+            pb::ExecutionBrief {
+                id: e.id,
+                cluster: e.cluster.clone(),
+                kind: e.kind.clone(),
+                state: e.state.name().into(),
+                paused: e.paused,
+                bytes_to_move: e.summary.bytes_to_move,
+                tasks: e.task_count,
+                tasks_finished: tasks.iter().filter(|t| t.state.finished()).count() as u32,
+                created_ms: e.created_ms,
+                reason: e.reason.clone(),
+            }
+        })
+        .collect();
+    Ok(pb::ListExecutionsResponse { executions })
+}
+
+fn not_found(id: u64) -> ApiError {
+    ApiError::NotFound {
+        what: format!("execution {id}"),
+    }
+}
+
+pub async fn get_execution(
+    api: &Call<'_>,
+    r: pb::GetExecutionRequest,
+) -> Result<pb::ExecutionJson, ApiError> {
+    api.ctl.read_barrier(r.stale).await?;
+    let (e, tasks) = {
+        let st = api.ctl.state();
+        let e = st
+            .executions
+            .by_id
+            .get(&r.id)
+            .ok_or_else(|| not_found(r.id))?;
+        (e.clone(), st.executions.tasks_of(r.id).to_vec())
+    };
+    view(api, &e, &tasks)
+}
+
+pub async fn control_execution(
+    api: &Call<'_>,
+    r: pb::ControlExecutionRequest,
+) -> Result<pb::ExecutionJson, ApiError> {
+    let action = match r.action.as_str() {
+        "approve" => Control::Approve,
+        "cancel" => Control::Cancel,
+        "pause" => Control::Pause,
+        "resume" => Control::Resume,
+        other => {
+            return Err(ApiError::invalid(
+                "action",
+                format!("{other:?}: expected approve, cancel, pause or resume"),
+            ))
+        }
+    };
+    let e = match api
+        .write(Command::Execution(Box::new(ExecutionCmd::Control {
+            id: r.id,
+            action,
+            by: String::new(),
+        })))
+        .await?
+    {
+        CommandResponse::Execution(e) => *e,
+        other => return Err(unexpected(other)),
+    };
+    let tasks = api.ctl.state().executions.tasks_of(e.id).to_vec();
+    view(api, &e, &tasks)
+}

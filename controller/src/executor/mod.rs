@@ -1,0 +1,359 @@
+//! The executor: plans carried out on real Kafka as durable procedures.
+//!
+//! - [`live_model`]: registry + load windows + what Kafka reports →
+//!   the planner's `ClusterSpec`, with warnings for every missing input;
+//! - [`propose`]: plan, verify, fold into one task per partition;
+//! - [`ledger`]: the throttle ledger (claims, strictest value, exact
+//!   restore of the per-entity override);
+//! - [`procedure`]: one step of an execution, journal before action;
+//! - [`Executor`]: the leader-only loop driving every active execution,
+//!   and [`Executor::propose`], which plans on live data and stores the
+//!   proposal through Raft (in chunks under the entry size cap).
+//!
+//! Failover needs nothing special: the procedure lives in the replicated
+//! state, a new leader's executor reads it and its first step reconciles
+//! it with the cluster (adopting what is in flight, re-sending what was
+//! journaled but lost, never cancelling its own work).
+
+pub mod ledger;
+pub mod live_model;
+pub mod procedure;
+pub mod propose;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use guardian_kafka::KafkaClient;
+use guardian_meta_store::CommandResponse;
+use guardian_planner::balance::{Goals, PlanOptions};
+use guardian_proto::domain::Command;
+use guardian_proto::execution::{
+    ExecState, Execution, ExecutionCmd, PlanSummary, Task, MAX_TASKS_PER_ENTRY,
+};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::KafkaConfig;
+use crate::error::ApiError;
+use crate::leader::collector::Collector;
+use crate::raft::Controller;
+use crate::time::now_ms;
+use procedure::{Journal, Soft, StepConfig};
+
+/// `[executor]`: how plans are carried out.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct ExecutorConfig {
+    /// How often the leader steps every active execution.
+    pub tick_ms: u64,
+    /// Replication and log-dir copy throttle per participating broker.
+    pub throttle_bytes_per_sec: u64,
+    /// Tasks in flight touching one broker.
+    pub max_tasks_per_broker: u32,
+    /// A proposal not approved within this long expires.
+    pub proposal_ttl_ms: u64,
+    /// How long a task whose replicas are in place waits for its leader.
+    pub leader_wait_ms: u64,
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        Self {
+            tick_ms: 250,
+            throttle_bytes_per_sec: 50 << 20,
+            max_tasks_per_broker: 5,
+            proposal_ttl_ms: 3_600_000,
+            leader_wait_ms: 60_000,
+        }
+    }
+}
+
+/// What `rebalance propose` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct ProposeRequest {
+    pub cluster: String,
+    pub goals: Goals,
+    pub max_moves_per_broker: Option<u32>,
+    pub dry_run: bool,
+    pub by: String,
+}
+
+/// A proposal (stored, or not for a dry run).
+#[derive(Debug, Clone)]
+pub struct Proposed {
+    pub execution: Option<Execution>,
+    pub summary: PlanSummary,
+    pub tasks: Vec<Task>,
+}
+
+/// The leader's executor.
+pub struct Executor {
+    pub cfg: ExecutorConfig,
+    kafka: KafkaConfig,
+    collector: Arc<Collector>,
+    clients: Mutex<HashMap<String, Arc<KafkaClient>>>,
+    /// Per execution: soft state of the leader (progress in bytes).
+    soft: Mutex<BTreeMap<u64, Soft>>,
+}
+
+struct RaftJournal<'a>(&'a Controller);
+
+impl Journal for RaftJournal<'_> {
+    async fn update(&self, e: &Execution, tasks: Vec<Task>) -> Result<Execution, String> {
+        let cmd = ExecutionCmd::Update {
+            id: e.id,
+            expect_version: e.version,
+            execution: Box::new(e.clone()),
+            tasks,
+        };
+        match self.0.write(Command::Execution(Box::new(cmd))).await {
+            Ok(CommandResponse::Execution(e)) => Ok(*e),
+            Ok(other) => Err(format!("unexpected apply result {other:?}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+impl Executor {
+    pub fn new(cfg: ExecutorConfig, kafka: KafkaConfig, collector: Arc<Collector>) -> Self {
+        Self {
+            cfg,
+            kafka,
+            collector,
+            clients: Default::default(),
+            soft: Default::default(),
+        }
+    }
+
+    /// The admin client of a registered cluster (one per cluster).
+    fn client(&self, ctl: &Controller, cluster: &str) -> Result<Arc<KafkaClient>, ApiError> {
+        let bootstrap = {
+            let st = ctl.state();
+            st.registry
+                .clusters
+                .get(cluster)
+                .ok_or_else(|| ApiError::NotFound {
+                    what: format!("cluster {cluster:?}"),
+                })?
+                .bootstrap_servers
+                .clone()
+        };
+        let mut c = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(k) = c.get(cluster) {
+            return Ok(k.clone());
+        }
+        let opts = self
+            .kafka
+            .connect_options()
+            .map_err(|e| ApiError::FailedPrecondition {
+                reason: e.to_string(),
+            })?;
+        let k = Arc::new(KafkaClient::with_options(
+            &bootstrap,
+            Duration::from_millis(self.kafka.request_timeout_ms.min(10_000)),
+            opts,
+        ));
+        c.insert(cluster.to_string(), k.clone());
+        Ok(k)
+    }
+
+    /// Bytes copied so far per task of an execution (leader only; empty
+    /// elsewhere or before the first step).
+    pub fn progress(&self, id: u64) -> BTreeMap<u32, u64> {
+        self.soft
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .map(|s| s.progress.clone())
+            .unwrap_or_default()
+    }
+
+    /// Plans `r.cluster` on live data and, unless a dry run, stores the
+    /// proposal through Raft.
+    pub async fn propose(
+        &self,
+        ctl: &Controller,
+        r: &ProposeRequest,
+    ) -> Result<Proposed, ApiError> {
+        let k = self.client(ctl, &r.cluster)?;
+        let precondition =
+            |what: &str, e: guardian_kafka::KafkaError| ApiError::FailedPrecondition {
+                reason: format!("{what} of Kafka cluster {:?}: {e}", r.cluster),
+            };
+        let md = k
+            .metadata()
+            .await
+            .map_err(|e| precondition("Metadata", e))?;
+        let reassignments = k
+            .list_reassignments(&[])
+            .await
+            .map_err(|e| precondition("ListPartitionReassignments", e))?;
+        let mut dirs = BTreeMap::new();
+        for b in &md.brokers {
+            dirs.insert(
+                b.id,
+                k.describe_log_dirs(b.id).await.map_err(|e| e.to_string()),
+            );
+        }
+        let now = now_ms();
+        let proposal = {
+            let load = self
+                .collector
+                .state
+                .read()
+                .unwrap_or_else(|p| p.into_inner());
+            let of_cluster: BTreeMap<i32, &crate::load::BrokerLoad> =
+                load.brokers_of(&r.cluster).collect();
+            let st = ctl.state();
+            let inputs = live_model::LiveInputs {
+                cluster: &r.cluster,
+                registry: &st.registry,
+                load: &of_cluster,
+                now_ms: now,
+                collect_interval_ms: self.collector.interval_ms,
+                metadata: &md,
+                log_dirs: &dirs,
+                reassignments: &reassignments,
+            };
+            let live = live_model::build(&inputs).map_err(|e| ApiError::FailedPrecondition {
+                reason: e.to_string(),
+            })?;
+            let mut opts = PlanOptions::default();
+            if let Some(m) = r.max_moves_per_broker {
+                opts.max_moves_per_broker = m;
+            }
+            propose::propose(&live, &r.goals, &opts, self.cfg.throttle_bytes_per_sec)
+                .map_err(|e| ApiError::FailedPrecondition { reason: e })?
+        };
+        if r.dry_run {
+            return Ok(Proposed {
+                execution: None,
+                summary: proposal.summary,
+                tasks: proposal.tasks,
+            });
+        }
+        let header = Execution {
+            id: 0,
+            cluster: r.cluster.clone(),
+            kind: "rebalance".into(),
+            state: ExecState::Draft,
+            paused: false,
+            cancel_requested: false,
+            reason: String::new(),
+            created_ms: now,
+            updated_ms: now,
+            expires_ms: now + self.cfg.proposal_ttl_ms,
+            started_ms: 0,
+            finished_ms: 0,
+            version: 0,
+            task_count: proposal.tasks.len() as u32,
+            proposed_by: r.by.clone(),
+            approved_by: String::new(),
+            throttle_rate: self.cfg.throttle_bytes_per_sec,
+            max_tasks_per_broker: self.cfg.max_tasks_per_broker,
+            summary: proposal.summary.clone(),
+            ledger: Vec::new(),
+            events: Vec::new(),
+        };
+        let mut chunks = proposal.tasks.chunks(MAX_TASKS_PER_ENTRY);
+        let first = chunks.next().map(<[Task]>::to_vec).unwrap_or_default();
+        let mut e = match ctl
+            .write(Command::Execution(Box::new(ExecutionCmd::Create {
+                execution: Box::new(header),
+                tasks: first,
+            })))
+            .await?
+        {
+            CommandResponse::Execution(e) => *e,
+            other => return Err(super::api::unexpected_response(other)),
+        };
+        for c in chunks {
+            e = match ctl
+                .write(Command::Execution(Box::new(ExecutionCmd::AppendTasks {
+                    id: e.id,
+                    tasks: c.to_vec(),
+                })))
+                .await?
+            {
+                CommandResponse::Execution(e) => *e,
+                other => return Err(super::api::unexpected_response(other)),
+            };
+        }
+        Ok(Proposed {
+            execution: Some(e),
+            summary: proposal.summary,
+            tasks: proposal.tasks,
+        })
+    }
+
+    /// Steps every active execution every `tick-ms` until `stop` (the end
+    /// of this node's leadership).
+    pub async fn run(self: Arc<Self>, ctl: Controller, stop: CancellationToken) {
+        let step_cfg = StepConfig {
+            leader_wait_ms: self.cfg.leader_wait_ms,
+        };
+        let mut tick = tokio::time::interval(Duration::from_millis(self.cfg.tick_ms.max(10)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            let active: Vec<(Execution, Vec<Task>)> = {
+                let st = ctl.state();
+                st.executions
+                    .active()
+                    .map(|e| (e.clone(), st.executions.tasks_of(e.id).to_vec()))
+                    .collect()
+            };
+            for (e, tasks) in active {
+                let k = match self.client(&ctl, &e.cluster) {
+                    Ok(k) => k,
+                    Err(err) => {
+                        tracing::warn!(execution = e.id, %err, "no Kafka client");
+                        continue;
+                    }
+                };
+                let mut soft = self
+                    .soft
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&e.id)
+                    .unwrap_or_default();
+                let journal = RaftJournal(&ctl);
+                let r = tokio::select! {
+                    _ = stop.cancelled() => break,
+                    r = procedure::step(&*k, &journal, &e, &tasks, &step_cfg, &mut soft, now_ms()) => r,
+                };
+                match r {
+                    Ok(after) if after.state != e.state => {
+                        tracing::info!(
+                            execution = e.id,
+                            from = e.state.name(),
+                            to = after.state.name(),
+                            "execution step"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(err) => {
+                        tracing::warn!(execution = e.id, %err, "execution step failed; retrying")
+                    }
+                }
+                self.soft
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(e.id, soft);
+            }
+        }
+    }
+
+    /// Forgets the soft state (a node that stops leading).
+    pub fn clear(&self) {
+        self.soft.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+}

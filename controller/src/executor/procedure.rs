@@ -1,0 +1,817 @@
+//! One execution's procedure, one step at a time. [`step`] reads the
+//! cluster, decides, journals what it is about to do (a [`Journal`]
+//! update, compare-and-set on the version), and only then acts on Kafka.
+//! Every step is idempotent: re-run after a crash at any point it finds
+//! the cluster and the journal where they were and continues — a task
+//! journaled as submitted whose reassignment Kafka does not have is sent
+//! again, one Kafka has is adopted, one already in place is finished.
+//! Generic over [`KafkaAdmin`], so the same code runs on real Kafka and on
+//! the `kafka/` model.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+
+use guardian_kafka::types::{AlterConfigOp, Election, Reassignment, TopicPartition};
+use guardian_kafka::{ClusterMetadata, KafkaAdmin, KafkaError};
+use guardian_proto::execution::{ExecState, Execution, LedgerState, Task, TaskState};
+
+use super::ledger::{self, override_of, resource, same_value};
+
+/// Where the executor records its steps (Raft in production).
+pub trait Journal: Send + Sync {
+    /// Records `e` (computed from version `e.version`) and the changed
+    /// tasks; the stored header after the change, or why it was refused.
+    fn update(
+        &self,
+        e: &Execution,
+        tasks: Vec<Task>,
+    ) -> impl Future<Output = Result<Execution, String>> + Send;
+}
+
+/// Executor settings a step needs.
+#[derive(Debug, Clone)]
+pub struct StepConfig {
+    /// After its replicas are in place, how long a task waits for its
+    /// preferred leader before it finishes without it (named in its reason).
+    pub leader_wait_ms: u64,
+}
+
+/// Soft state kept between steps on the leader (lost on failover, which
+/// only costs a re-read).
+#[derive(Debug, Default)]
+pub struct Soft {
+    /// Per task: bytes copied so far.
+    pub progress: BTreeMap<u32, u64>,
+    /// Per task: when its replicas were first seen in place.
+    pub placed_at: BTreeMap<u32, u64>,
+}
+
+/// Why a step could not finish (the next step retries).
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("journal: {0}")]
+    Journal(String),
+    #[error("{0}")]
+    Throttle(String),
+}
+
+fn tp(t: &Task) -> TopicPartition {
+    TopicPartition {
+        topic: t.topic.clone(),
+        partition: t.partition,
+    }
+}
+
+/// Runs one step of `e`. Returns the header after it.
+pub async fn step<K: KafkaAdmin, J: Journal>(
+    k: &K,
+    j: &J,
+    e: &Execution,
+    tasks: &[Task],
+    cfg: &StepConfig,
+    soft: &mut Soft,
+    now: u64,
+) -> Result<Execution, StepError> {
+    let mut e = e.clone();
+    match e.state {
+        ExecState::Approved => {
+            e.state = ExecState::Preflight;
+            e.event(
+                now,
+                "preflight: checking for drift, recording the throttle ledger",
+            );
+            commit(j, &e, Vec::new()).await
+        }
+        ExecState::Preflight => preflight(k, j, e, tasks, now).await,
+        ExecState::Executing if e.cancel_requested => cancel(k, j, e, tasks, now).await,
+        ExecState::Executing => execute(k, j, e, tasks, cfg, soft, now).await,
+        ExecState::Verifying => verify(k, j, e, tasks, now).await,
+        _ => Ok(e),
+    }
+}
+
+async fn commit<J: Journal>(
+    j: &J,
+    e: &Execution,
+    tasks: Vec<Task>,
+) -> Result<Execution, StepError> {
+    j.update(e, tasks).await.map_err(StepError::Journal)
+}
+
+/// Preflight: tasks whose partition changed since the plan are named and
+/// the execution fails (propose again); tasks of deleted or re-created
+/// topics are dropped; then the ledger records every throttle key the
+/// tasks will touch, as it is now.
+async fn preflight<K: KafkaAdmin, J: Journal>(
+    k: &K,
+    j: &J,
+    mut e: Execution,
+    tasks: &[Task],
+    now: u64,
+) -> Result<Execution, StepError> {
+    let md = k.metadata().await?;
+    let mut changed = Vec::new();
+    let mut updates = Vec::new();
+    for t in tasks.iter().filter(|t| t.state == TaskState::Pending) {
+        match current(&md, t) {
+            Current::Gone(why) => {
+                let mut t = t.clone();
+                t.state = TaskState::Dropped;
+                t.reason = why;
+                t.finished_ms = now;
+                updates.push(t);
+            }
+            Current::Replicas(r) if r != t.original => changed.push(format!(
+                "{}-{} (now {r:?}, planned from {:?})",
+                t.topic, t.partition, t.original
+            )),
+            Current::Replicas(_) => {}
+        }
+    }
+    if !changed.is_empty() {
+        e.state = ExecState::Failed;
+        e.finished_ms = now;
+        e.reason = format!(
+            "the cluster changed since the plan was made ({} partitions: {}); propose again",
+            changed.len(),
+            changed
+                .iter()
+                .take(10)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let reason = e.reason.clone();
+        e.event(now, reason);
+        return commit(j, &e, updates).await;
+    }
+    for t in &updates {
+        e.event(
+            now,
+            format!("{}-{} dropped: {}", t.topic, t.partition, t.reason),
+        );
+    }
+    let live: Vec<Task> = tasks
+        .iter()
+        .filter(|t| !updates.iter().any(|u| u.index == t.index))
+        .cloned()
+        .collect();
+    let mut entries = Vec::new();
+    for ent in ledger::entities(&live) {
+        let keys: &[&str] = match ent {
+            guardian_proto::execution::ThrottleEntity::Broker(_) => &ledger::BROKER_KEYS,
+            guardian_proto::execution::ThrottleEntity::Topic { .. } => &ledger::TOPIC_KEYS,
+        };
+        let described = k.describe_configs(&resource(&ent), keys).await?;
+        for key in keys {
+            let prior = override_of(&described, key, &ent);
+            let entry = ledger::record(ent.clone(), key, prior);
+            if entry.state == LedgerState::Wildcard {
+                e.event(
+                    now,
+                    format!("{ent} {key} is already `*` (the operator's): left alone"),
+                );
+            }
+            entries.push(entry);
+        }
+    }
+    e.ledger = entries;
+    e.state = ExecState::Executing;
+    e.started_ms = now;
+    e.event(
+        now,
+        format!("executing: ledger holds {} throttle keys", e.ledger.len()),
+    );
+    commit(j, &e, updates).await
+}
+
+enum Current {
+    Replicas(Vec<i32>),
+    Gone(String),
+}
+
+fn current(md: &ClusterMetadata, t: &Task) -> Current {
+    let Some(topic) = md.topics.iter().find(|x| x.name == t.topic) else {
+        return Current::Gone("the topic was deleted".into());
+    };
+    if !t.topic_id.is_empty()
+        && guardian_proto::domain::KafkaUuid(topic.id).to_string() != t.topic_id
+    {
+        return Current::Gone("the topic was deleted and re-created".into());
+    }
+    match topic.partitions.iter().find(|p| p.partition == t.partition) {
+        None => Current::Gone("the partition no longer exists".into()),
+        Some(p) => Current::Replicas(p.replicas.clone()),
+    }
+}
+
+fn partition<'a>(md: &'a ClusterMetadata, t: &Task) -> Option<&'a guardian_kafka::PartitionInfo> {
+    md.topics
+        .iter()
+        .find(|x| x.name == t.topic)?
+        .partitions
+        .iter()
+        .find(|p| p.partition == t.partition)
+}
+
+fn same_set(a: &[i32], b: &[i32]) -> bool {
+    let (x, y): (BTreeSet<_>, BTreeSet<_>) = (a.iter().collect(), b.iter().collect());
+    x == y
+}
+
+/// Replicas in place and each in its target dir, with no copy running.
+fn dirs_in_place(t: &Task, dirs: &BTreeMap<i32, Vec<guardian_kafka::types::LogDirInfo>>) -> bool {
+    t.dirs.iter().all(|(b, want)| {
+        let Some(list) = dirs.get(b) else {
+            return false;
+        };
+        let mut here = false;
+        for d in list {
+            for r in &d.replicas {
+                if r.topic == t.topic && r.partition == t.partition {
+                    if r.is_future {
+                        return false;
+                    }
+                    here |= d.path == *want;
+                }
+            }
+        }
+        here
+    })
+}
+
+/// Bytes copied for a task: the size of each target replica (or its
+/// `-future` copy) where the task places one.
+fn copied(t: &Task, dirs: &BTreeMap<i32, Vec<guardian_kafka::types::LogDirInfo>>) -> u64 {
+    let mut n = 0u64;
+    for (b, want) in &t.dirs {
+        for d in dirs.get(b).into_iter().flatten() {
+            for r in &d.replicas {
+                if r.topic == t.topic && r.partition == t.partition && d.path == *want {
+                    n += r.size_bytes.max(0) as u64;
+                }
+            }
+        }
+    }
+    n.min(t.bytes)
+}
+
+async fn execute<K: KafkaAdmin, J: Journal>(
+    k: &K,
+    j: &J,
+    mut e: Execution,
+    tasks: &[Task],
+    cfg: &StepConfig,
+    soft: &mut Soft,
+    now: u64,
+) -> Result<Execution, StepError> {
+    let md = k.metadata().await?;
+    let moving: BTreeMap<(String, i32), Reassignment> = k
+        .list_reassignments(&[])
+        .await?
+        .into_iter()
+        .map(|r| ((r.topic.clone(), r.partition), r))
+        .collect();
+    let alive: BTreeSet<i32> = md.brokers.iter().map(|b| b.id).collect();
+    let submitted: Vec<&Task> = tasks
+        .iter()
+        .filter(|t| t.state == TaskState::Submitted)
+        .collect();
+    let mut dir_brokers: BTreeSet<i32> = BTreeSet::new();
+    for t in &submitted {
+        dir_brokers.extend(t.dirs.iter().map(|(b, _)| *b).filter(|b| alive.contains(b)));
+    }
+    let mut dirs = BTreeMap::new();
+    for b in dir_brokers {
+        dirs.insert(b, k.describe_log_dirs(b).await?);
+    }
+
+    // 1. Follow the tasks in flight.
+    let mut updates: Vec<Task> = Vec::new();
+    let mut resend: Vec<Task> = Vec::new();
+    let mut elect: Vec<Task> = Vec::new();
+    let mut fix_dirs: BTreeMap<i32, Vec<(TopicPartition, String)>> = BTreeMap::new();
+    for t in &submitted {
+        let Some(p) = partition(&md, t) else {
+            let mut t = (*t).clone();
+            t.state = TaskState::Dropped;
+            t.reason = "the topic or partition was deleted mid-plan".into();
+            t.finished_ms = now;
+            e.event(
+                now,
+                format!("{}-{} dropped: {}", t.topic, t.partition, t.reason),
+            );
+            updates.push(t);
+            continue;
+        };
+        soft.progress.insert(t.index, copied(t, &dirs));
+        if let Some(r) = moving.get(&(t.topic.clone(), t.partition)) {
+            // Ours if it heads for our target; otherwise someone replaced it.
+            let target: BTreeSet<i32> = r
+                .replicas
+                .iter()
+                .copied()
+                .filter(|b| !r.removing.contains(b))
+                .collect();
+            if target != t.target.iter().copied().collect() {
+                let mut t = (*t).clone();
+                t.state = TaskState::Failed;
+                t.reason = format!(
+                    "a reassignment Guardian did not start replaced this one (to {target:?}): left alone"
+                );
+                t.finished_ms = now;
+                e.event(now, format!("{}-{}: {}", t.topic, t.partition, t.reason));
+                updates.push(t);
+            }
+            continue; // copying
+        }
+        if !same_set(&p.replicas, &t.target) {
+            // Journaled but never reached Kafka (or Kafka lost it): again.
+            resend.push((*t).clone());
+            continue;
+        }
+        if !t.dirs.is_empty() && !dirs_in_place(t, &dirs) {
+            // Correct a replica Kafka placed in another dir while it is small.
+            for (b, want) in &t.dirs {
+                let Some(list) = dirs.get(b) else { continue };
+                let busy = list.iter().any(|d| {
+                    d.replicas
+                        .iter()
+                        .any(|r| r.topic == t.topic && r.partition == t.partition && r.is_future)
+                });
+                let wrong = list.iter().any(|d| {
+                    d.path != *want
+                        && d.replicas
+                            .iter()
+                            .any(|r| r.topic == t.topic && r.partition == t.partition)
+                });
+                if wrong && !busy {
+                    fix_dirs.entry(*b).or_default().push((tp(t), want.clone()));
+                }
+            }
+            continue;
+        }
+        if p.replicas != t.target {
+            // Same set, other order (a leader-only task): reorder.
+            resend.push((*t).clone());
+            continue;
+        }
+        let placed = *soft.placed_at.entry(t.index).or_insert(now);
+        match t.leader {
+            Some(l) if p.leader != l && now.saturating_sub(placed) < cfg.leader_wait_ms => {
+                elect.push((*t).clone());
+            }
+            Some(l) if p.leader != l => {
+                let mut t = (*t).clone();
+                t.state = TaskState::Done;
+                t.finished_ms = now;
+                t.reason = format!(
+                    "replicas in place; broker {l} did not become leader within {} ms (leader is {})",
+                    cfg.leader_wait_ms, p.leader
+                );
+                updates.push(t);
+            }
+            _ => {
+                let mut t = (*t).clone();
+                t.state = TaskState::Done;
+                t.finished_ms = now;
+                soft.progress.insert(t.index, t.bytes);
+                updates.push(t);
+            }
+        }
+    }
+    for (b, moves) in &fix_dirs {
+        for (tp, r) in k.alter_replica_log_dirs(*b, moves).await? {
+            if let Err(err) = r {
+                e.event(now, format!("{tp} to its target dir on broker {b}: {err}"));
+            }
+        }
+    }
+    if !elect.is_empty() {
+        let tps: Vec<TopicPartition> = elect.iter().map(tp).collect();
+        for (tp, r) in k.elect_preferred_leaders(&tps).await? {
+            match r {
+                Ok(Election::Elected) | Ok(Election::NotNeeded) => {}
+                // PREFERRED_LEADER_NOT_AVAILABLE until the replica is in sync.
+                Err(err) if err.is_retriable() => {}
+                Err(err) => e.event(now, format!("electing the leader of {tp}: {err}")),
+            }
+        }
+    }
+
+    // 2. Start pending tasks within the per-broker budget.
+    let finished: BTreeSet<u32> = updates.iter().map(|t| t.index).collect();
+    let mut load: BTreeMap<i32, u32> = BTreeMap::new();
+    for t in submitted.iter().filter(|t| !finished.contains(&t.index)) {
+        for b in t.brokers() {
+            *load.entry(b).or_default() += 1;
+        }
+    }
+    let mut starting: Vec<Task> = Vec::new();
+    if !e.paused {
+        for t in tasks.iter().filter(|t| t.state == TaskState::Pending) {
+            if t.brokers()
+                .any(|b| !alive.contains(&b) && t.adding().any(|a| a == b))
+            {
+                continue; // its destination is down: wait
+            }
+            if t.brokers()
+                .any(|b| load.get(&b).copied().unwrap_or(0) >= e.max_tasks_per_broker)
+            {
+                continue;
+            }
+            if let Some(p) = partition(&md, t) {
+                if p.replicas != t.original {
+                    let mut t = t.clone();
+                    t.state = TaskState::Failed;
+                    t.reason = format!(
+                        "its replicas changed since the plan (now {:?}, planned from {:?})",
+                        p.replicas, t.original
+                    );
+                    t.finished_ms = now;
+                    e.event(now, format!("{}-{}: {}", t.topic, t.partition, t.reason));
+                    updates.push(t);
+                    continue;
+                }
+                if moving.contains_key(&(t.topic.clone(), t.partition)) {
+                    continue; // someone else's reassignment: wait
+                }
+            }
+            for b in t.brokers() {
+                *load.entry(b).or_default() += 1;
+            }
+            let mut t = t.clone();
+            t.state = TaskState::Submitted;
+            t.started_ms = now;
+            t.attempts += 1;
+            starting.push(t);
+        }
+    }
+
+    // 3. Throttles for what will be in flight, journaled before written.
+    let in_flight: Vec<&Task> = submitted
+        .iter()
+        .copied()
+        .filter(|t| !finished.contains(&t.index))
+        .chain(starting.iter())
+        .collect();
+    let want = ledger::desired(&e.ledger, &in_flight, e.throttle_rate);
+    let all_done = in_flight.is_empty()
+        && tasks
+            .iter()
+            .all(|t| t.state.finished() || finished.contains(&t.index));
+    let changes = plan_throttles(&mut e, &want, &alive);
+    resend.iter_mut().for_each(|t| t.attempts += 1);
+    let mut journal: Vec<Task> = updates.clone();
+    journal.extend(starting.iter().cloned());
+    journal.extend(resend.iter().cloned());
+    if !starting.is_empty() {
+        e.event(
+            now,
+            format!(
+                "starting {} tasks: {}",
+                starting.len(),
+                starting
+                    .iter()
+                    .take(5)
+                    .map(|t| format!("{}-{}", t.topic, t.partition))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+    }
+    if all_done {
+        e.state = ExecState::Verifying;
+        e.event(now, "every task finished: verifying");
+    }
+    if journal.is_empty() && changes.is_empty() && !all_done {
+        return Ok(e);
+    }
+    let mut e = commit(j, &e, journal).await?;
+    #[cfg(feature = "failpoints")]
+    fail::fail_point!("executor::after_journal", |_| Err(StepError::Journal(
+        "failpoint executor::after_journal".into()
+    )));
+
+    // 4. Act: throttles (read back), preferred dirs, then reassignments.
+    let journaled = e.clone();
+    let mut failed = Vec::new();
+    if write_throttles(k, &mut e, &changes, now).await? {
+        let send: Vec<&Task> = starting.iter().chain(resend.iter()).collect();
+        for (index, reason) in submit(k, &mut e, &send, now).await? {
+            let mut t = send
+                .iter()
+                .find(|t| t.index == index)
+                .map(|t| (*t).clone())
+                .expect("a sent task");
+            t.state = TaskState::Failed;
+            t.finished_ms = now;
+            t.reason = reason;
+            failed.push(t);
+        }
+    }
+    if e != journaled || !failed.is_empty() {
+        e = commit(j, &e, failed).await?;
+    }
+    Ok(e)
+}
+
+/// A throttle key to write: the entry's index in the ledger and the value
+/// the override must have (`None`: no override).
+type Change = (usize, Option<String>);
+
+/// Marks the ledger entries whose override must change (the value goes
+/// in `written` before it is written: journal before action).
+fn plan_throttles(
+    e: &mut Execution,
+    want: &BTreeMap<(guardian_proto::execution::ThrottleEntity, String), Option<String>>,
+    alive: &BTreeSet<i32>,
+) -> Vec<Change> {
+    let mut out = Vec::new();
+    for (i, entry) in e.ledger.iter_mut().enumerate() {
+        if matches!(entry.state, LedgerState::Wildcard | LedgerState::Conflict) {
+            continue;
+        }
+        if let guardian_proto::execution::ThrottleEntity::Broker(b) = entry.entity {
+            if !alive.contains(&b) {
+                continue; // a dead broker's rate is changed when it returns
+            }
+        }
+        let Some(v) = want.get(&(entry.entity.clone(), entry.key.clone())) else {
+            continue;
+        };
+        let restoring = *v == entry.prior;
+        let settled = match entry.state {
+            LedgerState::Applied => same_value(&entry.key, entry.written.as_deref(), v.as_deref()),
+            LedgerState::Recorded | LedgerState::Restored => restoring,
+            _ => true,
+        };
+        if settled {
+            continue;
+        }
+        if !restoring {
+            entry.written = v.clone();
+            entry.state = LedgerState::Applied;
+        }
+        out.push((i, v.clone()));
+    }
+    out
+}
+
+/// Writes the changes and reads each back. `false` if one did not read
+/// back (its entry goes back to unwritten, so the next step writes it
+/// again; nothing starts until it does).
+async fn write_throttles<K: KafkaAdmin>(
+    k: &K,
+    e: &mut Execution,
+    changes: &[Change],
+    now: u64,
+) -> Result<bool, StepError> {
+    let mut ok = true;
+    for (i, v) in changes {
+        let entry = e.ledger[*i].clone();
+        let res = resource(&entry.entity);
+        let cur = override_of(
+            &k.describe_configs(&res, &[&entry.key]).await?,
+            &entry.key,
+            &entry.entity,
+        );
+        let ours = entry.written.as_deref();
+        // Only a value that is the operator's prior or Guardian's own may
+        // be replaced; anything else was set by someone mid-run.
+        let expected = same_value(&entry.key, cur.as_deref(), entry.prior.as_deref())
+            || same_value(&entry.key, cur.as_deref(), ours);
+        if !expected {
+            e.ledger[*i].state = LedgerState::Conflict;
+            e.event(
+                now,
+                format!(
+                    "{} {} changed by someone else to {:?} during the run: left alone",
+                    entry.entity, entry.key, cur
+                ),
+            );
+            continue;
+        }
+        if !same_value(&entry.key, cur.as_deref(), v.as_deref()) {
+            let op = match v {
+                Some(v) => AlterConfigOp::Set(entry.key.clone(), v.clone()),
+                None => AlterConfigOp::Delete(entry.key.clone()),
+            };
+            k.alter_configs(&res, &[op]).await?;
+        }
+        // Read back from that broker (the describe of a broker's config is
+        // routed to it): the move waits until the override is in force.
+        let back = override_of(
+            &k.describe_configs(&res, &[&entry.key]).await?,
+            &entry.key,
+            &entry.entity,
+        );
+        if !same_value(&entry.key, back.as_deref(), v.as_deref()) {
+            e.event(
+                now,
+                format!(
+                    "{} {}: wrote {v:?}, read back {back:?}; retrying",
+                    entry.entity, entry.key
+                ),
+            );
+            if *v != entry.prior {
+                e.ledger[*i].state = LedgerState::Recorded;
+            }
+            ok = false;
+            continue;
+        }
+        if *v == entry.prior {
+            e.ledger[*i].state = LedgerState::Restored;
+        }
+    }
+    Ok(ok)
+}
+
+/// Sends the tasks' Kafka requests: preferred dirs on the brokers gaining
+/// a replica (recorded before the replica exists, so it lands once), the
+/// reassignments (desired leader first), and intra-broker dir moves.
+/// Returns the tasks Kafka refused outright, with why.
+async fn submit<K: KafkaAdmin>(
+    k: &K,
+    e: &mut Execution,
+    tasks: &[&Task],
+    now: u64,
+) -> Result<Vec<(u32, String)>, StepError> {
+    let mut refused = Vec::new();
+    let index_of = |tp: &TopicPartition| {
+        tasks
+            .iter()
+            .find(|t| t.topic == tp.topic && t.partition == tp.partition)
+            .map(|t| t.index)
+    };
+    let mut dir_moves: BTreeMap<i32, Vec<(TopicPartition, String)>> = BTreeMap::new();
+    let mut targets = Vec::new();
+    for t in tasks {
+        for (b, dir) in &t.dirs {
+            dir_moves.entry(*b).or_default().push((tp(t), dir.clone()));
+        }
+        if t.original != t.target {
+            targets.push((tp(t), Some(t.target.clone())));
+        }
+    }
+    for (b, moves) in &dir_moves {
+        for (tp, r) in k.alter_replica_log_dirs(*b, moves).await? {
+            if let Err(err) = r {
+                e.event(now, format!("{tp}: log dir on broker {b}: {err}"));
+            }
+        }
+    }
+    if !targets.is_empty() {
+        for (tp, r) in k.alter_reassignments(&targets, false).await? {
+            match r {
+                Err(err) if !err.is_retriable() => {
+                    e.event(now, format!("{tp}: reassignment refused: {err}"));
+                    if let Some(i) = index_of(&tp) {
+                        refused.push((i, format!("Kafka refused the reassignment: {err}")));
+                    }
+                }
+                Err(err) => e.event(now, format!("{tp}: {err}; sent again next step")),
+                Ok(()) => {}
+            }
+        }
+    }
+    Ok(refused)
+}
+
+/// Cancel: reassignments in flight reverted (null target), dir copies
+/// re-targeted to where the replica is, every throttle restored.
+async fn cancel<K: KafkaAdmin, J: Journal>(
+    k: &K,
+    j: &J,
+    mut e: Execution,
+    tasks: &[Task],
+    now: u64,
+) -> Result<Execution, StepError> {
+    let moving: BTreeSet<(String, i32)> = k
+        .list_reassignments(&[])
+        .await?
+        .into_iter()
+        .map(|r| (r.topic, r.partition))
+        .collect();
+    let mut updates = Vec::new();
+    let mut revert = Vec::new();
+    for t in tasks.iter().filter(|t| !t.state.finished()) {
+        if t.state == TaskState::Submitted && moving.contains(&(t.topic.clone(), t.partition)) {
+            revert.push((tp(t), None));
+        }
+        let mut t = t.clone();
+        t.state = TaskState::Cancelled;
+        t.finished_ms = now;
+        updates.push(t);
+    }
+    if !revert.is_empty() {
+        for (tp, r) in k.alter_reassignments(&revert, false).await? {
+            if let Err(err) = r {
+                if !err.is_retriable() {
+                    e.event(now, format!("cancelling {tp}: {err}"));
+                }
+            }
+        }
+    }
+    // Dir copies: move each replica back to the dir it is in.
+    let md = k.metadata().await?;
+    let alive: BTreeSet<i32> = md.brokers.iter().map(|b| b.id).collect();
+    for b in tasks
+        .iter()
+        .filter(|t| t.state == TaskState::Submitted)
+        .flat_map(|t| t.dirs.iter().map(|(b, _)| *b))
+        .filter(|b| alive.contains(b))
+        .collect::<BTreeSet<_>>()
+    {
+        let mut back = Vec::new();
+        for d in k.describe_log_dirs(b).await? {
+            for r in d.replicas.iter().filter(|r| !r.is_future) {
+                let has_future = tasks.iter().any(|t| {
+                    t.state == TaskState::Submitted
+                        && t.topic == r.topic
+                        && t.partition == r.partition
+                        && t.dirs.iter().any(|(x, _)| *x == b)
+                });
+                if has_future {
+                    back.push((
+                        TopicPartition {
+                            topic: r.topic.clone(),
+                            partition: r.partition,
+                        },
+                        d.path.clone(),
+                    ));
+                }
+            }
+        }
+        if !back.is_empty() {
+            k.alter_replica_log_dirs(b, &back).await?;
+        }
+    }
+    let want = ledger::desired(&e.ledger, &[], e.throttle_rate);
+    let changes = plan_throttles(&mut e, &want, &alive);
+    e.state = ExecState::Verifying;
+    e.reason = "cancelled by an operator".into();
+    e.event(
+        now,
+        format!("cancelled: {} reassignments reverted", revert.len()),
+    );
+    let mut e = commit(j, &e, updates).await?;
+    let journaled = e.clone();
+    write_throttles(k, &mut e, &changes, now).await?;
+    if e != journaled {
+        e = commit(j, &e, Vec::new()).await?;
+    }
+    Ok(e)
+}
+
+/// Verifying: every throttle restored (a dead broker's when it is back),
+/// then done — or cancelled, when that is how it got here.
+async fn verify<K: KafkaAdmin, J: Journal>(
+    k: &K,
+    j: &J,
+    mut e: Execution,
+    tasks: &[Task],
+    now: u64,
+) -> Result<Execution, StepError> {
+    let md = k.metadata().await?;
+    let alive: BTreeSet<i32> = md.brokers.iter().map(|b| b.id).collect();
+    let want = ledger::desired(&e.ledger, &[], e.throttle_rate);
+    let changes = plan_throttles(&mut e, &want, &alive);
+    if !changes.is_empty() {
+        write_throttles(k, &mut e, &changes, now).await?;
+    }
+    let pending = e
+        .ledger
+        .iter()
+        .filter(|l| l.state == LedgerState::Applied)
+        .count();
+    if pending > 0 {
+        // Journal what was restored; the rest (a dead broker's) waits.
+        return commit(j, &e, Vec::new()).await;
+    }
+    let count = |s: TaskState| tasks.iter().filter(|t| t.state == s).count();
+    let (done, dropped, failed) = (
+        count(TaskState::Done),
+        count(TaskState::Dropped),
+        count(TaskState::Failed),
+    );
+    e.finished_ms = now;
+    e.state = if e.cancel_requested {
+        ExecState::Cancelled
+    } else if failed > 0 {
+        e.reason = format!("{failed} tasks failed (see their reasons)");
+        ExecState::Failed
+    } else {
+        ExecState::Done
+    };
+    e.event(
+        now,
+        format!(
+            "{}: {done} tasks done, {dropped} dropped, {failed} failed; throttles restored",
+            e.state.name()
+        ),
+    );
+    commit(j, &e, Vec::new()).await
+}

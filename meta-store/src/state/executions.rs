@@ -1,0 +1,416 @@
+//! Executions: the executor's durable procedures (plans carried out on a
+//! Kafka cluster). Owns the `Execution` commands, its keys (tags `xe`,
+//! `xt`, `xn`: [`super::keys`]), their values (JSON, see
+//! `guardian_proto::execution`) and their loading.
+//!
+//! Rules enforced at apply (so every node refuses the same step):
+//! - ids are assigned here, in order;
+//! - at most one *active* execution (approved … verifying) per cluster;
+//! - a proposal past its `expires_ms` cannot be approved;
+//! - the executor's [`ExecutionCmd::Update`] names the version it was
+//!   computed from and is refused if anything changed since (a deposed
+//!   leader's late step, or an operator's control in between); it owns
+//!   the state, reason, times, ledger, events and tasks, never the
+//!   operator's flags or the plan;
+//! - nothing changes a finished execution.
+
+use std::collections::BTreeMap;
+
+use guardian_proto::execution::{Control, ExecState, Execution, ExecutionCmd, Task};
+
+use super::keys::KeyReader;
+use super::registry::Registry;
+use super::Key;
+use crate::error::StoreError;
+use crate::types::{CommandResponse, Rejection};
+
+/// A persisted item of the executions domain (one `sm_data` key).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ExecKey {
+    /// An execution's header.
+    Header(u64),
+    /// One task (execution id, task index).
+    Task(u64, u32),
+    /// The next execution id.
+    NextId,
+}
+
+impl From<ExecKey> for Key {
+    fn from(k: ExecKey) -> Key {
+        Key::Execution(k)
+    }
+}
+
+/// The tags of this domain's keys.
+pub(crate) const TAGS: [&[u8; 2]; 3] = [b"xe", b"xt", b"xn"];
+
+impl ExecKey {
+    /// The RocksDB key.
+    pub fn bytes(&self, out: &mut Vec<u8>) {
+        match self {
+            ExecKey::Header(id) => {
+                out.extend_from_slice(b"xe");
+                out.extend_from_slice(&id.to_be_bytes());
+            }
+            ExecKey::Task(id, i) => {
+                out.extend_from_slice(b"xt");
+                out.extend_from_slice(&id.to_be_bytes());
+                out.extend_from_slice(&i.to_be_bytes());
+            }
+            ExecKey::NextId => out.extend_from_slice(b"xn"),
+        }
+    }
+}
+
+/// Every execution with its tasks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Executions {
+    pub by_id: BTreeMap<u64, Execution>,
+    /// Tasks per execution, by index.
+    pub tasks: BTreeMap<u64, Vec<Task>>,
+    pub next_id: u64,
+}
+
+impl Default for Executions {
+    fn default() -> Self {
+        Executions {
+            by_id: BTreeMap::new(),
+            tasks: BTreeMap::new(),
+            next_id: 1,
+        }
+    }
+}
+
+fn refuse(reason: impl Into<String>) -> CommandResponse {
+    CommandResponse::Rejected(Rejection::FailedPrecondition {
+        reason: reason.into(),
+    })
+}
+
+fn not_found(id: u64) -> CommandResponse {
+    CommandResponse::Rejected(Rejection::NotFound {
+        what: format!("execution {id}"),
+    })
+}
+
+impl Executions {
+    /// The cluster's active execution (approved and not finished), if any.
+    pub fn active_on(&self, cluster: &str) -> Option<&Execution> {
+        self.by_id
+            .values()
+            .find(|e| e.cluster == cluster && e.state.active())
+    }
+
+    /// Executions the executor must drive: active ones, and proposals
+    /// with a cancel pending never exist (they cancel at once).
+    pub fn active(&self) -> impl Iterator<Item = &Execution> {
+        self.by_id.values().filter(|e| e.state.active())
+    }
+
+    pub fn tasks_of(&self, id: u64) -> &[Task] {
+        self.tasks.get(&id).map_or(&[], |t| t.as_slice())
+    }
+
+    pub fn apply(
+        &mut self,
+        reg: &Registry,
+        cmd: &ExecutionCmd,
+        now: u64,
+        touched: &mut Vec<Key>,
+    ) -> CommandResponse {
+        match cmd {
+            ExecutionCmd::Create { execution, tasks } => {
+                self.create(reg, execution, tasks, now, touched)
+            }
+            ExecutionCmd::AppendTasks { id, tasks } => self.append(*id, tasks, now, touched),
+            ExecutionCmd::Update {
+                id,
+                expect_version,
+                execution,
+                tasks,
+            } => self.update(*id, *expect_version, execution, tasks, now, touched),
+            ExecutionCmd::Control { id, action, by } => {
+                self.control(*id, *action, by, now, touched)
+            }
+        }
+    }
+
+    fn create(
+        &mut self,
+        reg: &Registry,
+        e: &Execution,
+        tasks: &[Task],
+        now: u64,
+        touched: &mut Vec<Key>,
+    ) -> CommandResponse {
+        if !reg.clusters.contains_key(&e.cluster) {
+            return CommandResponse::Rejected(Rejection::NotFound {
+                what: format!("cluster {:?}", e.cluster),
+            });
+        }
+        if let Some(bad) = tasks
+            .iter()
+            .enumerate()
+            .find(|(i, t)| t.index as usize != *i)
+        {
+            return CommandResponse::Rejected(Rejection::InvalidArgument {
+                field: format!("tasks[{}].index", bad.0),
+                reason: "task indexes must run 0, 1, 2, …".into(),
+            });
+        }
+        if tasks.len() > e.task_count as usize {
+            return CommandResponse::Rejected(Rejection::InvalidArgument {
+                field: "task_count".into(),
+                reason: format!("{} tasks sent, task_count {}", tasks.len(), e.task_count),
+            });
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut e = e.clone();
+        e.id = id;
+        e.created_ms = now;
+        e.updated_ms = now;
+        e.version = 1;
+        e.paused = false;
+        e.cancel_requested = false;
+        e.state = if tasks.len() == e.task_count as usize {
+            ExecState::Proposed
+        } else {
+            ExecState::Draft
+        };
+        e.event(now, format!("proposed by {}", who(&e.proposed_by)));
+        touched.push(ExecKey::NextId.into());
+        touched.push(ExecKey::Header(id).into());
+        touched.extend(tasks.iter().map(|t| Key::from(ExecKey::Task(id, t.index))));
+        self.tasks.insert(id, tasks.to_vec());
+        self.by_id.insert(id, e.clone());
+        CommandResponse::Execution(Box::new(e))
+    }
+
+    fn append(
+        &mut self,
+        id: u64,
+        tasks: &[Task],
+        now: u64,
+        touched: &mut Vec<Key>,
+    ) -> CommandResponse {
+        let Some(e) = self.by_id.get_mut(&id) else {
+            return not_found(id);
+        };
+        if e.state != ExecState::Draft {
+            return refuse(format!(
+                "execution {id} is {}, not a draft: it takes no more tasks",
+                e.state.name()
+            ));
+        }
+        let have = self.tasks.entry(id).or_default();
+        if let Some(bad) = tasks
+            .iter()
+            .enumerate()
+            .find(|(i, t)| t.index as usize != have.len() + i)
+        {
+            return CommandResponse::Rejected(Rejection::InvalidArgument {
+                field: format!("tasks[{}].index", bad.0),
+                reason: format!("expected {}", have.len() + bad.0),
+            });
+        }
+        if have.len() + tasks.len() > e.task_count as usize {
+            return CommandResponse::Rejected(Rejection::InvalidArgument {
+                field: "tasks".into(),
+                reason: format!("more than task_count {}", e.task_count),
+            });
+        }
+        touched.extend(tasks.iter().map(|t| Key::from(ExecKey::Task(id, t.index))));
+        have.extend_from_slice(tasks);
+        if have.len() == e.task_count as usize {
+            e.state = ExecState::Proposed;
+        }
+        e.version += 1;
+        e.updated_ms = now;
+        touched.push(ExecKey::Header(id).into());
+        CommandResponse::Execution(Box::new(e.clone()))
+    }
+
+    fn update(
+        &mut self,
+        id: u64,
+        expect: u64,
+        new: &Execution,
+        tasks: &[Task],
+        now: u64,
+        touched: &mut Vec<Key>,
+    ) -> CommandResponse {
+        let Some(e) = self.by_id.get_mut(&id) else {
+            return not_found(id);
+        };
+        if e.version != expect {
+            return refuse(format!(
+                "execution {id} is at version {}, the step was computed from {expect}",
+                e.version
+            ));
+        }
+        if !e.state.active() {
+            return refuse(format!(
+                "execution {id} is {}: the executor does not drive it",
+                e.state.name()
+            ));
+        }
+        if !(new.state.active() || new.state.terminal()) {
+            return CommandResponse::Rejected(Rejection::InvalidArgument {
+                field: "execution.state".into(),
+                reason: format!("the executor cannot move to {}", new.state.name()),
+            });
+        }
+        let have = self.tasks.entry(id).or_default();
+        if let Some(t) = tasks.iter().find(|t| t.index as usize >= have.len()) {
+            return CommandResponse::Rejected(Rejection::InvalidArgument {
+                field: "tasks.index".into(),
+                reason: format!("execution {id} has no task {}", t.index),
+            });
+        }
+        for t in tasks {
+            have[t.index as usize] = t.clone();
+            touched.push(ExecKey::Task(id, t.index).into());
+        }
+        // The executor's fields; the operator's flags and the plan stay.
+        e.state = new.state;
+        e.reason = new.reason.clone();
+        e.started_ms = new.started_ms;
+        e.finished_ms = new.finished_ms;
+        e.ledger = new.ledger.clone();
+        e.events = new.events.clone();
+        e.throttle_rate = new.throttle_rate;
+        if e.state.terminal() {
+            e.paused = false;
+        }
+        e.version += 1;
+        e.updated_ms = now;
+        touched.push(ExecKey::Header(id).into());
+        CommandResponse::Execution(Box::new(e.clone()))
+    }
+
+    fn control(
+        &mut self,
+        id: u64,
+        action: Control,
+        by: &str,
+        now: u64,
+        touched: &mut Vec<Key>,
+    ) -> CommandResponse {
+        let Some(cur) = self.by_id.get(&id) else {
+            return not_found(id);
+        };
+        if cur.state.terminal() {
+            return refuse(format!(
+                "execution {id} is {}: nothing to {}",
+                cur.state.name(),
+                action.name()
+            ));
+        }
+        if action == Control::Approve {
+            if cur.state != ExecState::Proposed {
+                return refuse(format!(
+                    "execution {id} is {}, only a proposed execution can be approved",
+                    cur.state.name()
+                ));
+            }
+            if now > cur.expires_ms {
+                return refuse(format!(
+                    "execution {id} expired (its plan is too old to trust); propose again"
+                ));
+            }
+            if let Some(other) = self.active_on(&cur.cluster) {
+                return refuse(format!(
+                    "execution {} is already running on cluster {:?}; one at a time per cluster",
+                    other.id, cur.cluster
+                ));
+            }
+        }
+        let e = self.by_id.get_mut(&id).expect("checked above");
+        let line = match action {
+            Control::Approve => {
+                e.state = ExecState::Approved;
+                e.approved_by = by.to_string();
+                format!("approved by {}", who(by))
+            }
+            Control::Cancel if !e.state.active() => {
+                e.state = ExecState::Cancelled;
+                e.finished_ms = now;
+                e.reason = format!("cancelled by {} before it ran", who(by));
+                format!("cancelled by {}", who(by))
+            }
+            Control::Cancel => {
+                e.cancel_requested = true;
+                format!("cancel requested by {}", who(by))
+            }
+            Control::Pause | Control::Resume if !e.state.active() => {
+                return refuse(format!(
+                    "execution {id} is {}: only a running execution can be paused or resumed",
+                    e.state.name()
+                ));
+            }
+            Control::Pause => {
+                e.paused = true;
+                format!("paused by {}", who(by))
+            }
+            Control::Resume => {
+                e.paused = false;
+                format!("resumed by {}", who(by))
+            }
+        };
+        e.event(now, line);
+        e.version += 1;
+        e.updated_ms = now;
+        touched.push(ExecKey::Header(id).into());
+        CommandResponse::Execution(Box::new(e.clone()))
+    }
+
+    /// The current value of `k`, encoded; `None` if it no longer exists.
+    pub fn value_bytes(&self, k: &ExecKey) -> Option<Vec<u8>> {
+        match k {
+            ExecKey::Header(id) => self.by_id.get(id).map(json),
+            ExecKey::Task(id, i) => self.tasks.get(id)?.get(*i as usize).map(json),
+            ExecKey::NextId => Some(self.next_id.to_be_bytes().to_vec()),
+        }
+    }
+
+    /// Loads one stored pair (keys arrive in RocksDB order: every header
+    /// before the tasks, tasks in index order).
+    pub fn load_kv(&mut self, k: &[u8], v: &[u8]) -> Result<(), StoreError> {
+        let mut r = KeyReader::new(k);
+        match &k[..2] {
+            b"xe" => {
+                let id = r.u64()? as u64;
+                let e: Execution = serde_json::from_slice(v).map_err(|e| r.bad(e))?;
+                self.by_id.insert(id, e);
+            }
+            b"xt" => {
+                let id = r.u64()? as u64;
+                let i = r.u32()? as u32;
+                let t: Task = serde_json::from_slice(v).map_err(|e| r.bad(e))?;
+                let list = self.tasks.entry(id).or_default();
+                if list.len() != i as usize {
+                    return Err(r.bad(format!("task {i} follows {} tasks", list.len())));
+                }
+                list.push(t);
+            }
+            _ => {
+                let b: [u8; 8] = v.try_into().map_err(|_| r.bad("next id is not 8 bytes"))?;
+                self.next_id = u64::from_be_bytes(b);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("execution records serialize")
+}
+
+fn who(by: &str) -> &str {
+    if by.is_empty() {
+        "an operator"
+    } else {
+        by
+    }
+}
