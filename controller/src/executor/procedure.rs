@@ -518,9 +518,10 @@ async fn execute<K: KafkaAdmin, J: Journal>(
     Ok(e)
 }
 
-/// A throttle key to write: the entry's index in the ledger and the value
-/// the override must have (`None`: no override).
-type Change = (usize, Option<String>);
+/// A throttle key to write: the entry's index in the ledger, the value the
+/// override must have (`None`: no override) and the value Guardian wrote
+/// before this change (what may be replaced besides the prior).
+type Change = (usize, Option<String>, Option<String>);
 
 /// Marks the ledger entries whose override must change (the value goes
 /// in `written` before it is written: journal before action).
@@ -551,11 +552,12 @@ fn plan_throttles(
         if settled {
             continue;
         }
+        let before = entry.written.clone();
         if !restoring {
             entry.written = v.clone();
             entry.state = LedgerState::Applied;
         }
-        out.push((i, v.clone()));
+        out.push((i, v.clone(), before));
     }
     out
 }
@@ -570,7 +572,7 @@ async fn write_throttles<K: KafkaAdmin>(
     now: u64,
 ) -> Result<bool, StepError> {
     let mut ok = true;
-    for (i, v) in changes {
+    for (i, v, before) in changes {
         let entry = e.ledger[*i].clone();
         let res = resource(&entry.entity);
         let cur = override_of(
@@ -578,11 +580,12 @@ async fn write_throttles<K: KafkaAdmin>(
             &entry.key,
             &entry.entity,
         );
-        let ours = entry.written.as_deref();
-        // Only a value that is the operator's prior or Guardian's own may
-        // be replaced; anything else was set by someone mid-run.
-        let expected = same_value(&entry.key, cur.as_deref(), entry.prior.as_deref())
-            || same_value(&entry.key, cur.as_deref(), ours);
+        // Only a value that is the operator's prior or Guardian's own (the
+        // last written, or this one if the write landed before a crash)
+        // may be replaced; anything else was set by someone mid-run.
+        let expected = [entry.prior.as_deref(), before.as_deref(), v.as_deref()]
+            .iter()
+            .any(|x| same_value(&entry.key, cur.as_deref(), *x));
         if !expected {
             e.ledger[*i].state = LedgerState::Conflict;
             e.event(

