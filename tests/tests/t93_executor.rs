@@ -362,3 +362,77 @@ async fn a_skewed_cluster_is_balanced_and_its_throttles_restored() {
     let names: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
     a.delete_topics(&names).await.unwrap();
 }
+
+/// The Guardian leader SIGKILLed while reassignments are in flight: the
+/// new leader adopts them from the journal (never cancels or re-sends a
+/// reassignment Kafka has) and finishes the plan; throttles restored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_adopts_the_execution_and_finishes_it() {
+    let k = KafkaCluster::shared(Layout::ControllerAndThreeBrokers)
+        .await
+        .lock()
+        .await;
+    let bootstrap = k.bootstrap();
+    let a = KafkaClient::new(&bootstrap, Duration::from_secs(20));
+    let d0 = k.nodes.iter().find(|n| n.id == 1).unwrap().log_dirs[0]
+        .display()
+        .to_string();
+    let topics = ["t93-f"];
+    skewed(&a, &bootstrap, &d0, &topics, 6, 2500).await;
+    let before = read_all(&bootstrap, "t93-f", 6);
+
+    let mut g = TestCluster::start_with(3, executor_config()).await;
+    let eps = register(&g, "t93f", &bootstrap).await;
+    let p = run_cli(&eps, &["rebalance", "propose", "--cluster", "t93f"]);
+    let id = p["execution"]["id"].as_u64().unwrap();
+    run_cli(&eps, &["rebalance", "approve", &id.to_string()]);
+
+    // Mid-execution: reassignments in flight on Kafka.
+    let in_flight: Vec<(String, i32)> = eventually("reassignments in flight", || async {
+        let l = a.list_reassignments(&[]).await.ok()?;
+        (!l.is_empty()).then(|| l.into_iter().map(|r| (r.topic, r.partition)).collect())
+    })
+    .await;
+    let leader = g.wait_leader(Duration::from_secs(10)).await;
+    g.kill(leader);
+    let next = g.wait_leader(Duration::from_secs(20)).await;
+    assert_ne!(next, leader);
+
+    let done = wait_state(&eps, id, &["done"]).await;
+    for t in done["tasks"].as_array().unwrap() {
+        assert_eq!(t["state"], "done", "{t}");
+        let key = (
+            t["topic"].as_str().unwrap().to_string(),
+            t["partition"].as_i64().unwrap() as i32,
+        );
+        if in_flight.contains(&key) {
+            assert_eq!(
+                t["attempts"], 1,
+                "adopted, not re-sent: {t}\nkilled leader {leader}; events {}",
+                done["execution"]["events"]
+            );
+        }
+    }
+    let events = done["execution"]["events"].to_string();
+    assert!(!events.contains("cancel"), "{events}");
+    assert_eq!(read_all(&bootstrap, "t93-f", 6), before);
+    for b in 1..=3 {
+        for key in [RATE, FRATE] {
+            assert_eq!(
+                own_override(&a, &ConfigResource::Broker(b), key).await,
+                None,
+                "broker {b} {key}"
+            );
+        }
+    }
+    for key in [
+        "leader.replication.throttled.replicas",
+        "follower.replication.throttled.replicas",
+    ] {
+        assert_eq!(
+            own_override(&a, &ConfigResource::Topic("t93-f".into()), key).await,
+            None
+        );
+    }
+    a.delete_topics(&["t93-f".to_string()]).await.unwrap();
+}

@@ -44,7 +44,19 @@ pub struct Soft {
     pub progress: BTreeMap<u32, u64>,
     /// Per task: when its replicas were first seen in place.
     pub placed_at: BTreeMap<u32, u64>,
+    /// Per task: when this leader last sent its requests. Metadata lags
+    /// the controller a little, so a task this leader sent is re-sent only
+    /// after [`RESEND_AFTER_MS`]; one journaled by an earlier leader is
+    /// re-sent at once if Kafka shows no trace of it.
+    pub sent_at: BTreeMap<u32, u64>,
 }
+
+/// How long a throttle write may take to read back from its broker.
+const READ_BACK_MS: u64 = 3_000;
+const READ_BACK_POLL_MS: u64 = 25;
+
+/// See [`Soft::sent_at`].
+pub const RESEND_AFTER_MS: u64 = 5_000;
 
 /// Why a step could not finish (the next step retries).
 #[derive(Debug, thiserror::Error)]
@@ -327,9 +339,15 @@ async fn execute<K: KafkaAdmin, J: Journal>(
             }
             continue; // copying
         }
+        let recently_sent = soft
+            .sent_at
+            .get(&t.index)
+            .is_some_and(|at| now.saturating_sub(*at) < RESEND_AFTER_MS);
         if !same_set(&p.replicas, &t.target) {
             // Journaled but never reached Kafka (or Kafka lost it): again.
-            resend.push((*t).clone());
+            if !recently_sent {
+                resend.push((*t).clone());
+            }
             continue;
         }
         if !t.dirs.is_empty() && !dirs_in_place(t, &dirs) {
@@ -355,7 +373,9 @@ async fn execute<K: KafkaAdmin, J: Journal>(
         }
         if p.replicas != t.target {
             // Same set, other order (a leader-only task): reorder.
-            resend.push((*t).clone());
+            if !recently_sent {
+                resend.push((*t).clone());
+            }
             continue;
         }
         let placed = *soft.placed_at.entry(t.index).or_insert(now);
@@ -482,6 +502,19 @@ async fn execute<K: KafkaAdmin, J: Journal>(
             ),
         );
     }
+    for t in &resend {
+        e.event(
+            now,
+            format!(
+                "{}-{}: Kafka shows no reassignment and the replicas are {:?}, not {:?}: sending it again (attempt {})",
+                t.topic,
+                t.partition,
+                partition(&md, t).map(|p| p.replicas.clone()).unwrap_or_default(),
+                t.target,
+                t.attempts
+            ),
+        );
+    }
     if all_done {
         e.state = ExecState::Verifying;
         e.event(now, "every task finished: verifying");
@@ -500,6 +533,7 @@ async fn execute<K: KafkaAdmin, J: Journal>(
     let mut failed = Vec::new();
     if write_throttles(k, &mut e, &changes, now).await? {
         let send: Vec<&Task> = starting.iter().chain(resend.iter()).collect();
+        soft.sent_at.extend(send.iter().map(|t| (t.index, now)));
         for (index, reason) in submit(k, &mut e, &send, now).await? {
             let mut t = send
                 .iter()
@@ -606,16 +640,27 @@ async fn write_throttles<K: KafkaAdmin>(
         }
         // Read back from that broker (the describe of a broker's config is
         // routed to it): the move waits until the override is in force.
-        let back = override_of(
-            &k.describe_configs(&res, &[&entry.key]).await?,
-            &entry.key,
-            &entry.entity,
-        );
+        // KRaft applies a config change on the broker once the metadata
+        // record reaches it: poll for a short while before giving up.
+        let mut back;
+        let mut waited = 0;
+        loop {
+            back = override_of(
+                &k.describe_configs(&res, &[&entry.key]).await?,
+                &entry.key,
+                &entry.entity,
+            );
+            if same_value(&entry.key, back.as_deref(), v.as_deref()) || waited >= READ_BACK_MS {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(READ_BACK_POLL_MS)).await;
+            waited += READ_BACK_POLL_MS;
+        }
         if !same_value(&entry.key, back.as_deref(), v.as_deref()) {
             e.event(
                 now,
                 format!(
-                    "{} {}: wrote {v:?}, read back {back:?}; retrying",
+                    "{} {}: wrote {v:?}, read back {back:?} after {READ_BACK_MS} ms; retrying",
                     entry.entity, entry.key
                 ),
             );
