@@ -174,6 +174,12 @@ pub enum LedgerState {
     Wildcard,
 }
 
+/// A throttle value about to be written (`value: None` = DELETE).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    pub value: Option<String>,
+}
+
 /// One (entity, key) Guardian may change, with what was there before.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LedgerEntry {
@@ -184,6 +190,10 @@ pub struct LedgerEntry {
     pub prior: Option<String>,
     /// The value Guardian last wrote and read back.
     pub written: Option<String>,
+    /// A value journaled before it is written; cleared once read back.
+    /// After a crash it may or may not be in force.
+    #[serde(default)]
+    pub pending: Option<Pending>,
     pub state: LedgerState,
 }
 

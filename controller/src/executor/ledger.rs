@@ -59,6 +59,7 @@ pub fn record(entity: ThrottleEntity, key: &str, prior: Option<String>) -> Ledge
         key: key.to_string(),
         prior,
         written: None,
+        pending: None,
         state: if wildcard {
             LedgerState::Wildcard
         } else {

@@ -357,3 +357,6 @@ impl Executor {
             .clear();
     }
 }
+
+#[cfg(test)]
+mod tests;

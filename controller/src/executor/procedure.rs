@@ -552,10 +552,10 @@ async fn execute<K: KafkaAdmin, J: Journal>(
     Ok(e)
 }
 
-/// A throttle key to write: the entry's index in the ledger, the value the
-/// override must have (`None`: no override) and the value Guardian wrote
-/// before this change (what may be replaced besides the prior).
-type Change = (usize, Option<String>, Option<String>);
+/// A throttle key to write: the entry's index in the ledger and the value
+/// the override must have (`None`: no override), also journaled as the
+/// entry's `pending` value before it is written.
+type Change = (usize, Option<String>);
 
 /// Marks the ledger entries whose override must change (the value goes
 /// in `written` before it is written: journal before action).
@@ -578,27 +578,31 @@ fn plan_throttles(
             continue;
         };
         let restoring = *v == entry.prior;
-        let settled = match entry.state {
-            LedgerState::Applied => same_value(&entry.key, entry.written.as_deref(), v.as_deref()),
-            LedgerState::Recorded | LedgerState::Restored => restoring,
-            _ => true,
-        };
+        // A pending write may or may not have landed: settled only once
+        // read back.
+        let settled = entry.pending.is_none()
+            && match entry.state {
+                LedgerState::Applied => {
+                    same_value(&entry.key, entry.written.as_deref(), v.as_deref())
+                }
+                LedgerState::Recorded | LedgerState::Restored => restoring,
+                _ => true,
+            };
         if settled {
             continue;
         }
-        let before = entry.written.clone();
+        entry.pending = Some(guardian_proto::execution::Pending { value: v.clone() });
         if !restoring {
-            entry.written = v.clone();
             entry.state = LedgerState::Applied;
         }
-        out.push((i, v.clone(), before));
+        out.push((i, v.clone()));
     }
     out
 }
 
 /// Writes the changes and reads each back. `false` if one did not read
-/// back (its entry goes back to unwritten, so the next step writes it
-/// again; nothing starts until it does).
+/// back (its `pending` value stays, so the next step writes it again;
+/// nothing starts until it reads back).
 async fn write_throttles<K: KafkaAdmin>(
     k: &K,
     e: &mut Execution,
@@ -606,7 +610,7 @@ async fn write_throttles<K: KafkaAdmin>(
     now: u64,
 ) -> Result<bool, StepError> {
     let mut ok = true;
-    for (i, v, before) in changes {
+    for (i, v) in changes {
         let entry = e.ledger[*i].clone();
         let res = resource(&entry.entity);
         let cur = override_of(
@@ -615,11 +619,18 @@ async fn write_throttles<K: KafkaAdmin>(
             &entry.entity,
         );
         // Only a value that is the operator's prior or Guardian's own (the
-        // last written, or this one if the write landed before a crash)
-        // may be replaced; anything else was set by someone mid-run.
-        let expected = [entry.prior.as_deref(), before.as_deref(), v.as_deref()]
-            .iter()
-            .any(|x| same_value(&entry.key, cur.as_deref(), *x));
+        // last read back, or one journaled as pending, which may have
+        // landed before a crash) may be replaced; anything else was set by
+        // someone mid-run.
+        let pending = entry.pending.clone().and_then(|p| p.value);
+        let expected = [
+            entry.prior.as_deref(),
+            entry.written.as_deref(),
+            pending.as_deref(),
+            v.as_deref(),
+        ]
+        .iter()
+        .any(|x| same_value(&entry.key, cur.as_deref(), *x));
         if !expected {
             e.ledger[*i].state = LedgerState::Conflict;
             e.event(
@@ -664,14 +675,15 @@ async fn write_throttles<K: KafkaAdmin>(
                     entry.entity, entry.key
                 ),
             );
-            if *v != entry.prior {
-                e.ledger[*i].state = LedgerState::Recorded;
-            }
             ok = false;
             continue;
         }
-        if *v == entry.prior {
-            e.ledger[*i].state = LedgerState::Restored;
+        let l = &mut e.ledger[*i];
+        l.pending = None;
+        if *v == l.prior {
+            l.state = LedgerState::Restored;
+        } else {
+            l.written = v.clone();
         }
     }
     Ok(ok)
@@ -833,7 +845,7 @@ async fn verify<K: KafkaAdmin, J: Journal>(
     let pending = e
         .ledger
         .iter()
-        .filter(|l| l.state == LedgerState::Applied)
+        .filter(|l| l.state == LedgerState::Applied || l.pending.is_some())
         .count();
     if pending > 0 {
         // Journal what was restored; the rest (a dead broker's) waits.

@@ -1,0 +1,560 @@
+//! The procedure against the `kafka/` model, with the journal in the real
+//! replicated state (`State::apply`): a clean run, then a crash at every
+//! boundary — before each Kafka write, before each journal write, and
+//! after a journal write whose answer was lost — each followed by a new
+//! leader (fresh soft state) that must finish the same plan with the same
+//! end state: placement (broker and dir), leader, throttles restored.
+
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use guardian_kafka::model::ModelBroker;
+use guardian_kafka::types::*;
+use guardian_kafka::{ClusterMetadata, KafkaAdmin, KafkaError, KafkaModel};
+use guardian_meta_store::state::State;
+use guardian_meta_store::CommandResponse;
+use guardian_proto::domain::{Cluster, Command, Request};
+use guardian_proto::execution::*;
+
+use super::procedure::{step, Journal, Soft, StepConfig};
+
+const MB: i64 = 1 << 20;
+
+/// The journal: the replicated state's apply, with crash points.
+struct MemJournal {
+    st: Mutex<State>,
+    writes: AtomicUsize,
+    /// (write number, applied before the crash?)
+    crash: Option<(usize, bool)>,
+}
+
+impl MemJournal {
+    fn apply(&self, cmd: ExecutionCmd) -> CommandResponse {
+        // Through JSON, as the Raft log carries it.
+        let cmd: ExecutionCmd = serde_json::from_slice(&serde_json::to_vec(&cmd).unwrap()).unwrap();
+        let mut touched = Vec::new();
+        self.st.lock().unwrap().apply(
+            &Request::new(1, Command::Execution(Box::new(cmd))),
+            &mut touched,
+        )
+    }
+
+    fn current(&self) -> (Execution, Vec<Task>) {
+        let st = self.st.lock().unwrap();
+        let e = st.executions.by_id.values().next().unwrap().clone();
+        let t = st.executions.tasks_of(e.id).to_vec();
+        (e, t)
+    }
+}
+
+impl Journal for MemJournal {
+    async fn update(&self, e: &Execution, tasks: Vec<Task>) -> Result<Execution, String> {
+        let n = self.writes.fetch_add(1, Ordering::SeqCst);
+        let cmd = ExecutionCmd::Update {
+            id: e.id,
+            expect_version: e.version,
+            execution: Box::new(e.clone()),
+            tasks,
+        };
+        match self.crash {
+            Some((at, false)) if n >= at => return Err("crashed before the journal".into()),
+            Some((at, true)) if n == at => {
+                self.apply(cmd);
+                return Err("crashed after the journal, before its answer".into());
+            }
+            Some((at, true)) if n > at => return Err("crashed".into()),
+            _ => {}
+        }
+        match self.apply(cmd) {
+            CommandResponse::Execution(e) => Ok(*e),
+            other => Err(format!("{other:?}")),
+        }
+    }
+}
+
+/// The model, failing every call once `budget` Kafka writes were made (a
+/// leader that died there).
+struct Crashy<'a> {
+    k: &'a KafkaModel,
+    budget: AtomicI64,
+    writes: AtomicUsize,
+}
+
+impl Crashy<'_> {
+    fn alive(&self) -> Result<(), KafkaError> {
+        if self.budget.load(Ordering::SeqCst) < 0 {
+            return Err(KafkaError::UnknownBroker { id: -1 });
+        }
+        Ok(())
+    }
+    fn write(&self) -> Result<(), KafkaError> {
+        self.alive()?;
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        if self.budget.fetch_sub(1, Ordering::SeqCst) <= 0 {
+            self.budget.store(-1, Ordering::SeqCst);
+            return Err(KafkaError::UnknownBroker { id: -1 });
+        }
+        Ok(())
+    }
+}
+
+impl KafkaAdmin for Crashy<'_> {
+    async fn describe_cluster(&self) -> Result<ClusterDescription, KafkaError> {
+        self.alive()?;
+        self.k.describe_cluster().await
+    }
+    async fn metadata(&self) -> Result<ClusterMetadata, KafkaError> {
+        self.alive()?;
+        self.k.metadata().await
+    }
+    async fn create_topics(&self, t: &[NewTopic]) -> Result<PerItem<String, ()>, KafkaError> {
+        self.write()?;
+        self.k.create_topics(t).await
+    }
+    async fn create_partitions(
+        &self,
+        t: &[(String, i32)],
+    ) -> Result<PerItem<String, ()>, KafkaError> {
+        self.write()?;
+        self.k.create_partitions(t).await
+    }
+    async fn delete_topics(&self, n: &[String]) -> Result<PerItem<String, ()>, KafkaError> {
+        self.write()?;
+        self.k.delete_topics(n).await
+    }
+    async fn describe_configs(
+        &self,
+        r: &ConfigResource,
+        keys: &[&str],
+    ) -> Result<Vec<ConfigEntry>, KafkaError> {
+        self.alive()?;
+        self.k.describe_configs(r, keys).await
+    }
+    async fn alter_configs(
+        &self,
+        r: &ConfigResource,
+        ops: &[AlterConfigOp],
+    ) -> Result<(), KafkaError> {
+        self.write()?;
+        self.k.alter_configs(r, ops).await
+    }
+    async fn alter_reassignments(
+        &self,
+        t: &[(TopicPartition, Option<Vec<i32>>)],
+        rf: bool,
+    ) -> Result<PerItem<TopicPartition, ()>, KafkaError> {
+        self.write()?;
+        self.k.alter_reassignments(t, rf).await
+    }
+    async fn list_reassignments(
+        &self,
+        p: &[TopicPartition],
+    ) -> Result<Vec<Reassignment>, KafkaError> {
+        self.alive()?;
+        self.k.list_reassignments(p).await
+    }
+    async fn describe_log_dirs(&self, b: i32) -> Result<Vec<LogDirInfo>, KafkaError> {
+        self.alive()?;
+        self.k.describe_log_dirs(b).await
+    }
+    async fn alter_replica_log_dirs(
+        &self,
+        b: i32,
+        m: &[(TopicPartition, String)],
+    ) -> Result<PerItem<TopicPartition, LogDirMove>, KafkaError> {
+        self.write()?;
+        self.k.alter_replica_log_dirs(b, m).await
+    }
+    async fn elect_preferred_leaders(
+        &self,
+        p: &[TopicPartition],
+    ) -> Result<PerItem<TopicPartition, Election>, KafkaError> {
+        self.write()?;
+        self.k.elect_preferred_leaders(p).await
+    }
+    async fn describe_client_quotas(
+        &self,
+        c: &[(String, QuotaMatch)],
+        strict: bool,
+    ) -> Result<Vec<QuotaEntry>, KafkaError> {
+        self.alive()?;
+        self.k.describe_client_quotas(c, strict).await
+    }
+    async fn alter_client_quotas(
+        &self,
+        c: &[QuotaChange],
+    ) -> Result<PerItem<QuotaEntity, ()>, KafkaError> {
+        self.write()?;
+        self.k.alter_client_quotas(c).await
+    }
+    async fn list_offsets(
+        &self,
+        p: &[TopicPartition],
+        spec: OffsetSpec,
+    ) -> Result<PerItem<TopicPartition, i64>, KafkaError> {
+        self.alive()?;
+        self.k.list_offsets(p, spec).await
+    }
+    async fn list_groups(&self) -> Result<Vec<GroupListing>, KafkaError> {
+        self.alive()?;
+        self.k.list_groups().await
+    }
+    async fn describe_group(&self, g: &str) -> Result<GroupDescription, KafkaError> {
+        self.alive()?;
+        self.k.describe_group(g).await
+    }
+    async fn committed_offsets(&self, g: &str) -> Result<Vec<(TopicPartition, i64)>, KafkaError> {
+        self.alive()?;
+        self.k.committed_offsets(g).await
+    }
+}
+
+fn task(index: u32, topic: &str, p: i32, original: &[i32], target: &[i32]) -> Task {
+    Task {
+        index,
+        topic: topic.into(),
+        topic_id: String::new(),
+        partition: p,
+        original: original.to_vec(),
+        target: target.to_vec(),
+        dirs: Vec::new(),
+        leader: None,
+        bytes: 0,
+        state: TaskState::Pending,
+        started_ms: 0,
+        finished_ms: 0,
+        reason: String::new(),
+        attempts: 0,
+    }
+}
+
+/// Topic `a`: four 10 MiB partitions on broker 1's d0; topic `b`: one
+/// on [1, 2]. The operator throttles broker 2's leader rate to 1000 and
+/// sets a cluster-default follower rate.
+async fn cluster() -> KafkaModel {
+    let k = KafkaModel::new(
+        "m",
+        (1..=3)
+            .map(|b| ModelBroker::new(b, &format!("r{b}")))
+            .collect(),
+    )
+    .manual_clock();
+    for (name, assignment) in [("a", vec![vec![1]; 4]), ("b", vec![vec![1, 2]])] {
+        k.create_topics(&[NewTopic {
+            name: name.into(),
+            assignment,
+            configs: Vec::new(),
+            ..Default::default()
+        }])
+        .await
+        .unwrap();
+    }
+    let d0: Vec<_> = (0..4)
+        .map(|p| (TopicPartition::new("a", p), "/data/1/d0".to_string()))
+        .collect();
+    k.alter_replica_log_dirs(1, &d0).await.unwrap();
+    k.advance(Duration::from_secs(60));
+    for p in 0..4 {
+        k.produce(&TopicPartition::new("a", p), 1000, 10 * MB)
+            .unwrap();
+    }
+    k.alter_configs(
+        &ConfigResource::Broker(2),
+        &[AlterConfigOp::Set(
+            super::ledger::LEADER_RATE.into(),
+            "1000".into(),
+        )],
+    )
+    .await
+    .unwrap();
+    k.alter_configs(
+        &ConfigResource::BrokerDefault,
+        &[AlterConfigOp::Set(
+            super::ledger::FOLLOWER_RATE.into(),
+            "5000000".into(),
+        )],
+    )
+    .await
+    .unwrap();
+    k
+}
+
+fn plan() -> Vec<Task> {
+    let mut t0 = task(0, "a", 0, &[1], &[2]);
+    t0.dirs = vec![(2, "/data/2/d1".into())];
+    t0.leader = Some(2);
+    t0.bytes = 10 * MB as u64;
+    let mut t1 = task(1, "a", 1, &[1], &[3]);
+    t1.dirs = vec![(3, "/data/3/d0".into())];
+    t1.bytes = 10 * MB as u64;
+    let mut t2 = task(2, "a", 2, &[1], &[1]);
+    t2.dirs = vec![(1, "/data/1/d1".into())];
+    t2.bytes = 10 * MB as u64;
+    let mut t3 = task(3, "b", 0, &[1, 2], &[2, 1]);
+    t3.leader = Some(2);
+    vec![t0, t1, t2, t3]
+}
+
+fn journal(crash: Option<(usize, bool)>) -> MemJournal {
+    let j = MemJournal {
+        st: Mutex::new(State::default()),
+        writes: AtomicUsize::new(0),
+        crash,
+    };
+    let mut touched = Vec::new();
+    j.st.lock().unwrap().apply(
+        &Request::new(
+            1,
+            Command::AddCluster(Cluster {
+                id: 0,
+                name: "m".into(),
+                bootstrap_servers: vec!["127.0.0.1:9092".into()],
+                idc: "east".into(),
+                kafka_cluster_id: None,
+                created_at_ms: 0,
+            }),
+        ),
+        &mut touched,
+    );
+    let tasks = plan();
+    let e = Execution {
+        id: 0,
+        cluster: "m".into(),
+        kind: "rebalance".into(),
+        state: ExecState::Draft,
+        paused: false,
+        cancel_requested: false,
+        reason: String::new(),
+        created_ms: 0,
+        updated_ms: 0,
+        expires_ms: u64::MAX,
+        started_ms: 0,
+        finished_ms: 0,
+        version: 0,
+        task_count: tasks.len() as u32,
+        proposed_by: String::new(),
+        approved_by: String::new(),
+        throttle_rate: 50 * MB as u64,
+        max_tasks_per_broker: 1,
+        summary: PlanSummary::default(),
+        ledger: Vec::new(),
+        events: Vec::new(),
+    };
+    let created = j.apply(ExecutionCmd::Create {
+        execution: Box::new(e),
+        tasks,
+    });
+    let CommandResponse::Execution(e) = created else {
+        panic!("{created:?}")
+    };
+    j.apply(ExecutionCmd::Control {
+        id: e.id,
+        action: Control::Approve,
+        by: "test".into(),
+    });
+    j
+}
+
+/// Steps until the execution ends or the leader "dies" (a step error
+/// caused by a crash point); returns whether it died.
+async fn drive<K: KafkaAdmin>(
+    k: &K,
+    model: &KafkaModel,
+    j: &MemJournal,
+    now: &mut u64,
+    crashy: bool,
+) -> bool {
+    let cfg = StepConfig {
+        leader_wait_ms: 30_000,
+    };
+    let mut soft = Soft::default();
+    for _ in 0..500 {
+        let (e, tasks) = j.current();
+        if e.state.terminal() {
+            return false;
+        }
+        let r = step(k, j, &e, &tasks, &cfg, &mut soft, *now).await;
+        if r.is_err() && crashy {
+            return true;
+        }
+        r.unwrap_or_else(|err| panic!("step of a healthy leader: {err}"));
+        model.advance(Duration::from_millis(500));
+        *now += 500;
+    }
+    panic!("no end after 500 steps: {:?}", j.current().0);
+}
+
+/// The end state every run must reach.
+async fn check(k: &KafkaModel, j: &MemJournal, what: &str) {
+    let (e, tasks) = j.current();
+    assert_eq!(e.state, ExecState::Done, "{what}: {:?}", e.events);
+    assert!(
+        tasks.iter().all(|t| t.state == TaskState::Done),
+        "{what}: {tasks:?}"
+    );
+    let md = k.metadata().await.unwrap();
+    let parts = |t: &str| {
+        md.topics
+            .iter()
+            .find(|x| x.name == t)
+            .unwrap()
+            .partitions
+            .clone()
+    };
+    let a = parts("a");
+    assert_eq!(a[0].replicas, [2], "{what}");
+    assert_eq!(a[0].leader, 2, "{what}");
+    assert_eq!(a[1].replicas, [3], "{what}");
+    assert_eq!(a[2].replicas, [1], "{what}");
+    assert_eq!(a[3].replicas, [1], "{what}: untouched");
+    let b = parts("b");
+    assert_eq!(
+        (b[0].replicas.clone(), b[0].leader),
+        (vec![2, 1], 2),
+        "{what}"
+    );
+    let dir_of = |broker: i32, p: i32| {
+        let dirs = k.describe_log_dirs_on(broker).unwrap();
+        let found: Vec<(String, bool)> = dirs
+            .iter()
+            .flat_map(|d| {
+                d.replicas
+                    .iter()
+                    .filter(|r| r.topic == "a" && r.partition == p)
+                    .map(|r| (d.path.clone(), r.is_future))
+            })
+            .collect();
+        found
+    };
+    assert_eq!(
+        dir_of(2, 0),
+        [("/data/2/d1".to_string(), false)],
+        "{what}: one copy, in its dir"
+    );
+    assert_eq!(dir_of(3, 1), [("/data/3/d0".to_string(), false)], "{what}");
+    assert_eq!(dir_of(1, 2), [("/data/1/d1".to_string(), false)], "{what}");
+    // The ledger restored exactly: per-entity overrides as before.
+    use super::ledger::*;
+    for b in 1..=3 {
+        let r = ConfigResource::Broker(b);
+        let got = k.describe_configs(&r, &BROKER_KEYS).await.unwrap();
+        let ent = ThrottleEntity::Broker(b);
+        let want_leader = (b == 2).then(|| "1000".to_string());
+        assert_eq!(
+            override_of(&got, LEADER_RATE, &ent),
+            want_leader,
+            "{what}: broker {b}"
+        );
+        assert_eq!(
+            override_of(&got, FOLLOWER_RATE, &ent),
+            None,
+            "{what}: broker {b}"
+        );
+        assert_eq!(
+            override_of(&got, DIR_RATE, &ent),
+            None,
+            "{what}: broker {b}"
+        );
+    }
+    for t in ["a", "b"] {
+        let r = ConfigResource::Topic(t.into());
+        let got = k.describe_configs(&r, &TOPIC_KEYS).await.unwrap();
+        let ent = ThrottleEntity::Topic {
+            name: t.into(),
+            id: String::new(),
+        };
+        for key in TOPIC_KEYS {
+            assert_eq!(
+                override_of(&got, key, &ent),
+                None,
+                "{what}: topic {t} {key}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_clean_run_reaches_the_plan() {
+    let k = cluster().await;
+    let j = journal(None);
+    let mut now = 1_000;
+    assert!(!drive(&k, &k, &j, &mut now, false).await);
+    check(&k, &j, "clean run").await;
+    // While it ran, the operator's stricter rate stayed in force.
+    let (e, _) = j.current();
+    let b2 = e
+        .ledger
+        .iter()
+        .find(|l| l.entity == ThrottleEntity::Broker(2) && l.key == super::ledger::LEADER_RATE)
+        .unwrap();
+    assert_eq!(b2.prior.as_deref(), Some("1000"));
+    assert_ne!(b2.written.as_deref(), Some(&*(50 * MB).to_string()));
+}
+
+/// Crash before each Kafka write of a clean run, then a new leader.
+#[tokio::test]
+async fn a_crash_before_any_kafka_write_is_recovered() {
+    let total = {
+        let k = cluster().await;
+        let c = Crashy {
+            k: &k,
+            budget: AtomicI64::new(i64::MAX / 2),
+            writes: AtomicUsize::new(0),
+        };
+        let j = journal(None);
+        let mut now = 1_000;
+        drive(&c, &k, &j, &mut now, false).await;
+        c.writes.load(Ordering::SeqCst)
+    };
+    assert!(total > 5, "{total} Kafka writes");
+    for at in 0..total {
+        let k = cluster().await;
+        let j = journal(None);
+        let c = Crashy {
+            k: &k,
+            budget: AtomicI64::new(at as i64),
+            writes: AtomicUsize::new(0),
+        };
+        let mut now = 1_000;
+        assert!(
+            drive(&c, &k, &j, &mut now, true).await,
+            "crash at write {at}"
+        );
+        assert!(!drive(&k, &k, &j, &mut now, false).await);
+        check(&k, &j, &format!("crash before Kafka write {at}")).await;
+    }
+}
+
+/// Crash before each journal write, and after each (its answer lost).
+#[tokio::test]
+async fn a_crash_at_any_journal_write_is_recovered() {
+    let total = {
+        let k = cluster().await;
+        let j = journal(None);
+        let mut now = 1_000;
+        drive(&k, &k, &j, &mut now, false).await;
+        j.writes.load(Ordering::SeqCst)
+    };
+    assert!(total > 4, "{total} journal writes");
+    for at in 0..total {
+        for applied in [false, true] {
+            let k = cluster().await;
+            let j = journal(Some((at, applied)));
+            let mut now = 1_000;
+            assert!(drive(&k, &k, &j, &mut now, true).await, "crash at {at}");
+            let j2 = MemJournal {
+                st: Mutex::new(j.st.lock().unwrap().clone()),
+                writes: AtomicUsize::new(0),
+                crash: None,
+            };
+            assert!(!drive(&k, &k, &j2, &mut now, false).await);
+            check(
+                &k,
+                &j2,
+                &format!("crash at journal write {at} (applied: {applied})"),
+            )
+            .await;
+        }
+    }
+}
