@@ -397,3 +397,275 @@ fn policy(reg: &Registry, cluster: &str, topic: &str) -> PolicySpec {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use guardian_kafka::types::ReplicaInfo;
+    use guardian_kafka::{BrokerInfo, PartitionInfo, TopicInfo};
+    use guardian_proto::domain::{Broker, LogDir};
+
+    use super::*;
+    use crate::load::{DiskLoad, PartitionLoad};
+
+    const NOW: u64 = 1_000_000;
+
+    fn registry(ids: &[i32]) -> Registry {
+        let mut r = Registry::default();
+        for &id in ids {
+            r.brokers.insert(
+                ("c".into(), id),
+                Broker {
+                    cluster: "c".into(),
+                    broker_id: id,
+                    host: format!("b{id}"),
+                    rack: String::new(),
+                    idc: "east".into(),
+                    reporter_endpoint: format!("b{id}:9300"),
+                    log_dirs: vec![
+                        LogDir {
+                            path: format!("/d/{id}/a"),
+                            capacity_bytes: 1 << 40,
+                        },
+                        LogDir {
+                            path: format!("/d/{id}/b"),
+                            capacity_bytes: 1 << 40,
+                        },
+                    ],
+                    nic_bytes_per_sec: 1 << 30,
+                    cpu_cores: 8,
+                    pool: None,
+                    registered_at_ms: 0,
+                },
+            );
+        }
+        r
+    }
+
+    fn metadata(brokers: &[i32]) -> ClusterMetadata {
+        ClusterMetadata {
+            cluster_id: Some("k".into()),
+            controller_id: 0,
+            brokers: brokers
+                .iter()
+                .map(|&id| BrokerInfo {
+                    id,
+                    host: format!("b{id}"),
+                    port: 9092,
+                    rack: Some(format!("r{id}")),
+                })
+                .collect(),
+            topics: vec![TopicInfo {
+                name: "t".into(),
+                id: [7; 16],
+                internal: false,
+                partitions: (0..2)
+                    .map(|p| PartitionInfo {
+                        partition: p,
+                        leader: 1,
+                        leader_epoch: 0,
+                        replicas: vec![1, 2],
+                        isr: vec![1, 2],
+                        offline: vec![],
+                    })
+                    .collect(),
+            }],
+        }
+    }
+
+    fn dirs(id: i32, extra: Option<(&str, Option<i64>, Option<&str>)>) -> Vec<LogDirInfo> {
+        let mut v = vec![LogDirInfo {
+            path: format!("/d/{id}/a"),
+            error: None,
+            total_bytes: Some(1 << 40),
+            usable_bytes: Some(1 << 39),
+            replicas: (0..2)
+                .map(|p| ReplicaInfo {
+                    topic: "t".into(),
+                    partition: p,
+                    size_bytes: 1000 + p as i64,
+                    offset_lag: 0,
+                    is_future: false,
+                })
+                .collect(),
+        }];
+        v.push(LogDirInfo {
+            path: format!("/d/{id}/b"),
+            error: None,
+            total_bytes: Some(1 << 40),
+            usable_bytes: Some(1 << 40),
+            replicas: vec![],
+        });
+        if let Some((path, total, error)) = extra {
+            v.push(LogDirInfo {
+                path: path.into(),
+                error: error.map(str::to_string),
+                total_bytes: total,
+                usable_bytes: total,
+                replicas: vec![],
+            });
+        }
+        v
+    }
+
+    fn fresh(id: i32) -> BrokerLoad {
+        let mut l = BrokerLoad {
+            last_ok_ms: Some(NOW),
+            ..Default::default()
+        };
+        let mut d = DiskLoad {
+            path: format!("/d/{id}/a"),
+            ..Default::default()
+        };
+        for b in 0..10 {
+            d.write.push(b, 100.0 * id as f64);
+            d.util.push(b, 0.5);
+        }
+        l.disks.push(d);
+        for p in 0..2 {
+            let mut pl = PartitionLoad {
+                topic: "t".into(),
+                partition: p,
+                ..Default::default()
+            };
+            for b in 0..10 {
+                pl.bytes_in.push(b, 50.0 + p as f64);
+            }
+            l.partitions.push(pl);
+        }
+        l
+    }
+
+    fn build_with(
+        reg: &Registry,
+        md: &ClusterMetadata,
+        log_dirs: &BTreeMap<i32, Result<Vec<LogDirInfo>, String>>,
+        loads: &[(i32, BrokerLoad)],
+        reassignments: &[Reassignment],
+    ) -> Result<LiveModel, LiveModelError> {
+        let load: BTreeMap<i32, &BrokerLoad> = loads.iter().map(|(id, l)| (*id, l)).collect();
+        build(&LiveInputs {
+            cluster: "c",
+            registry: reg,
+            load: &load,
+            now_ms: NOW,
+            collect_interval_ms: 10_000,
+            metadata: md,
+            log_dirs,
+            reassignments,
+        })
+    }
+
+    /// Everything fresh: the spec carries Kafka's placement and sizes, the
+    /// reporters' medians, no warnings.
+    #[test]
+    fn fresh_inputs_make_a_full_spec() {
+        let reg = registry(&[1, 2]);
+        let md = metadata(&[1, 2]);
+        let ld = [1, 2].iter().map(|&b| (b, Ok(dirs(b, None)))).collect();
+        let loads = [(1, fresh(1)), (2, fresh(2))];
+        let m = build_with(&reg, &md, &ld, &loads, &[]).unwrap();
+        assert!(m.warnings.is_empty(), "{:?}", m.warnings);
+        assert!(m.rates_known);
+        let b2 = &m.spec.brokers[1];
+        assert_eq!((b2.id, b2.rack.as_str(), b2.alive), (2, "r2", true));
+        assert_eq!(b2.disks[0].write_median, 200.0);
+        let p1 = &m.spec.topics[0].partitions[1];
+        assert_eq!(p1.size_bytes, 1001);
+        assert_eq!(p1.bytes_in, 51.0);
+        assert_eq!(p1.replicas[1].dir, "/d/2/a");
+        assert_eq!(
+            m.topic_ids["t"],
+            guardian_proto::domain::KafkaUuid([7; 16]).to_string()
+        );
+        guardian_planner::model::ClusterModel::from_spec(&m.spec).unwrap();
+    }
+
+    /// Missing and stale inputs: each named, each with its rule.
+    #[test]
+    fn missing_and_stale_inputs_are_named_never_zero() {
+        // A broker Kafka lists but the registry does not know: an error.
+        let reg = registry(&[1]);
+        let md = metadata(&[1, 2]);
+        let ld: BTreeMap<_, _> = [1, 2].iter().map(|&b| (b, Ok(dirs(b, None)))).collect();
+        let err = build_with(&reg, &md, &ld, &[], &[]).unwrap_err();
+        assert!(
+            err.0.contains("broker 2") && err.0.contains("cluster discover"),
+            "{err}"
+        );
+
+        // Registered broker 3 not in Kafka: dead. Broker 2 stale. An
+        // unknown dir with a size; an offline dir; a foreign reassignment.
+        let reg = registry(&[1, 2, 3]);
+        let mut ld: BTreeMap<_, _> = BTreeMap::new();
+        ld.insert(1, Ok(dirs(1, Some(("/d/1/new", Some(5 << 30), None)))));
+        ld.insert(
+            2,
+            Ok(dirs(
+                2,
+                Some(("/d/2/b2", Some(1 << 30), Some("KAFKA_STORAGE_ERROR"))),
+            )),
+        );
+        let mut stale = fresh(2);
+        stale.error = Some("reporter b2:9300: connection refused".into());
+        let loads = [(1, fresh(1)), (2, stale)];
+        let moving = [Reassignment {
+            topic: "t".into(),
+            partition: 1,
+            replicas: vec![1, 2, 3],
+            adding: vec![3],
+            removing: vec![1],
+        }];
+        let m = build_with(&reg, &md, &ld, &loads, &moving).unwrap();
+        let w = m.warnings.join("\n");
+        assert!(
+            w.contains("broker 3 is registered but not in Kafka's metadata"),
+            "{w}"
+        );
+        assert!(
+            w.contains("/d/1/new is in Kafka but not in the registry"),
+            "{w}"
+        );
+        assert!(w.contains("/d/2/b2 is offline"), "{w}");
+        assert!(
+            w.contains("no fresh reporter for brokers 2 (reporter b2:9300: connection refused)"),
+            "{w}"
+        );
+        assert!(w.contains("t-1 has a reassignment in progress"), "{w}");
+        assert!(!m.rates_known);
+        assert!(m.frozen.contains(&("t".to_string(), 1)));
+        let b = |id| m.spec.brokers.iter().find(|b| b.id == id).unwrap();
+        assert!(!b(3).alive);
+        assert_eq!(
+            b(1).disks
+                .iter()
+                .find(|d| d.dir == "/d/1/new")
+                .unwrap()
+                .capacity_bytes,
+            5 << 30
+        );
+        assert!(
+            b(2).disks
+                .iter()
+                .find(|d| d.dir == "/d/2/b2")
+                .unwrap()
+                .failed
+        );
+        // Rates unknown: not read as zero from the fresh broker alone.
+        assert!(m.spec.topics[0]
+            .partitions
+            .iter()
+            .all(|p| p.bytes_in == 0.0));
+        // An unknown dir without a size: an error.
+        ld.insert(1, Ok(dirs(1, Some(("/d/1/x", None, None)))));
+        let err = build_with(&reg, &md, &ld, &loads, &[]).unwrap_err();
+        assert!(err.0.contains("/d/1/x: capacity unknown"), "{err}");
+        // DescribeLogDirs failed: an error naming the broker.
+        ld.insert(1, Err("timeout".into()));
+        let err = build_with(&reg, &md, &ld, &loads, &[]).unwrap_err();
+        assert!(
+            err.0
+                .contains("DescribeLogDirs of broker 1 failed: timeout"),
+            "{err}"
+        );
+    }
+}

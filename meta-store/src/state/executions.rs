@@ -414,3 +414,264 @@ fn who(by: &str) -> &str {
         by
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use guardian_proto::domain::{Cluster, Command, Request};
+    use guardian_proto::execution::*;
+
+    use crate::state::State;
+    use crate::types::{CommandResponse, Rejection};
+
+    fn apply(st: &mut State, now: u64, cmd: ExecutionCmd) -> CommandResponse {
+        let mut touched = Vec::new();
+        st.apply(
+            &Request::new(now, Command::Execution(Box::new(cmd))),
+            &mut touched,
+        )
+    }
+
+    fn task(i: u32) -> Task {
+        Task {
+            index: i,
+            topic: "t".into(),
+            topic_id: String::new(),
+            partition: i as i32,
+            original: vec![1],
+            target: vec![2],
+            dirs: vec![],
+            leader: None,
+            bytes: 10,
+            state: TaskState::Pending,
+            started_ms: 0,
+            finished_ms: 0,
+            reason: String::new(),
+            attempts: 0,
+        }
+    }
+
+    fn header(cluster: &str, tasks: u32) -> Box<Execution> {
+        Box::new(Execution {
+            id: 0,
+            cluster: cluster.into(),
+            kind: "rebalance".into(),
+            state: ExecState::Draft,
+            paused: false,
+            cancel_requested: false,
+            reason: String::new(),
+            created_ms: 0,
+            updated_ms: 0,
+            expires_ms: 1_000,
+            started_ms: 0,
+            finished_ms: 0,
+            version: 0,
+            task_count: tasks,
+            proposed_by: String::new(),
+            approved_by: String::new(),
+            throttle_rate: 1,
+            max_tasks_per_broker: 1,
+            summary: PlanSummary::default(),
+            ledger: vec![],
+            events: vec![],
+        })
+    }
+
+    fn state() -> State {
+        let mut st = State::default();
+        let mut touched = Vec::new();
+        for name in ["c", "d"] {
+            st.apply(
+                &Request::new(
+                    1,
+                    Command::AddCluster(Cluster {
+                        id: 0,
+                        name: name.into(),
+                        bootstrap_servers: vec!["h:9092".into()],
+                        idc: "east".into(),
+                        kafka_cluster_id: None,
+                        created_at_ms: 0,
+                    }),
+                ),
+                &mut touched,
+            );
+        }
+        st
+    }
+
+    fn exec(r: CommandResponse) -> Execution {
+        match r {
+            CommandResponse::Execution(e) => *e,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn refused(r: CommandResponse) -> String {
+        match r {
+            CommandResponse::Rejected(Rejection::FailedPrecondition { reason }) => reason,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    /// Chunks make a draft a proposal; approval is once, unexpired, one
+    /// active execution per cluster; the executor's update is a CAS on
+    /// the version; nothing changes a finished execution; the whole domain
+    /// loads back from its stored keys.
+    #[test]
+    fn the_procedure_rules_hold_at_apply() {
+        let mut st = state();
+        let e = exec(apply(
+            &mut st,
+            10,
+            ExecutionCmd::Create {
+                execution: header("c", 3),
+                tasks: vec![task(0)],
+            },
+        ));
+        assert_eq!((e.id, e.state), (1, ExecState::Draft));
+        let bad = apply(
+            &mut st,
+            11,
+            ExecutionCmd::AppendTasks {
+                id: 1,
+                tasks: vec![task(2)],
+            },
+        );
+        assert!(
+            matches!(
+                bad,
+                CommandResponse::Rejected(Rejection::InvalidArgument { .. })
+            ),
+            "{bad:?}"
+        );
+        let e = exec(apply(
+            &mut st,
+            11,
+            ExecutionCmd::AppendTasks {
+                id: 1,
+                tasks: vec![task(1), task(2)],
+            },
+        ));
+        assert_eq!(e.state, ExecState::Proposed);
+        // A second proposal on the same cluster, one on another.
+        let e2 = exec(apply(
+            &mut st,
+            12,
+            ExecutionCmd::Create {
+                execution: header("c", 1),
+                tasks: vec![task(0)],
+            },
+        ));
+        let e3 = exec(apply(
+            &mut st,
+            12,
+            ExecutionCmd::Create {
+                execution: header("d", 1),
+                tasks: vec![task(0)],
+            },
+        ));
+        let approve = |id| ExecutionCmd::Control {
+            id,
+            action: Control::Approve,
+            by: "op".into(),
+        };
+        // Expired.
+        assert!(refused(apply(&mut st, 2_000, approve(1))).contains("expired"));
+        let e = exec(apply(&mut st, 20, approve(1)));
+        assert_eq!(
+            (e.state, e.approved_by.as_str()),
+            (ExecState::Approved, "op")
+        );
+        assert!(refused(apply(&mut st, 21, approve(e2.id))).contains("already running"));
+        exec(apply(&mut st, 21, approve(e3.id)));
+        assert!(refused(apply(&mut st, 22, approve(1))).contains("only a proposed"));
+
+        // The executor's step: CAS on the version.
+        let mut step = e.clone();
+        step.state = ExecState::Executing;
+        let upd = |x: &Execution, tasks: Vec<Task>| ExecutionCmd::Update {
+            id: x.id,
+            expect_version: x.version,
+            execution: Box::new(x.clone()),
+            tasks,
+        };
+        let mut t0 = task(0);
+        t0.state = TaskState::Submitted;
+        let after = exec(apply(&mut st, 30, upd(&step, vec![t0])));
+        assert_eq!(after.state, ExecState::Executing);
+        assert_eq!(st.executions.tasks_of(1)[0].state, TaskState::Submitted);
+        // A late step computed from the old version is refused.
+        assert!(refused(apply(&mut st, 31, upd(&step, vec![]))).contains("version"));
+        // The operator's pause in between refuses the executor's stale step too.
+        let paused = exec(apply(
+            &mut st,
+            32,
+            ExecutionCmd::Control {
+                id: 1,
+                action: Control::Pause,
+                by: "op".into(),
+            },
+        ));
+        assert!(paused.paused);
+        assert!(refused(apply(&mut st, 33, upd(&after, vec![]))).contains("version"));
+        // The executor cannot clear the operator's flag.
+        let mut unpause = paused.clone();
+        unpause.paused = false;
+        assert!(exec(apply(&mut st, 34, upd(&unpause, vec![]))).paused);
+
+        // Cancel of a proposal ends it at once; of a running one, asks.
+        let c2 = exec(apply(
+            &mut st,
+            40,
+            ExecutionCmd::Control {
+                id: e2.id,
+                action: Control::Cancel,
+                by: "op".into(),
+            },
+        ));
+        assert_eq!(c2.state, ExecState::Cancelled);
+        assert!(refused(apply(
+            &mut st,
+            41,
+            ExecutionCmd::Control {
+                id: e2.id,
+                action: Control::Resume,
+                by: "op".into()
+            }
+        ))
+        .contains("cancelled"));
+        let c1 = exec(apply(
+            &mut st,
+            42,
+            ExecutionCmd::Control {
+                id: 1,
+                action: Control::Cancel,
+                by: "op".into(),
+            },
+        ));
+        assert!(c1.cancel_requested && c1.state == ExecState::Executing);
+
+        // Stored keys load back to the same domain.
+        let mut keys = Vec::new();
+        for id in st.executions.by_id.keys() {
+            keys.push(super::ExecKey::Header(*id));
+            for t in st.executions.tasks_of(*id) {
+                keys.push(super::ExecKey::Task(*id, t.index));
+            }
+        }
+        keys.push(super::ExecKey::NextId);
+        let mut kv: Vec<(Vec<u8>, Vec<u8>)> = keys
+            .iter()
+            .map(|k| {
+                let mut b = Vec::new();
+                k.bytes(&mut b);
+                (b, st.executions.value_bytes(k).unwrap())
+            })
+            .collect();
+        kv.sort();
+        let mut back = State::default();
+        for (k, v) in &kv {
+            back.load_kv(k, v).unwrap();
+        }
+        assert_eq!(back.executions, st.executions);
+    }
+}
