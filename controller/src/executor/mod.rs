@@ -55,6 +55,57 @@ pub struct ExecutorConfig {
     pub proposal_ttl_ms: u64,
     /// How long a task whose replicas are in place waits for its leader.
     pub leader_wait_ms: u64,
+    /// A broker missing from Kafka's metadata this long is gone (longer
+    /// than a restart): tasks adding a replica on it are cancelled.
+    pub broker_grace_ms: u64,
+    /// Tasks in flight in one cluster.
+    pub max_tasks_per_cluster: u32,
+    /// Proposals within these bounds are approved without an operator.
+    pub auto_approve: AutoApprove,
+}
+
+/// `[executor.auto-approve]`: all bounds must hold; none set = manual.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct AutoApprove {
+    pub enabled: bool,
+    pub max_bytes: u64,
+    pub max_partitions: u32,
+    pub max_brokers: u32,
+    /// UTC hours (0–23) in which a proposal may be approved; empty = any.
+    pub hours: Vec<u32>,
+}
+
+impl AutoApprove {
+    /// Why `tasks` may not be approved automatically at `now_ms`, or `None`.
+    pub fn refuses(&self, tasks: &[Task], now_ms: u64) -> Option<String> {
+        if !self.enabled {
+            return Some("auto-approve is off".into());
+        }
+        let bytes: u64 = tasks.iter().map(|t| t.bytes).sum();
+        let brokers: std::collections::BTreeSet<i32> =
+            tasks.iter().flat_map(|t| t.brokers()).collect();
+        let hour = ((now_ms / 3_600_000) % 24) as u32;
+        if bytes > self.max_bytes {
+            Some(format!("{bytes} bytes > max-bytes {}", self.max_bytes))
+        } else if tasks.len() > self.max_partitions as usize {
+            Some(format!(
+                "{} partitions > max-partitions {}",
+                tasks.len(),
+                self.max_partitions
+            ))
+        } else if brokers.len() > self.max_brokers as usize {
+            Some(format!(
+                "{} brokers > max-brokers {}",
+                brokers.len(),
+                self.max_brokers
+            ))
+        } else if !self.hours.is_empty() && !self.hours.contains(&hour) {
+            Some(format!("hour {hour} UTC is not in hours {:?}", self.hours))
+        } else {
+            None
+        }
+    }
 }
 
 impl Default for ExecutorConfig {
@@ -65,6 +116,9 @@ impl Default for ExecutorConfig {
             max_tasks_per_broker: 5,
             proposal_ttl_ms: 3_600_000,
             leader_wait_ms: 60_000,
+            broker_grace_ms: 120_000,
+            max_tasks_per_cluster: 50,
+            auto_approve: AutoApprove::default(),
         }
     }
 }
@@ -280,6 +334,25 @@ impl Executor {
                 other => return Err(super::api::unexpected_response(other)),
             };
         }
+        if !proposal.tasks.is_empty()
+            && self
+                .cfg
+                .auto_approve
+                .refuses(&proposal.tasks, now)
+                .is_none()
+        {
+            e = match ctl
+                .write(Command::Execution(Box::new(ExecutionCmd::Control {
+                    id: e.id,
+                    action: guardian_proto::execution::Control::Approve,
+                    by: "auto-approve".into(),
+                })))
+                .await?
+            {
+                CommandResponse::Execution(e) => *e,
+                other => return Err(super::api::unexpected_response(other)),
+            };
+        }
         Ok(Proposed {
             execution: Some(e),
             summary: proposal.summary,
@@ -292,6 +365,8 @@ impl Executor {
     pub async fn run(self: Arc<Self>, ctl: Controller, stop: CancellationToken) {
         let step_cfg = StepConfig {
             leader_wait_ms: self.cfg.leader_wait_ms,
+            broker_grace_ms: self.cfg.broker_grace_ms,
+            max_tasks_per_cluster: self.cfg.max_tasks_per_cluster,
         };
         let mut tick = tokio::time::interval(Duration::from_millis(self.cfg.tick_ms.max(10)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -34,7 +34,16 @@ pub struct StepConfig {
     /// After its replicas are in place, how long a task waits for its
     /// preferred leader before it finishes without it (named in its reason).
     pub leader_wait_ms: u64,
+    /// A broker missing from Metadata this long is gone: tasks adding a
+    /// replica on it are cancelled (shorter: a restart, tasks wait).
+    pub broker_grace_ms: u64,
+    /// Tasks in flight in the whole cluster.
+    pub max_tasks_per_cluster: u32,
 }
+
+/// Partitions per AlterPartitionReassignments (KRaft caps one operation at
+/// 10,000 records; a partition's move is several).
+const REASSIGN_BATCH: usize = 1_000;
 
 /// Soft state kept between steps on the leader (lost on failover, which
 /// only costs a re-read).
@@ -49,6 +58,13 @@ pub struct Soft {
     /// after [`RESEND_AFTER_MS`]; one journaled by an earlier leader is
     /// re-sent at once if Kafka shows no trace of it.
     pub sent_at: BTreeMap<u32, u64>,
+    /// Brokers missing from Metadata, since when (a new leader starts the
+    /// grace period again: conservative).
+    pub dead_since: BTreeMap<i32, u64>,
+    /// `min.insync.replicas` per topic, read when the gate needs it.
+    pub min_isr: BTreeMap<String, i32>,
+    /// Tasks the min-ISR gate holds (named once in the events).
+    pub gated: BTreeSet<u32>,
 }
 
 /// How long a throttle write may take to read back from its broker.
@@ -67,6 +83,20 @@ pub enum StepError {
     Journal(String),
     #[error("{0}")]
     Throttle(String),
+}
+
+/// A topic's effective `min.insync.replicas` (1 if Kafka gives none).
+async fn min_isr<K: KafkaAdmin>(k: &K, topic: &str) -> Result<i32, StepError> {
+    let c = k
+        .describe_configs(
+            &guardian_kafka::types::ConfigResource::Topic(topic.to_string()),
+            &["min.insync.replicas"],
+        )
+        .await?;
+    Ok(c.iter()
+        .find(|e| e.name == "min.insync.replicas")
+        .and_then(|e| e.value.as_deref()?.parse().ok())
+        .unwrap_or(1))
 }
 
 fn tp(t: &Task) -> TopicPartition {
@@ -287,6 +317,33 @@ async fn execute<K: KafkaAdmin, J: Journal>(
         .map(|r| ((r.topic.clone(), r.partition), r))
         .collect();
     let alive: BTreeSet<i32> = md.brokers.iter().map(|b| b.id).collect();
+    for b in tasks.iter().flat_map(|t| t.brokers()) {
+        if alive.contains(&b) {
+            if soft.dead_since.remove(&b).is_some() {
+                e.event(now, format!("broker {b} is back in Kafka's metadata"));
+            }
+        } else if !soft.dead_since.contains_key(&b) {
+            soft.dead_since.insert(b, now);
+            e.event(
+                now,
+                format!(
+                    "broker {b} is missing from Kafka's metadata: tasks touching it wait up to {} ms",
+                    cfg.broker_grace_ms
+                ),
+            );
+        }
+    }
+    let gone = |b: i32| {
+        soft.dead_since
+            .get(&b)
+            .is_some_and(|t| now.saturating_sub(*t) >= cfg.broker_grace_ms)
+    };
+    let gone_set: BTreeSet<i32> = soft
+        .dead_since
+        .keys()
+        .copied()
+        .filter(|b| gone(*b))
+        .collect();
     let submitted: Vec<&Task> = tasks
         .iter()
         .filter(|t| t.state == TaskState::Submitted)
@@ -305,7 +362,25 @@ async fn execute<K: KafkaAdmin, J: Journal>(
     let mut resend: Vec<Task> = Vec::new();
     let mut elect: Vec<Task> = Vec::new();
     let mut fix_dirs: BTreeMap<i32, Vec<(TopicPartition, String)>> = BTreeMap::new();
+    let mut revert: Vec<(TopicPartition, Option<Vec<i32>>)> = Vec::new();
     for t in &submitted {
+        if let Some(b) = t.adding().find(|b| gone_set.contains(b)) {
+            // Its destination is gone: cancel (the copy is lost anyway);
+            // its throttle entries leave the lists with it.
+            if moving.contains_key(&(t.topic.clone(), t.partition)) {
+                revert.push((tp(t), None));
+            }
+            let mut t = (*t).clone();
+            t.state = TaskState::Failed;
+            t.reason = format!(
+                "destination broker {b} was missing from Kafka's metadata for longer than {} ms: cancelled",
+                cfg.broker_grace_ms
+            );
+            t.finished_ms = now;
+            e.event(now, format!("{}-{}: {}", t.topic, t.partition, t.reason));
+            updates.push(t);
+            continue;
+        }
         let Some(p) = partition(&md, t) else {
             let mut t = (*t).clone();
             t.state = TaskState::Dropped;
@@ -430,12 +505,30 @@ async fn execute<K: KafkaAdmin, J: Journal>(
         }
     }
     let mut starting: Vec<Task> = Vec::new();
+    let mut total = submitted.len() - finished.len().min(submitted.len());
     if !e.paused {
         for t in tasks.iter().filter(|t| t.state == TaskState::Pending) {
+            if total >= cfg.max_tasks_per_cluster as usize {
+                break;
+            }
+            if let Some(b) = t.adding().find(|b| gone_set.contains(b)) {
+                let mut t = t.clone();
+                t.state = TaskState::Failed;
+                t.reason = format!(
+                    "destination broker {b} was missing from Kafka's metadata for longer than {} ms: not started",
+                    cfg.broker_grace_ms
+                );
+                t.finished_ms = now;
+                e.event(now, format!("{}-{}: {}", t.topic, t.partition, t.reason));
+                updates.push(t);
+                continue;
+            }
+            // A broker within its grace period (a restart): wait. A dead
+            // source past it: go on, that is the healing.
             if t.brokers()
-                .any(|b| !alive.contains(&b) && t.adding().any(|a| a == b))
+                .any(|b| !alive.contains(&b) && !gone_set.contains(&b))
             {
-                continue; // its destination is down: wait
+                continue;
             }
             if t.brokers()
                 .any(|b| load.get(&b).copied().unwrap_or(0) >= e.max_tasks_per_broker)
@@ -443,6 +536,35 @@ async fn execute<K: KafkaAdmin, J: Journal>(
                 continue;
             }
             if let Some(p) = partition(&md, t) {
+                // The min-ISR gate: a partition already at or under its
+                // min ISR (and not fully in sync) loses no in-sync replica
+                // and keeps its leader; tasks that only add go ahead.
+                let removes_isr = t.removing().any(|b| p.isr.contains(&b));
+                let moves_leader = t.leader.is_some_and(|l| l != p.leader);
+                if (removes_isr || moves_leader) && p.isr.len() < p.replicas.len() {
+                    let min = match soft.min_isr.get(&t.topic) {
+                        Some(m) => *m,
+                        None => {
+                            let m = min_isr(k, &t.topic).await?;
+                            soft.min_isr.insert(t.topic.clone(), m);
+                            m
+                        }
+                    };
+                    if p.isr.len() as i32 <= min {
+                        if soft.gated.insert(t.index) {
+                            e.event(
+                                now,
+                                format!(
+                                    "{}-{} waits: {} in sync, min.insync.replicas {min}",
+                                    t.topic,
+                                    t.partition,
+                                    p.isr.len()
+                                ),
+                            );
+                        }
+                        continue;
+                    }
+                }
                 if p.replicas != t.original {
                     let mut t = t.clone();
                     t.state = TaskState::Failed;
@@ -462,6 +584,7 @@ async fn execute<K: KafkaAdmin, J: Journal>(
             for b in t.brokers() {
                 *load.entry(b).or_default() += 1;
             }
+            total += 1;
             let mut t = t.clone();
             t.state = TaskState::Submitted;
             t.started_ms = now;
@@ -528,8 +651,18 @@ async fn execute<K: KafkaAdmin, J: Journal>(
         "failpoint executor::after_journal".into()
     )));
 
-    // 4. Act: throttles (read back), preferred dirs, then reassignments.
+    // 4. Act: cancel what lost its destination, throttles (read back),
+    // preferred dirs, then reassignments.
     let journaled = e.clone();
+    if !revert.is_empty() {
+        for (tp, r) in k.alter_reassignments(&revert, false).await? {
+            if let Err(err) = r {
+                if !err.is_retriable() {
+                    e.event(now, format!("cancelling {tp}: {err}"));
+                }
+            }
+        }
+    }
     let mut failed = Vec::new();
     if write_throttles(k, &mut e, &changes, now).await? {
         let send: Vec<&Task> = starting.iter().chain(resend.iter()).collect();
@@ -723,8 +856,8 @@ async fn submit<K: KafkaAdmin>(
             }
         }
     }
-    if !targets.is_empty() {
-        for (tp, r) in k.alter_reassignments(&targets, false).await? {
+    for batch in targets.chunks(REASSIGN_BATCH) {
+        for (tp, r) in k.alter_reassignments(batch, false).await? {
             match r {
                 Err(err) if !err.is_retriable() => {
                     e.event(now, format!("{tp}: reassignment refused: {err}"));

@@ -297,6 +297,10 @@ fn plan() -> Vec<Task> {
 }
 
 fn journal(crash: Option<(usize, bool)>) -> MemJournal {
+    journal_at(crash, 50 * MB as u64)
+}
+
+fn journal_at(crash: Option<(usize, bool)>, rate: u64) -> MemJournal {
     let j = MemJournal {
         st: Mutex::new(State::default()),
         writes: AtomicUsize::new(0),
@@ -335,7 +339,7 @@ fn journal(crash: Option<(usize, bool)>) -> MemJournal {
         task_count: tasks.len() as u32,
         proposed_by: String::new(),
         approved_by: String::new(),
-        throttle_rate: 50 * MB as u64,
+        throttle_rate: rate,
         max_tasks_per_broker: 1,
         summary: PlanSummary::default(),
         ledger: Vec::new(),
@@ -358,6 +362,28 @@ fn journal(crash: Option<(usize, bool)>) -> MemJournal {
 
 /// Steps until the execution ends or the leader "dies" (a step error
 /// caused by a crash point); returns whether it died.
+fn cfg() -> StepConfig {
+    StepConfig {
+        leader_wait_ms: 30_000,
+        broker_grace_ms: 10_000,
+        max_tasks_per_cluster: 50,
+    }
+}
+
+/// Steps `n` times (500 ms of model time each).
+async fn steps(k: &KafkaModel, j: &MemJournal, soft: &mut Soft, now: &mut u64, n: usize) {
+    for _ in 0..n {
+        let (e, tasks) = j.current();
+        if e.state.terminal() {
+            return;
+        }
+        // A step may fail while a broker is down (Kafka refuses); the next retries.
+        let _ = step(k, j, &e, &tasks, &cfg(), soft, *now).await;
+        k.advance(Duration::from_millis(500));
+        *now += 500;
+    }
+}
+
 async fn drive<K: KafkaAdmin>(
     k: &K,
     model: &KafkaModel,
@@ -367,6 +393,8 @@ async fn drive<K: KafkaAdmin>(
 ) -> bool {
     let cfg = StepConfig {
         leader_wait_ms: 30_000,
+        broker_grace_ms: 10_000,
+        max_tasks_per_cluster: 50,
     };
     let mut soft = Soft::default();
     for _ in 0..500 {
@@ -557,4 +585,107 @@ async fn a_crash_at_any_journal_write_is_recovered() {
             .await;
         }
     }
+}
+
+/// The destination of a move in flight dies and stays away past the grace
+/// period: its task is cancelled in Kafka and fails with the reason, its
+/// entries leave the topic's throttled-replica lists at once, the rest of
+/// the plan goes on (but for a leader move to the dead broker, which the
+/// min-ISR gate holds), its rates are restored once it is back; the
+/// execution ends failed, naming the task.
+#[tokio::test]
+async fn a_destination_gone_past_the_grace_period_is_cancelled() {
+    let k = cluster().await;
+    let j = journal_at(None, MB as u64);
+    let (mut soft, mut now) = (Soft::default(), 1_000);
+    // Until a-0 (to broker 2) is copying.
+    for _ in 0..20 {
+        steps(&k, &j, &mut soft, &mut now, 1).await;
+        if !k.list_reassignments(&[]).await.unwrap().is_empty() {
+            break;
+        }
+    }
+    assert_eq!(k.list_reassignments(&[]).await.unwrap()[0].adding, [2]);
+    k.set_alive(2, false);
+    steps(&k, &j, &mut soft, &mut now, 8).await; // 4 s: within the grace period
+    assert_eq!(
+        j.current().1[0].state,
+        TaskState::Submitted,
+        "waits during the grace period"
+    );
+    steps(&k, &j, &mut soft, &mut now, 16).await; // past it
+    let (e, tasks) = j.current();
+    assert_eq!(tasks[0].state, TaskState::Failed, "{:?}", e.events);
+    assert!(
+        tasks[0].reason.contains("destination broker 2"),
+        "{}",
+        tasks[0].reason
+    );
+    let moving = k.list_reassignments(&[]).await.unwrap();
+    assert!(
+        !moving.iter().any(|r| r.topic == "a" && r.partition == 0),
+        "{moving:?}"
+    );
+    let lists = k
+        .describe_configs(
+            &ConfigResource::Topic("a".into()),
+            &super::ledger::TOPIC_KEYS,
+        )
+        .await
+        .unwrap();
+    for l in &lists {
+        assert!(!l.value.clone().unwrap_or_default().contains(":2"), "{l:?}");
+    }
+    // The rest goes on, except b-0: moving its leadership to the dead
+    // broker is held by the min-ISR gate (1 of 2 in sync, min ISR 1).
+    steps(&k, &j, &mut soft, &mut now, 100).await;
+    let (e, tasks) = j.current();
+    assert_eq!(e.state, ExecState::Executing, "{:?}", e.events);
+    assert_eq!(
+        (tasks[1].state, tasks[2].state),
+        (TaskState::Done, TaskState::Done)
+    );
+    assert_eq!(tasks[3].state, TaskState::Pending);
+    assert!(e.events.iter().any(|v| v
+        .text
+        .contains("b-0 waits: 1 in sync, min.insync.replicas 1")));
+    k.set_alive(2, true);
+    steps(&k, &j, &mut soft, &mut now, 40).await;
+    let (e, _) = j.current();
+    assert_eq!(e.state, ExecState::Failed, "{:?}", e.events);
+    assert!(e.reason.contains("1 tasks failed"), "{}", e.reason);
+    let got = k
+        .describe_configs(&ConfigResource::Broker(2), &super::ledger::BROKER_KEYS)
+        .await
+        .unwrap();
+    let ent = ThrottleEntity::Broker(2);
+    assert_eq!(
+        super::ledger::override_of(&got, super::ledger::LEADER_RATE, &ent).as_deref(),
+        Some("1000")
+    );
+    assert_eq!(
+        super::ledger::override_of(&got, super::ledger::FOLLOWER_RATE, &ent),
+        None
+    );
+}
+
+/// A destination restarted within the grace period: nothing cancelled,
+/// the plan completes exactly as a clean run.
+#[tokio::test]
+async fn a_destination_back_within_the_grace_period_loses_nothing() {
+    let k = cluster().await;
+    let j = journal_at(None, MB as u64);
+    let (mut soft, mut now) = (Soft::default(), 1_000);
+    for _ in 0..20 {
+        steps(&k, &j, &mut soft, &mut now, 1).await;
+        if !k.list_reassignments(&[]).await.unwrap().is_empty() {
+            break;
+        }
+    }
+    k.set_alive(2, false);
+    steps(&k, &j, &mut soft, &mut now, 8).await;
+    k.set_alive(2, true);
+    steps(&k, &j, &mut soft, &mut now, 200).await;
+    check(&k, &j, "restart within the grace period").await;
+    assert!(j.current().1.iter().all(|t| t.attempts == 1));
 }
