@@ -322,8 +322,8 @@ async fn execute<K: KafkaAdmin, J: Journal>(
             if soft.dead_since.remove(&b).is_some() {
                 e.event(now, format!("broker {b} is back in Kafka's metadata"));
             }
-        } else if !soft.dead_since.contains_key(&b) {
-            soft.dead_since.insert(b, now);
+        } else if let std::collections::btree_map::Entry::Vacant(v) = soft.dead_since.entry(b) {
+            v.insert(now);
             e.event(
                 now,
                 format!(
