@@ -436,3 +436,158 @@ async fn a_new_leader_adopts_the_execution_and_finishes_it() {
     }
     a.delete_topics(&["t93-f".to_string()]).await.unwrap();
 }
+
+fn task_states(v: &Value) -> Vec<String> {
+    v["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["state"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Pause, resume and cancel, with an operator at work: a pause starts no
+/// new task (running ones finish); a change the operator makes to
+/// Guardian's throttle mid-run is left alone; an operator's `*` list is
+/// never touched; cancel reverts the moves in flight and restores the
+/// rest of the ledger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_resume_and_cancel_leave_the_operator_in_charge() {
+    let k = KafkaCluster::shared(Layout::ControllerAndThreeBrokers)
+        .await
+        .lock()
+        .await;
+    let bootstrap = k.bootstrap();
+    let a = KafkaClient::new(&bootstrap, Duration::from_secs(20));
+    let d0 = k.nodes.iter().find(|n| n.id == 1).unwrap().log_dirs[0]
+        .display()
+        .to_string();
+    let topic = "t93-c";
+    skewed(&a, &bootstrap, &d0, &[topic], 8, 2500).await;
+    let follower_list = ConfigResource::Topic(topic.into());
+    let flist = "follower.replication.throttled.replicas";
+    a.alter_configs(
+        &follower_list,
+        &[AlterConfigOp::Set(flist.into(), "*".into())],
+    )
+    .await
+    .unwrap();
+
+    let g = TestCluster::start_with(3, executor_config()).await;
+    let eps = register(&g, "t93c", &bootstrap).await;
+    let p = run_cli(&eps, &["rebalance", "propose", "--cluster", "t93c"]);
+    let id = p["execution"]["id"].as_u64().unwrap().to_string();
+    let original: BTreeMap<i32, Vec<i32>> = p["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["partition"].as_i64().unwrap() as i32,
+                serde_json::from_value(t["original"].clone()).unwrap(),
+            )
+        })
+        .collect();
+    run_cli(&eps, &["rebalance", "approve", &id]);
+    eventually("reassignments in flight", || async {
+        (!a.list_reassignments(&[]).await.ok()?.is_empty()).then_some(())
+    })
+    .await;
+
+    // Pause: what runs finishes, nothing new starts.
+    let paused = run_cli(&eps, &["rebalance", "pause", &id]);
+    assert_eq!(paused["execution"]["paused"], true);
+    let at_pause = task_states(&paused);
+    eventually("the running moves finishing", || async {
+        a.list_reassignments(&[])
+            .await
+            .ok()?
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    let later = run_cli(&eps, &["rebalance", "show", &id]);
+    let started = |s: &[String]| s.iter().filter(|x| *x != "pending").count();
+    assert_eq!(started(&task_states(&later)), started(&at_pause), "{later}");
+    assert!(
+        task_states(&later).iter().any(|s| s == "pending"),
+        "{later}"
+    );
+
+    // The operator changes Guardian's rate on broker 1 meanwhile.
+    a.alter_configs(
+        &ConfigResource::Broker(1),
+        &[AlterConfigOp::Set(RATE.into(), "777000".into())],
+    )
+    .await
+    .unwrap();
+
+    // Resume: new tasks start; then cancel mid-move.
+    run_cli(&eps, &["rebalance", "resume", &id]);
+    eventually("moves in flight again", || async {
+        (!a.list_reassignments(&[]).await.ok()?.is_empty()).then_some(())
+    })
+    .await;
+    run_cli(&eps, &["rebalance", "cancel", &id]);
+    let end = wait_state(&eps, id.parse().unwrap(), &["cancelled"]).await;
+    assert!(a.list_reassignments(&[]).await.unwrap().is_empty());
+    let md = a.metadata().await.unwrap();
+    let parts = &md
+        .topics
+        .iter()
+        .find(|t| t.name == topic)
+        .unwrap()
+        .partitions;
+    for t in end["tasks"].as_array().unwrap() {
+        let part = t["partition"].as_i64().unwrap() as i32;
+        let now = &parts.iter().find(|p| p.partition == part).unwrap().replicas;
+        match t["state"].as_str().unwrap() {
+            "done" => assert_eq!(
+                now,
+                &serde_json::from_value::<Vec<i32>>(t["target"].clone()).unwrap()
+            ),
+            "cancelled" => assert_eq!(now, &original[&part], "reverted: {t}"),
+            other => panic!("task {t} ended {other}"),
+        }
+    }
+    let events = end["execution"]["events"].to_string();
+    assert!(events.contains("changed by someone else"), "{events}");
+    assert!(events.contains("already `*`"), "{events}");
+    // The operator's values stand; Guardian's are gone.
+    assert_eq!(
+        own_override(&a, &ConfigResource::Broker(1), RATE)
+            .await
+            .as_deref(),
+        Some("777000")
+    );
+    assert_eq!(
+        own_override(&a, &follower_list, flist).await.as_deref(),
+        Some("*")
+    );
+    for b in 1..=3 {
+        assert_eq!(
+            own_override(&a, &ConfigResource::Broker(b), FRATE).await,
+            None,
+            "broker {b}"
+        );
+        if b != 1 {
+            assert_eq!(
+                own_override(&a, &ConfigResource::Broker(b), RATE).await,
+                None,
+                "broker {b}"
+            );
+        }
+    }
+    assert_eq!(
+        own_override(&a, &follower_list, "leader.replication.throttled.replicas").await,
+        None
+    );
+    assert_eq!(read_all(&bootstrap, topic, 8).0, 8 * 2500);
+    a.alter_configs(
+        &ConfigResource::Broker(1),
+        &[AlterConfigOp::Delete(RATE.into())],
+    )
+    .await
+    .unwrap();
+    a.delete_topics(&[topic.to_string()]).await.unwrap();
+}

@@ -309,6 +309,7 @@ async fn execute<K: KafkaAdmin, J: Journal>(
     soft: &mut Soft,
     now: u64,
 ) -> Result<Execution, StepError> {
+    let events_before = e.events.clone();
     let md = k.metadata().await?;
     let moving: BTreeMap<(String, i32), Reassignment> = k
         .list_reassignments(&[])
@@ -642,7 +643,7 @@ async fn execute<K: KafkaAdmin, J: Journal>(
         e.state = ExecState::Verifying;
         e.event(now, "every task finished: verifying");
     }
-    if journal.is_empty() && changes.is_empty() && !all_done {
+    if journal.is_empty() && changes.is_empty() && !all_done && e.events == events_before {
         return Ok(e);
     }
     let mut e = commit(j, &e, journal).await?;
@@ -766,6 +767,7 @@ async fn write_throttles<K: KafkaAdmin>(
         .any(|x| same_value(&entry.key, cur.as_deref(), *x));
         if !expected {
             e.ledger[*i].state = LedgerState::Conflict;
+            e.ledger[*i].pending = None;
             e.event(
                 now,
                 format!(
@@ -970,6 +972,7 @@ async fn verify<K: KafkaAdmin, J: Journal>(
 ) -> Result<Execution, StepError> {
     let md = k.metadata().await?;
     let alive: BTreeSet<i32> = md.brokers.iter().map(|b| b.id).collect();
+    let before = e.clone();
     let want = ledger::desired(&e.ledger, &[], e.throttle_rate);
     let changes = plan_throttles(&mut e, &want, &alive);
     if !changes.is_empty() {
@@ -978,10 +981,16 @@ async fn verify<K: KafkaAdmin, J: Journal>(
     let pending = e
         .ledger
         .iter()
-        .filter(|l| l.state == LedgerState::Applied || l.pending.is_some())
+        .filter(|l| {
+            !matches!(l.state, LedgerState::Conflict | LedgerState::Wildcard)
+                && (l.state == LedgerState::Applied || l.pending.is_some())
+        })
         .count();
     if pending > 0 {
         // Journal what was restored; the rest (a dead broker's) waits.
+        if e == before {
+            return Ok(e);
+        }
         return commit(j, &e, Vec::new()).await;
     }
     let count = |s: TaskState| tasks.iter().filter(|t| t.state == s).count();
