@@ -591,3 +591,118 @@ async fn pause_resume_and_cancel_leave_the_operator_in_charge() {
     .unwrap();
     a.delete_topics(&[topic.to_string()]).await.unwrap();
 }
+
+/// Kills the destination of a move in flight; `grace_ms` decides whether
+/// it is back in time. Returns the execution at its end and the broker.
+async fn kill_destination(name: &str, grace_ms: u64, back_within_grace: bool) {
+    let mut k = KafkaCluster::shared(Layout::ControllerAndThreeBrokers)
+        .await
+        .lock()
+        .await;
+    let bootstrap = k.bootstrap();
+    let a = KafkaClient::new(&bootstrap, Duration::from_secs(20));
+    let d0 = k.nodes.iter().find(|n| n.id == 1).unwrap().log_dirs[0]
+        .display()
+        .to_string();
+    let topic = format!("t93-{name}");
+    skewed(&a, &bootstrap, &d0, &[&topic], 6, 3000).await;
+    let before = read_all(&bootstrap, &topic, 6);
+    let cfg = format!(
+        "[executor]\ntick-ms = 100\nthrottle-bytes-per-sec = 1048576\nmax-tasks-per-broker = 2\nleader-wait-ms = 20000\nbroker-grace-ms = {grace_ms}\n"
+    );
+    let g = TestCluster::start_with(3, &cfg).await;
+    let cluster = format!("t93{name}");
+    let eps = register(&g, &cluster, &bootstrap).await;
+    let p = run_cli(&eps, &["rebalance", "propose", "--cluster", &cluster]);
+    let id = p["execution"]["id"].as_u64().unwrap();
+    run_cli(&eps, &["rebalance", "approve", &id.to_string()]);
+    let victim: i32 = eventually("a move to broker 2 or 3 in flight", || async {
+        let l = a.list_reassignments(&[]).await.ok()?;
+        l.iter().flat_map(|r| r.adding.clone()).find(|b| *b != 1)
+    })
+    .await;
+    k.kill(victim);
+    let (state, end) = if back_within_grace {
+        k.restart(victim, 3).await;
+        let end = wait_state(&eps, id, &["done"]).await;
+        ("done", end)
+    } else {
+        // Past the grace period its moves fail; the rest finishes; the
+        // execution waits in verifying for its rates.
+        let v = eventually("the dead destination's tasks failed", || async {
+            let v = run_cli(&eps, &["rebalance", "show", &id.to_string()]);
+            let failed = v["tasks"].as_array().unwrap().iter().any(|t| {
+                t["state"] == "failed"
+                    && t["reason"].as_str().unwrap().contains("destination broker")
+            });
+            (failed && v["execution"]["state"] == "verifying").then_some(v)
+        })
+        .await;
+        // Its list entries are gone at once, through the topic.
+        for key in [
+            "leader.replication.throttled.replicas",
+            "follower.replication.throttled.replicas",
+        ] {
+            let l = own_override(&a, &ConfigResource::Topic(topic.clone()), key).await;
+            assert!(
+                !l.unwrap_or_default().contains(&format!(":{victim}")),
+                "{key}"
+            );
+        }
+        assert!(a.list_reassignments(&[]).await.unwrap().is_empty());
+        drop(v);
+        k.restart(victim, 3).await;
+        // Failed only after its rates are restored.
+        let mut end = Value::Null;
+        for _ in 0..600 {
+            end = run_cli(&eps, &["rebalance", "show", &id.to_string()]);
+            if end["execution"]["state"] == "failed" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        ("failed", end)
+    };
+    assert_eq!(end["execution"]["state"], state, "{end}");
+    if back_within_grace {
+        assert!(
+            end["tasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|t| t["state"] == "done"),
+            "{end}"
+        );
+    } else {
+        assert!(end["execution"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("tasks failed"));
+    }
+    for b in 1..=3 {
+        for key in [RATE, FRATE] {
+            assert_eq!(
+                own_override(&a, &ConfigResource::Broker(b), key).await,
+                None,
+                "broker {b} {key}"
+            );
+        }
+    }
+    assert_eq!(read_all(&bootstrap, &topic, 6), before);
+    a.delete_topics(&[topic.clone()]).await.unwrap();
+}
+
+/// A destination SIGKILLed mid-move and kept down past the grace period:
+/// its tasks fail (cancelled in Kafka), its list entries go at once, its
+/// rates are restored when it returns, the execution fails with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_gone_past_the_grace_period_fails_its_tasks() {
+    kill_destination("g", 6_000, false).await;
+}
+
+/// A destination SIGKILLed and restarted within the grace period: nothing
+/// cancelled, the plan completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_restarted_within_the_grace_period_loses_nothing() {
+    kill_destination("r", 120_000, true).await;
+}
