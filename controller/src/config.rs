@@ -285,6 +285,30 @@ impl NodeConfig {
             return Err(invalid("kafka.request-timeout-ms", "must be > 0"));
         }
         self.kafka.connect_options()?;
+        let x = &self.executor;
+        for (key, v) in [
+            ("executor.tick-ms", x.tick_ms),
+            ("executor.throttle-bytes-per-sec", x.throttle_bytes_per_sec),
+            (
+                "executor.max-tasks-per-broker",
+                x.max_tasks_per_broker as u64,
+            ),
+            (
+                "executor.max-tasks-per-cluster",
+                x.max_tasks_per_cluster as u64,
+            ),
+            ("executor.proposal-ttl-ms", x.proposal_ttl_ms),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be > 0"));
+            }
+        }
+        if let Some(h) = x.auto_approve.hours.iter().find(|h| **h > 23) {
+            return Err(invalid(
+                "executor.auto-approve.hours",
+                format!("{h} is not an hour 0-23"),
+            ));
+        }
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("data-dir", "must not be empty"));
         }
@@ -440,6 +464,22 @@ mod tests {
         let cfg: NodeConfig = toml::from_str(&format!("{base}{ok}")).unwrap();
         let o = cfg.kafka.connect_options().unwrap();
         assert!(!format!("{o:?}").contains("s3cret-value"));
+    }
+
+    /// The example documents the executor's defaults; bad values name the key.
+    #[test]
+    fn executor_keys_are_documented_and_checked() {
+        let cfg: NodeConfig =
+            toml::from_str(include_str!("../../deploy/guardian.example.toml")).unwrap();
+        assert_eq!(cfg.executor, crate::executor::ExecutorConfig::default());
+        let mut bad = cfg.clone();
+        bad.executor.max_tasks_per_broker = 0;
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains("executor.max-tasks-per-broker"), "{e}");
+        let mut bad = cfg;
+        bad.executor.auto_approve.hours = vec![24];
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains("executor.auto-approve.hours"), "{e}");
     }
 
     #[test]

@@ -661,6 +661,90 @@ pub mod data {
     use rdkafka::producer::{FutureProducer, FutureRecord};
     use rdkafka::{Message, Offset, TopicPartitionList};
 
+    /// Creates `topics` × `parts` partitions, RF 1, all on broker 1's first
+    /// dir (an executor's skewed starting point), each with `records`
+    /// records of 1 KiB.
+    pub async fn skewed(
+        a: &guardian_kafka::KafkaClient,
+        bootstrap: &[String],
+        d0: &str,
+        topics: &[&str],
+        parts: i32,
+        records: usize,
+    ) {
+        for t in topics {
+            crate::conformance::create(
+                a,
+                t,
+                (0..parts).map(|_| vec![1]).collect(),
+                &[("segment.bytes", "1048576")],
+            )
+            .await;
+            let moves: Vec<(guardian_kafka::TopicPartition, String)> = (0..parts)
+                .map(|p| (guardian_kafka::TopicPartition::new(*t, p), d0.to_string()))
+                .collect();
+            for (tp, r) in a.alter_replica_log_dirs(1, &moves).await.unwrap() {
+                r.unwrap_or_else(|e| panic!("{tp} to {d0}: {e}"));
+            }
+        }
+        crate::conformance::eventually("every replica in broker 1's first dir", || async {
+            let dirs = a.describe_log_dirs(1).await.ok()?;
+            let n = dirs
+                .iter()
+                .filter(|d| d.path == d0)
+                .flat_map(|d| &d.replicas)
+                .filter(|r| topics.contains(&r.topic.as_str()) && !r.is_future)
+                .count();
+            let futures = dirs.iter().flat_map(|d| &d.replicas).any(|r| r.is_future);
+            (n == topics.len() * parts as usize && !futures).then_some(())
+        })
+        .await;
+        for t in topics {
+            for p in 0..parts {
+                produce(bootstrap, t, p, records, 1024).await;
+            }
+        }
+    }
+
+    /// Reads every partition of `topic` from the start: (records, checksum of
+    /// partition, offset and key).
+    pub fn read_all(bootstrap: &[String], topic: &str, parts: i32) -> (usize, u64) {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap.join(","))
+            .set("group.id", format!("t93-read-{topic}"))
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..parts {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                .unwrap();
+        }
+        c.assign(&tpl).unwrap();
+        let (mut n, mut sum) = (0usize, 0u64);
+        let mut idle = 0;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while idle < 30 && std::time::Instant::now() < deadline {
+            match c.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => {
+                    idle = 0;
+                    n += 1;
+                    let key = m.key().map(|k| String::from_utf8_lossy(k).to_string());
+                    let h = key
+                        .unwrap_or_default()
+                        .bytes()
+                        .fold((m.partition() as u64) << 40 ^ m.offset() as u64, |h, b| {
+                            h.wrapping_mul(31).wrapping_add(b as u64)
+                        });
+                    sum = sum.wrapping_add(h);
+                }
+                Some(Err(e)) => panic!("reading {topic}: {e}"),
+                None => idle += 1,
+            }
+        }
+        (n, sum)
+    }
+
     /// Produces `count` records of `size` bytes to one partition (acks=all)
     /// and returns the offset of the last.
     pub async fn produce(

@@ -17,8 +17,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use guardian_kafka::*;
-use guardian_tests::conformance::{self, eventually};
-use guardian_tests::kafka::{data, KafkaCluster, Layout};
+use guardian_tests::conformance::eventually;
+use guardian_tests::kafka::data::{read_all, skewed};
+use guardian_tests::kafka::{KafkaCluster, Layout};
 use guardian_tests::{cli, TestCluster};
 use serde_json::Value;
 
@@ -46,92 +47,6 @@ async fn own_override(a: &KafkaClient, r: &ConfigResource, key: &str) -> Option<
         .iter()
         .find(|s| s.source == own)
         .and_then(|s| s.value.clone())
-}
-
-/// Creates `topics` × `parts` partitions, RF 1, all on broker 1's first
-/// dir, each with `records` records of 1 KiB; returns (count, checksum)
-/// per topic.
-async fn skewed(
-    a: &KafkaClient,
-    bootstrap: &[String],
-    d0: &str,
-    topics: &[&str],
-    parts: i32,
-    records: usize,
-) {
-    for t in topics {
-        conformance::create(
-            a,
-            t,
-            (0..parts).map(|_| vec![1]).collect(),
-            &[("segment.bytes", "1048576")],
-        )
-        .await;
-        let moves: Vec<(TopicPartition, String)> = (0..parts)
-            .map(|p| (TopicPartition::new(*t, p), d0.to_string()))
-            .collect();
-        for (tp, r) in a.alter_replica_log_dirs(1, &moves).await.unwrap() {
-            r.unwrap_or_else(|e| panic!("{tp} to {d0}: {e}"));
-        }
-    }
-    eventually("every replica in broker 1's first dir", || async {
-        let dirs = a.describe_log_dirs(1).await.ok()?;
-        let n = dirs
-            .iter()
-            .filter(|d| d.path == d0)
-            .flat_map(|d| &d.replicas)
-            .filter(|r| topics.contains(&r.topic.as_str()) && !r.is_future)
-            .count();
-        let futures = dirs.iter().flat_map(|d| &d.replicas).any(|r| r.is_future);
-        (n == topics.len() * parts as usize && !futures).then_some(())
-    })
-    .await;
-    for t in topics {
-        for p in 0..parts {
-            data::produce(bootstrap, t, p, records, 1024).await;
-        }
-    }
-}
-
-/// Reads every partition of `topic` from the start: (records, checksum of
-/// partition, offset and key).
-fn read_all(bootstrap: &[String], topic: &str, parts: i32) -> (usize, u64) {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap.join(","))
-        .set("group.id", format!("t93-read-{topic}"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..parts {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    c.assign(&tpl).unwrap();
-    let (mut n, mut sum) = (0usize, 0u64);
-    let mut idle = 0;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while idle < 30 && std::time::Instant::now() < deadline {
-        match c.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                idle = 0;
-                n += 1;
-                let key = m.key().map(|k| String::from_utf8_lossy(k).to_string());
-                let h = key
-                    .unwrap_or_default()
-                    .bytes()
-                    .fold((m.partition() as u64) << 40 ^ m.offset() as u64, |h, b| {
-                        h.wrapping_mul(31).wrapping_add(b as u64)
-                    });
-                sum = sum.wrapping_add(h);
-            }
-            Some(Err(e)) => panic!("reading {topic}: {e}"),
-            None => idle += 1,
-        }
-    }
-    (n, sum)
 }
 
 fn run_cli(eps: &str, args: &[&str]) -> Value {
