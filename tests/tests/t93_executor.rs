@@ -429,13 +429,32 @@ async fn pause_resume_and_cancel_leave_the_operator_in_charge() {
         "{later}"
     );
 
-    // The operator changes Guardian's rate on broker 1 meanwhile.
+    // Once Guardian has put broker 1's rate back (nothing of it runs),
+    // the operator sets it; Kafka's configs have no compare-and-set, so
+    // the test waits until broker 1 itself reports the operator's value.
+    eventually("broker 1's rate restored while paused", || async {
+        let v = run_cli(&eps, &["rebalance", "show", &id]);
+        v["execution"]["ledger"]
+            .as_array()?
+            .iter()
+            .any(|l| l["entity"]["broker"] == 1 && l["key"] == RATE && l["state"] == "restored")
+            .then_some(())
+    })
+    .await;
     a.alter_configs(
         &ConfigResource::Broker(1),
         &[AlterConfigOp::Set(RATE.into(), "777000".into())],
     )
     .await
     .unwrap();
+    eventually("broker 1 reporting the operator's rate", || async {
+        (own_override(&a, &ConfigResource::Broker(1), RATE)
+            .await
+            .as_deref()
+            == Some("777000"))
+        .then_some(())
+    })
+    .await;
 
     // Resume: new tasks start; then cancel mid-move.
     run_cli(&eps, &["rebalance", "resume", &id]);
@@ -604,7 +623,7 @@ async fn kill_destination(name: &str, grace_ms: u64, back_within_grace: bool) {
         }
     }
     assert_eq!(read_all(&bootstrap, &topic, 6), before);
-    a.delete_topics(&[topic.clone()]).await.unwrap();
+    a.delete_topics(std::slice::from_ref(&topic)).await.unwrap();
 }
 
 /// A destination SIGKILLed mid-move and kept down past the grace period:

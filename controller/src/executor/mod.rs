@@ -397,10 +397,27 @@ impl Executor {
                     .remove(&e.id)
                     .unwrap_or_default();
                 let journal = RaftJournal(&ctl);
-                let r = tokio::select! {
-                    _ = stop.cancelled() => break,
-                    r = procedure::step(&*k, &journal, &e, &tasks, &step_cfg, &mut soft, now_ms()) => r,
-                };
+                // approved → preflight → executing run back to back: an
+                // approval starts moving bytes within one tick.
+                let mut r = Ok(e.clone());
+                let mut cur = e.clone();
+                let mut tasks = tasks;
+                for _ in 0..3 {
+                    r = tokio::select! {
+                        _ = stop.cancelled() => return,
+                        r = procedure::step(&*k, &journal, &cur, &tasks, &step_cfg, &mut soft, now_ms()) => r,
+                    };
+                    match &r {
+                        Ok(after)
+                            if matches!(cur.state, ExecState::Approved | ExecState::Preflight)
+                                && after.state != cur.state =>
+                        {
+                            cur = after.clone();
+                            tasks = ctl.state().executions.tasks_of(cur.id).to_vec();
+                        }
+                        _ => break,
+                    }
+                }
                 match r {
                     Ok(after) if after.state != e.state => {
                         tracing::info!(

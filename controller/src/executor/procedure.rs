@@ -743,85 +743,115 @@ async fn write_throttles<K: KafkaAdmin>(
     changes: &[Change],
     now: u64,
 ) -> Result<bool, StepError> {
-    let mut ok = true;
+    use guardian_proto::execution::ThrottleEntity;
+    // One describe and one IncrementalAlterConfigs per resource.
+    let mut by_entity: BTreeMap<ThrottleEntity, Vec<(usize, Option<String>)>> = BTreeMap::new();
     for (i, v) in changes {
-        let entry = e.ledger[*i].clone();
-        let res = resource(&entry.entity);
-        let cur = override_of(
-            &k.describe_configs(&res, &[&entry.key]).await?,
-            &entry.key,
-            &entry.entity,
-        );
-        // Only a value that is the operator's prior or Guardian's own (the
-        // last read back, or one journaled as pending, which may have
-        // landed before a crash) may be replaced; anything else was set by
-        // someone mid-run.
-        let pending = entry.pending.clone().and_then(|p| p.value);
-        let expected = [
-            entry.prior.as_deref(),
-            entry.written.as_deref(),
-            pending.as_deref(),
-            v.as_deref(),
-        ]
-        .iter()
-        .any(|x| same_value(&entry.key, cur.as_deref(), *x));
-        if !expected {
-            e.ledger[*i].state = LedgerState::Conflict;
-            e.ledger[*i].pending = None;
-            e.event(
-                now,
-                format!(
-                    "{} {} changed by someone else to {:?} during the run: left alone",
-                    entry.entity, entry.key, cur
-                ),
-            );
-            continue;
-        }
-        if !same_value(&entry.key, cur.as_deref(), v.as_deref()) {
-            let op = match v {
-                Some(v) => AlterConfigOp::Set(entry.key.clone(), v.clone()),
-                None => AlterConfigOp::Delete(entry.key.clone()),
-            };
-            k.alter_configs(&res, &[op]).await?;
-        }
-        // Read back from that broker (the describe of a broker's config is
-        // routed to it): the move waits until the override is in force.
-        // KRaft applies a config change on the broker once the metadata
-        // record reaches it: poll for a short while before giving up.
-        let mut back;
-        let mut waited = 0;
-        loop {
-            back = override_of(
-                &k.describe_configs(&res, &[&entry.key]).await?,
-                &entry.key,
-                &entry.entity,
-            );
-            if same_value(&entry.key, back.as_deref(), v.as_deref()) || waited >= READ_BACK_MS {
-                break;
+        by_entity
+            .entry(e.ledger[*i].entity.clone())
+            .or_default()
+            .push((*i, v.clone()));
+    }
+    let mut to_check: BTreeMap<ThrottleEntity, Vec<(usize, Option<String>)>> = BTreeMap::new();
+    for (ent, items) in &by_entity {
+        let res = resource(ent);
+        let keys: Vec<&str> = items
+            .iter()
+            .map(|(i, _)| e.ledger[*i].key.as_str())
+            .collect();
+        let described = k.describe_configs(&res, &keys).await?;
+        let mut ops = Vec::new();
+        for (i, v) in items {
+            let entry = e.ledger[*i].clone();
+            let cur = override_of(&described, &entry.key, ent);
+            // Only a value that is the operator's prior or Guardian's own
+            // (the last read back, or one journaled as pending, which may
+            // have landed before a crash) may be replaced; anything else was
+            // set by someone mid-run.
+            let pending = entry.pending.clone().and_then(|p| p.value);
+            let expected = [
+                entry.prior.as_deref(),
+                entry.written.as_deref(),
+                pending.as_deref(),
+                v.as_deref(),
+            ]
+            .iter()
+            .any(|x| same_value(&entry.key, cur.as_deref(), *x));
+            if !expected {
+                e.ledger[*i].state = LedgerState::Conflict;
+                e.ledger[*i].pending = None;
+                e.event(
+                    now,
+                    format!(
+                        "{} {} changed by someone else to {:?} during the run: left alone",
+                        entry.entity, entry.key, cur
+                    ),
+                );
+                continue;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(READ_BACK_POLL_MS)).await;
-            waited += READ_BACK_POLL_MS;
+            if !same_value(&entry.key, cur.as_deref(), v.as_deref()) {
+                ops.push(match v {
+                    Some(v) => AlterConfigOp::Set(entry.key.clone(), v.clone()),
+                    None => AlterConfigOp::Delete(entry.key.clone()),
+                });
+            }
+            to_check
+                .entry(ent.clone())
+                .or_default()
+                .push((*i, v.clone()));
         }
-        if !same_value(&entry.key, back.as_deref(), v.as_deref()) {
-            e.event(
-                now,
-                format!(
-                    "{} {}: wrote {v:?}, read back {back:?} after {READ_BACK_MS} ms; retrying",
-                    entry.entity, entry.key
-                ),
-            );
-            ok = false;
-            continue;
-        }
-        let l = &mut e.ledger[*i];
-        l.pending = None;
-        if *v == l.prior {
-            l.state = LedgerState::Restored;
-        } else {
-            l.written = v.clone();
+        if !ops.is_empty() {
+            k.alter_configs(&res, &ops).await?;
         }
     }
-    Ok(ok)
+    // Read back from each broker (the describe of a broker's config is
+    // routed to it): moves wait until every override is in force. KRaft
+    // applies a change on a broker once the metadata record reaches it, so
+    // poll all of them for a short while before giving up.
+    let mut waited = 0;
+    loop {
+        let mut left = BTreeMap::new();
+        for (ent, items) in std::mem::take(&mut to_check) {
+            let keys: Vec<&str> = items
+                .iter()
+                .map(|(i, _)| e.ledger[*i].key.as_str())
+                .collect();
+            let back = k.describe_configs(&resource(&ent), &keys).await?;
+            let mut rest = Vec::new();
+            for (i, v) in items {
+                let key = e.ledger[i].key.clone();
+                let got = override_of(&back, &key, &ent);
+                if same_value(&key, got.as_deref(), v.as_deref()) {
+                    let l = &mut e.ledger[i];
+                    l.pending = None;
+                    if v == l.prior {
+                        l.state = LedgerState::Restored;
+                    } else {
+                        l.written = v;
+                    }
+                } else if waited >= READ_BACK_MS {
+                    e.event(
+                        now,
+                        format!(
+                            "{ent} {key}: wrote {v:?}, read back {got:?} after {READ_BACK_MS} ms; retrying"
+                        ),
+                    );
+                } else {
+                    rest.push((i, v));
+                }
+            }
+            if !rest.is_empty() {
+                left.insert(ent, rest);
+            }
+        }
+        if left.is_empty() {
+            break;
+        }
+        to_check = left;
+        tokio::time::sleep(std::time::Duration::from_millis(READ_BACK_POLL_MS)).await;
+        waited += READ_BACK_POLL_MS;
+    }
+    Ok(e.ledger.iter().all(|l| l.pending.is_none()))
 }
 
 /// Sends the tasks' Kafka requests: preferred dirs on the brokers gaining
