@@ -298,10 +298,33 @@ impl NodeConfig {
                 x.max_tasks_per_cluster as u64,
             ),
             ("executor.proposal-ttl-ms", x.proposal_ttl_ms),
+            (
+                "executor.max-tasks-federation",
+                x.max_tasks_federation as u64,
+            ),
+            ("executor.max-tasks-per-disk", x.max_tasks_per_disk as u64),
+            ("executor.max-bytes-per-broker", x.max_bytes_per_broker),
+            (
+                "executor.min-throttle-bytes-per-sec",
+                x.min_throttle_bytes_per_sec,
+            ),
+            ("executor.adapt-interval-ms", x.adapt_interval_ms),
         ] {
             if v == 0 {
                 return Err(invalid(key, "must be > 0"));
             }
+        }
+        if x.max_throttle_bytes_per_sec < x.min_throttle_bytes_per_sec {
+            return Err(invalid(
+                "executor.max-throttle-bytes-per-sec",
+                "must be >= min-throttle-bytes-per-sec",
+            ));
+        }
+        if !(x.hot_disk_util > 0.0 && x.hot_disk_util <= 1.0) {
+            return Err(invalid("executor.hot-disk-util", "must be in (0, 1]"));
+        }
+        if x.slow_produce_p99_ms.is_nan() || x.slow_produce_p99_ms <= 0.0 {
+            return Err(invalid("executor.slow-produce-p99-ms", "must be > 0"));
         }
         if let Some(h) = x.auto_approve.hours.iter().find(|h| **h > 23) {
             return Err(invalid(

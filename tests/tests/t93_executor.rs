@@ -4,7 +4,8 @@
 //! binary's shared Kafka cluster for its whole run and leaves it as found.
 //!
 //! - a skewed layout (every replica on broker 1's first dir, data in
-//!   every partition) is balanced: placement as planned (broker and dir),
+//!   every partition) is balanced: every new replica lands once, in its
+//!   planned dir (watched while it runs); placement as planned (broker and dir),
 //!   leaders as planned, every record still readable (count and
 //!   checksum), and the throttle ledger restored exactly — an operator's
 //!   per-broker rate set before the run is the same after it, a rate the
@@ -150,8 +151,66 @@ async fn a_skewed_cluster_is_balanced_and_its_throttles_restored() {
     let listed = run_cli(&eps, &["rebalance", "list", "--cluster", "t93"]);
     assert_eq!(listed[0]["state"], "proposed");
 
+    // Watch the destinations while it runs: every new replica must land
+    // once, in its planned dir (its dir is set before the reassignment),
+    // never as a copy in another dir or a `-future` move afterwards.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (stop, bootstrap) = (stop.clone(), bootstrap.clone());
+        tokio::spawn(async move {
+            let a = KafkaClient::new(&bootstrap, Duration::from_secs(20));
+            let mut seen = std::collections::BTreeSet::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                for b in 2..=3 {
+                    if let Ok(dirs) = a.describe_log_dirs(b).await {
+                        for d in dirs {
+                            for r in d.replicas.iter().filter(|r| r.topic.starts_with("t93-")) {
+                                seen.insert((
+                                    b,
+                                    r.topic.clone(),
+                                    r.partition,
+                                    d.path.clone(),
+                                    r.is_future,
+                                ));
+                            }
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            seen
+        })
+    };
     run_cli(&eps, &["rebalance", "approve", &id.to_string()]);
     let done = wait_state(&eps, id, &["done"]).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let seen = watcher.await.unwrap();
+    let mut landed = 0;
+    for t in done["tasks"].as_array().unwrap() {
+        for d in t["dirs"].as_array().unwrap() {
+            let (b, dir) = (d[0].as_i64().unwrap() as i32, d[1].as_str().unwrap());
+            if b == 1 {
+                continue; // broker 1's own dir moves are `-future` copies by design
+            }
+            let here: Vec<_> = seen
+                .iter()
+                .filter(|(sb, st, sp, _, _)| {
+                    *sb == b
+                        && st == t["topic"].as_str().unwrap()
+                        && *sp as i64 == t["partition"].as_i64().unwrap()
+                })
+                .collect();
+            assert!(!here.is_empty(), "{t} never seen on broker {b}");
+            for (_, _, _, path, future) in &here {
+                assert!(
+                    path == dir && !future,
+                    "{t}: seen in {path} (future {future}) on broker {b}, planned {dir}"
+                );
+            }
+            landed += 1;
+        }
+    }
+    assert!(landed >= 4, "{landed} replicas landed on new brokers");
 
     // Placement as planned, broker and dir; leaders as planned.
     let md = a.metadata().await.unwrap();

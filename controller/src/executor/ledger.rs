@@ -111,6 +111,15 @@ pub fn desired(
     in_flight: &[&Task],
     rate: u64,
 ) -> BTreeMap<(ThrottleEntity, String), Option<String>> {
+    desired_with(ledger, in_flight, &|_| rate)
+}
+
+/// [`desired`] with a rate per broker (the adaptive rates).
+pub fn desired_with(
+    ledger: &[LedgerEntry],
+    in_flight: &[&Task],
+    rate: &dyn Fn(i32) -> u64,
+) -> BTreeMap<(ThrottleEntity, String), Option<String>> {
     let mut repl_brokers = BTreeSet::new();
     let mut dir_brokers = BTreeSet::new();
     let mut leader_items: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
@@ -136,10 +145,10 @@ pub fn desired(
             (ThrottleEntity::Broker(b), LEADER_RATE | FOLLOWER_RATE)
                 if repl_brokers.contains(b) =>
             {
-                Some(strictest(e.prior.as_deref(), rate))
+                Some(strictest(e.prior.as_deref(), rate(*b)))
             }
             (ThrottleEntity::Broker(b), DIR_RATE) if dir_brokers.contains(b) => {
-                Some(strictest(e.prior.as_deref(), rate))
+                Some(strictest(e.prior.as_deref(), rate(*b)))
             }
             (ThrottleEntity::Topic { name, .. }, key @ (LEADER_LIST | FOLLOWER_LIST)) => {
                 let items = if key == LEADER_LIST {

@@ -1,7 +1,7 @@
 //! The live model: what the planners see of a real cluster, built from
 //! the registry, the collector's windows and what Kafka reports. Pure (no
 //! I/O, no clock): the executor gathers [`LiveInputs`], this builds the
-//! [`planner::model::ClusterSpec`].
+//! [`guardian_planner::model::ClusterSpec`].
 //!
 //! Every input that is missing or stale is handled by an explicit rule and
 //! named in [`LiveModel::warnings`]; nothing unknown is read as zero:

@@ -60,6 +60,24 @@ pub struct ExecutorConfig {
     pub broker_grace_ms: u64,
     /// Tasks in flight in one cluster.
     pub max_tasks_per_cluster: u32,
+    /// Tasks in flight across every cluster of the federation.
+    pub max_tasks_federation: u32,
+    /// Tasks in flight placing a replica on one log dir.
+    pub max_tasks_per_disk: u32,
+    /// Bytes of the tasks in flight touching one broker.
+    pub max_bytes_per_broker: u64,
+    /// Per-broker rate adaptation from the collector's live load: a
+    /// broker halves its rate when a disk is busier than `hot-disk-util`
+    /// or its produce p99 exceeds `slow-produce-p99-ms`, and adds
+    /// `throttle-step-bytes-per-sec` while healthy, within
+    /// `[min-, max-throttle-bytes-per-sec]`, at most every
+    /// `adapt-interval-ms`. A broker without a fresh reporter keeps its rate.
+    pub min_throttle_bytes_per_sec: u64,
+    pub max_throttle_bytes_per_sec: u64,
+    pub throttle_step_bytes_per_sec: u64,
+    pub adapt_interval_ms: u64,
+    pub hot_disk_util: f64,
+    pub slow_produce_p99_ms: f64,
     /// Proposals within these bounds are approved without an operator.
     pub auto_approve: AutoApprove,
 }
@@ -118,6 +136,15 @@ impl Default for ExecutorConfig {
             leader_wait_ms: 60_000,
             broker_grace_ms: 120_000,
             max_tasks_per_cluster: 50,
+            max_tasks_federation: 200,
+            max_tasks_per_disk: 2,
+            max_bytes_per_broker: 1 << 40,
+            min_throttle_bytes_per_sec: 5 << 20,
+            max_throttle_bytes_per_sec: 200 << 20,
+            throttle_step_bytes_per_sec: 10 << 20,
+            adapt_interval_ms: 10_000,
+            hot_disk_util: 0.85,
+            slow_produce_p99_ms: 200.0,
             auto_approve: AutoApprove::default(),
         }
     }
@@ -363,10 +390,20 @@ impl Executor {
     /// Steps every active execution every `tick-ms` until `stop` (the end
     /// of this node's leadership).
     pub async fn run(self: Arc<Self>, ctl: Controller, stop: CancellationToken) {
-        let step_cfg = StepConfig {
+        let base_cfg = StepConfig {
             leader_wait_ms: self.cfg.leader_wait_ms,
             broker_grace_ms: self.cfg.broker_grace_ms,
             max_tasks_per_cluster: self.cfg.max_tasks_per_cluster,
+            max_tasks_per_disk: self.cfg.max_tasks_per_disk,
+            max_bytes_per_broker: self.cfg.max_bytes_per_broker,
+            adapt: procedure::Adapt {
+                min: self.cfg.min_throttle_bytes_per_sec,
+                max: self.cfg.max_throttle_bytes_per_sec,
+                step: self.cfg.throttle_step_bytes_per_sec,
+                every_ms: self.cfg.adapt_interval_ms,
+                hot_util: self.cfg.hot_disk_util,
+                slow_produce_ms: self.cfg.slow_produce_p99_ms,
+            },
         };
         let mut tick = tokio::time::interval(Duration::from_millis(self.cfg.tick_ms.max(10)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -382,7 +419,23 @@ impl Executor {
                     .map(|e| (e.clone(), st.executions.tasks_of(e.id).to_vec()))
                     .collect()
             };
+            let in_flight = |tasks: &[Task]| {
+                tasks
+                    .iter()
+                    .filter(|t| t.state == guardian_proto::execution::TaskState::Submitted)
+                    .count() as u32
+            };
+            let federation: u32 = active.iter().map(|(_, t)| in_flight(t)).sum();
             for (e, tasks) in active {
+                // Executions in different clusters run at once, under the
+                // federation-wide budget.
+                let others = federation - in_flight(&tasks);
+                let step_cfg = StepConfig {
+                    max_tasks_per_cluster: base_cfg
+                        .max_tasks_per_cluster
+                        .min(self.cfg.max_tasks_federation.saturating_sub(others)),
+                    ..base_cfg.clone()
+                };
                 let k = match self.client(&ctl, &e.cluster) {
                     Ok(k) => k,
                     Err(err) => {
@@ -396,6 +449,7 @@ impl Executor {
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(&e.id)
                     .unwrap_or_default();
+                soft.health = self.health(&e.cluster);
                 let journal = RaftJournal(&ctl);
                 // approved → preflight → executing run back to back: an
                 // approval starts moving bytes within one tick.
@@ -438,6 +492,33 @@ impl Executor {
                     .insert(e.id, soft);
             }
         }
+    }
+
+    /// Live health of a cluster's brokers with a fresh reporter.
+    fn health(&self, cluster: &str) -> BTreeMap<i32, procedure::Health> {
+        let now = now_ms();
+        let load = self
+            .collector
+            .state
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        load.brokers_of(cluster)
+            .filter(|(_, l)| l.stale_reason(now, self.collector.interval_ms).is_none())
+            .map(|(id, l)| {
+                let disk_util = l.disks.iter().map(|d| d.util.last).fold(0.0, f64::max);
+                let produce_p99_ms = l
+                    .metrics
+                    .as_ref()
+                    .and_then(|m| m.request_p99_ms.get("Produce").copied());
+                (
+                    id,
+                    procedure::Health {
+                        disk_util,
+                        produce_p99_ms,
+                    },
+                )
+            })
+            .collect()
     }
 
     /// Forgets the soft state (a node that stops leading).

@@ -37,8 +37,40 @@ pub struct StepConfig {
     /// A broker missing from Metadata this long is gone: tasks adding a
     /// replica on it are cancelled (shorter: a restart, tasks wait).
     pub broker_grace_ms: u64,
-    /// Tasks in flight in the whole cluster.
+    /// Tasks in flight in the whole cluster (the executor lowers it to
+    /// what the federation-wide budget leaves).
     pub max_tasks_per_cluster: u32,
+    /// Tasks in flight placing a replica on one log dir.
+    pub max_tasks_per_disk: u32,
+    /// Bytes of the tasks in flight touching one broker (a task larger
+    /// than this still starts on a broker with nothing in flight).
+    pub max_bytes_per_broker: u64,
+    pub adapt: Adapt,
+}
+
+/// Per-broker rate adaptation from live headroom: halve a broker's rate
+/// when one of its disks is hot or its produce p99 is slow, add `step`
+/// while it is healthy, within `[min, max]`, at most once per `every_ms`.
+/// A broker the collector knows nothing of keeps its rate.
+#[derive(Debug, Clone)]
+pub struct Adapt {
+    pub min: u64,
+    pub max: u64,
+    pub step: u64,
+    pub every_ms: u64,
+    /// Disk utilisation (0–1) above which a broker backs off.
+    pub hot_util: f64,
+    /// Produce p99 (ms) above which a broker backs off.
+    pub slow_produce_ms: f64,
+}
+
+/// What the collector knows of a broker right now.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Health {
+    /// The busiest disk's utilisation (0–1).
+    pub disk_util: f64,
+    /// Produce p99 in ms, when the broker's metrics are scraped.
+    pub produce_p99_ms: Option<f64>,
 }
 
 /// Partitions per AlterPartitionReassignments (KRaft caps one operation at
@@ -65,6 +97,63 @@ pub struct Soft {
     pub min_isr: BTreeMap<String, i32>,
     /// Tasks the min-ISR gate holds (named once in the events).
     pub gated: BTreeSet<u32>,
+    /// Live health per broker, filled by the executor before each step.
+    pub health: BTreeMap<i32, Health>,
+    /// The adapted rate per broker and when it last changed.
+    pub rates: BTreeMap<i32, (u64, u64)>,
+}
+
+impl Soft {
+    /// The rate for broker `b` now, adapting it (see [`Adapt`]) from its
+    /// health. Starts at the execution's rate (or what the ledger shows
+    /// Guardian wrote, after a failover).
+    fn adapt(&mut self, e: &mut Execution, b: i32, cfg: &Adapt, now: u64) -> u64 {
+        let start = e
+            .ledger
+            .iter()
+            .find(|l| {
+                l.entity == guardian_proto::execution::ThrottleEntity::Broker(b)
+                    && l.key == ledger::FOLLOWER_RATE
+            })
+            .and_then(|l| l.written.as_deref()?.parse().ok())
+            .unwrap_or(e.throttle_rate);
+        let (rate, at) = *self.rates.entry(b).or_insert((start, now));
+        let Some(h) = self.health.get(&b).copied() else {
+            return rate;
+        };
+        if now.saturating_sub(at) < cfg.every_ms {
+            return rate;
+        }
+        let strained =
+            h.disk_util > cfg.hot_util || h.produce_p99_ms.is_some_and(|p| p > cfg.slow_produce_ms);
+        // Never below `min` by halving, never above `max` by adding (a
+        // configured start outside the bounds only moves toward them).
+        let next = if strained {
+            (rate / 2).max(cfg.min.min(rate))
+        } else {
+            rate.saturating_add(cfg.step).min(cfg.max.max(rate))
+        };
+        if next != rate {
+            e.event(
+                now,
+                format!(
+                    "broker {b}: throttle {} → {next} bytes/s ({})",
+                    rate,
+                    if strained {
+                        format!(
+                            "disk at {:.0}% or produce p99 {:?} ms: backing off",
+                            h.disk_util * 100.0,
+                            h.produce_p99_ms
+                        )
+                    } else {
+                        "healthy".to_string()
+                    }
+                ),
+            );
+        }
+        self.rates.insert(b, (next, now));
+        next
+    }
 }
 
 /// How long a throttle write may take to read back from its broker.
@@ -500,9 +589,15 @@ async fn execute<K: KafkaAdmin, J: Journal>(
     // 2. Start pending tasks within the per-broker budget.
     let finished: BTreeSet<u32> = updates.iter().map(|t| t.index).collect();
     let mut load: BTreeMap<i32, u32> = BTreeMap::new();
+    let mut bytes: BTreeMap<i32, u64> = BTreeMap::new();
+    let mut disk_load: BTreeMap<(i32, String), u32> = BTreeMap::new();
     for t in submitted.iter().filter(|t| !finished.contains(&t.index)) {
         for b in t.brokers() {
             *load.entry(b).or_default() += 1;
+            *bytes.entry(b).or_default() += t.bytes;
+        }
+        for d in &t.dirs {
+            *disk_load.entry(d.clone()).or_default() += 1;
         }
     }
     let mut starting: Vec<Task> = Vec::new();
@@ -533,6 +628,18 @@ async fn execute<K: KafkaAdmin, J: Journal>(
             }
             if t.brokers()
                 .any(|b| load.get(&b).copied().unwrap_or(0) >= e.max_tasks_per_broker)
+            {
+                continue;
+            }
+            if t.brokers().any(|b| {
+                let held = bytes.get(&b).copied().unwrap_or(0);
+                held > 0 && held + t.bytes > cfg.max_bytes_per_broker
+            }) {
+                continue;
+            }
+            if t.dirs
+                .iter()
+                .any(|d| disk_load.get(d).copied().unwrap_or(0) >= cfg.max_tasks_per_disk)
             {
                 continue;
             }
@@ -584,6 +691,10 @@ async fn execute<K: KafkaAdmin, J: Journal>(
             }
             for b in t.brokers() {
                 *load.entry(b).or_default() += 1;
+                *bytes.entry(b).or_default() += t.bytes;
+            }
+            for d in &t.dirs {
+                *disk_load.entry(d.clone()).or_default() += 1;
             }
             total += 1;
             let mut t = t.clone();
@@ -601,7 +712,17 @@ async fn execute<K: KafkaAdmin, J: Journal>(
         .filter(|t| !finished.contains(&t.index))
         .chain(starting.iter())
         .collect();
-    let want = ledger::desired(&e.ledger, &in_flight, e.throttle_rate);
+    let mut rates = BTreeMap::new();
+    for b in in_flight
+        .iter()
+        .flat_map(|t| t.brokers())
+        .collect::<BTreeSet<_>>()
+    {
+        rates.insert(b, soft.adapt(&mut e, b, &cfg.adapt, now));
+    }
+    let want = ledger::desired_with(&e.ledger, &in_flight, &|b| {
+        rates.get(&b).copied().unwrap_or(e.throttle_rate)
+    });
     let all_done = in_flight.is_empty()
         && tasks
             .iter()

@@ -367,6 +367,16 @@ fn cfg() -> StepConfig {
         leader_wait_ms: 30_000,
         broker_grace_ms: 10_000,
         max_tasks_per_cluster: 50,
+        max_tasks_per_disk: 2,
+        max_bytes_per_broker: 1 << 40,
+        adapt: super::procedure::Adapt {
+            min: 100_000,
+            max: 8 * MB as u64,
+            step: 500_000,
+            every_ms: 2_000,
+            hot_util: 0.85,
+            slow_produce_ms: 200.0,
+        },
     }
 }
 
@@ -395,6 +405,16 @@ async fn drive<K: KafkaAdmin>(
         leader_wait_ms: 30_000,
         broker_grace_ms: 10_000,
         max_tasks_per_cluster: 50,
+        max_tasks_per_disk: 2,
+        max_bytes_per_broker: 1 << 40,
+        adapt: super::procedure::Adapt {
+            min: 100_000,
+            max: 8 * MB as u64,
+            step: 500_000,
+            every_ms: 2_000,
+            hot_util: 0.85,
+            slow_produce_ms: 200.0,
+        },
     };
     let mut soft = Soft::default();
     for _ in 0..500 {
@@ -688,4 +708,88 @@ async fn a_destination_back_within_the_grace_period_loses_nothing() {
     steps(&k, &j, &mut soft, &mut now, 200).await;
     check(&k, &j, "restart within the grace period").await;
     assert!(j.current().1.iter().all(|t| t.attempts == 1));
+}
+
+/// Rates follow live headroom: a broker whose disk runs hot halves its
+/// rate (written to Kafka and read back), a healthy one adds a step; a
+/// broker with no health data keeps the execution's rate.
+#[tokio::test]
+async fn rates_back_off_on_a_hot_disk_and_recover() {
+    use super::ledger::{override_of, FOLLOWER_RATE};
+    let k = cluster().await;
+    let j = journal_at(None, MB as u64);
+    let (mut soft, mut now) = (Soft::default(), 1_000);
+    let rate_of = |b: i32| {
+        let k = &k;
+        async move {
+            let got = k
+                .describe_configs(&ConfigResource::Broker(b), &[FOLLOWER_RATE])
+                .await
+                .unwrap();
+            override_of(&got, FOLLOWER_RATE, &ThrottleEntity::Broker(b))
+        }
+    };
+    // Until a-0 (1 → 2) copies at the execution's rate.
+    for _ in 0..20 {
+        steps(&k, &j, &mut soft, &mut now, 1).await;
+        if !k.list_reassignments(&[]).await.unwrap().is_empty() {
+            break;
+        }
+    }
+    assert_eq!(rate_of(2).await.as_deref(), Some(&*MB.to_string()));
+    soft.health.insert(
+        2,
+        super::procedure::Health {
+            disk_util: 0.97,
+            produce_p99_ms: None,
+        },
+    );
+    soft.health.insert(
+        1,
+        super::procedure::Health {
+            disk_util: 0.10,
+            produce_p99_ms: Some(3.0),
+        },
+    );
+    steps(&k, &j, &mut soft, &mut now, 5).await; // 2.5 s: one adaptation
+    assert_eq!(
+        rate_of(2).await.as_deref(),
+        Some(&*(MB / 2).to_string()),
+        "{:?}",
+        j.current().0.events
+    );
+    assert_eq!(
+        rate_of(1).await.as_deref(),
+        Some(&*(MB + 500_000).to_string())
+    );
+    let events: Vec<String> = j
+        .current()
+        .0
+        .events
+        .iter()
+        .map(|e| e.text.clone())
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("broker 2: throttle") && e.contains("backing off")),
+        "{events:?}"
+    );
+    // Healthy again: it climbs back by steps.
+    soft.health.insert(
+        2,
+        super::procedure::Health {
+            disk_util: 0.2,
+            produce_p99_ms: None,
+        },
+    );
+    steps(&k, &j, &mut soft, &mut now, 5).await;
+    assert_eq!(
+        rate_of(2).await.as_deref(),
+        Some(&*(MB / 2 + 500_000).to_string())
+    );
+    // And every rate is restored at the end.
+    soft.health.clear();
+    steps(&k, &j, &mut soft, &mut now, 300).await;
+    check(&k, &j, "adaptive rates").await;
 }
