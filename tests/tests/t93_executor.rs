@@ -455,6 +455,7 @@ async fn pause_resume_and_cancel_leave_the_operator_in_charge() {
         .as_array()
         .unwrap()
         .iter()
+        .filter(|t| t["topic"] == topic)
         .map(|t| {
             (
                 t["partition"].as_i64().unwrap() as i32,
@@ -531,7 +532,13 @@ async fn pause_resume_and_cancel_leave_the_operator_in_charge() {
         .find(|t| t.name == topic)
         .unwrap()
         .partitions;
-    for t in end["tasks"].as_array().unwrap() {
+    // (The plan may also move leaders of other topics, e.g. __consumer_offsets.)
+    for t in end["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["topic"] == topic)
+    {
         let part = t["partition"].as_i64().unwrap() as i32;
         let now = &parts.iter().find(|p| p.partition == part).unwrap().replicas;
         match t["state"].as_str().unwrap() {
@@ -698,4 +705,222 @@ async fn a_destination_gone_past_the_grace_period_fails_its_tasks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_destination_restarted_within_the_grace_period_loses_nothing() {
     kill_destination("r", 120_000, true).await;
+}
+
+/// Fail points at the executor's step boundary on real Kafka: the first
+/// three executing steps stop right after their journal write, before any
+/// Kafka request (`executor::after_journal`). The same leader's next steps
+/// find tasks journaled as started that Kafka never saw, send them, and
+/// the plan completes with its throttles restored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_stopped_after_their_journal_are_finished() {
+    use guardian_tests::inproc;
+    let k = KafkaCluster::shared(Layout::ControllerAndThreeBrokers)
+        .await
+        .lock()
+        .await;
+    let bootstrap = k.bootstrap();
+    let a = KafkaClient::new(&bootstrap, Duration::from_secs(20));
+    let d0 = k.nodes.iter().find(|n| n.id == 1).unwrap().log_dirs[0]
+        .display()
+        .to_string();
+    let topic = "t93-p";
+    skewed(&a, &bootstrap, &d0, &[topic], 6, 500).await;
+    let before = read_all(&bootstrap, topic, 6);
+    let scenario = fail::FailScenario::setup();
+    let (_dirs, nodes) = inproc::group(1).await;
+    let all: Vec<&_> = nodes.iter().collect();
+    let c = inproc::client(&all);
+    c.call(|mut s| {
+        let cl = pb_cluster("t93p", &bootstrap);
+        async move {
+            s.add_cluster(guardian_proto::pb::AddClusterRequest { cluster: Some(cl) })
+                .await
+        }
+    })
+    .await
+    .unwrap();
+    c.call(|mut s| async move {
+        s.discover_cluster(guardian_proto::pb::DiscoverClusterRequest {
+            name: "t93p".into(),
+            dry_run: false,
+        })
+        .await
+    })
+    .await
+    .unwrap();
+    let p = c
+        .call(|mut s| async move {
+            s.propose_rebalance(guardian_proto::pb::ProposeRebalanceRequest {
+                cluster: "t93p".into(),
+                ..Default::default()
+            })
+            .await
+        })
+        .await
+        .unwrap();
+    let p: Value = serde_json::from_str(&p.json).unwrap();
+    let id = p["execution"]["id"].as_u64().unwrap();
+    fail::cfg("executor::after_journal", "3*return").unwrap();
+    c.call(|mut s| async move {
+        s.control_execution(guardian_proto::pb::ControlExecutionRequest {
+            id,
+            action: "approve".into(),
+        })
+        .await
+    })
+    .await
+    .unwrap();
+    let end: Value = eventually("the execution finishing", || async {
+        let r = c
+            .call(|mut s| async move {
+                s.get_execution(guardian_proto::pb::GetExecutionRequest { id, stale: false })
+                    .await
+            })
+            .await
+            .ok()?;
+        let v: Value = serde_json::from_str(&r.json).ok()?;
+        let state = v["execution"]["state"].as_str()?.to_string();
+        assert!(!["failed", "cancelled"].contains(&state.as_str()), "{v}");
+        (state == "done").then_some(v)
+    })
+    .await;
+    fail::remove("executor::after_journal");
+    scenario.teardown();
+    let events = end["execution"]["events"].to_string();
+    assert!(
+        events.contains("sending it again"),
+        "journaled but never sent, then sent: {events}"
+    );
+    assert!(
+        end["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["state"] == "done"),
+        "{end}"
+    );
+    assert_eq!(read_all(&bootstrap, topic, 6), before);
+    for b in 1..=3 {
+        for key in [RATE, FRATE] {
+            assert_eq!(
+                own_override(&a, &ConfigResource::Broker(b), key).await,
+                None,
+                "broker {b} {key}"
+            );
+        }
+    }
+    for n in nodes {
+        n.shutdown().await.unwrap();
+    }
+    a.delete_topics(&[topic.to_string()]).await.unwrap();
+}
+
+fn pb_cluster(name: &str, bootstrap: &[String]) -> guardian_proto::pb::Cluster {
+    guardian_proto::pb::Cluster {
+        name: name.into(),
+        bootstrap_servers: bootstrap.to_vec(),
+        idc: "east".into(),
+        ..Default::default()
+    }
+}
+
+/// A plan the cluster drifted from before it ran: preflight fails it,
+/// naming the partition, touches nothing, and a fresh plan of the cluster
+/// as it is now waits for review.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drifted_plan_is_not_run_but_planned_again() {
+    let k = KafkaCluster::shared(Layout::ControllerAndThreeBrokers)
+        .await
+        .lock()
+        .await;
+    let bootstrap = k.bootstrap();
+    let a = KafkaClient::new(&bootstrap, Duration::from_secs(20));
+    let d0 = k.nodes.iter().find(|n| n.id == 1).unwrap().log_dirs[0]
+        .display()
+        .to_string();
+    let topic = "t93-d";
+    skewed(&a, &bootstrap, &d0, &[topic], 6, 10).await;
+    let g = TestCluster::start_with(3, executor_config()).await;
+    let eps = register(&g, "t93d", &bootstrap).await;
+    let p = run_cli(&eps, &["rebalance", "propose", "--cluster", "t93d"]);
+    let id = p["execution"]["id"].as_u64().unwrap();
+    let moved = p["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| {
+            t["topic"] == topic
+                && t["original"] == serde_json::json!([1])
+                && t["target"] != serde_json::json!([1])
+        })
+        .expect("a move of the topic")["partition"]
+        .as_i64()
+        .unwrap() as i32;
+    // The operator moves one of the plan's partitions by hand meanwhile.
+    let tp = TopicPartition::new(topic, moved);
+    for (_, r) in a
+        .alter_reassignments(&[(tp.clone(), Some(vec![3]))], false)
+        .await
+        .unwrap()
+    {
+        r.unwrap();
+    }
+    eventually("the operator's move done", || async {
+        let md = a.metadata().await.ok()?;
+        let t = md.topics.iter().find(|t| t.name == topic)?;
+        let l = a.list_reassignments(&[]).await.ok()?;
+        (l.is_empty() && t.partitions[moved as usize].replicas == [3]).then_some(())
+    })
+    .await;
+    run_cli(&eps, &["rebalance", "approve", &id.to_string()]);
+    let mut failed = Value::Null;
+    for _ in 0..300 {
+        failed = run_cli(&eps, &["rebalance", "show", &id.to_string()]);
+        if failed["execution"]["state"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let reason = failed["execution"]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        reason.contains("changed since the plan") && reason.contains(&format!("{topic}-{moved}")),
+        "{failed}"
+    );
+    assert!(
+        failed["execution"]["ledger"].as_array().unwrap().is_empty(),
+        "nothing recorded, nothing touched"
+    );
+    let again: Value = eventually("a new proposal", || async {
+        let l = run_cli(&eps, &["rebalance", "list", "--cluster", "t93d"]);
+        l.as_array()?
+            .iter()
+            .find(|e| e["id"] != id && e["state"] == "proposed")
+            .cloned()
+    })
+    .await;
+    let again = run_cli(&eps, &["rebalance", "show", &again["id"].to_string()]);
+    let w = again["execution"]["summary"]["warnings"][0]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        w.starts_with(&format!(
+            "re-planned: execution {id} found that cluster changed"
+        )),
+        "{again}"
+    );
+    assert!(again["tasks"].as_array().unwrap().iter().all(|t| {
+        t["topic"] != topic
+            || t["partition"].as_i64() != Some(moved as i64)
+            || t["original"] == serde_json::json!([3])
+    }));
+    let c = run_cli(
+        &eps,
+        &["rebalance", "cancel", &again["execution"]["id"].to_string()],
+    );
+    assert_eq!(c["execution"]["state"], "cancelled");
+    a.delete_topics(&[topic.to_string()]).await.unwrap();
 }

@@ -94,6 +94,7 @@ pub async fn propose_rebalance(
                     .then_some(r.max_moves_per_broker),
                 dry_run: r.dry_run,
                 by: String::new(),
+                note: None,
             },
         )
         .await?;

@@ -158,7 +158,12 @@ pub struct ProposeRequest {
     pub max_moves_per_broker: Option<u32>,
     pub dry_run: bool,
     pub by: String,
+    /// A line to put first in the proposal's warnings (why it was made).
+    pub note: Option<String>,
 }
+
+/// The reason a preflight gives when the cluster drifted from the plan.
+pub const DRIFT: &str = "the cluster changed since the plan was made";
 
 /// A proposal (stored, or not for a dry run).
 #[derive(Debug, Clone)]
@@ -304,8 +309,12 @@ impl Executor {
             if let Some(m) = r.max_moves_per_broker {
                 opts.max_moves_per_broker = m;
             }
-            propose::propose(&live, &r.goals, &opts, self.cfg.throttle_bytes_per_sec)
-                .map_err(|e| ApiError::FailedPrecondition { reason: e })?
+            let mut p = propose::propose(&live, &r.goals, &opts, self.cfg.throttle_bytes_per_sec)
+                .map_err(|e| ApiError::FailedPrecondition { reason: e })?;
+            if let Some(n) = &r.note {
+                p.summary.warnings.insert(0, n.clone());
+            }
+            p
         };
         if r.dry_run {
             return Ok(Proposed {
@@ -480,6 +489,9 @@ impl Executor {
                             to = after.state.name(),
                             "execution step"
                         );
+                        if after.state == ExecState::Failed && after.reason.starts_with(DRIFT) {
+                            self.replan(&ctl, &after).await;
+                        }
                     }
                     Ok(_) => {}
                     Err(err) => {
@@ -491,6 +503,40 @@ impl Executor {
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(e.id, soft);
             }
+        }
+    }
+
+    /// A plan the cluster drifted from is planned again on the cluster as
+    /// it is now, with the same goals, and stored as a new proposal for
+    /// review (or approved, within the auto-approve bounds): what was
+    /// approved is never silently replaced by something else.
+    async fn replan(&self, ctl: &Controller, old: &Execution) {
+        let mut goals = Goals::default();
+        for (k, v) in &old.summary.goals {
+            // Rate goals switched off for missing reporters are re-derived.
+            if *v < 1e5 {
+                let _ = goals.set(k, *v);
+            }
+        }
+        let r = ProposeRequest {
+            cluster: old.cluster.clone(),
+            goals,
+            max_moves_per_broker: None,
+            dry_run: false,
+            by: "the executor".into(),
+            note: Some(format!(
+                "re-planned: execution {} found that {}",
+                old.id,
+                old.reason.trim_start_matches("the ")
+            )),
+        };
+        match self.propose(ctl, &r).await {
+            Ok(p) => tracing::info!(
+                execution = old.id,
+                proposal = p.execution.map_or(0, |e| e.id),
+                "re-planned after drift"
+            ),
+            Err(err) => tracing::warn!(execution = old.id, %err, "re-planning after drift failed"),
         }
     }
 

@@ -265,7 +265,8 @@ async fn preflight<K: KafkaAdmin, J: Journal>(
         e.state = ExecState::Failed;
         e.finished_ms = now;
         e.reason = format!(
-            "the cluster changed since the plan was made ({} partitions: {}); propose again",
+            "{} ({} partitions: {}); re-planned as a new proposal",
+            super::DRIFT,
             changed.len(),
             changed
                 .iter()
@@ -509,8 +510,17 @@ async fn execute<K: KafkaAdmin, J: Journal>(
             .get(&t.index)
             .is_some_and(|at| now.saturating_sub(*at) < RESEND_AFTER_MS);
         if !same_set(&p.replicas, &t.target) {
-            // Journaled but never reached Kafka (or Kafka lost it): again.
-            if !recently_sent {
+            // No trace in Kafka (the replicas are still the original ones):
+            // journaled but never sent, or lost — send it again. Replicas
+            // part-way (a finished reassignment that this broker's
+            // Metadata has not caught up with): wait, and send again only
+            // if it stays that way.
+            let untouched = same_set(&p.replicas, &t.original);
+            let since = *soft
+                .sent_at
+                .entry(t.index)
+                .or_insert(if untouched { 0 } else { now });
+            if !recently_sent && (untouched || now.saturating_sub(since) >= RESEND_AFTER_MS) {
                 resend.push((*t).clone());
             }
             continue;

@@ -793,3 +793,41 @@ async fn rates_back_off_on_a_hot_disk_and_recover() {
     steps(&k, &j, &mut soft, &mut now, 300).await;
     check(&k, &j, "adaptive rates").await;
 }
+
+/// Auto-approval holds only within every bound, and is off by default.
+#[test]
+fn auto_approve_bounds() {
+    use super::AutoApprove;
+    let tasks = plan();
+    let now = 13 * 3_600_000; // 13:00 UTC
+    assert!(AutoApprove::default().refuses(&tasks, now).is_some());
+    let ok = AutoApprove {
+        enabled: true,
+        max_bytes: 100 * MB as u64,
+        max_partitions: 10,
+        max_brokers: 3,
+        hours: vec![12, 13],
+    };
+    assert_eq!(ok.refuses(&tasks, now), None);
+    let r = |a: AutoApprove| a.refuses(&tasks, now).unwrap();
+    assert!(r(AutoApprove {
+        max_bytes: MB as u64,
+        ..ok.clone()
+    })
+    .contains("max-bytes"));
+    assert!(r(AutoApprove {
+        max_partitions: 2,
+        ..ok.clone()
+    })
+    .contains("max-partitions"));
+    assert!(r(AutoApprove {
+        max_brokers: 2,
+        ..ok.clone()
+    })
+    .contains("max-brokers"));
+    assert!(r(AutoApprove {
+        hours: vec![2],
+        ..ok.clone()
+    })
+    .contains("hour 13"));
+}
