@@ -304,6 +304,7 @@ impl NodeConfig {
             ),
             ("executor.max-tasks-per-disk", x.max_tasks_per_disk as u64),
             ("executor.max-bytes-per-broker", x.max_bytes_per_broker),
+            ("executor.max-bytes-per-disk", x.max_bytes_per_disk),
             (
                 "executor.min-throttle-bytes-per-sec",
                 x.min_throttle_bytes_per_sec,

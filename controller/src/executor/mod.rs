@@ -62,8 +62,9 @@ pub struct ExecutorConfig {
     pub max_tasks_per_cluster: u32,
     /// Tasks in flight across every cluster of the federation.
     pub max_tasks_federation: u32,
-    /// Tasks in flight placing a replica on one log dir.
+    /// Tasks in flight placing a replica on one log dir, and their bytes.
     pub max_tasks_per_disk: u32,
+    pub max_bytes_per_disk: u64,
     /// Bytes of the tasks in flight touching one broker.
     pub max_bytes_per_broker: u64,
     /// Per-broker rate adaptation from the collector's live load: a
@@ -138,6 +139,7 @@ impl Default for ExecutorConfig {
             max_tasks_per_cluster: 50,
             max_tasks_federation: 200,
             max_tasks_per_disk: 2,
+            max_bytes_per_disk: 1 << 40,
             max_bytes_per_broker: 1 << 40,
             min_throttle_bytes_per_sec: 5 << 20,
             max_throttle_bytes_per_sec: 200 << 20,
@@ -404,6 +406,7 @@ impl Executor {
             broker_grace_ms: self.cfg.broker_grace_ms,
             max_tasks_per_cluster: self.cfg.max_tasks_per_cluster,
             max_tasks_per_disk: self.cfg.max_tasks_per_disk,
+            max_bytes_per_disk: self.cfg.max_bytes_per_disk,
             max_bytes_per_broker: self.cfg.max_bytes_per_broker,
             adapt: procedure::Adapt {
                 min: self.cfg.min_throttle_bytes_per_sec,

@@ -40,8 +40,10 @@ pub struct StepConfig {
     /// Tasks in flight in the whole cluster (the executor lowers it to
     /// what the federation-wide budget leaves).
     pub max_tasks_per_cluster: u32,
-    /// Tasks in flight placing a replica on one log dir.
+    /// Tasks in flight placing a replica on one log dir, and their bytes
+    /// (a task larger than that still starts on an idle dir).
     pub max_tasks_per_disk: u32,
+    pub max_bytes_per_disk: u64,
     /// Bytes of the tasks in flight touching one broker (a task larger
     /// than this still starts on a broker with nothing in flight).
     pub max_bytes_per_broker: u64,
@@ -600,14 +602,17 @@ async fn execute<K: KafkaAdmin, J: Journal>(
     let finished: BTreeSet<u32> = updates.iter().map(|t| t.index).collect();
     let mut load: BTreeMap<i32, u32> = BTreeMap::new();
     let mut bytes: BTreeMap<i32, u64> = BTreeMap::new();
-    let mut disk_load: BTreeMap<(i32, String), u32> = BTreeMap::new();
+    let mut disk_load: BTreeMap<(i32, String), (u32, u64)> = BTreeMap::new();
+    let per_dir = |t: &Task| t.bytes / (t.dirs.len().max(1) as u64);
     for t in submitted.iter().filter(|t| !finished.contains(&t.index)) {
         for b in t.brokers() {
             *load.entry(b).or_default() += 1;
             *bytes.entry(b).or_default() += t.bytes;
         }
         for d in &t.dirs {
-            *disk_load.entry(d.clone()).or_default() += 1;
+            let l = disk_load.entry(d.clone()).or_default();
+            l.0 += 1;
+            l.1 += per_dir(t);
         }
     }
     let mut starting: Vec<Task> = Vec::new();
@@ -647,10 +652,11 @@ async fn execute<K: KafkaAdmin, J: Journal>(
             }) {
                 continue;
             }
-            if t.dirs
-                .iter()
-                .any(|d| disk_load.get(d).copied().unwrap_or(0) >= cfg.max_tasks_per_disk)
-            {
+            if t.dirs.iter().any(|d| {
+                let (n, held) = disk_load.get(d).copied().unwrap_or_default();
+                n >= cfg.max_tasks_per_disk
+                    || (held > 0 && held + per_dir(t) > cfg.max_bytes_per_disk)
+            }) {
                 continue;
             }
             if let Some(p) = partition(&md, t) {
@@ -704,7 +710,9 @@ async fn execute<K: KafkaAdmin, J: Journal>(
                 *bytes.entry(b).or_default() += t.bytes;
             }
             for d in &t.dirs {
-                *disk_load.entry(d.clone()).or_default() += 1;
+                let l = disk_load.entry(d.clone()).or_default();
+                l.0 += 1;
+                l.1 += per_dir(t);
             }
             total += 1;
             let mut t = t.clone();

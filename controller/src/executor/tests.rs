@@ -301,6 +301,15 @@ fn journal(crash: Option<(usize, bool)>) -> MemJournal {
 }
 
 fn journal_at(crash: Option<(usize, bool)>, rate: u64) -> MemJournal {
+    journal_of(crash, rate, plan(), 1)
+}
+
+fn journal_of(
+    crash: Option<(usize, bool)>,
+    rate: u64,
+    tasks: Vec<Task>,
+    per_broker: u32,
+) -> MemJournal {
     let j = MemJournal {
         st: Mutex::new(State::default()),
         writes: AtomicUsize::new(0),
@@ -321,7 +330,6 @@ fn journal_at(crash: Option<(usize, bool)>, rate: u64) -> MemJournal {
         ),
         &mut touched,
     );
-    let tasks = plan();
     let e = Execution {
         id: 0,
         cluster: "m".into(),
@@ -340,7 +348,7 @@ fn journal_at(crash: Option<(usize, bool)>, rate: u64) -> MemJournal {
         proposed_by: String::new(),
         approved_by: String::new(),
         throttle_rate: rate,
-        max_tasks_per_broker: 1,
+        max_tasks_per_broker: per_broker,
         summary: PlanSummary::default(),
         ledger: Vec::new(),
         events: Vec::new(),
@@ -368,6 +376,7 @@ fn cfg() -> StepConfig {
         broker_grace_ms: 10_000,
         max_tasks_per_cluster: 50,
         max_tasks_per_disk: 2,
+        max_bytes_per_disk: 1 << 40,
         max_bytes_per_broker: 1 << 40,
         adapt: super::procedure::Adapt {
             min: 100_000,
@@ -401,21 +410,7 @@ async fn drive<K: KafkaAdmin>(
     now: &mut u64,
     crashy: bool,
 ) -> bool {
-    let cfg = StepConfig {
-        leader_wait_ms: 30_000,
-        broker_grace_ms: 10_000,
-        max_tasks_per_cluster: 50,
-        max_tasks_per_disk: 2,
-        max_bytes_per_broker: 1 << 40,
-        adapt: super::procedure::Adapt {
-            min: 100_000,
-            max: 8 * MB as u64,
-            step: 500_000,
-            every_ms: 2_000,
-            hot_util: 0.85,
-            slow_produce_ms: 200.0,
-        },
-    };
+    let cfg = cfg();
     let mut soft = Soft::default();
     for _ in 0..500 {
         let (e, tasks) = j.current();
@@ -830,4 +825,47 @@ fn auto_approve_bounds() {
         ..ok.clone()
     })
     .contains("hour 13"));
+}
+
+/// The per-disk budgets: two moves onto one dir run one after the other
+/// when the dir allows one task, or fewer bytes than both.
+#[tokio::test]
+async fn a_disk_budget_serialises_moves_onto_one_dir() {
+    let two = || {
+        let mut v = plan();
+        v.truncate(2);
+        v[1].target = vec![2];
+        v[1].dirs = vec![(2, "/data/2/d1".into())];
+        v
+    };
+    for (tasks_per_disk, bytes_per_disk) in [(1, 1u64 << 40), (5, 15 * MB as u64)] {
+        let k = cluster().await;
+        let j = journal_of(None, MB as u64, two(), 5);
+        let mut c = cfg();
+        c.max_tasks_per_disk = tasks_per_disk;
+        c.max_bytes_per_disk = bytes_per_disk;
+        let (mut soft, mut now) = (Soft::default(), 1_000);
+        let mut most = 0;
+        for _ in 0..400 {
+            let (e, tasks) = j.current();
+            if e.state.terminal() {
+                break;
+            }
+            step(&k, &j, &e, &tasks, &c, &mut soft, now).await.unwrap();
+            let running = j
+                .current()
+                .1
+                .iter()
+                .filter(|t| t.state == TaskState::Submitted)
+                .count();
+            most = most.max(running);
+            k.advance(Duration::from_millis(500));
+            now += 500;
+        }
+        assert_eq!(j.current().0.state, ExecState::Done);
+        assert_eq!(
+            most, 1,
+            "per disk {tasks_per_disk} tasks / {bytes_per_disk} bytes"
+        );
+    }
 }
