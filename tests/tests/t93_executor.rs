@@ -924,3 +924,92 @@ async fn a_drifted_plan_is_not_run_but_planned_again() {
     assert_eq!(c["execution"]["state"], "cancelled");
     a.delete_topics(&[topic.to_string()]).await.unwrap();
 }
+
+/// `foreign-reassignments = "cancel"`: a reassignment someone else started
+/// is cancelled before planning and named in the proposal (the default,
+/// `leave`, is in the live model's tests: reported, not moved).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_reassignments_can_be_cancelled_before_planning() {
+    let k = KafkaCluster::shared(Layout::ControllerAndThreeBrokers)
+        .await
+        .lock()
+        .await;
+    let bootstrap = k.bootstrap();
+    let a = KafkaClient::new(&bootstrap, Duration::from_secs(20));
+    let d0 = k.nodes.iter().find(|n| n.id == 1).unwrap().log_dirs[0]
+        .display()
+        .to_string();
+    let topic = "t93-x";
+    skewed(&a, &bootstrap, &d0, &[topic], 2, 3000).await;
+    // Someone else's slow move: throttled by hand to 100 KB/s.
+    a.alter_configs(
+        &ConfigResource::Topic(topic.into()),
+        &[
+            AlterConfigOp::Set("leader.replication.throttled.replicas".into(), "*".into()),
+            AlterConfigOp::Set("follower.replication.throttled.replicas".into(), "*".into()),
+        ],
+    )
+    .await
+    .unwrap();
+    for b in [1, 2] {
+        a.alter_configs(
+            &ConfigResource::Broker(b),
+            &[
+                AlterConfigOp::Set(RATE.into(), "100000".into()),
+                AlterConfigOp::Set(FRATE.into(), "100000".into()),
+            ],
+        )
+        .await
+        .unwrap();
+    }
+    let tp = TopicPartition::new(topic, 0);
+    for (_, r) in a
+        .alter_reassignments(&[(tp.clone(), Some(vec![2]))], false)
+        .await
+        .unwrap()
+    {
+        r.unwrap();
+    }
+    let cfg = format!("{}foreign-reassignments = \"cancel\"\n", executor_config());
+    let g = TestCluster::start_with(1, &cfg).await;
+    let eps = register(&g, "t93x", &bootstrap).await;
+    let p = run_cli(
+        &eps,
+        &["rebalance", "propose", "--cluster", "t93x", "--dry-run"],
+    );
+    let w = p["execution"]["summary"]["warnings"].to_string();
+    assert!(
+        w.contains(&format!("{topic}-0 has a reassignment in progress")),
+        "a dry run cancels nothing: {w}"
+    );
+    assert!(!a.list_reassignments(&[]).await.unwrap().is_empty());
+    let p = run_cli(&eps, &["rebalance", "propose", "--cluster", "t93x"]);
+    let w = p["execution"]["summary"]["warnings"].to_string();
+    assert!(
+        w.contains("cancelled 1 reassignments Guardian did not start")
+            && w.contains(&format!("{topic}-0")),
+        "{w}"
+    );
+    assert!(a.list_reassignments(&[]).await.unwrap().is_empty());
+    eventually("the cancelled move reverted", || async {
+        let md = a.metadata().await.ok()?;
+        (md.topics.iter().find(|t| t.name == topic)?.partitions[0].replicas == [1]).then_some(())
+    })
+    .await;
+    run_cli(
+        &eps,
+        &["rebalance", "cancel", &p["execution"]["id"].to_string()],
+    );
+    for b in [1, 2] {
+        a.alter_configs(
+            &ConfigResource::Broker(b),
+            &[
+                AlterConfigOp::Delete(RATE.into()),
+                AlterConfigOp::Delete(FRATE.into()),
+            ],
+        )
+        .await
+        .unwrap();
+    }
+    a.delete_topics(&[topic.to_string()]).await.unwrap();
+}

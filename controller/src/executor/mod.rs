@@ -81,6 +81,23 @@ pub struct ExecutorConfig {
     pub slow_produce_p99_ms: f64,
     /// Proposals within these bounds are approved without an operator.
     pub auto_approve: AutoApprove,
+    /// Reassignments in progress that Guardian did not start: `leave`
+    /// (default) or `cancel`.
+    pub foreign_reassignments: ForeignReassignments,
+}
+
+/// What `propose` does with reassignments in progress that Guardian did
+/// not start.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForeignReassignments {
+    /// Report them in the proposal's warnings and leave their partitions
+    /// out of the plan.
+    #[default]
+    Leave,
+    /// Cancel them (null target) before planning, as Cruise Control does
+    /// by default, and name them in the proposal.
+    Cancel,
 }
 
 /// `[executor.auto-approve]`: all bounds must hold; none set = manual.
@@ -148,6 +165,7 @@ impl Default for ExecutorConfig {
             hot_disk_util: 0.85,
             slow_produce_p99_ms: 200.0,
             auto_approve: AutoApprove::default(),
+            foreign_reassignments: ForeignReassignments::Leave,
         }
     }
 }
@@ -269,6 +287,20 @@ impl Executor {
             |what: &str, e: guardian_kafka::KafkaError| ApiError::FailedPrecondition {
                 reason: format!("{what} of Kafka cluster {:?}: {e}", r.cluster),
             };
+        let mut cancelled = None;
+        let running = ctl.state().executions.active_on(&r.cluster).map(|e| e.id);
+        if let (Some(id), ForeignReassignments::Cancel) = (running, self.cfg.foreign_reassignments)
+        {
+            // Its reassignments are Guardian's own: never cancelled here.
+            cancelled = Some(format!(
+                "reassignments in progress were not cancelled: execution {id} is running on this cluster"
+            ));
+        } else if !r.dry_run && self.cfg.foreign_reassignments == ForeignReassignments::Cancel {
+            cancelled = self
+                .cancel_foreign(&k)
+                .await
+                .map_err(|e| precondition("cancelling reassignments Guardian did not start", e))?;
+        }
         let md = k
             .metadata()
             .await
@@ -315,6 +347,9 @@ impl Executor {
                 .map_err(|e| ApiError::FailedPrecondition { reason: e })?;
             if let Some(n) = &r.note {
                 p.summary.warnings.insert(0, n.clone());
+            }
+            if let Some(c) = &cancelled {
+                p.summary.warnings.push(c.clone());
             }
             p
         };
@@ -541,6 +576,43 @@ impl Executor {
             ),
             Err(err) => tracing::warn!(execution = old.id, %err, "re-planning after drift failed"),
         }
+    }
+
+    /// `foreign-reassignments = "cancel"`: every reassignment in progress
+    /// (none is Guardian's: `propose` does not call this while an
+    /// execution runs on the cluster) is cancelled before planning, and the
+    /// proposal names them. `None` when there were none.
+    async fn cancel_foreign(
+        &self,
+        k: &KafkaClient,
+    ) -> Result<Option<String>, guardian_kafka::KafkaError> {
+        let moving = k.list_reassignments(&[]).await?;
+        if moving.is_empty() {
+            return Ok(None);
+        }
+        let targets: Vec<_> = moving
+            .iter()
+            .map(|m| {
+                (
+                    guardian_kafka::TopicPartition::new(m.topic.clone(), m.partition),
+                    None,
+                )
+            })
+            .collect();
+        k.alter_reassignments(&targets, false).await?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !k.list_reassignments(&[]).await?.is_empty() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let names: Vec<String> = moving
+            .iter()
+            .map(|m| format!("{}-{}", m.topic, m.partition))
+            .collect();
+        Ok(Some(format!(
+            "cancelled {} reassignments Guardian did not start (executor.foreign-reassignments = \"cancel\"): {}",
+            names.len(),
+            names.join(", ")
+        )))
     }
 
     /// Live health of a cluster's brokers with a fresh reporter.
