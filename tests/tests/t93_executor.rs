@@ -50,6 +50,33 @@ async fn own_override(a: &KafkaClient, r: &ConfigResource, key: &str) -> Option<
         .and_then(|s| s.value.clone())
 }
 
+/// The binary's shared 1+3 cluster, held for the whole test (the serial
+/// group), with a client and broker 1's first log dir.
+struct Shared {
+    k: tokio::sync::MutexGuard<'static, KafkaCluster>,
+    bootstrap: Vec<String>,
+    a: KafkaClient,
+    d0: String,
+}
+
+async fn shared() -> Shared {
+    let k = KafkaCluster::shared(Layout::ControllerAndThreeBrokers)
+        .await
+        .lock()
+        .await;
+    let bootstrap = k.bootstrap();
+    let a = KafkaClient::new(&bootstrap, Duration::from_secs(20));
+    let d0 = k.nodes.iter().find(|n| n.id == 1).unwrap().log_dirs[0]
+        .display()
+        .to_string();
+    Shared {
+        k,
+        bootstrap,
+        a,
+        d0,
+    }
+}
+
 fn run_cli(eps: &str, args: &[&str]) -> Value {
     let mut all = vec!["--endpoints", eps, "-o", "json", "--timeout-secs", "60"];
     all.extend_from_slice(args);
@@ -99,15 +126,12 @@ async fn register(g: &TestCluster, name: &str, bootstrap: &[String]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_skewed_cluster_is_balanced_and_its_throttles_restored() {
-    let k = KafkaCluster::shared(Layout::ControllerAndThreeBrokers)
-        .await
-        .lock()
-        .await;
-    let bootstrap = k.bootstrap();
-    let a = KafkaClient::new(&bootstrap, Duration::from_secs(20));
-    let d0 = k.nodes.iter().find(|n| n.id == 1).unwrap().log_dirs[0]
-        .display()
-        .to_string();
+    let Shared {
+        k: _held,
+        bootstrap,
+        a,
+        d0,
+    } = shared().await;
     let topics = ["t93-a", "t93-b"];
     skewed(&a, &bootstrap, &d0, &topics, 6, 1500).await;
     let before: Vec<(usize, u64)> = topics.iter().map(|t| read_all(&bootstrap, t, 6)).collect();
@@ -342,15 +366,12 @@ async fn a_skewed_cluster_is_balanced_and_its_throttles_restored() {
 /// reassignment Kafka has) and finishes the plan; throttles restored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_leader_adopts_the_execution_and_finishes_it() {
-    let k = KafkaCluster::shared(Layout::ControllerAndThreeBrokers)
-        .await
-        .lock()
-        .await;
-    let bootstrap = k.bootstrap();
-    let a = KafkaClient::new(&bootstrap, Duration::from_secs(20));
-    let d0 = k.nodes.iter().find(|n| n.id == 1).unwrap().log_dirs[0]
-        .display()
-        .to_string();
+    let Shared {
+        k: _held,
+        bootstrap,
+        a,
+        d0,
+    } = shared().await;
     let topics = ["t93-f"];
     skewed(&a, &bootstrap, &d0, &topics, 6, 2500).await;
     let before = read_all(&bootstrap, "t93-f", 6);
@@ -427,15 +448,12 @@ fn task_states(v: &Value) -> Vec<String> {
 /// rest of the ledger.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_resume_and_cancel_leave_the_operator_in_charge() {
-    let k = KafkaCluster::shared(Layout::ControllerAndThreeBrokers)
-        .await
-        .lock()
-        .await;
-    let bootstrap = k.bootstrap();
-    let a = KafkaClient::new(&bootstrap, Duration::from_secs(20));
-    let d0 = k.nodes.iter().find(|n| n.id == 1).unwrap().log_dirs[0]
-        .display()
-        .to_string();
+    let Shared {
+        k: _held,
+        bootstrap,
+        a,
+        d0,
+    } = shared().await;
     let topic = "t93-c";
     skewed(&a, &bootstrap, &d0, &[topic], 8, 2500).await;
     let follower_list = ConfigResource::Topic(topic.into());
@@ -595,15 +613,12 @@ async fn pause_resume_and_cancel_leave_the_operator_in_charge() {
 /// Kills the destination of a move in flight; `grace_ms` decides whether
 /// it is back in time. Returns the execution at its end and the broker.
 async fn kill_destination(name: &str, grace_ms: u64, back_within_grace: bool) {
-    let mut k = KafkaCluster::shared(Layout::ControllerAndThreeBrokers)
-        .await
-        .lock()
-        .await;
-    let bootstrap = k.bootstrap();
-    let a = KafkaClient::new(&bootstrap, Duration::from_secs(20));
-    let d0 = k.nodes.iter().find(|n| n.id == 1).unwrap().log_dirs[0]
-        .display()
-        .to_string();
+    let Shared {
+        mut k,
+        bootstrap,
+        a,
+        d0,
+    } = shared().await;
     let topic = format!("t93-{name}");
     skewed(&a, &bootstrap, &d0, &[&topic], 6, 3000).await;
     let before = read_all(&bootstrap, &topic, 6);
@@ -715,15 +730,12 @@ async fn a_destination_restarted_within_the_grace_period_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn steps_stopped_after_their_journal_are_finished() {
     use guardian_tests::inproc;
-    let k = KafkaCluster::shared(Layout::ControllerAndThreeBrokers)
-        .await
-        .lock()
-        .await;
-    let bootstrap = k.bootstrap();
-    let a = KafkaClient::new(&bootstrap, Duration::from_secs(20));
-    let d0 = k.nodes.iter().find(|n| n.id == 1).unwrap().log_dirs[0]
-        .display()
-        .to_string();
+    let Shared {
+        k: _held,
+        bootstrap,
+        a,
+        d0,
+    } = shared().await;
     let topic = "t93-p";
     skewed(&a, &bootstrap, &d0, &[topic], 6, 500).await;
     let before = read_all(&bootstrap, topic, 6);
@@ -830,15 +842,12 @@ fn pb_cluster(name: &str, bootstrap: &[String]) -> guardian_proto::pb::Cluster {
 /// as it is now waits for review.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drifted_plan_is_not_run_but_planned_again() {
-    let k = KafkaCluster::shared(Layout::ControllerAndThreeBrokers)
-        .await
-        .lock()
-        .await;
-    let bootstrap = k.bootstrap();
-    let a = KafkaClient::new(&bootstrap, Duration::from_secs(20));
-    let d0 = k.nodes.iter().find(|n| n.id == 1).unwrap().log_dirs[0]
-        .display()
-        .to_string();
+    let Shared {
+        k: _held,
+        bootstrap,
+        a,
+        d0,
+    } = shared().await;
     let topic = "t93-d";
     skewed(&a, &bootstrap, &d0, &[topic], 6, 10).await;
     let g = TestCluster::start_with(3, executor_config()).await;
@@ -930,15 +939,12 @@ async fn a_drifted_plan_is_not_run_but_planned_again() {
 /// `leave`, is in the live model's tests: reported, not moved).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_reassignments_can_be_cancelled_before_planning() {
-    let k = KafkaCluster::shared(Layout::ControllerAndThreeBrokers)
-        .await
-        .lock()
-        .await;
-    let bootstrap = k.bootstrap();
-    let a = KafkaClient::new(&bootstrap, Duration::from_secs(20));
-    let d0 = k.nodes.iter().find(|n| n.id == 1).unwrap().log_dirs[0]
-        .display()
-        .to_string();
+    let Shared {
+        k: _held,
+        bootstrap,
+        a,
+        d0,
+    } = shared().await;
     let topic = "t93-x";
     skewed(&a, &bootstrap, &d0, &[topic], 2, 3000).await;
     // Someone else's slow move: throttled by hand to 100 KB/s.

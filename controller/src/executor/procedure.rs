@@ -190,6 +190,22 @@ async fn min_isr<K: KafkaAdmin>(k: &K, topic: &str) -> Result<i32, StepError> {
         .unwrap_or(1))
 }
 
+/// `t` finished in `state` for `reason`, named in the events.
+fn ended(
+    t: &Task,
+    state: TaskState,
+    reason: impl Into<String>,
+    now: u64,
+    e: &mut Execution,
+) -> Task {
+    let mut t = t.clone();
+    t.state = state;
+    t.reason = reason.into();
+    t.finished_ms = now;
+    e.event(now, format!("{}-{}: {}", t.topic, t.partition, t.reason));
+    t
+}
+
 fn tp(t: &Task) -> TopicPartition {
     TopicPartition {
         topic: t.topic.clone(),
@@ -463,15 +479,10 @@ async fn execute<K: KafkaAdmin, J: Journal>(
             if moving.contains_key(&(t.topic.clone(), t.partition)) {
                 revert.push((tp(t), None));
             }
-            let mut t = (*t).clone();
-            t.state = TaskState::Failed;
-            t.reason = format!(
+            updates.push(ended(t, TaskState::Failed, format!(
                 "destination broker {b} was missing from Kafka's metadata for longer than {} ms: cancelled",
                 cfg.broker_grace_ms
-            );
-            t.finished_ms = now;
-            e.event(now, format!("{}-{}: {}", t.topic, t.partition, t.reason));
-            updates.push(t);
+            ), now, &mut e));
             continue;
         }
         let Some(p) = partition(&md, t) else {
@@ -496,14 +507,9 @@ async fn execute<K: KafkaAdmin, J: Journal>(
                 .filter(|b| !r.removing.contains(b))
                 .collect();
             if target != t.target.iter().copied().collect() {
-                let mut t = (*t).clone();
-                t.state = TaskState::Failed;
-                t.reason = format!(
+                updates.push(ended(t, TaskState::Failed, format!(
                     "a reassignment Guardian did not start replaced this one (to {target:?}): left alone"
-                );
-                t.finished_ms = now;
-                e.event(now, format!("{}-{}: {}", t.topic, t.partition, t.reason));
-                updates.push(t);
+                ), now, &mut e));
             }
             continue; // copying
         }
@@ -623,15 +629,10 @@ async fn execute<K: KafkaAdmin, J: Journal>(
                 break;
             }
             if let Some(b) = t.adding().find(|b| gone_set.contains(b)) {
-                let mut t = t.clone();
-                t.state = TaskState::Failed;
-                t.reason = format!(
+                updates.push(ended(t, TaskState::Failed, format!(
                     "destination broker {b} was missing from Kafka's metadata for longer than {} ms: not started",
                     cfg.broker_grace_ms
-                );
-                t.finished_ms = now;
-                e.event(now, format!("{}-{}: {}", t.topic, t.partition, t.reason));
-                updates.push(t);
+                ), now, &mut e));
                 continue;
             }
             // A broker within its grace period (a restart): wait. A dead
@@ -690,15 +691,16 @@ async fn execute<K: KafkaAdmin, J: Journal>(
                     }
                 }
                 if p.replicas != t.original {
-                    let mut t = t.clone();
-                    t.state = TaskState::Failed;
-                    t.reason = format!(
-                        "its replicas changed since the plan (now {:?}, planned from {:?})",
-                        p.replicas, t.original
-                    );
-                    t.finished_ms = now;
-                    e.event(now, format!("{}-{}: {}", t.topic, t.partition, t.reason));
-                    updates.push(t);
+                    updates.push(ended(
+                        t,
+                        TaskState::Failed,
+                        format!(
+                            "its replicas changed since the plan (now {:?}, planned from {:?})",
+                            p.replicas, t.original
+                        ),
+                        now,
+                        &mut e,
+                    ));
                     continue;
                 }
                 if moving.contains_key(&(t.topic.clone(), t.partition)) {

@@ -403,6 +403,20 @@ async fn steps(k: &KafkaModel, j: &MemJournal, soft: &mut Soft, now: &mut u64, n
     }
 }
 
+/// Steps until a reassignment is in flight (at most 20 steps).
+async fn until_moving(k: &KafkaModel, j: &MemJournal, soft: &mut Soft, now: &mut u64) {
+    for _ in 0..20 {
+        steps(k, j, soft, now, 1).await;
+        if !k.list_reassignments(&[]).await.unwrap().is_empty() {
+            return;
+        }
+    }
+    panic!(
+        "no reassignment in flight after 20 steps: {:?}",
+        j.current().0.events
+    );
+}
+
 async fn drive<K: KafkaAdmin>(
     k: &K,
     model: &KafkaModel,
@@ -614,12 +628,7 @@ async fn a_destination_gone_past_the_grace_period_is_cancelled() {
     let j = journal_at(None, MB as u64);
     let (mut soft, mut now) = (Soft::default(), 1_000);
     // Until a-0 (to broker 2) is copying.
-    for _ in 0..20 {
-        steps(&k, &j, &mut soft, &mut now, 1).await;
-        if !k.list_reassignments(&[]).await.unwrap().is_empty() {
-            break;
-        }
-    }
+    until_moving(&k, &j, &mut soft, &mut now).await;
     assert_eq!(k.list_reassignments(&[]).await.unwrap()[0].adding, [2]);
     k.set_alive(2, false);
     steps(&k, &j, &mut soft, &mut now, 8).await; // 4 s: within the grace period
@@ -691,12 +700,7 @@ async fn a_destination_back_within_the_grace_period_loses_nothing() {
     let k = cluster().await;
     let j = journal_at(None, MB as u64);
     let (mut soft, mut now) = (Soft::default(), 1_000);
-    for _ in 0..20 {
-        steps(&k, &j, &mut soft, &mut now, 1).await;
-        if !k.list_reassignments(&[]).await.unwrap().is_empty() {
-            break;
-        }
-    }
+    until_moving(&k, &j, &mut soft, &mut now).await;
     k.set_alive(2, false);
     steps(&k, &j, &mut soft, &mut now, 8).await;
     k.set_alive(2, true);
@@ -725,12 +729,7 @@ async fn rates_back_off_on_a_hot_disk_and_recover() {
         }
     };
     // Until a-0 (1 → 2) copies at the execution's rate.
-    for _ in 0..20 {
-        steps(&k, &j, &mut soft, &mut now, 1).await;
-        if !k.list_reassignments(&[]).await.unwrap().is_empty() {
-            break;
-        }
-    }
+    until_moving(&k, &j, &mut soft, &mut now).await;
     assert_eq!(rate_of(2).await.as_deref(), Some(&*MB.to_string()));
     soft.health.insert(
         2,
