@@ -689,3 +689,125 @@ async fn t34_raft_port_requires_the_peer_token_when_set() {
     let s = c.node_status(1).await.unwrap();
     assert!(s.term < 999, "term {}", s.term);
 }
+
+/// Rebalance RPCs: bad input gets its code and names the field or item;
+/// an unreachable Kafka cluster is FAILED_PRECONDITION naming it; nothing
+/// is stored by a refused call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t35_rebalance_errors_are_named() {
+    let c = TestCluster::start(1).await;
+    let cl = c.client();
+    let has =
+        |what: &str, r: Result<pb::ExecutionJson, tonic::Status>, code: Code, needle: &str| {
+            let s = r.expect_err(what);
+            assert_eq!(s.code(), code, "{what}: {s:?}");
+            assert!(
+                s.message().contains(needle),
+                "{what}: {:?} lacks {needle:?}",
+                s.message()
+            );
+        };
+    let propose = |cluster: &str, goals: Vec<(&str, f64)>| {
+        let req = pb::ProposeRebalanceRequest {
+            cluster: cluster.into(),
+            goals: goals.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            ..Default::default()
+        };
+        let cl = &cl;
+        async move {
+            cl.call(|mut s| {
+                let req = req.clone();
+                async move { s.propose_rebalance(req).await }
+            })
+            .await
+        }
+    };
+    has(
+        "unknown cluster",
+        propose("nope", vec![]).await,
+        Code::NotFound,
+        "cluster \"nope\"",
+    );
+    has(
+        "bad cluster name",
+        propose("bad name", vec![]).await,
+        Code::InvalidArgument,
+        "cluster",
+    );
+    let mut k = cluster("dead");
+    k.bootstrap_servers = vec!["127.0.0.1:1".into()];
+    cl.call(|mut s| {
+        let k = k.clone();
+        async move {
+            s.add_cluster(pb::AddClusterRequest { cluster: Some(k) })
+                .await
+        }
+    })
+    .await
+    .unwrap();
+    has(
+        "bad goal",
+        propose("dead", vec![("disk_bytes", 0.5)]).await,
+        Code::InvalidArgument,
+        "goals.disk_bytes",
+    );
+    has(
+        "unknown goal",
+        propose("dead", vec![("speed", 2.0)]).await,
+        Code::InvalidArgument,
+        "goals.speed",
+    );
+    has(
+        "unreachable Kafka",
+        propose("dead", vec![]).await,
+        Code::FailedPrecondition,
+        "Kafka cluster \"dead\"",
+    );
+    let control = |id: u64, action: &str| {
+        let req = pb::ControlExecutionRequest {
+            id,
+            action: action.into(),
+        };
+        let cl = &cl;
+        async move {
+            cl.call(|mut s| {
+                let req = req.clone();
+                async move { s.control_execution(req).await }
+            })
+            .await
+        }
+    };
+    has(
+        "bad action",
+        control(1, "explode").await,
+        Code::InvalidArgument,
+        "action",
+    );
+    has(
+        "unknown execution",
+        control(99, "approve").await,
+        Code::NotFound,
+        "execution 99",
+    );
+    let get = cl
+        .call(|mut s| async move {
+            s.get_execution(pb::GetExecutionRequest {
+                id: 99,
+                stale: false,
+            })
+            .await
+        })
+        .await;
+    has("get unknown", get, Code::NotFound, "execution 99");
+    let listed = cl
+        .call(|mut s| async move {
+            s.list_executions(pb::ListExecutionsRequest {
+                cluster: String::new(),
+                stale: false,
+            })
+            .await
+        })
+        .await
+        .unwrap();
+    assert!(listed.executions.is_empty(), "nothing stored: {listed:?}");
+}
