@@ -333,6 +333,8 @@ impl NodeConfig {
                 format!("{h} is not an hour 0-23"),
             ));
         }
+        crate::executor::utc_offset_minutes(&x.auto_approve.time_zone)
+            .map_err(|e| invalid("executor.auto-approve.time-zone", e))?;
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("data-dir", "must not be empty"));
         }
@@ -504,6 +506,15 @@ mod tests {
         bad.executor.auto_approve.hours = vec![24];
         let e = bad.validate().unwrap_err().to_string();
         assert!(e.contains("executor.auto-approve.hours"), "{e}");
+        bad.executor.auto_approve.hours = vec![];
+        for tz in ["CET", "UTC+8", "UTC+15:00", "UTC08:00"] {
+            bad.executor.auto_approve.time_zone = tz.into();
+            let e = bad.validate().unwrap_err().to_string();
+            assert!(e.contains("executor.auto-approve.time-zone"), "{tz}: {e}");
+        }
+        for (tz, min) in [("UTC", 0), ("UTC+08:00", 480), ("UTC-05:30", -330)] {
+            assert_eq!(crate::executor::utc_offset_minutes(tz), Ok(min));
+        }
     }
 
     #[test]

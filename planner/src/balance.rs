@@ -517,11 +517,21 @@ impl<'a> Planner<'a> {
                 by_fill[pool].insert((fill_key(l.disk[d][0], dlim[d][0]), d as u32));
             }
         }
+        // Pinned replicas (an excluded topic, or on a broker left alone)
+        // count as moved: no phase moves them.
+        let mut moved = vec![false; assign.len()];
+        for (f, r) in assign.iter().enumerate() {
+            let part = &m.partitions[part_of[f] as usize];
+            // A pinned topic still leaves a broker or disk that is gone or
+            // being decommissioned (Cruise Control's rule too).
+            moved[f] = m.brokers[r.broker as usize].excluded
+                || (m.topics[part.topic as usize].pinned && m.disk_usable(r.disk));
+        }
         Planner {
             m,
             g,
             o,
-            moved: vec![false; assign.len()],
+            moved,
             assign,
             leader,
             part_of,
@@ -705,7 +715,7 @@ impl<'a> Planner<'a> {
         let disk = &m.disks[to as usize];
         let tb = disk.broker;
         let br = &m.brokers[tb as usize];
-        if to == from.disk || !m.disk_usable(to) || br.pool != topic.pool {
+        if to == from.disk || !m.disk_usable(to) || br.pool != topic.pool || br.excluded {
             return false;
         }
         if !topic.policy.idcs.is_empty() && !topic.policy.idcs.contains(&br.idc) {
@@ -917,7 +927,7 @@ impl<'a> Planner<'a> {
         for p in 0..m.partitions.len() {
             let first = m.partitions[p].first as usize;
             let lb = self.assign[first + self.leader[p] as usize].broker as usize;
-            if !m.brokers[lb].alive {
+            if !m.brokers[lb].alive && !m.topics[m.partitions[p].topic as usize].pinned {
                 if let Some(s) = m
                     .slots(p as u32)
                     .position(|f| m.brokers[self.assign[f].broker as usize].alive)
@@ -930,6 +940,9 @@ impl<'a> Planner<'a> {
             let part = &m.partitions[p];
             let topic = &m.topics[part.topic as usize];
             for f in m.slots(p as u32) {
+                if self.moved[f] {
+                    continue; // pinned
+                }
                 let r = self.assign[f];
                 let br = &m.brokers[r.broker as usize];
                 let earlier = part.first as usize..f;
@@ -1103,7 +1116,10 @@ impl<'a> Planner<'a> {
         .collect();
         for (_, u) in order {
             let mut ps = std::mem::take(&mut led[u]);
-            ps.retain(|&p| lead_load(&m.partitions[p as usize]) > 0.0);
+            ps.retain(|&p| {
+                let part = &m.partitions[p as usize];
+                !m.topics[part.topic as usize].pinned && lead_load(part) > 0.0
+            });
             ps.sort_by(|&x, &y| {
                 lead_load(&m.partitions[y as usize])
                     .total_cmp(&lead_load(&m.partitions[x as usize]))
@@ -1123,7 +1139,10 @@ impl<'a> Planner<'a> {
                         continue;
                     }
                     let x = self.assign[part.first as usize + slot as usize];
-                    if !broker_usable(m, x.broker as usize) || !m.disk_usable(x.disk) {
+                    if !broker_usable(m, x.broker as usize)
+                        || !m.disk_usable(x.disk)
+                        || m.brokers[x.broker as usize].excluded
+                    {
                         continue;
                     }
                     let (tl, tlim) = self.unit_load(r, unit_of(x));
@@ -1466,6 +1485,46 @@ mod tests {
         // Leadership left the removed broker with its replicas.
         assert!(p.unplaced.is_empty());
         assert_eq!(m.brokers[3].id, 4);
+    }
+
+    /// An excluded topic never moves and a broker left alone (excluded,
+    /// in maintenance) receives nothing, while the rest is balanced; a
+    /// pinned topic still leaves a broker being decommissioned.
+    #[test]
+    fn pinned_topics_and_excluded_brokers_are_left_alone() {
+        let mut brokers: Vec<_> = (1..=3)
+            .map(|i| broker(i, &format!("r{i}"), 1, 1000 * GB))
+            .collect();
+        brokers[2].excluded = true;
+        let skewed = |n: i32| (0..n).map(|i| part(i, &[(1, 0)], 10 * GB, 0.0)).collect();
+        let mut x = topic("x", skewed(6));
+        x.pinned = true;
+        let (m, p, r) = run(&cluster(
+            brokers.clone(),
+            vec![x.clone(), topic("y", skewed(6))],
+        ));
+        assert!(r.hard_violations.is_empty(), "{:?}", r.hard_violations);
+        let mv = moves(&p);
+        assert!(!mv.is_empty());
+        for (part_, _, _, to) in &mv {
+            assert_eq!(
+                m.topics[m.partitions[*part_ as usize].topic as usize].name,
+                "y"
+            );
+            assert_eq!(
+                m.brokers[to.broker as usize].id, 2,
+                "onto the excluded broker"
+            );
+        }
+        // Decommission broker 1: the pinned topic leaves it too.
+        brokers[0].decommission = true;
+        let (m, p, r) = run(&cluster(brokers, vec![x, topic("y", skewed(6))]));
+        assert!(r.hard_violations.is_empty(), "{:?}", r.hard_violations);
+        let mv = moves(&p);
+        assert_eq!(mv.len(), 12, "{mv:?}");
+        assert!(mv
+            .iter()
+            .all(|(_, _, _, to)| m.brokers[to.broker as usize].id == 2));
     }
 
     /// Two replicas in one rack, and one outside the topic's pool: both fixed.

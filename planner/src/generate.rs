@@ -237,6 +237,7 @@ pub fn generate(p: &GenParams, seed: u64) -> ClusterSpec {
             pool: pool_name(i * pools / p.brokers.max(1)),
             alive: true,
             decommission: false,
+            excluded: false,
             nw_in_capacity: 1.25e9,
             nw_out_capacity: 1.25e9,
             cpu_capacity: 32.0,
@@ -377,6 +378,7 @@ pub fn generate(p: &GenParams, seed: u64) -> ClusterSpec {
             });
         }
         topics.push(TopicSpec {
+            pinned: false,
             name,
             pool: pool_name(pool),
             policy: PolicySpec::default(),

@@ -147,6 +147,10 @@ pub struct BrokerSpec {
     /// Being removed: every replica must leave it, none may arrive.
     #[serde(default)]
     pub decommission: bool,
+    /// Left alone (excluded, or in maintenance): no replica arrives, none
+    /// of its replicas is moved, no leadership moves to it.
+    #[serde(default)]
+    pub excluded: bool,
     /// Bytes/s.
     pub nw_in_capacity: f64,
     pub nw_out_capacity: f64,
@@ -189,6 +193,9 @@ pub struct TopicSpec {
     pub pool: String,
     #[serde(default)]
     pub policy: PolicySpec,
+    /// Excluded from plans: no replica or leadership of it moves.
+    #[serde(default)]
+    pub pinned: bool,
     pub partitions: Vec<PartitionSpec>,
 }
 
@@ -300,6 +307,7 @@ pub struct Broker {
     pub pool: u32,
     pub alive: bool,
     pub decommission: bool,
+    pub excluded: bool,
     /// nw_in, nw_out, cpu capacities (leaders/replicas have none).
     pub capacity: [f64; 3],
     pub page_cache_bytes: u64,
@@ -340,6 +348,7 @@ pub struct Topic {
     pub name: String,
     pub pool: u32,
     pub policy: Policy,
+    pub pinned: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -502,6 +511,7 @@ impl ClusterModel {
                 pool: pools.get(&b.pool),
                 alive: b.alive,
                 decommission: b.decommission,
+                excluded: b.excluded,
                 capacity: [
                     finite(b.nw_in_capacity, || at("nw_in_capacity"))?,
                     finite(b.nw_out_capacity, || at("nw_out_capacity"))?,
@@ -540,6 +550,7 @@ impl ClusterModel {
                 name: t.name.clone(),
                 pool: pools.get(&t.pool),
                 policy,
+                pinned: t.pinned,
             });
             for (pi, p) in t.partitions.iter().enumerate() {
                 let pat = |f: &str| format!("topics[{ti}].partitions[{pi}].{f}");

@@ -163,6 +163,7 @@ pub fn place(m: &ClusterModel, t: &NewTopic) -> Result<Placement, PlacementError
             let b = &m.brokers[m.disks[d].broker as usize];
             m.disk_usable(d as u32)
                 && b.pool == pool
+                && !b.excluded
                 && (allowed_idcs.is_empty() || allowed_idcs.contains(&b.idc))
         })
         .collect();
@@ -191,9 +192,28 @@ pub fn place(m: &ClusterModel, t: &NewTopic) -> Result<Placement, PlacementError
         .max(1)
         .min(t.replication_factor as u32)
         .min(m.pool_idcs.get(pool as usize).copied().unwrap_or(0)) as usize;
-    let key = |s: f64, d: usize| Reverse((s.max(0.0).to_bits(), d as u32));
-    let mut heap: BinaryHeap<Reverse<(u64, u32)>> =
-        usable.iter().map(|&d| key(sc.score(d), d)).collect();
+    // Ties (equal load, e.g. an empty cluster or unknown rates) go to the
+    // broker, then the disk, holding the fewest replicas.
+    let mut on_broker = vec![0u32; m.brokers.len()];
+    let mut on_disk = vec![0u32; m.disks.len()];
+    for r in &m.replicas {
+        on_broker[r.broker as usize] += 1;
+        on_disk[r.disk as usize] += 1;
+    }
+    type Key = Reverse<(u64, u32, u32, u32)>;
+    let key = |sc: &Scorer, on_broker: &[u32], on_disk: &[u32], d: usize| -> Key {
+        let b = m.disks[d].broker as usize;
+        Reverse((
+            sc.score(d).max(0.0).to_bits(),
+            on_broker[b],
+            on_disk[d],
+            d as u32,
+        ))
+    };
+    let mut heap: BinaryHeap<Key> = usable
+        .iter()
+        .map(|&d| key(&sc, &on_broker, &on_disk, d))
+        .collect();
     let bytes_in = t.bytes_in_per_partition;
     let size = t.size_per_partition as f64;
     let cpu = bytes_in / 40e6;
@@ -210,11 +230,12 @@ pub fn place(m: &ClusterModel, t: &NewTopic) -> Result<Placement, PlacementError
         for slot in 0..rf {
             let must_new_idc = need_idcs.saturating_sub(idcs.len()) >= rf - slot;
             let mut pick = None;
-            while let Some(Reverse((bits, d))) = heap.pop() {
-                let d = d as usize;
-                let now = sc.score(d);
-                if now.to_bits() > bits {
-                    heap.push(key(now, d));
+            while let Some(popped) = heap.pop() {
+                let d = (popped.0).3 as usize;
+                let now = key(&sc, &on_broker, &on_disk, d);
+                if now < popped {
+                    // Its key grew (Reverse: smaller = worse) since pushed.
+                    heap.push(now);
                     continue;
                 }
                 let disk = &m.disks[d];
@@ -227,7 +248,7 @@ pub fn place(m: &ClusterModel, t: &NewTopic) -> Result<Placement, PlacementError
                     && sc.used[d] + size <= disk.capacity as f64 * t.max_disk_fill
                     && (disk.write_budget <= 0.0 || sc.write[d] + bytes_in <= disk.write_budget)
                     && (br.capacity[0] <= 0.0 || sc.nw_in[b] + bytes_in <= br.capacity[0]);
-                skipped.push(key(now, d));
+                skipped.push(now);
                 if ok {
                     pick = Some(d);
                     break;
@@ -243,6 +264,8 @@ pub fn place(m: &ClusterModel, t: &NewTopic) -> Result<Placement, PlacementError
                 });
             };
             let b = m.disks[d].broker as usize;
+            on_broker[b] += 1;
+            on_disk[d] += 1;
             sc.used[d] += size;
             sc.write[d] += bytes_in;
             sc.nw_in[b] += bytes_in;

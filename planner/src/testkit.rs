@@ -17,6 +17,7 @@ pub fn broker(id: i32, rack: &str, disks: usize, cap: u64) -> BrokerSpec {
         pool: String::new(),
         alive: true,
         decommission: false,
+        excluded: false,
         nw_in_capacity: 1e12,
         nw_out_capacity: 1e12,
         cpu_capacity: 1e6,
@@ -57,6 +58,7 @@ pub fn part(partition: i32, replicas: &[(i32, usize)], size: u64, bytes_in: f64)
 
 pub fn topic(name: &str, partitions: Vec<PartitionSpec>) -> TopicSpec {
     TopicSpec {
+        pinned: false,
         name: name.into(),
         pool: String::new(),
         policy: PolicySpec::default(),

@@ -124,6 +124,7 @@ fn spec(s: &Shape) -> ClusterSpec {
                 pool: format!("p{}", k % s.pools),
                 alive: s.dead != Some(i),
                 decommission: s.decommission == Some(i) && s.dead != Some(i),
+                excluded: false,
                 nw_in_capacity: 1e12,
                 nw_out_capacity: 1e12,
                 cpu_capacity: 1e6,
@@ -142,6 +143,7 @@ fn spec(s: &Shape) -> ClusterSpec {
         .collect();
     let topics = (0..s.pools)
         .map(|pool| TopicSpec {
+            pinned: false,
             name: format!("t{pool}"),
             pool: format!("p{pool}"),
             policy: PolicySpec {

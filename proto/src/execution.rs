@@ -221,6 +221,9 @@ pub struct Task {
     pub reason: String,
     /// Times its Kafka requests were sent (re-sent after a lost submission).
     pub attempts: u32,
+    /// Log dir per original replica when the plan was made (the way back).
+    #[serde(default)]
+    pub original_dirs: Vec<(i32, String)>,
 }
 
 impl Task {
@@ -299,8 +302,12 @@ pub struct Event {
 pub struct Execution {
     pub id: u64,
     pub cluster: String,
-    /// `rebalance` (more kinds come on the same procedure).
+    /// `rebalance`, `decommission`, `pool-add`, `pool-release`,
+    /// `migrate-idc` or `revert`: [`Intent::kind`].
     pub kind: String,
+    /// What the execution is for, and what happens when it ends.
+    #[serde(default)]
+    pub intent: Intent,
     pub state: ExecState,
     /// No new task starts while set; running ones finish.
     pub paused: bool,
@@ -354,6 +361,116 @@ impl Execution {
     }
 }
 
+/// Why an execution exists. Every kind runs on the same procedure; the
+/// intent says what the plan was made for and what follows its end (a
+/// drained broker is marked empty, a released broker leaves its pool).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Intent {
+    /// Balance the cluster to its goals.
+    #[default]
+    Rebalance,
+    /// Drain a broker; when it holds nothing it is ready to shut down.
+    Decommission { broker: i32 },
+    /// Spread a tenant's topics onto a broker newly in its pool.
+    PoolAdd { tenant: String, broker: i32 },
+    /// Move a tenant's replicas off a broker, then release it.
+    PoolRelease { tenant: String, broker: i32 },
+    /// Move a topic's replicas into one IDC (its new policy).
+    MigrateIdc { topic: String, idc: String },
+    /// The way back from an earlier execution.
+    Revert { of: u64 },
+}
+
+impl Intent {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Intent::Rebalance => "rebalance",
+            Intent::Decommission { .. } => "decommission",
+            Intent::PoolAdd { .. } => "pool-add",
+            Intent::PoolRelease { .. } => "pool-release",
+            Intent::MigrateIdc { .. } => "migrate-idc",
+            Intent::Revert { .. } => "revert",
+        }
+    }
+}
+
+/// How far a broker's decommission is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DrainState {
+    /// Replicas are still moving off (new ones Kafka places there too).
+    Draining,
+    /// It holds no replica: ready to shut down.
+    Empty,
+}
+
+/// An operator's standing controls over one cluster: what the executor
+/// may touch and what it must leave alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClusterControls {
+    /// No actuation at all while set (executions wait where they are).
+    pub frozen: bool,
+    pub frozen_reason: String,
+    /// Topic names or regular expressions (whole name) never moved.
+    pub excluded_topics: Vec<String>,
+    /// Brokers plans neither move replicas to nor from.
+    pub excluded_brokers: std::collections::BTreeSet<i32>,
+    /// Brokers in maintenance: no new replicas, their tasks wait.
+    pub maintenance: std::collections::BTreeSet<i32>,
+    /// Brokers being decommissioned and how far they are.
+    pub decommission: BTreeMap<i32, DrainState>,
+    /// Brokers being released from a tenant pool (broker → tenant).
+    pub releasing: BTreeMap<i32, String>,
+    /// The tenant of each topic created through Guardian (or bound).
+    pub topic_tenants: BTreeMap<String, String>,
+}
+
+impl ClusterControls {
+    pub fn is_empty(&self) -> bool {
+        *self == ClusterControls::default()
+    }
+}
+
+/// A change to a cluster's controls.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ControlsCmd {
+    Freeze {
+        frozen: bool,
+        reason: String,
+    },
+    /// Adds (or removes) topic names / patterns from the exclusions.
+    ExcludeTopics {
+        patterns: Vec<String>,
+        remove: bool,
+    },
+    ExcludeBrokers {
+        ids: Vec<i32>,
+        remove: bool,
+    },
+    Maintenance {
+        broker: i32,
+        on: bool,
+    },
+    /// Starts, advances or ends (`None`) a broker's decommission.
+    Decommission {
+        broker: i32,
+        state: Option<DrainState>,
+    },
+    /// Marks a pool broker as being released (`None`: no longer).
+    Release {
+        broker: i32,
+        tenant: Option<String>,
+    },
+    /// Binds a topic to a tenant (`None`: unbinds).
+    BindTopic {
+        topic: String,
+        tenant: Option<String>,
+    },
+}
+
 /// What an operator can do to an execution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -401,6 +518,8 @@ pub enum ExecutionCmd {
         action: Control,
         by: String,
     },
+    /// A change to a cluster's standing controls.
+    Controls { cluster: String, cmd: ControlsCmd },
 }
 
 impl ExecutionCmd {
@@ -410,7 +529,7 @@ impl ExecutionCmd {
             ExecutionCmd::Create { tasks, .. }
             | ExecutionCmd::AppendTasks { tasks, .. }
             | ExecutionCmd::Update { tasks, .. } => tasks.len(),
-            ExecutionCmd::Control { .. } => 0,
+            ExecutionCmd::Control { .. } | ExecutionCmd::Controls { .. } => 0,
         };
         4096 + 256 * tasks
     }
@@ -429,6 +548,20 @@ impl ExecutionCmd {
                 tasks
             }
             ExecutionCmd::Control { .. } => return Ok(()),
+            ExecutionCmd::Controls { cluster, cmd } => {
+                validate_name("cluster", cluster)?;
+                return match cmd {
+                    ControlsCmd::BindTopic { topic, .. } if topic.is_empty() => {
+                        Err(InvalidField::new("topic", "must not be empty"))
+                    }
+                    ControlsCmd::ExcludeTopics { patterns, .. }
+                        if patterns.iter().any(|p| p.is_empty()) =>
+                    {
+                        Err(InvalidField::new("topics", "a pattern must not be empty"))
+                    }
+                    _ => Ok(()),
+                };
+            }
         };
         if tasks.len() > MAX_TASKS_PER_ENTRY {
             return Err(InvalidField::new(

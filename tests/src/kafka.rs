@@ -652,6 +652,135 @@ fn rand_bytes() -> [u8; 16] {
     b
 }
 
+/// Helpers of the tests that drive Guardian against the shared Kafka
+/// cluster through the CLI, as an operator would.
+pub mod ops {
+    use std::time::Duration;
+
+    use guardian_kafka::*;
+    use serde_json::Value;
+
+    use super::{KafkaCluster, Layout};
+    use crate::{cli, TestCluster};
+
+    /// The override a resource has for `key` at its own level.
+    pub async fn own_override(a: &KafkaClient, r: &ConfigResource, key: &str) -> Option<String> {
+        let own = match r {
+            ConfigResource::BrokerDefault => ConfigSource::DynamicDefaultBroker,
+            ConfigResource::Topic(_) => ConfigSource::DynamicTopic,
+            _ => ConfigSource::DynamicBroker,
+        };
+        let e = a.describe_configs(r, &[key]).await.unwrap();
+        let e = e.iter().find(|e| e.name == key)?;
+        if e.source == own {
+            return e.value.clone();
+        }
+        e.synonyms
+            .iter()
+            .find(|s| s.source == own)
+            .and_then(|s| s.value.clone())
+    }
+
+    /// The binary's shared 1+3 cluster, held for the whole test (the serial
+    /// group), with a client and broker 1's first log dir.
+    pub struct Shared {
+        pub k: tokio::sync::MutexGuard<'static, KafkaCluster>,
+        pub bootstrap: Vec<String>,
+        pub a: KafkaClient,
+        pub d0: String,
+    }
+
+    pub async fn shared() -> Shared {
+        let k = KafkaCluster::shared(Layout::ControllerAndThreeBrokers)
+            .await
+            .lock()
+            .await;
+        let bootstrap = k.bootstrap();
+        let a = KafkaClient::new(&bootstrap, Duration::from_secs(20));
+        let d0 = k.nodes.iter().find(|n| n.id == 1).unwrap().log_dirs[0]
+            .display()
+            .to_string();
+        Shared {
+            k,
+            bootstrap,
+            a,
+            d0,
+        }
+    }
+
+    pub fn run_cli(eps: &str, args: &[&str]) -> Value {
+        let mut all = vec!["--endpoints", eps, "-o", "json", "--timeout-secs", "60"];
+        all.extend_from_slice(args);
+        let (code, out, err) = cli(&all);
+        assert_eq!(code, 0, "guardian {args:?}: {err}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+    }
+
+    pub async fn wait_state(eps: &str, id: u64, states: &[&str]) -> Value {
+        let mut last = Value::Null;
+        for _ in 0..1200 {
+            let v = run_cli(eps, &["rebalance", "show", &id.to_string()]);
+            let s = v["execution"]["state"].as_str().unwrap_or("").to_string();
+            if states.contains(&s.as_str()) {
+                return v;
+            }
+            assert!(
+                !["failed", "cancelled"].contains(&s.as_str()),
+                "execution {id} ended {s}: {}",
+                v["execution"]
+            );
+            last = v;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("execution {id} never reached {states:?}: {last}");
+    }
+
+    /// Registers the Kafka cluster with Guardian and discovers its brokers.
+    pub async fn register(g: &TestCluster, name: &str, bootstrap: &[String]) -> String {
+        let eps = add_cluster(g, name, bootstrap);
+        run_cli(&eps, &["cluster", "discover", name]);
+        eps
+    }
+
+    /// Registers the Kafka cluster (IDC `east`) without its brokers.
+    pub fn add_cluster(g: &TestCluster, name: &str, bootstrap: &[String]) -> String {
+        let eps = g.endpoints().join(",");
+        let (code, _, err) = cli(&[
+            "--endpoints",
+            &eps,
+            "cluster",
+            "add",
+            "--name",
+            name,
+            "--bootstrap",
+            &bootstrap.join(","),
+            "--idc",
+            "east",
+        ]);
+        assert_eq!(code, 0, "{err}");
+        eps
+    }
+
+    /// Runs one of Kafka's stock tools (`kafka-tools`, e.g.
+    /// `org.apache.kafka.tools.reassign.ReassignPartitionsCommand`):
+    /// exit code, stdout, stderr.
+    pub fn kafka_tool(class: &str, args: &[&str]) -> (i32, String, String) {
+        let out = std::process::Command::new("java")
+            .args(["-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"])
+            .arg("-cp")
+            .arg(format!("{}/*", super::libs().display()))
+            .arg(class)
+            .args(args)
+            .output()
+            .expect("java runs");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
 /// The data plane of the tests, on rdkafka (librdkafka).
 pub mod data {
     use std::time::Duration;

@@ -20,8 +20,8 @@ use std::time::Duration;
 use guardian_kafka::*;
 use guardian_tests::conformance::eventually;
 use guardian_tests::kafka::data::{read_all, skewed};
-use guardian_tests::kafka::{KafkaCluster, Layout};
-use guardian_tests::{cli, TestCluster};
+use guardian_tests::kafka::ops::{own_override, register, run_cli, shared, wait_state, Shared};
+use guardian_tests::TestCluster;
 use serde_json::Value;
 
 const RATE: &str = "leader.replication.throttled.rate";
@@ -30,98 +30,6 @@ const FRATE: &str = "follower.replication.throttled.rate";
 fn executor_config() -> &'static str {
     // A slow throttle and small per-broker budget make moves observable.
     "[executor]\ntick-ms = 100\nthrottle-bytes-per-sec = 2097152\nmax-tasks-per-broker = 2\nleader-wait-ms = 20000\n"
-}
-
-/// The override a resource has for `key` at its own level.
-async fn own_override(a: &KafkaClient, r: &ConfigResource, key: &str) -> Option<String> {
-    let own = match r {
-        ConfigResource::BrokerDefault => ConfigSource::DynamicDefaultBroker,
-        ConfigResource::Topic(_) => ConfigSource::DynamicTopic,
-        _ => ConfigSource::DynamicBroker,
-    };
-    let e = a.describe_configs(r, &[key]).await.unwrap();
-    let e = e.iter().find(|e| e.name == key)?;
-    if e.source == own {
-        return e.value.clone();
-    }
-    e.synonyms
-        .iter()
-        .find(|s| s.source == own)
-        .and_then(|s| s.value.clone())
-}
-
-/// The binary's shared 1+3 cluster, held for the whole test (the serial
-/// group), with a client and broker 1's first log dir.
-struct Shared {
-    k: tokio::sync::MutexGuard<'static, KafkaCluster>,
-    bootstrap: Vec<String>,
-    a: KafkaClient,
-    d0: String,
-}
-
-async fn shared() -> Shared {
-    let k = KafkaCluster::shared(Layout::ControllerAndThreeBrokers)
-        .await
-        .lock()
-        .await;
-    let bootstrap = k.bootstrap();
-    let a = KafkaClient::new(&bootstrap, Duration::from_secs(20));
-    let d0 = k.nodes.iter().find(|n| n.id == 1).unwrap().log_dirs[0]
-        .display()
-        .to_string();
-    Shared {
-        k,
-        bootstrap,
-        a,
-        d0,
-    }
-}
-
-fn run_cli(eps: &str, args: &[&str]) -> Value {
-    let mut all = vec!["--endpoints", eps, "-o", "json", "--timeout-secs", "60"];
-    all.extend_from_slice(args);
-    let (code, out, err) = cli(&all);
-    assert_eq!(code, 0, "guardian {args:?}: {err}");
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
-}
-
-async fn wait_state(eps: &str, id: u64, states: &[&str]) -> Value {
-    let mut last = Value::Null;
-    for _ in 0..1200 {
-        let v = run_cli(eps, &["rebalance", "show", &id.to_string()]);
-        let s = v["execution"]["state"].as_str().unwrap_or("").to_string();
-        if states.contains(&s.as_str()) {
-            return v;
-        }
-        assert!(
-            !["failed", "cancelled"].contains(&s.as_str()),
-            "execution {id} ended {s}: {}",
-            v["execution"]
-        );
-        last = v;
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("execution {id} never reached {states:?}: {last}");
-}
-
-/// Registers the Kafka cluster with Guardian and discovers its brokers.
-async fn register(g: &TestCluster, name: &str, bootstrap: &[String]) -> String {
-    let eps = g.endpoints().join(",");
-    let (code, _, err) = cli(&[
-        "--endpoints",
-        &eps,
-        "cluster",
-        "add",
-        "--name",
-        name,
-        "--bootstrap",
-        &bootstrap.join(","),
-        "--idc",
-        "east",
-    ]);
-    assert_eq!(code, 0, "{err}");
-    run_cli(&eps, &["cluster", "discover", name]);
-    eps
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,7 @@ mod rebalance;
 mod registry;
 mod remote_log;
 mod server;
+mod workflow;
 
 use std::process::ExitCode;
 
@@ -48,6 +49,9 @@ pub struct Cli {
 pub enum Format {
     Table,
     Json,
+    /// `guardian rebalance show`: the plan in `kafka-reassign-partitions`
+    /// JSON (with `log_dirs`) and the throttle configs it sets.
+    KafkaJson,
 }
 
 #[derive(Subcommand, Debug)]
@@ -89,6 +93,9 @@ pub enum Cmd {
     /// Balance a cluster on live data: propose, review, approve, watch.
     #[command(subcommand)]
     Rebalance(rebalance::RebalanceCmd),
+    /// Topics placed by Guardian, and IDC migration.
+    #[command(subcommand)]
+    Topic(workflow::TopicCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -232,6 +239,7 @@ async fn dispatch(c: &Ctx, cmd: Cmd) -> Result<(), CliError> {
         Cmd::RemoteLog(x) => remote_log::run(c, x).await,
         Cmd::Load(x) => load::run(c, x).await,
         Cmd::Rebalance(x) => rebalance::run(c, x).await,
+        Cmd::Topic(x) => workflow::topic(c, x).await,
     }
 }
 

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::Format;
 
 pub struct Output {
-    format: Format,
+    pub format: Format,
 }
 
 fn table(header: &[&str]) -> Table {
@@ -85,7 +85,7 @@ impl Output {
 
     fn emit(&self, v: Value, t: impl FnOnce() -> String) {
         match self.format {
-            Format::Json => println!("{v}"),
+            Format::Json | Format::KafkaJson => println!("{v}"),
             Format::Table => println!("{}", t()),
         }
     }

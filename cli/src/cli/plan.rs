@@ -100,7 +100,7 @@ fn load(src: &SourceArgs) -> Result<(String, ClusterModel), CliError> {
 
 fn print(format: Format, v: &Value, table: impl FnOnce() -> String) {
     match format {
-        Format::Json => println!("{v}"),
+        Format::Json | Format::KafkaJson => println!("{v}"),
         Format::Table => print!("{}", table()),
     }
 }

@@ -32,9 +32,22 @@ pub enum RebalanceCmd {
     Show {
         id: u64,
     },
-    /// Approve a proposal: the executor starts it.
+    /// Approve a proposal: the executor starts it. Writes the rollback
+    /// file first: the assignment before the execution, in
+    /// `kafka-reassign-partitions` JSON (with `log_dirs`).
     Approve {
         id: u64,
+        /// Where to write the rollback file (default
+        /// `guardian-rollback-<cluster>-<id>.json` here).
+        #[arg(long)]
+        rollback_file: Option<std::path::PathBuf>,
+    },
+    /// Propose the way back from a finished execution: every partition it
+    /// changed returns to its replicas, dirs and leader from before.
+    Revert {
+        id: u64,
+        #[command(flatten)]
+        p: super::workflow::ProposeArgs,
     },
     /// Cancel: in-flight moves reverted, throttles restored.
     Cancel {
@@ -167,7 +180,7 @@ fn render(v: &Value) -> String {
     out
 }
 
-fn print(c: &Ctx, r: pb::ExecutionJson) -> Result<(), CliError> {
+pub(super) fn print(c: &Ctx, r: pb::ExecutionJson) -> Result<(), CliError> {
     let v: Value = serde_json::from_str(&r.json)
         .map_err(|e| CliError::Other(anyhow::anyhow!("bad execution JSON: {e}")))?;
     let line = render(&v);
@@ -189,6 +202,7 @@ pub async fn run(c: &Ctx, cmd: RebalanceCmd) -> Result<(), CliError> {
                 goals: goals.into_iter().collect(),
                 max_moves_per_broker: max_moves_per_broker.unwrap_or(0),
                 dry_run,
+                ..Default::default()
             };
             let r = cl
                 .call(|mut s| {
@@ -245,19 +259,115 @@ pub async fn run(c: &Ctx, cmd: RebalanceCmd) -> Result<(), CliError> {
             Ok(())
         }
         RebalanceCmd::Show { id } => {
-            let r = cl
-                .call(|mut s| async move {
-                    s.get_execution(pb::GetExecutionRequest { id, stale: false })
-                        .await
-                })
-                .await?;
+            let r = get(c, id).await?;
+            if c.out.format == super::Format::KafkaJson {
+                let v = parse(&r)?;
+                println!("{}", kafka_json(&v, false));
+                return Ok(());
+            }
             print(c, r)
         }
-        RebalanceCmd::Approve { id } => control(c, id, "approve").await,
+        RebalanceCmd::Approve { id, rollback_file } => {
+            let v = parse(&get(c, id).await?)?;
+            let path = rollback_file.unwrap_or_else(|| {
+                format!(
+                    "guardian-rollback-{}-{id}.json",
+                    v["execution"]["cluster"].as_str().unwrap_or("cluster")
+                )
+                .into()
+            });
+            std::fs::write(&path, format!("{:#}\n", kafka_json(&v, true))).map_err(|e| {
+                CliError::Other(anyhow::anyhow!(
+                    "writing the rollback file {}: {e} (nothing approved)",
+                    path.display()
+                ))
+            })?;
+            eprintln!(
+                "rollback file: {} (the assignment before execution {id}; `kafka-reassign-partitions --execute --reassignment-json-file` restores it, or `guardian rebalance revert {id}`)",
+                path.display()
+            );
+            control(c, id, "approve").await
+        }
+        RebalanceCmd::Revert { id, p } => {
+            let v = parse(&get(c, id).await?)?;
+            let cluster = v["execution"]["cluster"].as_str().unwrap_or("").to_string();
+            super::workflow::propose(
+                c,
+                &cluster,
+                serde_json::json!({"kind": "revert", "of": id}),
+                p,
+            )
+            .await
+        }
         RebalanceCmd::Cancel { id } => control(c, id, "cancel").await,
         RebalanceCmd::Pause { id } => control(c, id, "pause").await,
         RebalanceCmd::Resume { id } => control(c, id, "resume").await,
     }
+}
+
+async fn get(c: &Ctx, id: u64) -> Result<pb::ExecutionJson, CliError> {
+    Ok(c.client
+        .call(|mut s| async move {
+            s.get_execution(pb::GetExecutionRequest { id, stale: false })
+                .await
+        })
+        .await?)
+}
+
+fn parse(r: &pb::ExecutionJson) -> Result<Value, CliError> {
+    serde_json::from_str(&r.json)
+        .map_err(|e| CliError::Other(anyhow::anyhow!("bad execution JSON: {e}")))
+}
+
+/// An execution's plan (or, `rollback`, the assignment before it) in the
+/// stock `kafka-reassign-partitions` format — `version`, `partitions`
+/// with `replicas` and `log_dirs` ("any" where no dir is named) — and,
+/// under `guardian`, the execution, its throttle configs and (rollback)
+/// its ledger of prior values.
+fn kafka_json(v: &Value, rollback: bool) -> Value {
+    let e = &v["execution"];
+    let ints = |x: &Value| -> Vec<i64> {
+        x.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_i64)
+            .collect()
+    };
+    let dir_of = |dirs: &Value, b: i64| -> String {
+        dirs.as_array()
+            .into_iter()
+            .flatten()
+            .find(|d| d[0].as_i64() == Some(b))
+            .and_then(|d| d[1].as_str())
+            .unwrap_or("any")
+            .to_string()
+    };
+    let partitions: Vec<Value> = v["tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            let (replicas, dirs) = if rollback {
+                (ints(&t["original"]), &t["original_dirs"])
+            } else {
+                (ints(&t["target"]), &t["dirs"])
+            };
+            let log_dirs: Vec<String> = replicas.iter().map(|b| dir_of(dirs, *b)).collect();
+            serde_json::json!({
+                "topic": t["topic"], "partition": t["partition"],
+                "replicas": replicas, "log_dirs": log_dirs,
+            })
+        })
+        .collect();
+    let mut guardian = serde_json::json!({
+        "execution": e["id"], "cluster": e["cluster"], "kind": e["kind"],
+    });
+    if rollback {
+        guardian["ledger"] = e["ledger"].clone();
+    } else {
+        guardian["throttles"] = v["planned_throttles"].clone();
+    }
+    serde_json::json!({"version": 1, "partitions": partitions, "guardian": guardian})
 }
 
 async fn control(c: &Ctx, id: u64, action: &str) -> Result<(), CliError> {

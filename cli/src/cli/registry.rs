@@ -42,6 +42,27 @@ pub enum ClusterCmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Stop all actuation on a cluster: executions wait where they are.
+    Freeze {
+        name: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Resume actuation.
+    Unfreeze { name: String },
+    /// The cluster's standing controls: freeze, exclusions, maintenance,
+    /// decommissions (and whether each broker is ready to shut down).
+    Controls { name: String },
+    /// Exclude topics (names or regular expressions over the whole name)
+    /// from every plan; internal `__*` topics are excluded by default.
+    ExcludeTopics {
+        name: String,
+        #[arg(required = true)]
+        patterns: Vec<String>,
+        /// Remove the patterns from the exclusions instead.
+        #[arg(long)]
+        remove: bool,
+    },
 }
 
 #[derive(Args, Debug, Clone, Copy)]
@@ -68,6 +89,37 @@ pub enum BrokerCmd {
         cluster: String,
         #[arg(long)]
         id: i32,
+    },
+    /// Drain a broker (a proposal on the executor); it keeps draining
+    /// while Kafka places new partitions on it, and is reported ready to
+    /// shut down (`guardian cluster controls`) when it holds nothing.
+    Decommission {
+        #[arg(long)]
+        cluster: String,
+        #[arg(long)]
+        id: i32,
+        #[command(flatten)]
+        p: super::workflow::ProposeArgs,
+    },
+    /// Maintenance: no new replicas, its tasks pause (never cancel), no
+    /// leadership moves to it.
+    Maintenance {
+        #[arg(long)]
+        cluster: String,
+        #[arg(long)]
+        id: i32,
+        #[arg(value_enum)]
+        state: super::workflow::OnOff,
+    },
+    /// Exclude brokers from plans (no replica moves to or from them).
+    Exclude {
+        #[arg(long)]
+        cluster: String,
+        #[arg(long = "id", required = true, value_delimiter = ',')]
+        ids: Vec<i32>,
+        /// Include them again.
+        #[arg(long)]
+        remove: bool,
     },
 }
 
@@ -130,9 +182,28 @@ pub struct PoolArgs {
 #[derive(Subcommand, Debug)]
 pub enum PoolCmd {
     /// Put brokers into a tenant's exclusive pool (all or none).
-    Add(PoolArgs),
-    /// Release brokers from a tenant's pool back to the free pool.
-    Release(PoolArgs),
+    Add {
+        #[command(flatten)]
+        a: PoolArgs,
+        /// Also propose spreading the tenant's topics onto the broker.
+        #[arg(long)]
+        spread: bool,
+        #[command(flatten)]
+        p: super::workflow::ProposeArgs,
+    },
+    /// Release a broker from a tenant's pool: the tenant's replicas on it
+    /// are moved off first (a proposal), and the broker leaves the pool
+    /// only once it holds none of them.
+    Release {
+        #[command(flatten)]
+        a: PoolArgs,
+        /// Change only the registry, without checking Kafka (a cluster
+        /// Guardian cannot reach): replicas left on the broker stay there.
+        #[arg(long)]
+        registry_only: bool,
+        #[command(flatten)]
+        p: super::workflow::ProposeArgs,
+    },
     /// Show a tenant's pool.
     Show {
         tenant: String,
@@ -255,6 +326,16 @@ pub async fn cluster(c: &Ctx, cmd: ClusterCmd) -> Result<(), CliError> {
                 .await?;
             c.out.discovery(&name, &r);
         }
+        ClusterCmd::Freeze { name, reason } => {
+            return super::workflow::freeze(c, &name, true, &reason).await
+        }
+        ClusterCmd::Unfreeze { name } => return super::workflow::freeze(c, &name, false, "").await,
+        ClusterCmd::Controls { name } => return super::workflow::show_controls(c, &name).await,
+        ClusterCmd::ExcludeTopics {
+            name,
+            patterns,
+            remove,
+        } => return super::workflow::exclude_topics(c, &name, &patterns, remove).await,
     }
     Ok(())
 }
@@ -318,6 +399,17 @@ pub async fn broker(c: &Ctx, cmd: BrokerCmd) -> Result<(), CliError> {
             c.out
                 .done(&format!("broker {id} of cluster {cluster} removed"));
         }
+        BrokerCmd::Decommission { cluster, id, p } => {
+            super::workflow::decommission(c, &cluster, id, p).await?
+        }
+        BrokerCmd::Maintenance { cluster, id, state } => {
+            super::workflow::maintenance(c, &cluster, id, state).await?
+        }
+        BrokerCmd::Exclude {
+            cluster,
+            ids,
+            remove,
+        } => super::workflow::exclude_brokers(c, &cluster, &ids, remove).await?,
     }
     Ok(())
 }
@@ -375,8 +467,20 @@ pub async fn pool(c: &Ctx, cmd: PoolCmd) -> Result<(), CliError> {
         cluster: a.cluster.clone(),
         broker_ids: a.brokers.clone(),
     };
+    let one = |a: &PoolArgs| match a.brokers.as_slice() {
+        [b] => Ok(*b),
+        _ => Err(CliError::Usage(
+            "moving a tenant's replicas: one --broker at a time".into(),
+        )),
+    };
     let info = match cmd {
-        PoolCmd::Add(a) => {
+        PoolCmd::Add { a, spread, p } => {
+            if spread {
+                let b = one(&a)?;
+                let intent =
+                    serde_json::json!({"kind": "pool_add", "tenant": a.tenant, "broker": b});
+                return super::workflow::propose(c, &a.cluster, intent, p).await;
+            }
             let r = req(&a);
             cl.call(|mut s| {
                 let r = r.clone();
@@ -384,7 +488,17 @@ pub async fn pool(c: &Ctx, cmd: PoolCmd) -> Result<(), CliError> {
             })
             .await?
         }
-        PoolCmd::Release(a) => {
+        PoolCmd::Release {
+            a,
+            registry_only: false,
+            p,
+        } => {
+            let b = one(&a)?;
+            let intent =
+                serde_json::json!({"kind": "pool_release", "tenant": a.tenant, "broker": b});
+            return super::workflow::propose(c, &a.cluster, intent, p).await;
+        }
+        PoolCmd::Release { a, .. } => {
             let r = req(&a);
             cl.call(|mut s| {
                 let r = r.clone();

@@ -6,7 +6,7 @@
 use guardian_meta_store::CommandResponse;
 use guardian_planner::balance::Goals;
 use guardian_proto::domain::Command;
-use guardian_proto::execution::{Control, Execution, ExecutionCmd, Task};
+use guardian_proto::execution::{Control, Execution, ExecutionCmd, Intent, Task};
 use guardian_proto::pb;
 use serde::Serialize;
 
@@ -26,6 +26,9 @@ struct View<'a> {
     eta_secs: u64,
     /// Whether progress was measured live (only the leader measures).
     live_progress: bool,
+    /// The throttle configs the execution sets while its tasks run (the
+    /// ledger restores what was there before).
+    planned_throttles: Vec<crate::executor::ledger::Planned>,
 }
 
 #[derive(Serialize)]
@@ -36,6 +39,7 @@ struct TaskView<'a> {
 }
 
 fn view(api: &Call<'_>, e: &Execution, tasks: &[Task]) -> Result<pb::ExecutionJson, ApiError> {
+    let planned_throttles = crate::executor::ledger::planned(tasks, e.throttle_rate);
     let progress = api.executor.progress(e.id);
     let live = !progress.is_empty();
     let tasks: Vec<TaskView> = tasks
@@ -64,6 +68,7 @@ fn view(api: &Call<'_>, e: &Execution, tasks: &[Task]) -> Result<pb::ExecutionJs
         bytes_done,
         eta_secs,
         live_progress: live,
+        planned_throttles,
     })
     .map_err(|err| ApiError::Internal {
         reason: err.to_string(),
@@ -83,7 +88,19 @@ pub async fn propose_rebalance(
             .set(k, *v)
             .map_err(|e| ApiError::invalid(format!("goals.{k}"), e.to_string()))?;
     }
-    let p = api
+    let intent: Intent = if r.intent.is_empty() {
+        Intent::Rebalance
+    } else {
+        serde_json::from_str(&r.intent)
+            .map_err(|e| ApiError::invalid("intent", format!("not an intent: {e}")))?
+    };
+    // A workflow records what it needs first (undone if planning fails).
+    let undo = if r.dry_run {
+        Vec::new()
+    } else {
+        super::workflows::prepare(api, &r.cluster, &intent).await?
+    };
+    let proposed = api
         .executor
         .propose(
             &api.ctl,
@@ -95,9 +112,22 @@ pub async fn propose_rebalance(
                 dry_run: r.dry_run,
                 by: String::new(),
                 note: None,
+                intent: intent.clone(),
+                approve: r.approve,
             },
         )
-        .await?;
+        .await;
+    let p = match proposed {
+        Ok(p) => p,
+        Err(e) => {
+            for cmd in undo {
+                if let Err(u) = api.ctl.write(cmd).await {
+                    tracing::warn!(%u, "undoing a workflow's preparation failed");
+                }
+            }
+            return Err(e);
+        }
+    };
     match &p.execution {
         Some(e) => view(api, e, &p.tasks),
         None => {
@@ -105,7 +135,8 @@ pub async fn propose_rebalance(
             let e = Execution {
                 id: 0,
                 cluster: r.cluster,
-                kind: "rebalance".into(),
+                kind: intent.kind().into(),
+                intent,
                 state: guardian_proto::execution::ExecState::Draft,
                 paused: false,
                 cancel_requested: false,

@@ -20,6 +20,7 @@ pub mod load;
 pub mod membership;
 pub mod registry;
 pub mod remote_log;
+mod workflows;
 
 use std::sync::Arc;
 
@@ -194,6 +195,9 @@ service!(AdminService: pb::guardian_admin_server::GuardianAdmin {
     list_executions(pb::ListExecutionsRequest) -> pb::ListExecutionsResponse: Viewer, "read executions" => executions::list_executions;
     get_execution(pb::GetExecutionRequest) -> pb::ExecutionJson: Viewer, "read executions" => executions::get_execution;
     control_execution(pb::ControlExecutionRequest) -> pb::ExecutionJson: Operator, "control an execution" => executions::control_execution;
+    get_controls(pb::GetControlsRequest) -> pb::ControlsJson: Viewer, "read executions" => workflows::get_controls;
+    update_controls(pb::UpdateControlsRequest) -> pb::ControlsJson: Operator, "change a cluster's controls" => workflows::update_controls;
+    create_topic(pb::CreateTopicRequest) -> pb::CreateTopicResponse: Operator, "create a topic" => workflows::create_topic;
     create_tenant(pb::CreateTenantRequest) -> pb::Tenant: Operator, "change the registry" => registry::create_tenant;
     delete_tenant(pb::DeleteTenantRequest) -> pb::Empty: Operator, "change the registry" => registry::delete_tenant;
     list_tenants(pb::ListTenantsRequest) -> pb::ListTenantsResponse: Viewer, "read the registry" => registry::list_tenants;

@@ -173,6 +173,46 @@ pub fn desired_with(
     out
 }
 
+/// One throttle config an execution will set.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Planned {
+    /// `broker N` or `topic NAME`.
+    pub entity: String,
+    pub key: String,
+    pub value: String,
+}
+
+/// Every throttle config `tasks` set when all run at `rate` (before any
+/// prior override is known: the ledger keeps a stricter prior).
+pub fn planned(tasks: &[Task], rate: u64) -> Vec<Planned> {
+    let ledger: Vec<LedgerEntry> = entities(tasks)
+        .into_iter()
+        .flat_map(|e| {
+            let keys: &[&str] = match e {
+                ThrottleEntity::Broker(_) => &BROKER_KEYS,
+                ThrottleEntity::Topic { .. } => &TOPIC_KEYS,
+            };
+            keys.iter()
+                .map(move |k| record(e.clone(), k, None))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let all: Vec<&Task> = tasks.iter().collect();
+    desired(&ledger, &all, rate)
+        .into_iter()
+        .filter_map(|((e, key), v)| {
+            Some(Planned {
+                entity: match e {
+                    ThrottleEntity::Broker(b) => format!("broker {b}"),
+                    ThrottleEntity::Topic { name, .. } => format!("topic {name}"),
+                },
+                key,
+                value: v?,
+            })
+        })
+        .collect()
+}
+
 /// Never looser than what the operator had.
 fn strictest(prior: Option<&str>, rate: u64) -> String {
     match prior.and_then(|p| p.trim().parse::<u64>().ok()) {
@@ -203,6 +243,7 @@ mod tests {
             finished_ms: 0,
             reason: String::new(),
             attempts: 1,
+            original_dirs: vec![],
         }
     }
 

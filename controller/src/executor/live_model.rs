@@ -63,6 +63,9 @@ pub struct LiveModel {
     /// Whether every broker had a fresh reporter (else the rate goals are
     /// off).
     pub rates_known: bool,
+    /// Whether every broker has a registered NIC and CPU capacity (else
+    /// brokers are weighted equally, capacity 1 each).
+    pub capacity_known: bool,
 }
 
 /// A live model that cannot be built.
@@ -211,6 +214,7 @@ pub fn build(i: &LiveInputs<'_>) -> Result<LiveModel, LiveModelError> {
             pool: reg.pool.clone().unwrap_or_default(),
             alive,
             decommission: false,
+            excluded: false,
             nw_in_capacity: nic,
             nw_out_capacity: nic,
             cpu_capacity: cpu,
@@ -350,6 +354,7 @@ pub fn build(i: &LiveInputs<'_>) -> Result<LiveModel, LiveModelError> {
             ));
         }
         topics.push(TopicSpec {
+            pinned: false,
             name: t.name.clone(),
             pool,
             policy: policy(i.registry, i.cluster, &t.name),
@@ -368,7 +373,88 @@ pub fn build(i: &LiveInputs<'_>) -> Result<LiveModel, LiveModelError> {
         frozen,
         topic_ids,
         rates_known,
+        capacity_known: no_capacity.is_empty(),
     })
+}
+
+/// Topic patterns (names or regular expressions over the whole name),
+/// compiled. `__*` internal topics are excluded unless `move_internal`.
+pub struct Exclusions {
+    patterns: Vec<regex::Regex>,
+    move_internal: bool,
+}
+
+impl Exclusions {
+    /// Compiles the patterns; a bad one is named.
+    pub fn new(patterns: &[String], move_internal: bool) -> Result<Self, String> {
+        let patterns = patterns
+            .iter()
+            .map(|p| {
+                regex::Regex::new(&format!("^(?:{p})$"))
+                    .map_err(|e| format!("topic pattern {p:?} is not a regular expression: {e}"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            patterns,
+            move_internal,
+        })
+    }
+
+    pub fn excludes(&self, topic: &str) -> bool {
+        (!self.move_internal && topic.starts_with("__"))
+            || self.patterns.iter().any(|p| p.is_match(topic))
+    }
+}
+
+/// Overlays an operator's standing controls on a live model: excluded
+/// topics are pinned; excluded and maintenance brokers are left alone (no
+/// replica arrives, none leaves, no leadership arrives); decommissioning
+/// brokers are drained; a broker being released from a tenant pool is
+/// put in a pool of its own, so its tenant's replicas leave it and nothing
+/// arrives; topics bound to a tenant are planned in its pool.
+pub fn apply_controls(
+    live: &mut LiveModel,
+    c: &guardian_proto::execution::ClusterControls,
+    ex: &Exclusions,
+) {
+    for b in &mut live.spec.brokers {
+        if c.decommission.contains_key(&b.id) {
+            b.decommission = true;
+        } else if c.excluded_brokers.contains(&b.id) || c.maintenance.contains(&b.id) {
+            b.excluded = true;
+        }
+        if c.releasing.contains_key(&b.id) {
+            b.pool = super::workflow::releasing_pool(b.id);
+        }
+    }
+    let mut pinned = Vec::new();
+    for t in &mut live.spec.topics {
+        if let Some(tenant) = c.topic_tenants.get(&t.name) {
+            t.pool = tenant.clone();
+        }
+        if ex.excludes(&t.name) {
+            t.pinned = true;
+            if !t.name.starts_with("__") {
+                pinned.push(t.name.clone());
+            }
+        }
+    }
+    if !pinned.is_empty() {
+        live.warnings
+            .push(format!("excluded topics, not moved: {}", pinned.join(", ")));
+    }
+    let left: Vec<String> = c
+        .excluded_brokers
+        .iter()
+        .chain(&c.maintenance)
+        .map(|b| b.to_string())
+        .collect();
+    if !left.is_empty() {
+        live.warnings.push(format!(
+            "brokers left alone (excluded or in maintenance): {}",
+            left.join(", ")
+        ));
+    }
 }
 
 /// Kafka's rack if it reports one, else the registry's, else a rack of
@@ -383,7 +469,7 @@ fn kafka_rack(kafka: Option<&str>, registered: &str, id: i32) -> String {
 
 /// The topic's placement policy: its own, else the cluster's, else the
 /// default (rack-unique, any IDC).
-fn policy(reg: &Registry, cluster: &str, topic: &str) -> PolicySpec {
+pub fn policy(reg: &Registry, cluster: &str, topic: &str) -> PolicySpec {
     let p = reg
         .policies
         .get(&(cluster.to_string(), topic.to_string()))

@@ -19,6 +19,7 @@ pub mod ledger;
 pub mod live_model;
 pub mod procedure;
 pub mod propose;
+pub mod workflow;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -29,7 +30,8 @@ use guardian_meta_store::CommandResponse;
 use guardian_planner::balance::{Goals, PlanOptions};
 use guardian_proto::domain::Command;
 use guardian_proto::execution::{
-    ExecState, Execution, ExecutionCmd, PlanSummary, Task, MAX_TASKS_PER_ENTRY,
+    ClusterControls, ExecState, Execution, ExecutionCmd, Intent, PlanSummary, Task,
+    MAX_TASKS_PER_ENTRY,
 };
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -84,6 +86,8 @@ pub struct ExecutorConfig {
     /// Reassignments in progress that Guardian did not start: `leave`
     /// (default) or `cancel`.
     pub foreign_reassignments: ForeignReassignments,
+    /// Plan internal `__*` topics too (excluded by default).
+    pub move_internal_topics: bool,
 }
 
 /// What `propose` does with reassignments in progress that Guardian did
@@ -101,15 +105,52 @@ pub enum ForeignReassignments {
 }
 
 /// `[executor.auto-approve]`: all bounds must hold; none set = manual.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct AutoApprove {
     pub enabled: bool,
     pub max_bytes: u64,
     pub max_partitions: u32,
     pub max_brokers: u32,
-    /// UTC hours (0–23) in which a proposal may be approved; empty = any.
+    /// Hours (0–23) of `time-zone` in which a proposal may be approved;
+    /// empty = any.
     pub hours: Vec<u32>,
+    /// The time zone of `hours`: `UTC`, or a fixed offset `UTC+08:00` /
+    /// `UTC-05:30` (an explicit offset: no daylight-saving guesswork).
+    pub time_zone: String,
+}
+
+/// Minutes east of UTC of a `time-zone` value, or why it is not one.
+pub fn utc_offset_minutes(tz: &str) -> Result<i64, String> {
+    let bad = || format!("{tz:?}: expected UTC, UTC+HH:MM or UTC-HH:MM");
+    if tz.is_empty() || tz == "UTC" {
+        return Ok(0);
+    }
+    let rest = tz.strip_prefix("UTC").ok_or_else(bad)?;
+    let (sign, hm) = match rest.split_at_checked(1).ok_or_else(bad)? {
+        ("+", hm) => (1, hm),
+        ("-", hm) => (-1, hm),
+        _ => return Err(bad()),
+    };
+    let (h, m) = hm.split_once(':').ok_or_else(bad)?;
+    let (h, m): (i64, i64) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if h > 14 || m > 59 || hm.len() != 5 {
+        return Err(bad());
+    }
+    Ok(sign * (h * 60 + m))
+}
+
+impl Default for AutoApprove {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            max_bytes: 0,
+            max_partitions: 0,
+            max_brokers: 0,
+            hours: Vec::new(),
+            time_zone: "UTC".into(),
+        }
+    }
 }
 
 impl AutoApprove {
@@ -121,7 +162,9 @@ impl AutoApprove {
         let bytes: u64 = tasks.iter().map(|t| t.bytes).sum();
         let brokers: std::collections::BTreeSet<i32> =
             tasks.iter().flat_map(|t| t.brokers()).collect();
-        let hour = ((now_ms / 3_600_000) % 24) as u32;
+        let offset = utc_offset_minutes(&self.time_zone).unwrap_or(0);
+        let local_min = (now_ms / 60_000) as i64 + offset;
+        let hour = (local_min.div_euclid(60).rem_euclid(24)) as u32;
         if bytes > self.max_bytes {
             Some(format!("{bytes} bytes > max-bytes {}", self.max_bytes))
         } else if tasks.len() > self.max_partitions as usize {
@@ -137,7 +180,15 @@ impl AutoApprove {
                 self.max_brokers
             ))
         } else if !self.hours.is_empty() && !self.hours.contains(&hour) {
-            Some(format!("hour {hour} UTC is not in hours {:?}", self.hours))
+            Some(format!(
+                "hour {hour} ({}) is not in hours {:?}",
+                if self.time_zone.is_empty() {
+                    "UTC"
+                } else {
+                    &self.time_zone
+                },
+                self.hours
+            ))
         } else {
             None
         }
@@ -166,6 +217,7 @@ impl Default for ExecutorConfig {
             slow_produce_p99_ms: 200.0,
             auto_approve: AutoApprove::default(),
             foreign_reassignments: ForeignReassignments::Leave,
+            move_internal_topics: false,
         }
     }
 }
@@ -180,6 +232,11 @@ pub struct ProposeRequest {
     pub by: String,
     /// A line to put first in the proposal's warnings (why it was made).
     pub note: Option<String>,
+    /// What the proposal is for (a plain rebalance by default).
+    pub intent: Intent,
+    /// Approve it at once (the operator asked for it, or a workflow
+    /// continues what an operator approved).
+    pub approve: bool,
 }
 
 /// The reason a preflight gives when the cluster drifted from the plan.
@@ -233,7 +290,7 @@ impl Executor {
     }
 
     /// The admin client of a registered cluster (one per cluster).
-    fn client(&self, ctl: &Controller, cluster: &str) -> Result<Arc<KafkaClient>, ApiError> {
+    pub fn client(&self, ctl: &Controller, cluster: &str) -> Result<Arc<KafkaClient>, ApiError> {
         let bootstrap = {
             let st = ctl.state();
             st.registry
@@ -275,6 +332,62 @@ impl Executor {
             .unwrap_or_default()
     }
 
+    /// The live model of a cluster with the operator's controls laid over
+    /// it, and those controls.
+    pub async fn live(
+        &self,
+        ctl: &Controller,
+        cluster: &str,
+        k: &KafkaClient,
+    ) -> Result<(live_model::LiveModel, ClusterControls), ApiError> {
+        let precondition =
+            |what: &str, e: guardian_kafka::KafkaError| ApiError::FailedPrecondition {
+                reason: format!("{what} of Kafka cluster {cluster:?}: {e}"),
+            };
+        let md = k
+            .metadata()
+            .await
+            .map_err(|e| precondition("Metadata", e))?;
+        let reassignments = k
+            .list_reassignments(&[])
+            .await
+            .map_err(|e| precondition("ListPartitionReassignments", e))?;
+        let mut dirs = BTreeMap::new();
+        for b in &md.brokers {
+            dirs.insert(
+                b.id,
+                k.describe_log_dirs(b.id).await.map_err(|e| e.to_string()),
+            );
+        }
+        let load = self
+            .collector
+            .state
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        let of_cluster: BTreeMap<i32, &crate::load::BrokerLoad> =
+            load.brokers_of(cluster).collect();
+        let st = ctl.state();
+        let inputs = live_model::LiveInputs {
+            cluster,
+            registry: &st.registry,
+            load: &of_cluster,
+            now_ms: now_ms(),
+            collect_interval_ms: self.collector.interval_ms,
+            metadata: &md,
+            log_dirs: &dirs,
+            reassignments: &reassignments,
+        };
+        let mut live = live_model::build(&inputs).map_err(|e| ApiError::FailedPrecondition {
+            reason: e.to_string(),
+        })?;
+        let controls = st.executions.controls_of(cluster);
+        let ex =
+            live_model::Exclusions::new(&controls.excluded_topics, self.cfg.move_internal_topics)
+                .map_err(|reason| ApiError::FailedPrecondition { reason })?;
+        live_model::apply_controls(&mut live, &controls, &ex);
+        Ok((live, controls))
+    }
+
     /// Plans `r.cluster` on live data and, unless a dry run, stores the
     /// proposal through Raft.
     pub async fn propose(
@@ -301,50 +414,31 @@ impl Executor {
                 .await
                 .map_err(|e| precondition("cancelling reassignments Guardian did not start", e))?;
         }
-        let md = k
-            .metadata()
-            .await
-            .map_err(|e| precondition("Metadata", e))?;
-        let reassignments = k
-            .list_reassignments(&[])
-            .await
-            .map_err(|e| precondition("ListPartitionReassignments", e))?;
-        let mut dirs = BTreeMap::new();
-        for b in &md.brokers {
-            dirs.insert(
-                b.id,
-                k.describe_log_dirs(b.id).await.map_err(|e| e.to_string()),
-            );
-        }
         let now = now_ms();
+        let (mut live, controls) = self.live(ctl, &r.cluster, &k).await?;
         let proposal = {
-            let load = self
-                .collector
-                .state
-                .read()
-                .unwrap_or_else(|p| p.into_inner());
-            let of_cluster: BTreeMap<i32, &crate::load::BrokerLoad> =
-                load.brokers_of(&r.cluster).collect();
             let st = ctl.state();
-            let inputs = live_model::LiveInputs {
-                cluster: &r.cluster,
-                registry: &st.registry,
-                load: &of_cluster,
-                now_ms: now,
-                collect_interval_ms: self.collector.interval_ms,
-                metadata: &md,
-                log_dirs: &dirs,
-                reassignments: &reassignments,
-            };
-            let live = live_model::build(&inputs).map_err(|e| ApiError::FailedPrecondition {
-                reason: e.to_string(),
-            })?;
+            if controls.frozen {
+                live.warnings.push(format!(
+                    "cluster {:?} is frozen ({}): nothing runs until `guardian cluster unfreeze`",
+                    r.cluster, controls.frozen_reason
+                ));
+            }
             let mut opts = PlanOptions::default();
             if let Some(m) = r.max_moves_per_broker {
                 opts.max_moves_per_broker = m;
             }
-            let mut p = propose::propose(&live, &r.goals, &opts, self.cfg.throttle_bytes_per_sec)
-                .map_err(|e| ApiError::FailedPrecondition { reason: e })?;
+            let mut p = match &r.intent {
+                Intent::Revert { of } => {
+                    let old = st.executions.tasks_of(*of);
+                    propose::revert(&live, old, self.cfg.throttle_bytes_per_sec)
+                }
+                intent => {
+                    let goals = workflow::shape(&mut live, intent, &r.goals)?;
+                    propose::propose(&live, &goals, &opts, self.cfg.throttle_bytes_per_sec)
+                        .map_err(|e| ApiError::FailedPrecondition { reason: e })?
+                }
+            };
             if let Some(n) = &r.note {
                 p.summary.warnings.insert(0, n.clone());
             }
@@ -363,7 +457,8 @@ impl Executor {
         let header = Execution {
             id: 0,
             cluster: r.cluster.clone(),
-            kind: "rebalance".into(),
+            kind: r.intent.kind().into(),
+            intent: r.intent.clone(),
             state: ExecState::Draft,
             paused: false,
             cancel_requested: false,
@@ -407,18 +502,22 @@ impl Executor {
                 other => return Err(super::api::unexpected_response(other)),
             };
         }
-        if !proposal.tasks.is_empty()
+        let auto = !proposal.tasks.is_empty()
             && self
                 .cfg
                 .auto_approve
                 .refuses(&proposal.tasks, now)
-                .is_none()
-        {
+                .is_none();
+        if r.approve || auto {
             e = match ctl
                 .write(Command::Execution(Box::new(ExecutionCmd::Control {
                     id: e.id,
                     action: guardian_proto::execution::Control::Approve,
-                    by: "auto-approve".into(),
+                    by: if r.approve {
+                        r.by.clone()
+                    } else {
+                        "auto-approve".into()
+                    },
                 })))
                 .await?
             {
@@ -454,16 +553,33 @@ impl Executor {
         };
         let mut tick = tokio::time::interval(Duration::from_millis(self.cfg.tick_ms.max(10)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks = 0u64;
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = tick.tick() => {}
             }
-            let active: Vec<(Execution, Vec<Task>)> = {
+            // Workflows move on about once a second.
+            ticks += 1;
+            if ticks % (1000 / self.cfg.tick_ms.clamp(10, 1000)) == 0 {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = self.reconcile(&ctl) => {}
+                }
+            }
+            // A frozen cluster's executions wait where they are.
+            let active: Vec<(Execution, Vec<Task>, ClusterControls)> = {
                 let st = ctl.state();
                 st.executions
                     .active()
-                    .map(|e| (e.clone(), st.executions.tasks_of(e.id).to_vec()))
+                    .map(|e| {
+                        (
+                            e.clone(),
+                            st.executions.tasks_of(e.id).to_vec(),
+                            st.executions.controls_of(&e.cluster),
+                        )
+                    })
+                    .filter(|(_, _, c)| !c.frozen)
                     .collect()
             };
             let in_flight = |tasks: &[Task]| {
@@ -472,8 +588,8 @@ impl Executor {
                     .filter(|t| t.state == guardian_proto::execution::TaskState::Submitted)
                     .count() as u32
             };
-            let federation: u32 = active.iter().map(|(_, t)| in_flight(t)).sum();
-            for (e, tasks) in active {
+            let federation: u32 = active.iter().map(|(_, t, _)| in_flight(t)).sum();
+            for (e, tasks, controls) in active {
                 // Executions in different clusters run at once, under the
                 // federation-wide budget.
                 let others = federation - in_flight(&tasks);
@@ -497,6 +613,7 @@ impl Executor {
                     .remove(&e.id)
                     .unwrap_or_default();
                 soft.health = self.health(&e.cluster);
+                soft.held = controls.maintenance.clone();
                 let journal = RaftJournal(&ctl);
                 // approved → preflight → executing run back to back: an
                 // approval starts moving bytes within one tick.
@@ -567,6 +684,8 @@ impl Executor {
                 old.id,
                 old.reason.trim_start_matches("the ")
             )),
+            intent: old.intent.clone(),
+            approve: false,
         };
         match self.propose(ctl, &r).await {
             Ok(p) => tracing::info!(

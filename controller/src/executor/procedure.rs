@@ -103,6 +103,11 @@ pub struct Soft {
     pub health: BTreeMap<i32, Health>,
     /// The adapted rate per broker and when it last changed.
     pub rates: BTreeMap<i32, (u64, u64)>,
+    /// Brokers in maintenance (filled by the executor before each step):
+    /// tasks touching them wait (paused, never cancelled).
+    pub held: BTreeSet<i32>,
+    /// Tasks named once as waiting for a broker in maintenance.
+    pub held_noted: BTreeSet<u32>,
 }
 
 impl Soft {
@@ -633,6 +638,18 @@ async fn execute<K: KafkaAdmin, J: Journal>(
                     "destination broker {b} was missing from Kafka's metadata for longer than {} ms: not started",
                     cfg.broker_grace_ms
                 ), now, &mut e));
+                continue;
+            }
+            if let Some(b) = t.brokers().find(|b| soft.held.contains(b)) {
+                if soft.held_noted.insert(t.index) {
+                    e.event(
+                        now,
+                        format!(
+                            "{}-{} waits: broker {b} is in maintenance",
+                            t.topic, t.partition
+                        ),
+                    );
+                }
                 continue;
             }
             // A broker within its grace period (a restart): wait. A dead

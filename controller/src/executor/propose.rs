@@ -72,6 +72,15 @@ pub fn propose(
                 .filter(|&s| s != lead_slot)
                 .map(|s| broker(s, &assign)),
         );
+        let original_dirs: Vec<(i32, String)> = slots
+            .clone()
+            .map(|s| {
+                (
+                    broker(s, &m.replicas),
+                    m.disks[m.replicas[s].disk as usize].dir.clone(),
+                )
+            })
+            .collect();
         let mut dirs = Vec::new();
         let mut bytes = 0u64;
         for s in slots.clone() {
@@ -101,6 +110,7 @@ pub fn propose(
             finished_ms: 0,
             reason: String::new(),
             attempts: 0,
+            original_dirs,
         });
     }
     if !dropped.is_empty() {
@@ -110,9 +120,106 @@ pub fn propose(
         ));
     }
 
-    // ETA: bytes into (or out of) the busiest broker at the throttle rate.
+    let summary = summarize(&m, &plan, &report, &goals, warnings, &tasks, throttle_rate);
+    Ok(Proposal { summary, tasks })
+}
+
+/// Every goal switched off: a plan of forced moves only (what a drain, a
+/// pool release or an IDC migration must move, and nothing else).
+pub fn forced_only() -> Goals {
+    let mut g = Goals::default();
+    for r in Resource::ALL {
+        // Every resource goal accepts a loose threshold.
+        let _ = g.set(r.name(), 1e6);
+    }
+    g
+}
+
+/// The way back from `old`: for each of its tasks whose partition is no
+/// longer as it was before `old` ran, a task restoring the original
+/// replicas (preferred leader first), their log dirs and the leader. Pure.
+pub fn revert(live: &LiveModel, old: &[Task], throttle_rate: u64) -> Proposal {
+    let mut tasks = Vec::new();
+    let mut skipped = Vec::new();
+    for o in old {
+        let Some(t) = live.spec.topics.iter().find(|t| t.name == o.topic) else {
+            skipped.push(format!("{}-{}: the topic is gone", o.topic, o.partition));
+            continue;
+        };
+        let id = live.topic_ids.get(&o.topic).cloned().unwrap_or_default();
+        if !o.topic_id.is_empty() && id != o.topic_id {
+            skipped.push(format!(
+                "{}-{}: the topic was re-created",
+                o.topic, o.partition
+            ));
+            continue;
+        }
+        let Some(p) = t.partitions.iter().find(|p| p.partition == o.partition) else {
+            skipped.push(format!(
+                "{}-{}: the partition is gone",
+                o.topic, o.partition
+            ));
+            continue;
+        };
+        let now: Vec<i32> = p.replicas.iter().map(|r| r.broker).collect();
+        let now_dirs: Vec<(i32, String)> = p
+            .replicas
+            .iter()
+            .map(|r| (r.broker, r.dir.clone()))
+            .collect();
+        let leader = p.leader.unwrap_or(now[0]);
+        let want_dirs: Vec<(i32, String)> = o
+            .original_dirs
+            .iter()
+            .filter(|d| !now_dirs.contains(d))
+            .cloned()
+            .collect();
+        let want_leader = o.original[0];
+        if now == o.original && want_dirs.is_empty() && leader == want_leader {
+            continue;
+        }
+        let added = o.original.iter().filter(|b| !now.contains(b)).count() as u64;
+        let moved_dirs = want_dirs.iter().filter(|(b, _)| now.contains(b)).count() as u64;
+        tasks.push(Task {
+            index: tasks.len() as u32,
+            topic: o.topic.clone(),
+            topic_id: id,
+            partition: o.partition,
+            original: now,
+            target: o.original.clone(),
+            dirs: want_dirs,
+            leader: (leader != want_leader).then_some(want_leader),
+            bytes: p.size_bytes * (added + moved_dirs),
+            state: TaskState::Pending,
+            started_ms: 0,
+            finished_ms: 0,
+            reason: String::new(),
+            attempts: 0,
+            original_dirs: now_dirs,
+        });
+    }
+    let mut warnings = live.warnings.clone();
+    if !skipped.is_empty() {
+        warnings.push(format!("not reverted: {}", skipped.join("; ")));
+    }
+    let bytes: u64 = tasks.iter().map(|t| t.bytes).sum();
+    let summary = PlanSummary {
+        bytes_to_move: bytes,
+        bytes_lower_bound: bytes,
+        moves: tasks.iter().filter(|t| t.moves_replicas()).count() as u32,
+        intra_broker_moves: 0,
+        leader_moves: tasks.iter().filter(|t| t.leader.is_some()).count() as u32,
+        warnings,
+        eta_secs: busiest(&tasks).div_ceil(throttle_rate.max(1)),
+        ..PlanSummary::default()
+    };
+    Proposal { summary, tasks }
+}
+
+/// Bytes into (or out of) the busiest broker.
+fn busiest(tasks: &[Task]) -> u64 {
     let mut through: BTreeMap<i32, u64> = BTreeMap::new();
-    for t in &tasks {
+    for t in tasks {
         let size = t.bytes / (t.dirs.len().max(1) as u64);
         for (b, _) in &t.dirs {
             *through.entry(*b).or_default() += size;
@@ -121,9 +228,22 @@ pub fn propose(
             *through.entry(t.original[0]).or_default() += t.bytes;
         }
     }
-    let busiest = through.values().copied().max().unwrap_or(0);
+    through.values().copied().max().unwrap_or(0)
+}
+
+fn summarize(
+    m: &ClusterModel,
+    plan: &balance::Plan,
+    report: &verify::Report,
+    goals: &Goals,
+    warnings: Vec<String>,
+    tasks: &[Task],
+    throttle_rate: u64,
+) -> PlanSummary {
+    // ETA: bytes into (or out of) the busiest broker at the throttle rate.
+    let busiest = busiest(tasks);
     let name = |r: Resource| r.name().to_string();
-    let summary = PlanSummary {
+    PlanSummary {
         bytes_to_move: plan.bytes_moved,
         bytes_lower_bound: plan.bytes_lower_bound,
         moves: plan.moves as u32,
@@ -158,6 +278,5 @@ pub fn propose(
             .iter()
             .map(|(r, s)| (name(*r), s.max_over_mean))
             .collect(),
-    };
-    Ok(Proposal { summary, tasks })
+    }
 }

@@ -226,6 +226,7 @@ fn task(index: u32, topic: &str, p: i32, original: &[i32], target: &[i32]) -> Ta
         finished_ms: 0,
         reason: String::new(),
         attempts: 0,
+        original_dirs: vec![],
     }
 }
 
@@ -334,6 +335,7 @@ fn journal_of(
         id: 0,
         cluster: "m".into(),
         kind: "rebalance".into(),
+        intent: Intent::Rebalance,
         state: ExecState::Draft,
         paused: false,
         cancel_requested: false,
@@ -801,8 +803,26 @@ fn auto_approve_bounds() {
         max_partitions: 10,
         max_brokers: 3,
         hours: vec![12, 13],
+        time_zone: "UTC".into(),
     };
     assert_eq!(ok.refuses(&tasks, now), None);
+    // The same instant is 21:00 at UTC+08:00: outside a 12–13 window there.
+    let east = AutoApprove {
+        time_zone: "UTC+08:00".into(),
+        ..ok.clone()
+    };
+    assert!(east
+        .refuses(&tasks, now)
+        .unwrap()
+        .contains("hour 21 (UTC+08:00)"));
+    assert_eq!(
+        AutoApprove {
+            hours: vec![21],
+            ..east
+        }
+        .refuses(&tasks, now),
+        None
+    );
     let r = |a: AutoApprove| a.refuses(&tasks, now).unwrap();
     assert!(r(AutoApprove {
         max_bytes: MB as u64,

@@ -85,8 +85,26 @@ impl KafkaClient {
         &self,
         topics: &[NewTopic],
     ) -> Result<PerItem<String, ()>, KafkaError> {
+        self.create_topics_with(topics, false).await
+    }
+
+    /// CreateTopics with `validate_only`: the controller checks names,
+    /// assignments and configs and creates nothing.
+    pub async fn create_topics_validate(
+        &self,
+        topics: &[NewTopic],
+    ) -> Result<PerItem<String, ()>, KafkaError> {
+        self.create_topics_with(topics, true).await
+    }
+
+    async fn create_topics_with(
+        &self,
+        topics: &[NewTopic],
+        validate_only: bool,
+    ) -> Result<PerItem<String, ()>, KafkaError> {
         let req = CreateTopicsRequest::default()
             .with_timeout_ms(self.timeout_ms())
+            .with_validate_only(validate_only)
             .with_topics(topics.iter().map(creatable).collect());
         let (_, r): (_, CreateTopicsResponse) = self
             .call(

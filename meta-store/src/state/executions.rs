@@ -16,7 +16,9 @@
 
 use std::collections::BTreeMap;
 
-use guardian_proto::execution::{Control, ExecState, Execution, ExecutionCmd, Task};
+use guardian_proto::execution::{
+    ClusterControls, Control, ControlsCmd, DrainState, ExecState, Execution, ExecutionCmd, Task,
+};
 
 use super::keys::KeyReader;
 use super::registry::Registry;
@@ -33,6 +35,8 @@ pub enum ExecKey {
     Task(u64, u32),
     /// The next execution id.
     NextId,
+    /// A cluster's standing controls.
+    Controls(String),
 }
 
 impl From<ExecKey> for Key {
@@ -42,7 +46,7 @@ impl From<ExecKey> for Key {
 }
 
 /// The tags of this domain's keys.
-pub(crate) const TAGS: [&[u8; 2]; 3] = [b"xe", b"xt", b"xn"];
+pub(crate) const TAGS: [&[u8; 2]; 4] = [b"xe", b"xt", b"xn", b"xc"];
 
 impl ExecKey {
     /// The RocksDB key.
@@ -58,6 +62,10 @@ impl ExecKey {
                 out.extend_from_slice(&i.to_be_bytes());
             }
             ExecKey::NextId => out.extend_from_slice(b"xn"),
+            ExecKey::Controls(cluster) => {
+                out.extend_from_slice(b"xc");
+                out.extend_from_slice(cluster.as_bytes());
+            }
         }
     }
 }
@@ -69,6 +77,8 @@ pub struct Executions {
     /// Tasks per execution, by index.
     pub tasks: BTreeMap<u64, Vec<Task>>,
     pub next_id: u64,
+    /// Per cluster: the operator's standing controls (absent = none).
+    pub controls: BTreeMap<String, ClusterControls>,
 }
 
 impl Default for Executions {
@@ -77,6 +87,7 @@ impl Default for Executions {
             by_id: BTreeMap::new(),
             tasks: BTreeMap::new(),
             next_id: 1,
+            controls: BTreeMap::new(),
         }
     }
 }
@@ -132,7 +143,134 @@ impl Executions {
             ExecutionCmd::Control { id, action, by } => {
                 self.control(*id, *action, by, now, touched)
             }
+            ExecutionCmd::Controls { cluster, cmd } => {
+                self.set_controls(reg, cluster, cmd, touched)
+            }
         }
+    }
+
+    /// The cluster's controls (the defaults when none were set).
+    pub fn controls_of(&self, cluster: &str) -> ClusterControls {
+        self.controls.get(cluster).cloned().unwrap_or_default()
+    }
+
+    fn set_controls(
+        &mut self,
+        reg: &Registry,
+        cluster: &str,
+        cmd: &ControlsCmd,
+        touched: &mut Vec<Key>,
+    ) -> CommandResponse {
+        let missing = |what: String| CommandResponse::Rejected(Rejection::NotFound { what });
+        if !reg.clusters.contains_key(cluster) {
+            return missing(format!("cluster {cluster:?}"));
+        }
+        let broker = |id: i32| reg.brokers.get(&(cluster.to_string(), id));
+        let mut c = self.controls_of(cluster);
+        match cmd {
+            ControlsCmd::Freeze { frozen, reason } => {
+                c.frozen = *frozen;
+                c.frozen_reason = if *frozen {
+                    reason.clone()
+                } else {
+                    String::new()
+                };
+            }
+            ControlsCmd::ExcludeTopics { patterns, remove } => {
+                for p in patterns {
+                    let at = c.excluded_topics.iter().position(|x| x == p);
+                    match (at, remove) {
+                        (None, false) => c.excluded_topics.push(p.clone()),
+                        (Some(i), true) => {
+                            c.excluded_topics.remove(i);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            ControlsCmd::ExcludeBrokers { ids, remove } => {
+                if let Some(id) = ids.iter().find(|&&id| broker(id).is_none()) {
+                    return missing(format!("broker {id} of cluster {cluster:?}"));
+                }
+                for id in ids {
+                    if *remove {
+                        c.excluded_brokers.remove(id);
+                    } else {
+                        c.excluded_brokers.insert(*id);
+                    }
+                }
+            }
+            ControlsCmd::Maintenance { broker: id, on } => {
+                if broker(*id).is_none() {
+                    return missing(format!("broker {id} of cluster {cluster:?}"));
+                }
+                if *on {
+                    c.maintenance.insert(*id);
+                } else {
+                    c.maintenance.remove(id);
+                }
+            }
+            ControlsCmd::Decommission { broker: id, state } => {
+                if broker(*id).is_none() {
+                    return missing(format!("broker {id} of cluster {cluster:?}"));
+                }
+                match state {
+                    Some(s) => {
+                        let live =
+                            c.decommission.len() + usize::from(!c.decommission.contains_key(id));
+                        let brokers = reg.brokers.range(
+                            (cluster.to_string(), i32::MIN)..=(cluster.to_string(), i32::MAX),
+                        );
+                        if *s == DrainState::Draining && live >= brokers.count() {
+                            return refuse(format!(
+                                "decommissioning broker {id} would leave cluster {cluster:?} without a broker to hold its replicas"
+                            ));
+                        }
+                        c.decommission.insert(*id, *s);
+                    }
+                    None => {
+                        c.decommission.remove(id);
+                    }
+                }
+            }
+            ControlsCmd::Release { broker: id, tenant } => {
+                let Some(b) = broker(*id) else {
+                    return missing(format!("broker {id} of cluster {cluster:?}"));
+                };
+                match tenant {
+                    Some(t) => {
+                        if b.pool.as_deref() != Some(t.as_str()) {
+                            return refuse(format!(
+                                "broker {id} is not in tenant {t:?}'s pool (its pool: {:?})",
+                                b.pool.as_deref().unwrap_or("shared")
+                            ));
+                        }
+                        c.releasing.insert(*id, t.clone());
+                    }
+                    None => {
+                        c.releasing.remove(id);
+                    }
+                }
+            }
+            ControlsCmd::BindTopic { topic, tenant } => match tenant {
+                Some(t) => {
+                    if !reg.tenants.contains_key(t) {
+                        return missing(format!("tenant {t:?}"));
+                    }
+                    c.topic_tenants.insert(topic.clone(), t.clone());
+                }
+                None => {
+                    c.topic_tenants.remove(topic);
+                }
+            },
+        }
+        if c.is_empty() {
+            self.controls.remove(cluster);
+        } else {
+            self.controls.insert(cluster.to_string(), c);
+        }
+        touched.push(ExecKey::Controls(cluster.to_string()).into());
+        CommandResponse::Done
     }
 
     fn create(
@@ -371,6 +509,7 @@ impl Executions {
             ExecKey::Header(id) => self.by_id.get(id).map(json),
             ExecKey::Task(id, i) => self.tasks.get(id)?.get(*i as usize).map(json),
             ExecKey::NextId => Some(self.next_id.to_be_bytes().to_vec()),
+            ExecKey::Controls(cluster) => self.controls.get(cluster).map(json),
         }
     }
 
@@ -393,6 +532,11 @@ impl Executions {
                     return Err(r.bad(format!("task {i} follows {} tasks", list.len())));
                 }
                 list.push(t);
+            }
+            b"xc" => {
+                let cluster = std::str::from_utf8(&k[2..]).map_err(|e| r.bad(e))?;
+                let c: ClusterControls = serde_json::from_slice(v).map_err(|e| r.bad(e))?;
+                self.controls.insert(cluster.to_string(), c);
             }
             _ => {
                 let b: [u8; 8] = v.try_into().map_err(|_| r.bad("next id is not 8 bytes"))?;
@@ -447,6 +591,7 @@ mod tests {
             finished_ms: 0,
             reason: String::new(),
             attempts: 0,
+            original_dirs: vec![],
         }
     }
 
@@ -455,6 +600,7 @@ mod tests {
             id: 0,
             cluster: cluster.into(),
             kind: "rebalance".into(),
+            intent: Intent::Rebalance,
             state: ExecState::Draft,
             paused: false,
             cancel_requested: false,
@@ -516,6 +662,130 @@ mod tests {
     /// active execution per cluster; the executor's update is a CAS on
     /// the version; nothing changes a finished execution; the whole domain
     /// loads back from its stored keys.
+    fn controls(st: &mut State, cluster: &str, cmd: ControlsCmd) -> CommandResponse {
+        apply(
+            st,
+            2,
+            ExecutionCmd::Controls {
+                cluster: cluster.into(),
+                cmd,
+            },
+        )
+    }
+
+    /// A cluster's controls: unknown names are `NOT_FOUND`, a drain that
+    /// would leave no broker or a release of a broker outside the pool is
+    /// refused, and what is stored loads back the same.
+    #[test]
+    fn controls_are_checked_at_apply_and_survive_a_reload() {
+        let mut st = state();
+        for id in [1, 2] {
+            st.apply(
+                &Request::new(
+                    1,
+                    Command::AddBroker(guardian_proto::domain::Broker {
+                        cluster: "c".into(),
+                        broker_id: id,
+                        host: "h".into(),
+                        rack: "r1".into(),
+                        idc: String::new(),
+                        reporter_endpoint: "h:9300".into(),
+                        log_dirs: vec![guardian_proto::domain::LogDir {
+                            path: "/d".into(),
+                            capacity_bytes: 1 << 40,
+                        }],
+                        nic_bytes_per_sec: 0,
+                        cpu_cores: 0,
+                        pool: None,
+                        registered_at_ms: 0,
+                    }),
+                ),
+                &mut Vec::new(),
+            );
+        }
+        let not_found =
+            |r: CommandResponse| matches!(r, CommandResponse::Rejected(Rejection::NotFound { .. }));
+        let frozen = ControlsCmd::Freeze {
+            frozen: true,
+            reason: "incident".into(),
+        };
+        assert!(not_found(controls(&mut st, "nope", frozen.clone())));
+        assert!(not_found(controls(
+            &mut st,
+            "c",
+            ControlsCmd::Maintenance {
+                broker: 9,
+                on: true
+            }
+        )));
+        assert!(not_found(controls(
+            &mut st,
+            "c",
+            ControlsCmd::BindTopic {
+                topic: "t".into(),
+                tenant: Some("nobody".into())
+            }
+        )));
+        let drain = |b| ControlsCmd::Decommission {
+            broker: b,
+            state: Some(DrainState::Draining),
+        };
+        assert_eq!(controls(&mut st, "c", drain(1)), CommandResponse::Done);
+        assert!(refused(controls(&mut st, "c", drain(2))).contains("without a broker"));
+        assert!(refused(controls(
+            &mut st,
+            "c",
+            ControlsCmd::Release {
+                broker: 2,
+                tenant: Some("t".into())
+            }
+        ))
+        .contains("not in tenant"));
+        assert_eq!(controls(&mut st, "c", frozen), CommandResponse::Done);
+        assert_eq!(
+            controls(
+                &mut st,
+                "c",
+                ControlsCmd::ExcludeTopics {
+                    patterns: vec!["pay.*".into(), "pay.*".into()],
+                    remove: false
+                }
+            ),
+            CommandResponse::Done
+        );
+        let c = st.executions.controls_of("c");
+        assert!(c.frozen && c.excluded_topics == ["pay.*"], "{c:?}");
+        assert_eq!(c.decommission[&1], DrainState::Draining);
+
+        // Persisted and loaded back: the same controls.
+        let key = super::ExecKey::Controls("c".into());
+        let mut bytes = Vec::new();
+        key.bytes(&mut bytes);
+        let v = st.executions.value_bytes(&key).unwrap();
+        let mut loaded = super::Executions::default();
+        loaded.load_kv(&bytes, &v).unwrap();
+        assert_eq!(loaded.controls_of("c"), c);
+
+        // Back to the defaults: nothing stored.
+        for cmd in [
+            ControlsCmd::Freeze {
+                frozen: false,
+                reason: String::new(),
+            },
+            ControlsCmd::ExcludeTopics {
+                patterns: vec!["pay.*".into()],
+                remove: true,
+            },
+            ControlsCmd::Decommission {
+                broker: 1,
+                state: None,
+            },
+        ] {
+            assert_eq!(controls(&mut st, "c", cmd), CommandResponse::Done);
+        }
+        assert!(st.executions.value_bytes(&key).is_none());
+    }
+
     #[test]
     fn the_procedure_rules_hold_at_apply() {
         let mut st = state();

@@ -28,6 +28,7 @@
 //! | `xe` | executions | execution id (u64)                  | `Execution` as JSON |
 //! | `xt` | executions | execution id, task index (u32)      | `Task` as JSON |
 //! | `xn` | executions | —                                   | next execution id (u64) |
+//! | `xc` | executions | cluster name (rest of the key)      | `ClusterControls` as JSON |
 //!
 //! `ro` is the lookup index: the segment holding offset `o` of epoch `e` is
 //! the last `ro` key ≤ (partition, e, o) — a RocksDB `seek_for_prev`.
