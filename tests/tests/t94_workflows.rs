@@ -276,40 +276,43 @@ async fn decommission_empties_a_broker_while_new_partitions_land_on_it() {
     wait_state(&eps, first.parse().unwrap(), &["done"]).await;
 
     // It keeps draining until the broker is empty, then says so.
-    for i in 0.. {
-        let c = run_cli(&eps, &["cluster", "controls", "t94d"]);
-        if c["decommission"]["3"] == "empty" {
-            break;
-        }
-        if i == 300 {
-            let execs = run_cli(&eps, &["rebalance", "list", "--cluster", "t94d"]);
-            let last = execs.as_array().unwrap().last().unwrap()["id"].to_string();
-            panic!(
-                "broker 3 never reported empty: {c}\n{execs}\n{}\n{}",
-                run_cli(&eps, &["rebalance", "show", &last]),
-                (1..=3).map(|n| g.log_tail(n)).collect::<Vec<_>>().join("\n")
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let md = a.metadata().await.unwrap();
-    for t in &md.topics {
-        for p in &t.partitions {
-            assert!(
-                !p.replicas.contains(&3),
-                "{}-{} still on 3",
-                t.name,
-                p.partition
-            );
-        }
-    }
+    // It keeps draining what arrives after the first round; the single
+    // __consumer_offsets partition (RF 3 on three brokers) cannot leave,
+    // and the broker is honestly not reported empty: the follow-up
+    // proposal names why.
+    let off_3 = || async {
+        let md = a.metadata().await.ok()?;
+        md.topics
+            .iter()
+            .filter(|t| t.name.starts_with("t94-d"))
+            .flat_map(|t| &t.partitions)
+            .all(|p| !p.replicas.contains(&3))
+            .then_some(())
+    };
+    eventually("t94-d* off broker 3", off_3).await;
     let execs = run_cli(&eps, &["rebalance", "list", "--cluster", "t94d"]);
+    let execs = execs.as_array().unwrap().clone();
+    assert!(execs.len() >= 2, "a follow-up drain ran: {execs:?}");
     assert!(
-        execs.as_array().unwrap().len() >= 2,
-        "a follow-up drain ran: {execs}"
+        execs.iter().all(|e| e["kind"] == "decommission"),
+        "{execs:?}"
     );
-    let shown = cli(&["--endpoints", &eps, "cluster", "controls", "t94d"]).1;
-    assert!(shown.contains("ready to shut down"), "{shown}");
+    let last = run_cli(
+        &eps,
+        &[
+            "rebalance",
+            "show",
+            &execs.last().unwrap()["id"].to_string(),
+        ],
+    );
+    assert!(
+        last["execution"]["summary"]["warnings"]
+            .to_string()
+            .contains("decommission of broker 3 continues"),
+        "{last}"
+    );
+    let c = run_cli(&eps, &["cluster", "controls", "t94d"]);
+    assert_eq!(c["decommission"]["3"], "draining", "{c}");
     assert_eq!(read_all(&bootstrap, "t94-d", 6), before);
     delete(&a, &["t94-d", "t94-d2"]).await;
 }
@@ -430,7 +433,7 @@ async fn migrate_idc_ends_with_the_policy_met() {
         .unwrap()
         .log_dirs
         .iter()
-        .map(|d| format!("{}=0", d.display()))
+        .map(|d| format!("{}=1TiB", d.display()))
         .collect();
     let mut add = vec![
         "broker",

@@ -561,7 +561,7 @@ impl Executor {
             }
             // Workflows move on about once a second.
             ticks += 1;
-            if ticks % (1000 / self.cfg.tick_ms.clamp(10, 1000)) == 0 {
+            if ticks.is_multiple_of(1000 / self.cfg.tick_ms.clamp(10, 1000)) {
                 tokio::select! {
                     _ = stop.cancelled() => break,
                     _ = self.reconcile(&ctl) => {}

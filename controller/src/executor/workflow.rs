@@ -1,6 +1,6 @@
 //! Operator workflows on the executor's procedure: how each [`Intent`]
 //! shapes the live model before planning ([`shape`]), and what follows
-//! an execution's end ([`Executor::reconcile`]): a decommissioned broker
+//! an execution's end (`Executor::reconcile`): a decommissioned broker
 //! is drained again while Kafka's own placer puts new partitions on it,
 //! and marked empty (ready to shut down) when it holds nothing; a broker
 //! released from a tenant pool leaves the pool only once the tenant has
@@ -149,6 +149,8 @@ fn replicas_on(
         .iter()
         .filter(|t| match tenant {
             None => true,
+            // Internal topics belong to no tenant (and are not planned).
+            Some(_) if t.name.starts_with("__") => false,
             Some(tenant) => topic_tenant(t, pools, c).as_deref() == Some(tenant),
         })
         .flat_map(|t| &t.partitions)

@@ -12,7 +12,9 @@
 //!   leader's late step, or an operator's control in between); it owns
 //!   the state, reason, times, ledger, events and tasks, never the
 //!   operator's flags or the plan;
-//! - nothing changes a finished execution.
+//! - nothing changes a finished execution;
+//! - no step is journaled on a frozen cluster (so none acts after the
+//!   freeze is applied, whatever step was computed before it).
 
 use std::collections::BTreeMap;
 
@@ -378,9 +380,21 @@ impl Executions {
         now: u64,
         touched: &mut Vec<Key>,
     ) -> CommandResponse {
+        let frozen = self
+            .by_id
+            .get(&id)
+            .and_then(|e| self.controls.get(&e.cluster))
+            .is_some_and(|c| c.frozen);
         let Some(e) = self.by_id.get_mut(&id) else {
             return not_found(id);
         };
+        if frozen {
+            // Nothing is journaled, so nothing acts, while frozen.
+            return refuse(format!(
+                "cluster {:?} is frozen: execution {id} waits",
+                e.cluster
+            ));
+        }
         if e.version != expect {
             return refuse(format!(
                 "execution {id} is at version {}, the step was computed from {expect}",
