@@ -132,6 +132,7 @@ async fn t11_cli_registry_round_trip() {
         "payments",
         "--cluster",
         "prod-a",
+        "--registry-only",
         "--broker",
         "2",
     ]);
@@ -250,6 +251,7 @@ async fn t11_cli_registry_round_trip() {
         "payments",
         "--cluster",
         "prod-a",
+        "--registry-only",
         "--broker",
         "1",
     ]);
