@@ -151,6 +151,14 @@ impl Executions {
         }
     }
 
+    /// Drops a removed cluster's controls (a cluster added again later
+    /// under the name starts without them).
+    pub fn forget_controls(&mut self, cluster: &str, touched: &mut Vec<Key>) {
+        if self.controls.remove(cluster).is_some() {
+            touched.push(ExecKey::Controls(cluster.to_string()).into());
+        }
+    }
+
     /// The cluster's controls (the defaults when none were set).
     pub fn controls_of(&self, cluster: &str) -> ClusterControls {
         self.controls.get(cluster).cloned().unwrap_or_default()
@@ -798,6 +806,21 @@ mod tests {
             assert_eq!(controls(&mut st, "c", cmd), CommandResponse::Done);
         }
         assert!(st.executions.value_bytes(&key).is_none());
+
+        // A removed cluster's controls go with it.
+        let frozen_d = ControlsCmd::Freeze {
+            frozen: true,
+            reason: String::new(),
+        };
+        assert_eq!(controls(&mut st, "d", frozen_d), CommandResponse::Done);
+        let mut touched = Vec::new();
+        let r = st.apply(
+            &Request::new(3, Command::RemoveCluster { name: "d".into() }),
+            &mut touched,
+        );
+        assert_eq!(r, CommandResponse::Done);
+        assert!(st.executions.controls.is_empty());
+        assert!(touched.contains(&super::ExecKey::Controls("d".into()).into()));
     }
 
     #[test]

@@ -98,7 +98,13 @@ impl State {
             }
             // Registry.
             Command::AddCluster(c) => reg.add_cluster(c, now, touched),
-            Command::RemoveCluster { name } => reg.remove_cluster(name, touched),
+            Command::RemoveCluster { name } => {
+                let r = reg.remove_cluster(name, touched);
+                if r == CommandResponse::Done {
+                    self.executions.forget_controls(name, touched);
+                }
+                r
+            }
             Command::AddBroker(b) => reg.add_broker(b, now, touched),
             Command::DiscoverCluster {
                 cluster,
