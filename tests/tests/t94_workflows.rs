@@ -80,6 +80,24 @@ async fn delete(a: &KafkaClient, topics: &[&str]) {
     .await;
 }
 
+/// A tenant whose pool is brokers 2 and 3.
+fn tenant_on_2_and_3(eps: &str, tenant: &str, cluster: &str) {
+    run_cli(eps, &["tenant", "create", tenant]);
+    run_cli(
+        eps,
+        &[
+            "pool",
+            "add",
+            "--tenant",
+            tenant,
+            "--cluster",
+            cluster,
+            "--broker",
+            "2,3",
+        ],
+    );
+}
+
 fn id_of(v: &Value) -> String {
     v["execution"]["id"]
         .as_u64()
@@ -97,20 +115,7 @@ async fn topic_create_places_replicas_on_the_chosen_brokers_and_dirs_of_the_pool
     } = shared().await;
     let g = TestCluster::start_with(3, config()).await;
     let eps = register(&g, "t94a", &bootstrap).await;
-    run_cli(&eps, &["tenant", "create", "t94-ten"]);
-    run_cli(
-        &eps,
-        &[
-            "pool",
-            "add",
-            "--tenant",
-            "t94-ten",
-            "--cluster",
-            "t94a",
-            "--broker",
-            "2,3",
-        ],
-    );
+    tenant_on_2_and_3(&eps, "t94-ten", "t94a");
     let create = |extra: &[&str]| {
         let mut args = vec![
             "topic",
@@ -327,20 +332,7 @@ async fn pool_release_moves_the_tenant_off_first_and_pool_add_spreads_onto_the_b
     } = shared().await;
     let g = TestCluster::start_with(3, config()).await;
     let eps = register(&g, "t94p", &bootstrap).await;
-    run_cli(&eps, &["tenant", "create", "t94-pt"]);
-    run_cli(
-        &eps,
-        &[
-            "pool",
-            "add",
-            "--tenant",
-            "t94-pt",
-            "--cluster",
-            "t94p",
-            "--broker",
-            "2,3",
-        ],
-    );
+    tenant_on_2_and_3(&eps, "t94-pt", "t94p");
     run_cli(
         &eps,
         &[

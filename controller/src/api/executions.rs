@@ -140,7 +140,11 @@ pub async fn propose_rebalance(
                 state: guardian_proto::execution::ExecState::Draft,
                 paused: false,
                 cancel_requested: false,
-                reason: "dry run: not stored".into(),
+                reason: if r.dry_run {
+                    "dry run: not stored".into()
+                } else {
+                    "nothing to move: not stored".into()
+                },
                 created_ms: 0,
                 updated_ms: 0,
                 expires_ms: 0,

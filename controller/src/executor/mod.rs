@@ -447,7 +447,9 @@ impl Executor {
             }
             p
         };
-        if r.dry_run {
+        // A dry run, or an approval of nothing (a workflow round with
+        // nothing left to move): not stored.
+        if r.dry_run || (r.approve && proposal.tasks.is_empty()) {
             return Ok(Proposed {
                 execution: None,
                 summary: proposal.summary,

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use guardian_kafka::ClusterMetadata;
 use guardian_planner::balance::Goals;
+use guardian_planner::model::BrokerSpec;
 use guardian_proto::domain::Command;
 use guardian_proto::execution::{
     ClusterControls, ControlsCmd, DrainState, ExecState, ExecutionCmd, Intent,
@@ -31,32 +32,19 @@ pub fn releasing_pool(broker: i32) -> String {
 /// a drain, a pool release and an IDC migration move only what they must
 /// (every goal off); a pool grow balances the tenant's topics only.
 pub fn shape(live: &mut LiveModel, intent: &Intent, goals: &Goals) -> Result<Goals, ApiError> {
-    let broker_missing = |b: i32| ApiError::NotFound {
-        what: format!("broker {b} in cluster {:?}", live.spec.name),
-    };
     match intent {
         Intent::Rebalance | Intent::Revert { .. } => {
             note_empty(live);
             Ok(goals.clone())
         }
         Intent::Decommission { broker } => {
-            let b = live
-                .spec
-                .brokers
-                .iter_mut()
-                .find(|b| b.id == *broker)
-                .ok_or_else(|| broker_missing(*broker))?;
+            let b = broker_mut(live, *broker)?;
             b.decommission = true;
             b.excluded = false;
             Ok(forced_only())
         }
         Intent::PoolAdd { tenant, broker } => {
-            let b = live
-                .spec
-                .brokers
-                .iter_mut()
-                .find(|b| b.id == *broker)
-                .ok_or_else(|| broker_missing(*broker))?;
+            let b = broker_mut(live, *broker)?;
             b.pool = tenant.clone();
             for t in &mut live.spec.topics {
                 if t.pool != *tenant {
@@ -67,12 +55,7 @@ pub fn shape(live: &mut LiveModel, intent: &Intent, goals: &Goals) -> Result<Goa
             Ok(goals.clone())
         }
         Intent::PoolRelease { broker, .. } => {
-            let b = live
-                .spec
-                .brokers
-                .iter_mut()
-                .find(|b| b.id == *broker)
-                .ok_or_else(|| broker_missing(*broker))?;
+            let b = broker_mut(live, *broker)?;
             b.pool = releasing_pool(*broker);
             Ok(forced_only())
         }
@@ -108,6 +91,18 @@ pub fn shape(live: &mut LiveModel, intent: &Intent, goals: &Goals) -> Result<Goa
             Ok(forced_only())
         }
     }
+}
+
+/// The live model's broker `id`, or `NOT_FOUND`.
+fn broker_mut(live: &mut LiveModel, id: i32) -> Result<&mut BrokerSpec, ApiError> {
+    let cluster = live.spec.name.clone();
+    live.spec
+        .brokers
+        .iter_mut()
+        .find(|b| b.id == id)
+        .ok_or(ApiError::NotFound {
+            what: format!("broker {id} in cluster {cluster:?}"),
+        })
 }
 
 /// Says which live brokers hold no replica yet: a newly added broker is
@@ -310,24 +305,22 @@ impl Executor {
         after: u64,
         note: String,
     ) -> Result<(), ApiError> {
-        let mut r = ProposeRequest {
+        let r = ProposeRequest {
             cluster: cluster.to_string(),
             goals: Goals::default(),
             max_moves_per_broker: None,
-            dry_run: true,
+            dry_run: false,
             by: format!("the executor (continuing execution {after})"),
             note: Some(note),
             intent,
             approve: true,
         };
-        // Nothing placeable: say why instead of storing empty executions.
-        let dry = self.propose(ctl, &r).await?;
-        if dry.tasks.is_empty() {
-            tracing::warn!(%cluster, after, unplaced = ?dry.summary.unplaced, "workflow cannot continue: the plan moves nothing");
+        // An approved plan that moves nothing is not stored (`propose`).
+        let p = self.propose(ctl, &r).await?;
+        if p.execution.is_none() {
+            tracing::warn!(%cluster, after, unplaced = ?p.summary.unplaced, "workflow cannot continue: the plan moves nothing");
             return Ok(());
         }
-        r.dry_run = false;
-        let p = self.propose(ctl, &r).await?;
         tracing::info!(%cluster, after, next = p.execution.map_or(0, |e| e.id), "workflow continues");
         Ok(())
     }
