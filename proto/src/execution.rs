@@ -334,6 +334,9 @@ pub struct Execution {
     pub summary: PlanSummary,
     pub ledger: Vec<LedgerEntry>,
     pub events: Vec<Event>,
+    /// A rolling restart's progress (executor-owned; `None` for plans).
+    #[serde(default)]
+    pub roll: Option<RollState>,
 }
 
 impl Execution {
@@ -344,6 +347,14 @@ impl Execution {
         }
         if self.max_tasks_per_broker == 0 {
             return Err(InvalidField::new("max_tasks_per_broker", "must be >= 1"));
+        }
+        if let Intent::Roll { batch, command } = &self.intent {
+            if *batch == 0 {
+                return Err(InvalidField::new("batch", "must be >= 1"));
+            }
+            if command.trim().is_empty() {
+                return Err(InvalidField::new("restart_command", "must not be empty"));
+            }
         }
         Ok(())
     }
@@ -380,6 +391,10 @@ pub enum Intent {
     MigrateIdc { topic: String, idc: String },
     /// The way back from an earlier execution.
     Revert { of: u64 },
+    /// Restart every broker, `batch` at a time, with the operator's
+    /// command (run by `sh -c` on the Guardian leader, once per broker),
+    /// leadership moved off first and restored after.
+    Roll { batch: u32, command: String },
 }
 
 impl Intent {
@@ -391,7 +406,78 @@ impl Intent {
             Intent::PoolRelease { .. } => "pool-release",
             Intent::MigrateIdc { .. } => "migrate-idc",
             Intent::Revert { .. } => "revert",
+            Intent::Roll { .. } => "roll",
         }
+    }
+}
+
+/// Where a rolling restart's current batch is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RollPhase {
+    /// Waiting for no partition of the cluster to be under-replicated.
+    #[default]
+    Waiting,
+    /// Preferred replicas reordered off the batch, leaders elected.
+    Demoting,
+    /// The restart command runs for each broker of the batch.
+    Restarting,
+    /// Waiting for the batch to be back in Metadata and in sync.
+    Recovering,
+    /// The original replica order back, preferred leaders elected.
+    Restoring,
+}
+
+impl RollPhase {
+    pub fn name(self) -> &'static str {
+        match self {
+            RollPhase::Waiting => "waiting",
+            RollPhase::Demoting => "demoting",
+            RollPhase::Restarting => "restarting",
+            RollPhase::Recovering => "recovering",
+            RollPhase::Restoring => "restoring",
+        }
+    }
+}
+
+/// A partition whose replica order the roll changed (to move its
+/// preferred leader off the batch), with the order to put back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Demoted {
+    pub topic: String,
+    pub partition: i32,
+    /// The replicas before the roll reordered them (order = preference).
+    pub replicas: Vec<i32>,
+}
+
+/// A rolling restart's progress, journaled before each action so a new
+/// leader resumes it where it was.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RollState {
+    /// The brokers, batch by batch, fixed when the roll was proposed.
+    pub batches: Vec<Vec<i32>>,
+    /// The current batch (`batches.len()`: every batch is done).
+    pub batch: u32,
+    pub phase: RollPhase,
+    /// When the phase began (its timeouts count from here).
+    pub phase_ms: u64,
+    /// Partitions reordered for the current batch.
+    pub demoted: Vec<Demoted>,
+    /// Brokers of the batch whose restart command was started (journaled
+    /// before it runs: one started and not `restarted` is run again by a
+    /// new leader — restart commands must tolerate that).
+    pub started: Vec<i32>,
+    /// Brokers of the batch whose restart command exited 0.
+    pub restarted: Vec<i32>,
+}
+
+impl RollState {
+    /// The brokers of the current batch (none once every batch is done).
+    pub fn current(&self) -> &[i32] {
+        self.batches
+            .get(self.batch as usize)
+            .map_or(&[], Vec::as_slice)
     }
 }
 

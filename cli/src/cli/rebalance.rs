@@ -101,17 +101,30 @@ fn render(v: &Value) -> String {
             _ => String::new(),
         }
     );
+    let r = &e["roll"];
+    if r.is_object() {
+        let batches = r["batches"].as_array().map_or(0, Vec::len);
+        let _ = writeln!(
+            out,
+            "rolling restart: batch {}/{batches}, {}; restarted in this batch {}",
+            (r["batch"].as_u64().unwrap_or(0) as usize + 1).min(batches),
+            r["phase"].as_str().unwrap_or(""),
+            r["restarted"]
+        );
+    }
     let done = v["bytes_done"].as_u64().unwrap_or(0);
     let total = s["bytes_to_move"].as_u64().unwrap_or(0);
-    let _ = writeln!(
-        out,
-        "bytes to move {} (lower bound {}), done {}; ETA {} s at {}/s per broker",
-        gib(total),
-        gib(s["bytes_lower_bound"].as_u64().unwrap_or(0)),
-        gib(done),
-        v["eta_secs"].as_u64().unwrap_or(0),
-        gib(e["throttle_rate"].as_u64().unwrap_or(0)),
-    );
+    if !r.is_object() {
+        let _ = writeln!(
+            out,
+            "bytes to move {} (lower bound {}), done {}; ETA {} s at {}/s per broker",
+            gib(total),
+            gib(s["bytes_lower_bound"].as_u64().unwrap_or(0)),
+            gib(done),
+            v["eta_secs"].as_u64().unwrap_or(0),
+            gib(e["throttle_rate"].as_u64().unwrap_or(0)),
+        );
+    }
     if let Some(t) = s["table"].as_str() {
         out.push_str(t);
     }

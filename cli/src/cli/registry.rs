@@ -50,6 +50,27 @@ pub enum ClusterCmd {
     },
     /// Resume actuation.
     Unfreeze { name: String },
+    /// Rolling restart (admin): batch by batch, wait until no partition
+    /// is under-replicated, move the batch's leadership off, run the
+    /// restart command once per broker on the Guardian leader (`sh -c`,
+    /// with GUARDIAN_BROKER_ID, GUARDIAN_BROKER_HOST, GUARDIAN_CLUSTER and
+    /// GUARDIAN_EXECUTION set; it must exit 0 once the broker restarted,
+    /// and tolerate running twice), wait until the batch is back and in
+    /// sync, restore its leadership. Needs
+    /// `executor.allow-restart-commands = true` on the controllers.
+    Roll {
+        name: String,
+        /// Brokers restarted together.
+        #[arg(long, default_value_t = 1)]
+        batch: u32,
+        #[arg(long)]
+        restart_command: String,
+        /// Only these brokers (comma-separated; default: every broker).
+        #[arg(long, value_delimiter = ',')]
+        brokers: Vec<i32>,
+        #[command(flatten)]
+        p: super::workflow::ProposeArgs,
+    },
     /// The cluster's standing controls: freeze, exclusions, maintenance,
     /// decommissions (and whether each broker is ready to shut down).
     Controls { name: String },
@@ -331,6 +352,30 @@ pub async fn cluster(c: &Ctx, cmd: ClusterCmd) -> Result<(), CliError> {
         }
         ClusterCmd::Unfreeze { name } => return super::workflow::freeze(c, &name, false, "").await,
         ClusterCmd::Controls { name } => return super::workflow::show_controls(c, &name).await,
+        ClusterCmd::Roll {
+            name,
+            batch,
+            restart_command,
+            brokers,
+            p,
+        } => {
+            let req = pb::RollClusterRequest {
+                cluster: name,
+                batch,
+                restart_command,
+                brokers,
+                approve: p.approve,
+                dry_run: p.dry_run,
+            };
+            let r = c
+                .client
+                .call(|mut s| {
+                    let req = req.clone();
+                    async move { s.roll_cluster(req).await }
+                })
+                .await?;
+            return super::rebalance::print(c, r);
+        }
         ClusterCmd::ExcludeTopics {
             name,
             patterns,

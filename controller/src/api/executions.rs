@@ -94,6 +94,12 @@ pub async fn propose_rebalance(
         serde_json::from_str(&r.intent)
             .map_err(|e| ApiError::invalid("intent", format!("not an intent: {e}")))?
     };
+    if let Intent::Roll { .. } = intent {
+        return Err(ApiError::invalid(
+            "intent",
+            "a rolling restart is proposed with RollCluster (`guardian cluster roll`, admin)",
+        ));
+    }
     // A workflow records what it needs first (undone if planning fails).
     let undo = if r.dry_run {
         Vec::new()
@@ -159,10 +165,36 @@ pub async fn propose_rebalance(
                 summary: p.summary,
                 ledger: Vec::new(),
                 events: Vec::new(),
+                roll: None,
             };
             view(api, &e, &p.tasks)
         }
     }
+}
+
+pub async fn roll_cluster(
+    api: &Call<'_>,
+    r: pb::RollClusterRequest,
+) -> Result<pb::ExecutionJson, ApiError> {
+    drop(api.cluster_state(&r.cluster, false).await?);
+    api.ctl.ensure_leader()?;
+    let p = api
+        .executor
+        .propose_roll(
+            &api.ctl,
+            &crate::executor::roll::RollRequest {
+                cluster: r.cluster,
+                batch: r.batch,
+                command: r.restart_command,
+                brokers: r.brokers,
+                approve: r.approve,
+                dry_run: r.dry_run,
+                by: String::new(),
+            },
+        )
+        .await?;
+    let e = p.execution.expect("a roll proposal has its header");
+    view(api, &e, &[])
 }
 
 pub async fn list_executions(

@@ -198,6 +198,7 @@ service!(AdminService: pb::guardian_admin_server::GuardianAdmin {
     get_controls(pb::GetControlsRequest) -> pb::ControlsJson: Viewer, "read executions" => workflows::get_controls;
     update_controls(pb::UpdateControlsRequest) -> pb::ControlsJson: Operator, "change a cluster's controls" => workflows::update_controls;
     create_topic(pb::CreateTopicRequest) -> pb::CreateTopicResponse: Operator, "create a topic" => workflows::create_topic;
+    roll_cluster(pb::RollClusterRequest) -> pb::ExecutionJson: Admin, "run a rolling restart" => executions::roll_cluster;
     create_tenant(pb::CreateTenantRequest) -> pb::Tenant: Operator, "change the registry" => registry::create_tenant;
     delete_tenant(pb::DeleteTenantRequest) -> pb::Empty: Operator, "change the registry" => registry::delete_tenant;
     list_tenants(pb::ListTenantsRequest) -> pb::ListTenantsResponse: Viewer, "read the registry" => registry::list_tenants;

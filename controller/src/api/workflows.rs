@@ -131,7 +131,7 @@ pub async fn prepare(
     };
     let mut undo = Vec::new();
     match intent {
-        Intent::Rebalance | Intent::Revert { .. } => {}
+        Intent::Rebalance | Intent::Revert { .. } | Intent::Roll { .. } => {}
         Intent::Decommission { broker } => {
             done(
                 api.write(controls_cmd(

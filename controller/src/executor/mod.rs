@@ -19,6 +19,7 @@ pub mod ledger;
 pub mod live_model;
 pub mod procedure;
 pub mod propose;
+pub mod roll;
 pub mod workflow;
 
 use std::collections::{BTreeMap, HashMap};
@@ -88,6 +89,13 @@ pub struct ExecutorConfig {
     pub foreign_reassignments: ForeignReassignments,
     /// Plan internal `__*` topics too (excluded by default).
     pub move_internal_topics: bool,
+    /// Let `guardian cluster roll` run its restart command (`sh -c`, on
+    /// the Guardian leader, as the controller's user). Off by default:
+    /// set it on every node (any of them may lead the roll).
+    pub allow_restart_commands: bool,
+    /// A restart command still running after this long is killed with
+    /// its process group, and the roll pauses.
+    pub restart_timeout_ms: u64,
 }
 
 /// What `propose` does with reassignments in progress that Guardian did
@@ -218,6 +226,8 @@ impl Default for ExecutorConfig {
             auto_approve: AutoApprove::default(),
             foreign_reassignments: ForeignReassignments::Leave,
             move_internal_topics: false,
+            allow_restart_commands: false,
+            restart_timeout_ms: 1_800_000,
         }
     }
 }
@@ -248,6 +258,39 @@ pub struct Proposed {
     pub execution: Option<Execution>,
     pub summary: PlanSummary,
     pub tasks: Vec<Task>,
+}
+
+/// Approves a stored proposal through Raft.
+async fn approve(ctl: &Controller, id: u64, by: &str) -> Result<Execution, ApiError> {
+    match ctl
+        .write(Command::Execution(Box::new(ExecutionCmd::Control {
+            id,
+            action: guardian_proto::execution::Control::Approve,
+            by: by.to_string(),
+        })))
+        .await?
+    {
+        CommandResponse::Execution(e) => Ok(*e),
+        other => Err(super::api::unexpected_response(other)),
+    }
+}
+
+/// Stores a new execution with its first tasks (the rest go in chunks).
+async fn create(
+    ctl: &Controller,
+    header: Execution,
+    tasks: Vec<Task>,
+) -> Result<Execution, ApiError> {
+    match ctl
+        .write(Command::Execution(Box::new(ExecutionCmd::Create {
+            execution: Box::new(header),
+            tasks,
+        })))
+        .await?
+    {
+        CommandResponse::Execution(e) => Ok(*e),
+        other => Err(super::api::unexpected_response(other)),
+    }
 }
 
 /// The leader's executor.
@@ -380,7 +423,15 @@ impl Executor {
         let mut live = live_model::build(&inputs).map_err(|e| ApiError::FailedPrecondition {
             reason: e.to_string(),
         })?;
-        let controls = st.executions.controls_of(cluster);
+        let mut controls = st.executions.controls_of(cluster);
+        // A rolling restart's current batch is in maintenance meanwhile.
+        if let Some(r) = st
+            .executions
+            .active_on(cluster)
+            .and_then(|e| e.roll.as_ref())
+        {
+            controls.maintenance.extend(r.current().iter().copied());
+        }
         let ex =
             live_model::Exclusions::new(&controls.excluded_topics, self.cfg.move_internal_topics)
                 .map_err(|reason| ApiError::FailedPrecondition { reason })?;
@@ -456,42 +507,17 @@ impl Executor {
                 tasks: proposal.tasks,
             });
         }
-        let header = Execution {
-            id: 0,
-            cluster: r.cluster.clone(),
-            kind: r.intent.kind().into(),
-            intent: r.intent.clone(),
-            state: ExecState::Draft,
-            paused: false,
-            cancel_requested: false,
-            reason: String::new(),
-            created_ms: now,
-            updated_ms: now,
-            expires_ms: now + self.cfg.proposal_ttl_ms,
-            started_ms: 0,
-            finished_ms: 0,
-            version: 0,
-            task_count: proposal.tasks.len() as u32,
-            proposed_by: r.by.clone(),
-            approved_by: String::new(),
-            throttle_rate: self.cfg.throttle_bytes_per_sec,
-            max_tasks_per_broker: self.cfg.max_tasks_per_broker,
-            summary: proposal.summary.clone(),
-            ledger: Vec::new(),
-            events: Vec::new(),
-        };
+        let header = self.header(
+            &r.cluster,
+            &r.intent,
+            &r.by,
+            proposal.summary.clone(),
+            proposal.tasks.len() as u32,
+            now,
+        );
         let mut chunks = proposal.tasks.chunks(MAX_TASKS_PER_ENTRY);
         let first = chunks.next().map(<[Task]>::to_vec).unwrap_or_default();
-        let mut e = match ctl
-            .write(Command::Execution(Box::new(ExecutionCmd::Create {
-                execution: Box::new(header),
-                tasks: first,
-            })))
-            .await?
-        {
-            CommandResponse::Execution(e) => *e,
-            other => return Err(super::api::unexpected_response(other)),
-        };
+        let mut e = create(ctl, header, first).await?;
         for c in chunks {
             e = match ctl
                 .write(Command::Execution(Box::new(ExecutionCmd::AppendTasks {
@@ -511,27 +537,55 @@ impl Executor {
                 .refuses(&proposal.tasks, now)
                 .is_none();
         if r.approve || auto {
-            e = match ctl
-                .write(Command::Execution(Box::new(ExecutionCmd::Control {
-                    id: e.id,
-                    action: guardian_proto::execution::Control::Approve,
-                    by: if r.approve {
-                        r.by.clone()
-                    } else {
-                        "auto-approve".into()
-                    },
-                })))
-                .await?
-            {
-                CommandResponse::Execution(e) => *e,
-                other => return Err(super::api::unexpected_response(other)),
+            let by = if r.approve {
+                r.by.as_str()
+            } else {
+                "auto-approve"
             };
+            e = approve(ctl, e.id, by).await?;
         }
         Ok(Proposed {
             execution: Some(e),
             summary: proposal.summary,
             tasks: proposal.tasks,
         })
+    }
+
+    /// A new proposal's header.
+    fn header(
+        &self,
+        cluster: &str,
+        intent: &Intent,
+        by: &str,
+        summary: PlanSummary,
+        task_count: u32,
+        now: u64,
+    ) -> Execution {
+        Execution {
+            id: 0,
+            cluster: cluster.to_string(),
+            kind: intent.kind().into(),
+            intent: intent.clone(),
+            state: ExecState::Draft,
+            paused: false,
+            cancel_requested: false,
+            reason: String::new(),
+            created_ms: now,
+            updated_ms: now,
+            expires_ms: now + self.cfg.proposal_ttl_ms,
+            started_ms: 0,
+            finished_ms: 0,
+            version: 0,
+            task_count,
+            proposed_by: by.to_string(),
+            approved_by: String::new(),
+            throttle_rate: self.cfg.throttle_bytes_per_sec,
+            max_tasks_per_broker: self.cfg.max_tasks_per_broker,
+            summary,
+            ledger: Vec::new(),
+            events: Vec::new(),
+            roll: None,
+        }
     }
 
     /// Steps every active execution every `tick-ms` until `stop` (the end
@@ -552,6 +606,7 @@ impl Executor {
                 hot_util: self.cfg.hot_disk_util,
                 slow_produce_ms: self.cfg.slow_produce_p99_ms,
             },
+            restart_timeout_ms: self.cfg.restart_timeout_ms,
         };
         let mut tick = tokio::time::interval(Duration::from_millis(self.cfg.tick_ms.max(10)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -773,5 +828,7 @@ impl Executor {
     }
 }
 
+#[cfg(test)]
+mod roll_tests;
 #[cfg(test)]
 mod tests;

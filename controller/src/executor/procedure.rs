@@ -48,6 +48,9 @@ pub struct StepConfig {
     /// than this still starts on a broker with nothing in flight).
     pub max_bytes_per_broker: u64,
     pub adapt: Adapt,
+    /// A roll's restart command still running after this long is killed
+    /// (and the roll pauses).
+    pub restart_timeout_ms: u64,
 }
 
 /// Per-broker rate adaptation from live headroom: halve a broker's rate
@@ -108,6 +111,20 @@ pub struct Soft {
     pub held: BTreeSet<i32>,
     /// Tasks named once as waiting for a broker in maintenance.
     pub held_noted: BTreeSet<u32>,
+    /// A roll's restart commands running on this leader, per broker.
+    pub restarts: BTreeMap<i32, tokio::task::JoinHandle<Result<(), String>>>,
+    /// A roll's waits already named in its events.
+    pub roll_noted: BTreeSet<String>,
+}
+
+impl Drop for Soft {
+    /// A node that stops leading stops the restart commands it runs (the
+    /// new leader runs them again: they were journaled as started).
+    fn drop(&mut self) {
+        for h in self.restarts.values() {
+            h.abort();
+        }
+    }
 }
 
 impl Soft {
@@ -239,6 +256,9 @@ pub async fn step<K: KafkaAdmin, J: Journal>(
             commit(j, &e, Vec::new()).await
         }
         ExecState::Preflight => preflight(k, j, e, tasks, now).await,
+        ExecState::Executing if e.roll.is_some() => {
+            super::roll::step(k, j, e, cfg, soft, now).await
+        }
         ExecState::Executing if e.cancel_requested => cancel(k, j, e, tasks, now).await,
         ExecState::Executing => execute(k, j, e, tasks, cfg, soft, now).await,
         ExecState::Verifying => verify(k, j, e, tasks, now).await,

@@ -22,7 +22,7 @@ use super::procedure::{step, Journal, Soft, StepConfig};
 const MB: i64 = 1 << 20;
 
 /// The journal: the replicated state's apply, with crash points.
-struct MemJournal {
+pub(super) struct MemJournal {
     st: Mutex<State>,
     writes: AtomicUsize,
     /// (write number, applied before the crash?)
@@ -30,7 +30,7 @@ struct MemJournal {
 }
 
 impl MemJournal {
-    fn apply(&self, cmd: ExecutionCmd) -> CommandResponse {
+    pub(super) fn apply(&self, cmd: ExecutionCmd) -> CommandResponse {
         // Through JSON, as the Raft log carries it.
         let cmd: ExecutionCmd = serde_json::from_slice(&serde_json::to_vec(&cmd).unwrap()).unwrap();
         let mut touched = Vec::new();
@@ -40,7 +40,7 @@ impl MemJournal {
         )
     }
 
-    fn current(&self) -> (Execution, Vec<Task>) {
+    pub(super) fn current(&self) -> (Execution, Vec<Task>) {
         let st = self.st.lock().unwrap();
         let e = st.executions.by_id.values().next().unwrap().clone();
         let t = st.executions.tasks_of(e.id).to_vec();
@@ -311,26 +311,6 @@ fn journal_of(
     tasks: Vec<Task>,
     per_broker: u32,
 ) -> MemJournal {
-    let j = MemJournal {
-        st: Mutex::new(State::default()),
-        writes: AtomicUsize::new(0),
-        crash,
-    };
-    let mut touched = Vec::new();
-    j.st.lock().unwrap().apply(
-        &Request::new(
-            1,
-            Command::AddCluster(Cluster {
-                id: 0,
-                name: "m".into(),
-                bootstrap_servers: vec!["127.0.0.1:9092".into()],
-                idc: "east".into(),
-                kafka_cluster_id: None,
-                created_at_ms: 0,
-            }),
-        ),
-        &mut touched,
-    );
     let e = Execution {
         id: 0,
         cluster: "m".into(),
@@ -354,7 +334,34 @@ fn journal_of(
         summary: PlanSummary::default(),
         ledger: Vec::new(),
         events: Vec::new(),
+        roll: None,
     };
+    approved(crash, e, tasks)
+}
+
+/// A journal holding `e` (with `tasks`), created and approved on
+/// cluster `m`.
+pub(super) fn approved(crash: Option<(usize, bool)>, e: Execution, tasks: Vec<Task>) -> MemJournal {
+    let j = MemJournal {
+        st: Mutex::new(State::default()),
+        writes: AtomicUsize::new(0),
+        crash,
+    };
+    let mut touched = Vec::new();
+    j.st.lock().unwrap().apply(
+        &Request::new(
+            1,
+            Command::AddCluster(Cluster {
+                id: 0,
+                name: "m".into(),
+                bootstrap_servers: vec!["127.0.0.1:9092".into()],
+                idc: "east".into(),
+                kafka_cluster_id: None,
+                created_at_ms: 0,
+            }),
+        ),
+        &mut touched,
+    );
     let created = j.apply(ExecutionCmd::Create {
         execution: Box::new(e),
         tasks,
@@ -370,9 +377,7 @@ fn journal_of(
     j
 }
 
-/// Steps until the execution ends or the leader "dies" (a step error
-/// caused by a crash point); returns whether it died.
-fn cfg() -> StepConfig {
+pub(super) fn cfg() -> StepConfig {
     StepConfig {
         leader_wait_ms: 30_000,
         broker_grace_ms: 10_000,
@@ -388,6 +393,7 @@ fn cfg() -> StepConfig {
             hot_util: 0.85,
             slow_produce_ms: 200.0,
         },
+        restart_timeout_ms: 60_000,
     }
 }
 

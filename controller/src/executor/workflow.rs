@@ -37,6 +37,10 @@ pub fn shape(live: &mut LiveModel, intent: &Intent, goals: &Goals) -> Result<Goa
             note_empty(live);
             Ok(goals.clone())
         }
+        Intent::Roll { .. } => Err(ApiError::invalid(
+            "intent",
+            "a rolling restart has no plan (Executor::propose_roll)",
+        )),
         Intent::Decommission { broker } => {
             let b = broker_mut(live, *broker)?;
             b.decommission = true;

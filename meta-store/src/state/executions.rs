@@ -440,6 +440,10 @@ impl Executions {
         e.ledger = new.ledger.clone();
         e.events = new.events.clone();
         e.throttle_rate = new.throttle_rate;
+        e.roll = new.roll.clone();
+        // The executor may pause (a restart command that failed waits for
+        // the operator); only an operator resumes.
+        e.paused |= new.paused;
         if e.state.terminal() {
             e.paused = false;
         }
@@ -641,6 +645,7 @@ mod tests {
             summary: PlanSummary::default(),
             ledger: vec![],
             events: vec![],
+            roll: None,
         })
     }
 
