@@ -230,7 +230,9 @@ impl KafkaCluster {
             ],
         };
         let brokers = specs.iter().filter(|s| s.2.is_some()).count();
-        let rf = if brokers >= 3 { 3 } else { 1 };
+        // Internal topics at RF 2 on three brokers: like any real cluster
+        // larger than its replication factor, a broker can be drained.
+        let rf = if brokers >= 3 { 2 } else { 1 };
         let ports: Vec<(u16, u16)> = specs
             .iter()
             .map(|_| (crate::reserve_port(), crate::reserve_port()))
@@ -517,6 +519,28 @@ impl KafkaCluster {
             .find(|n| n.id == id)
             .expect("a node of the cluster");
         if let Some(mut c) = n.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERMs node `id` (a controlled shutdown: its leadership moves,
+    /// its logs close cleanly) and waits for it to exit (SIGKILL after 60 s).
+    pub fn terminate(&mut self, id: i32) {
+        let n = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.id == id)
+            .expect("a node of the cluster");
+        if let Some(mut c) = n.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -944,5 +968,162 @@ pub mod data {
             .add_partition_offset(topic, 0, Offset::Offset(next))
             .expect("partition");
         c.commit(&commit, CommitMode::Sync).expect("committed");
+    }
+}
+
+/// Live traffic for tests that change a cluster under load: producers
+/// (acks=all, idempotent, each record's key and value a unique id) and
+/// one consumer in a group, counting what each side saw.
+pub mod traffic {
+    use std::collections::{BTreeSet, VecDeque};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use rdkafka::Message;
+
+    /// Running traffic; [`Traffic::stop`] ends it and reports.
+    pub struct Traffic {
+        stop: Arc<AtomicBool>,
+        stop_consumer: Arc<AtomicBool>,
+        producers: Vec<tokio::task::JoinHandle<(Vec<String>, Vec<String>)>>,
+        consumer: Option<std::thread::JoinHandle<()>>,
+        consumed: Arc<Mutex<BTreeSet<String>>>,
+    }
+
+    /// What the clients saw.
+    #[derive(Debug)]
+    pub struct Report {
+        /// Ids whose produce was acknowledged.
+        pub acked: BTreeSet<String>,
+        /// Produce errors surfaced to the application (after the client's
+        /// own retries).
+        pub errors: Vec<String>,
+        /// Ids the consumer read.
+        pub consumed: BTreeSet<String>,
+    }
+
+    impl Traffic {
+        /// `producers` producers of about 200 records/s each, and one
+        /// consumer in `group`, on `topic`.
+        pub fn start(bootstrap: &[String], topic: &str, producers: usize, group: &str) -> Traffic {
+            let stop = Arc::new(AtomicBool::new(false));
+            let stop_consumer = Arc::new(AtomicBool::new(false));
+            let consumed = Arc::new(Mutex::new(BTreeSet::new()));
+            let servers = bootstrap.join(",");
+            let producers = (0..producers)
+                .map(|n| {
+                    let (stop, topic, servers) = (stop.clone(), topic.to_string(), servers.clone());
+                    tokio::spawn(async move {
+                        let p: FutureProducer = ClientConfig::new()
+                            .set("bootstrap.servers", &servers)
+                            .set("acks", "all")
+                            .set("enable.idempotence", "true")
+                            .set("linger.ms", "5")
+                            .set("message.timeout.ms", "120000")
+                            .create()
+                            .expect("an rdkafka producer");
+                        let (mut acked, mut errors) = (Vec::new(), Vec::new());
+                        let mut inflight = VecDeque::new();
+                        let settle =
+                            |acked: &mut Vec<String>, errors: &mut Vec<String>, r: (String, _)| {
+                                let (id, r): (String, Result<_, _>) = r;
+                                match r {
+                                    Ok(Ok(_)) => acked.push(id),
+                                    Ok(Err((e, _))) => errors.push(format!("{id}: {e}")),
+                                    Err(e) => errors.push(format!("{id}: {e}")),
+                                }
+                            };
+                        let mut seq = 0u64;
+                        while !stop.load(Ordering::SeqCst) {
+                            let id = format!("p{n}-{seq}");
+                            seq += 1;
+                            match p.send_result(FutureRecord::to(&topic).key(&id).payload(&id)) {
+                                Ok(f) => inflight.push_back((id, f)),
+                                Err((e, _)) => errors.push(format!("{id}: not queued: {e}")),
+                            }
+                            while inflight.len() > 50 {
+                                let (id, f) = inflight.pop_front().expect("non-empty");
+                                settle(&mut acked, &mut errors, (id, f.await));
+                            }
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        while let Some((id, f)) = inflight.pop_front() {
+                            settle(&mut acked, &mut errors, (id, f.await));
+                        }
+                        (acked, errors)
+                    })
+                })
+                .collect();
+            let consumer = {
+                let (stop, seen, topic, group) = (
+                    stop_consumer.clone(),
+                    consumed.clone(),
+                    topic.to_string(),
+                    group.to_string(),
+                );
+                std::thread::spawn(move || {
+                    let c: BaseConsumer = ClientConfig::new()
+                        .set("bootstrap.servers", &servers)
+                        .set("group.id", &group)
+                        .set("auto.offset.reset", "earliest")
+                        .set("enable.auto.commit", "true")
+                        .create()
+                        .expect("an rdkafka consumer");
+                    c.subscribe(&[&topic]).expect("subscribed");
+                    while !stop.load(Ordering::SeqCst) {
+                        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+                            if let Some(k) = m.key() {
+                                seen.lock()
+                                    .unwrap()
+                                    .insert(String::from_utf8_lossy(k).into_owned());
+                            }
+                        }
+                    }
+                })
+            };
+            Traffic {
+                stop,
+                stop_consumer,
+                producers,
+                consumer: Some(consumer),
+                consumed,
+            }
+        }
+
+        /// Records the consumer has read so far.
+        pub fn consumed(&self) -> usize {
+            self.consumed.lock().unwrap().len()
+        }
+
+        /// Stops the producers (every record in flight settles), waits up
+        /// to `catch_up` for the consumer to read every acknowledged
+        /// record, stops it and reports.
+        pub async fn stop(mut self, catch_up: Duration) -> Report {
+            self.stop.store(true, Ordering::SeqCst);
+            let (mut acked, mut errors) = (BTreeSet::new(), Vec::new());
+            for p in self.producers.drain(..) {
+                let (a, e) = p.await.expect("a producer task");
+                acked.extend(a);
+                errors.extend(e);
+            }
+            let deadline = Instant::now() + catch_up;
+            while Instant::now() < deadline && !acked.is_subset(&self.consumed.lock().unwrap()) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            self.stop_consumer.store(true, Ordering::SeqCst);
+            if let Some(c) = self.consumer.take() {
+                let _ = c.join();
+            }
+            let consumed = self.consumed.lock().unwrap().clone();
+            Report {
+                acked,
+                errors,
+                consumed,
+            }
+        }
     }
 }

@@ -763,6 +763,40 @@ async fn t35_rebalance_errors_are_named() {
         Code::FailedPrecondition,
         "Kafka cluster \"dead\"",
     );
+    let roll = cl
+        .call(|mut s| async move {
+            s.roll_cluster(pb::RollClusterRequest {
+                cluster: "dead".into(),
+                batch: 1,
+                restart_command: "true".into(),
+                ..Default::default()
+            })
+            .await
+        })
+        .await;
+    has(
+        "a roll where restart commands are off",
+        roll,
+        Code::FailedPrecondition,
+        "executor.allow-restart-commands",
+    );
+    let intent = pb::ProposeRebalanceRequest {
+        cluster: "dead".into(),
+        intent: r#"{"kind":"roll","batch":1,"command":"true"}"#.into(),
+        ..Default::default()
+    };
+    let via_propose = cl
+        .call(|mut s| {
+            let req = intent.clone();
+            async move { s.propose_rebalance(req).await }
+        })
+        .await;
+    has(
+        "a roll through ProposeRebalance",
+        via_propose,
+        Code::InvalidArgument,
+        "RollCluster",
+    );
     let control = |id: u64, action: &str| {
         let req = pb::ControlExecutionRequest {
             id,

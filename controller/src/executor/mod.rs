@@ -301,6 +301,9 @@ pub struct Executor {
     clients: Mutex<HashMap<String, Arc<KafkaClient>>>,
     /// Per execution: soft state of the leader (progress in bytes).
     soft: Mutex<BTreeMap<u64, Soft>>,
+    /// Topics bound to a tenant but missing from Kafka's metadata, since
+    /// when (the reconciler unbinds them after a grace period).
+    unbound_since: Mutex<BTreeMap<(String, String), u64>>,
 }
 
 struct RaftJournal<'a>(&'a Controller);
@@ -329,6 +332,7 @@ impl Executor {
             collector,
             clients: Default::default(),
             soft: Default::default(),
+            unbound_since: Default::default(),
         }
     }
 

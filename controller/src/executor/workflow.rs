@@ -179,6 +179,10 @@ pub fn topic_tenant(
         .filter(|p| !p.is_empty())
 }
 
+/// How long a tenant's topic may be missing from Kafka before its
+/// binding goes (see `forget_deleted_topics`).
+pub const UNBIND_AFTER_MS: u64 = 30_000;
+
 impl Executor {
     /// Carries standing workflows forward, for every cluster not frozen
     /// and with no execution running: see the module docs.
@@ -189,7 +193,10 @@ impl Executor {
                 .controls
                 .iter()
                 .filter(|(_, c)| {
-                    !c.frozen && (!c.decommission.is_empty() || !c.releasing.is_empty())
+                    !c.frozen
+                        && (!c.decommission.is_empty()
+                            || !c.releasing.is_empty()
+                            || !c.topic_tenants.is_empty())
                 })
                 .filter(|(name, _)| st.executions.active_on(name).is_none())
                 .map(|(n, c)| (n.clone(), c.clone()))
@@ -240,6 +247,7 @@ impl Executor {
                 cmd,
             }))
         };
+        self.forget_deleted_topics(ctl, cluster, c, &md).await?;
         for (&b, &state) in &c.decommission {
             let n = replicas_on(&md, b, None, &pools, c);
             let intent = Intent::Decommission { broker: b };
@@ -295,6 +303,50 @@ impl Executor {
                 ))
                 .await?;
             }
+        }
+        Ok(())
+    }
+
+    /// A topic bound to a tenant that Kafka no longer has (deleted) loses
+    /// its binding once it has been missing for [`UNBIND_AFTER_MS`] (a
+    /// `topic create` binds just before CreateTopics), so a new topic of
+    /// the same name is no tenant's until bound again.
+    async fn forget_deleted_topics(
+        &self,
+        ctl: &Controller,
+        cluster: &str,
+        c: &ClusterControls,
+        md: &guardian_kafka::ClusterMetadata,
+    ) -> Result<(), ApiError> {
+        let now = crate::time::now_ms();
+        let gone: Vec<String> = {
+            let mut since = self.unbound_since.lock().unwrap_or_else(|p| p.into_inner());
+            since.retain(|(cl, t), _| {
+                cl != cluster
+                    || (c.topic_tenants.contains_key(t) && !md.topics.iter().any(|x| x.name == *t))
+            });
+            c.topic_tenants
+                .keys()
+                .filter(|t| !md.topics.iter().any(|x| x.name == **t))
+                .filter(|t| {
+                    let at = *since
+                        .entry((cluster.to_string(), (*t).clone()))
+                        .or_insert(now);
+                    now.saturating_sub(at) >= UNBIND_AFTER_MS
+                })
+                .cloned()
+                .collect()
+        };
+        for topic in gone {
+            ctl.write(Command::Execution(Box::new(ExecutionCmd::Controls {
+                cluster: cluster.to_string(),
+                cmd: ControlsCmd::BindTopic {
+                    topic: topic.clone(),
+                    tenant: None,
+                },
+            })))
+            .await?;
+            tracing::info!(%cluster, %topic, "topic deleted from Kafka: its tenant binding is removed");
         }
         Ok(())
     }
