@@ -310,6 +310,7 @@ impl NodeConfig {
                 x.min_throttle_bytes_per_sec,
             ),
             ("executor.adapt-interval-ms", x.adapt_interval_ms),
+            ("executor.restart-timeout-ms", x.restart_timeout_ms),
         ] {
             if v == 0 {
                 return Err(invalid(key, "must be > 0"));
