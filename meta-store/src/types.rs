@@ -81,6 +81,8 @@ pub enum CommandResponse {
     Discovered(DiscoveryReport),
     /// An execution's header after the change.
     Execution(Box<guardian_proto::execution::Execution>),
+    /// A throttle claim after the change (its id assigned).
+    Claim(Box<guardian_proto::governance::Claim>),
 }
 
 /// What `cluster discover` changed (or would change) in the registry.

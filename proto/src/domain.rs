@@ -473,6 +473,8 @@ pub enum Command {
     },
     /// The executor's procedures (`crate::execution`).
     Execution(Box<crate::execution::ExecutionCmd>),
+    /// Live governance: events and throttle claims.
+    Governance(Box<crate::governance::GovernanceCmd>),
 }
 
 /// `bytes_in` of a partition without a sample in the slot.
@@ -593,6 +595,7 @@ impl Command {
             Command::AddCluster(c) => c.validate(),
             Command::RemoveCluster { name } => validate_name("name", name),
             Command::Execution(c) => c.validate(),
+            Command::Governance(c) => c.validate(),
             Command::AddBroker(b) => b.validate(),
             Command::DiscoverCluster {
                 cluster,
@@ -754,6 +757,7 @@ impl Command {
             Command::RecordLoad { .. } => "record_load",
             Command::RecordPartitionLoad { .. } => "record_partition_load",
             Command::Execution(_) => "execution",
+            Command::Governance(_) => "governance",
         }
     }
 
@@ -788,6 +792,7 @@ impl Command {
                 })
                 .sum(),
             Command::Execution(c) => c.approx_size(),
+            Command::Governance(c) => c.approx_size(),
             _ => 256,
         }
     }

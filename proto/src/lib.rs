@@ -7,6 +7,7 @@
 //!   their validation rules. Domain code never sees generated types.
 //! - [`execution`]: the executor's durable procedures (plans carried out
 //!   on Kafka, their tasks and throttle ledger).
+//! - [`governance`]: live governance's event log and throttle claims.
 //! - [`remote_log`]: the tiered-storage metadata domain (KIP-405 segments,
 //!   states, events).
 //! - [`conv`]: the one place where `pb` and `domain` meet (`TryFrom` with a
@@ -19,6 +20,7 @@
 pub mod conv;
 pub mod domain;
 pub mod execution;
+pub mod governance;
 pub mod remote_log;
 
 /// Generated protobuf and gRPC code for package `guardian.v1`.

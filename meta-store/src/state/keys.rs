@@ -1,6 +1,6 @@
 //! The `sm_data` key space: shared pieces of the key encoding. Each domain
 //! ([`super::registry`], [`super::remote_log`], [`super::load`],
-//! [`super::requests`], [`super::executions`]) owns its key variants, how they are laid out, their
+//! [`super::requests`], [`super::executions`], [`super::governance`]) owns its key variants, how they are laid out, their
 //! current values and how a stored pair loads back; [`super::Key`]
 //! dispatches by domain and [`super::State::load_kv`] by tag.
 //!
@@ -29,6 +29,9 @@
 //! | `xt` | executions | execution id, task index (u32)      | `Task` as JSON |
 //! | `xn` | executions | —                                   | next execution id (u64) |
 //! | `xc` | executions | cluster name (rest of the key)      | `ClusterControls` as JSON |
+//! | `ge` | governance | event seq (u64)                     | `EventRecord` as JSON |
+//! | `gc` | governance | claim id (u64)                      | `Claim` as JSON |
+//! | `gn` | governance | —                                   | next event seq, next claim id (u64 each) |
 //!
 //! `ro` is the lookup index: the segment holding offset `o` of epoch `e` is
 //! the last `ro` key ≤ (partition, e, o) — a RocksDB `seek_for_prev`.

@@ -5,6 +5,7 @@
 //! - [`remote_log`]: tiered-storage metadata (KIP-405);
 //! - [`load`]: the last hour of collected load;
 //! - [`executions`]: the executor's durable procedures;
+//! - [`governance`]: the event log and the governance loop's throttle claims;
 //! - [`requests`]: results kept for retried client requests (idempotent
 //!   writes).
 //!
@@ -18,6 +19,7 @@
 //! writes exactly those to RocksDB in the entry's batch.
 
 pub mod executions;
+pub mod governance;
 pub mod keys;
 pub mod load;
 pub mod registry;
@@ -29,6 +31,7 @@ use guardian_proto::domain::{Command, Request};
 use crate::error::StoreError;
 use crate::types::{CommandResponse, Rejection};
 use executions::{ExecKey, Executions};
+use governance::{GovKey, Governance};
 use load::{LoadHistories, LoadKey};
 use registry::{Registry, RegistryKey};
 use remote_log::{RemoteLogState, RlKey};
@@ -42,6 +45,7 @@ pub enum Key {
     Load(LoadKey),
     Request(RequestKey),
     Execution(ExecKey),
+    Governance(GovKey),
 }
 
 impl Key {
@@ -54,6 +58,7 @@ impl Key {
             Key::Load(k) => k.bytes(&mut out),
             Key::Request(k) => k.bytes(&mut out),
             Key::Execution(k) => k.bytes(&mut out),
+            Key::Governance(k) => k.bytes(&mut out),
         }
         out
     }
@@ -67,6 +72,7 @@ pub struct State {
     pub load: LoadHistories,
     pub requests: Requests,
     pub executions: Executions,
+    pub governance: Governance,
 }
 
 impl State {
@@ -150,6 +156,8 @@ impl State {
             }
             // Executions.
             Command::Execution(c) => self.executions.apply(reg, c, now, touched),
+            // Governance.
+            Command::Governance(c) => self.governance.apply(c, now, touched),
         }
     }
 
@@ -161,6 +169,7 @@ impl State {
             Key::Load(k) => self.load.value_bytes(k),
             Key::Request(k) => self.requests.value_bytes(k),
             Key::Execution(k) => self.executions.value_bytes(k),
+            Key::Governance(k) => self.governance.value_bytes(k),
         }
     }
 
@@ -181,6 +190,8 @@ impl State {
             self.requests.load_kv(k, v)
         } else if executions::TAGS.contains(&tag) {
             self.executions.load_kv(k, v)
+        } else if governance::TAGS.contains(&tag) {
+            self.governance.load_kv(k, v)
         } else {
             Err(StoreError::bad_record(k, "unknown tag"))
         }

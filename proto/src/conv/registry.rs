@@ -173,6 +173,9 @@ impl From<domain::Request> for pb::Request {
             Command::Execution(c) => PbCmd::Execution(pb::ExecutionCmd {
                 json: serde_json::to_vec(&c).expect("executor commands serialize"),
             }),
+            Command::Governance(c) => PbCmd::Governance(pb::GovernanceCmd {
+                json: serde_json::to_vec(&c).expect("governance commands serialize"),
+            }),
             Command::DiscoverCluster {
                 cluster,
                 kafka_cluster_id,
@@ -303,6 +306,11 @@ impl TryFrom<pb::Request> for domain::Request {
             PbCmd::Execution(c) => {
                 Command::Execution(Box::new(serde_json::from_slice(&c.json).map_err(|e| {
                     InvalidField::new("execution.json", format!("not an executor command: {e}"))
+                })?))
+            }
+            PbCmd::Governance(c) => {
+                Command::Governance(Box::new(serde_json::from_slice(&c.json).map_err(|e| {
+                    InvalidField::new("governance.json", format!("not a governance command: {e}"))
                 })?))
             }
             PbCmd::DiscoverCluster(c) => Command::DiscoverCluster {
