@@ -67,6 +67,9 @@ pub struct NodeConfig {
     /// How plans are carried out on Kafka.
     #[serde(default)]
     pub executor: crate::executor::ExecutorConfig,
+    /// Live throttling and the event log.
+    #[serde(default)]
+    pub governance: crate::governance::GovernanceConfig,
 }
 
 /// The leader's Kafka admin connections (every registered cluster).
@@ -264,6 +267,7 @@ impl NodeConfig {
             tls: None,
             kafka: KafkaConfig::default(),
             executor: Default::default(),
+            governance: Default::default(),
         }
     }
 
@@ -311,6 +315,15 @@ impl NodeConfig {
             ),
             ("executor.adapt-interval-ms", x.adapt_interval_ms),
             ("executor.restart-timeout-ms", x.restart_timeout_ms),
+            ("governance.interval-ms", self.governance.interval_ms),
+            ("governance.claim-ttl-ms", self.governance.claim_ttl_ms),
+            ("governance.max-claim-ms", self.governance.max_claim_ms),
+            (
+                "governance.release-after-rounds",
+                self.governance.release_after_rounds as u64,
+            ),
+            ("governance.max-events", self.governance.max_events as u64),
+            ("governance.events-max-age-ms", self.governance.events_max_age_ms),
         ] {
             if v == 0 {
                 return Err(invalid(key, "must be > 0"));

@@ -35,6 +35,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod executor;
+pub mod governance;
 pub mod leader;
 pub mod load;
 pub mod node;

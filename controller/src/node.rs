@@ -196,16 +196,27 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         .with_service_name("grpc.reflection.v1.ServerReflection")
         .build_v1()
         .map_err(|e| NodeError::Task(e.to_string()))?;
-    let collector = Arc::new(Collector::new(cfg.collect.clone()));
+    let events = Arc::new(crate::governance::events::EventLog::new(
+        cfg.governance.retention(),
+    ));
+    let collector = Arc::new(Collector::new(cfg.collect.clone(), events.clone()));
     let executor = Arc::new(crate::executor::Executor::new(
         cfg.executor.clone(),
         cfg.kafka.clone(),
+        collector.clone(),
+        events.clone(),
+    ));
+    let governance = Arc::new(crate::governance::Governance::new(
+        cfg.governance.clone(),
+        events,
+        executor.clone(),
         collector.clone(),
     ));
     let supervisor = Supervisor {
         ctl: ctl.clone(),
         collector: collector.clone(),
         executor: executor.clone(),
+        governance: governance.clone(),
         tasks: tasks.clone(),
     };
     tasks.spawn("leader supervisor", supervisor.run(stop.clone()));
@@ -213,12 +224,16 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         ctl: ctl.clone(),
         collector,
         executor,
+        governance,
         peer_token: cfg.raft.peer_token.clone(),
         kafka: cfg.kafka.clone(),
     });
     let auth = Auth::new(&cfg.auth);
     let admin_svc = GuardianAdminServer::new(AdminService::new(api.clone(), auth.clone()))
         .max_decoding_message_size(cfg.grpc.max_request_bytes);
+    let events_svc = guardian_proto::pb::guardian_events_server::GuardianEventsServer::new(
+        crate::api::governance::EventsService::new(api.clone(), auth.clone()),
+    );
     let remote_log_svc = RemoteLogMetadataServer::new(RemoteLogService::new(api, auth))
         .max_decoding_message_size(cfg.grpc.max_request_bytes)
         .max_encoding_message_size(cfg.grpc.max_request_bytes.max(64 << 20));
@@ -240,6 +255,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         .add_service(health_svc)
         .add_service(reflection)
         .add_service(admin_svc)
+        .add_service(events_svc)
         .add_service(remote_log_svc)
         .serve_with_incoming_shutdown(incoming(admin_listener), until_stopped(stop.clone()));
 

@@ -138,6 +138,28 @@ pub struct Claim {
     pub absent_rounds: u32,
 }
 
+/// What an operator knows of a broker's host that the reporter cannot
+/// measure (or that a test needs fixed): its page cache and disk budgets.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HostOverrides {
+    /// Bytes of page cache the broker's data can use (instead of the
+    /// reporter's figure).
+    pub page_cache_bytes: Option<u64>,
+    /// Per log dir: bytes/s the disk may write / read before Guardian acts.
+    pub write_budgets: BTreeMap<String, f64>,
+    pub read_budgets: BTreeMap<String, f64>,
+}
+
+// Budgets are finite and >= 0 (validated), so equality is total.
+impl Eq for HostOverrides {}
+
+impl HostOverrides {
+    pub fn is_empty(&self) -> bool {
+        *self == HostOverrides::default()
+    }
+}
+
 /// The governance domain's commands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -151,6 +173,12 @@ pub enum GovernanceCmd {
     PutClaim { claim: Box<Claim> },
     /// Forgets a claim (its prior value was restored, or never written).
     DropClaim { id: u64 },
+    /// Replaces a broker's host overrides (empty: none).
+    SetHost {
+        cluster: String,
+        broker: i32,
+        host: HostOverrides,
+    },
 }
 
 impl GovernanceCmd {
@@ -179,6 +207,28 @@ impl GovernanceCmd {
                 Ok(())
             }
             GovernanceCmd::DropClaim { .. } => Ok(()),
+            GovernanceCmd::SetHost {
+                cluster,
+                broker,
+                host,
+            } => {
+                validate_name("cluster", cluster)?;
+                if *broker < 0 {
+                    return Err(InvalidField::new("broker", "must be >= 0"));
+                }
+                for (field, m) in [
+                    ("disk_write_budget", &host.write_budgets),
+                    ("disk_read_budget", &host.read_budgets),
+                ] {
+                    if let Some((d, v)) = m.iter().find(|(d, v)| d.is_empty() || !v.is_finite() || **v < 0.0) {
+                        return Err(InvalidField::new(
+                            field,
+                            format!("{d:?}={v}: needs a log dir and a finite rate >= 0"),
+                        ));
+                    }
+                }
+                Ok(())
+            }
         }
     }
 
@@ -191,7 +241,9 @@ impl GovernanceCmd {
                     .map(|e| 128 + e.text.len() + e.subject.len() + 32 * e.figures.len())
                     .sum::<usize>()
             }
-            GovernanceCmd::PutClaim { .. } | GovernanceCmd::DropClaim { .. } => 1024,
+            GovernanceCmd::PutClaim { .. }
+            | GovernanceCmd::DropClaim { .. }
+            | GovernanceCmd::SetHost { .. } => 1024,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Command-line parsing (clap) and dispatch.
 
 mod dev;
+mod governance;
 mod load;
 mod output;
 mod plan;
@@ -96,6 +97,26 @@ pub enum Cmd {
     /// Topics placed by Guardian, and IDC migration.
     #[command(subcommand)]
     Topic(workflow::TopicCmd),
+    /// Throttles Guardian holds (live governance).
+    #[command(subcommand)]
+    Throttle(governance::ThrottleCmd),
+    /// The abnormal-behaviour queue per disk: the six behaviours, bytes/s,
+    /// the root-cause partition and reader (the leader's last round).
+    Abnormal {
+        #[arg(long)]
+        cluster: String,
+    },
+    /// The replicated event log: every decision Guardian made.
+    Events {
+        #[arg(long)]
+        cluster: Option<String>,
+        /// Only events after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// Keep printing new events as they commit.
+        #[arg(long)]
+        follow: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -240,6 +261,13 @@ async fn dispatch(c: &Ctx, cmd: Cmd) -> Result<(), CliError> {
         Cmd::Load(x) => load::run(c, x).await,
         Cmd::Rebalance(x) => rebalance::run(c, x).await,
         Cmd::Topic(x) => workflow::topic(c, x).await,
+        Cmd::Throttle(x) => governance::throttle(c, x).await,
+        Cmd::Abnormal { cluster } => governance::abnormal(c, cluster).await,
+        Cmd::Events {
+            cluster,
+            after,
+            follow,
+        } => governance::events(c, cluster, after, follow).await,
     }
 }
 

@@ -132,6 +132,9 @@ pub enum BrokerCmd {
         #[arg(value_enum)]
         state: super::workflow::OnOff,
     },
+    /// What the operator knows of the broker's host: its page cache and
+    /// disk budgets (live governance uses them instead of measured figures).
+    Set(super::governance::HostArgs),
     /// Exclude brokers from plans (no replica moves to or from them).
     Exclude {
         #[arg(long)]
@@ -455,6 +458,7 @@ pub async fn broker(c: &Ctx, cmd: BrokerCmd) -> Result<(), CliError> {
             ids,
             remove,
         } => super::workflow::exclude_brokers(c, &cluster, &ids, remove).await?,
+        BrokerCmd::Set(a) => super::governance::set_host(c, a).await?,
     }
     Ok(())
 }

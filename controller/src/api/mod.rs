@@ -16,6 +16,7 @@
 pub mod auth;
 mod discover;
 mod executions;
+pub mod governance;
 pub mod load;
 pub mod membership;
 pub mod registry;
@@ -46,6 +47,8 @@ pub struct Api {
     pub kafka: crate::config::KafkaConfig,
     /// The leader's executor (proposals, progress).
     pub executor: Arc<crate::executor::Executor>,
+    /// The leader's governance loop (throttle pictures, clearing claims).
+    pub governance: Arc<crate::governance::Governance>,
 }
 
 /// One call: the handlers' view of [`Api`], with the caller's request id
@@ -199,6 +202,11 @@ service!(AdminService: pb::guardian_admin_server::GuardianAdmin {
     update_controls(pb::UpdateControlsRequest) -> pb::ControlsJson: Operator, "change a cluster's controls" => workflows::update_controls;
     create_topic(pb::CreateTopicRequest) -> pb::CreateTopicResponse: Operator, "create a topic" => workflows::create_topic;
     roll_cluster(pb::RollClusterRequest) -> pb::ExecutionJson: Admin, "run a rolling restart" => executions::roll_cluster;
+    list_events(pb::ListEventsRequest) -> pb::EventsJson: Viewer, "read events" => governance::list_events;
+    list_throttles(pb::ListThrottlesRequest) -> pb::ThrottlesJson: Viewer, "read throttles" => governance::list_throttles;
+    clear_throttle(pb::ClearThrottleRequest) -> pb::ThrottlesJson: Operator, "clear a throttle" => governance::clear_throttle;
+    get_abnormal(pb::AbnormalRequest) -> pb::AbnormalJson: Viewer, "read throttles" => governance::get_abnormal;
+    set_broker_host(pb::SetBrokerHostRequest) -> pb::Empty: Operator, "change the registry" => governance::set_broker_host;
     create_tenant(pb::CreateTenantRequest) -> pb::Tenant: Operator, "change the registry" => registry::create_tenant;
     delete_tenant(pb::DeleteTenantRequest) -> pb::Empty: Operator, "change the registry" => registry::delete_tenant;
     list_tenants(pb::ListTenantsRequest) -> pb::ListTenantsResponse: Viewer, "read the registry" => registry::list_tenants;

@@ -66,6 +66,9 @@ pub struct LiveModel {
     /// Whether every broker has a registered NIC and CPU capacity (else
     /// brokers are weighted equally, capacity 1 each).
     pub capacity_known: bool,
+    /// Offsets each replica is behind its leader, as DescribeLogDirs
+    /// reports them: (topic, partition, broker) → offset lag.
+    pub offset_lag: BTreeMap<(String, i32, i32), i64>,
 }
 
 /// A live model that cannot be built.
@@ -97,6 +100,7 @@ pub fn build(i: &LiveInputs<'_>) -> Result<LiveModel, LiveModelError> {
     // (broker, dir) → where replicas are; (broker, topic, partition) → (dir, size, future dir+size).
     let mut located: BTreeMap<(i32, &str, i32), (String, u64)> = BTreeMap::new();
     let mut futures: BTreeMap<(i32, &str, i32), (String, u64)> = BTreeMap::new();
+    let mut offset_lag = BTreeMap::new();
     for (&id, reg) in &registered {
         let alive = in_kafka.contains_key(&id);
         let load = i.load.get(&id).copied();
@@ -176,6 +180,9 @@ pub fn build(i: &LiveInputs<'_>) -> Result<LiveModel, LiveModelError> {
                 }
                 disks.push(spec);
                 for r in &d.replicas {
+                    if !r.is_future && r.offset_lag > 0 {
+                        offset_lag.insert((r.topic.clone(), r.partition, id), r.offset_lag);
+                    }
                     let key = (id, r.topic.as_str(), r.partition);
                     let v = (d.path.clone(), r.size_bytes.max(0) as u64);
                     if r.is_future {
@@ -374,6 +381,7 @@ pub fn build(i: &LiveInputs<'_>) -> Result<LiveModel, LiveModelError> {
         topic_ids,
         rates_known,
         capacity_known: no_capacity.is_empty(),
+        offset_lag,
     })
 }
 

@@ -304,6 +304,8 @@ pub struct Executor {
     /// Topics bound to a tenant but missing from Kafka's metadata, since
     /// when (the reconciler unbinds them after a grace period).
     unbound_since: Mutex<BTreeMap<(String, String), u64>>,
+    /// The replicated event log (proposals and execution steps go there).
+    pub events: Arc<crate::governance::events::EventLog>,
 }
 
 struct RaftJournal<'a>(&'a Controller);
@@ -325,8 +327,14 @@ impl Journal for RaftJournal<'_> {
 }
 
 impl Executor {
-    pub fn new(cfg: ExecutorConfig, kafka: KafkaConfig, collector: Arc<Collector>) -> Self {
+    pub fn new(
+        cfg: ExecutorConfig,
+        kafka: KafkaConfig,
+        collector: Arc<Collector>,
+        events: Arc<crate::governance::events::EventLog>,
+    ) -> Self {
         Self {
+            events,
             cfg,
             kafka,
             collector,
@@ -534,6 +542,23 @@ impl Executor {
                 other => return Err(super::api::unexpected_response(other)),
             };
         }
+        self.events.record(
+            &r.cluster,
+            "proposal",
+            &format!("execution {}", e.id),
+            format!(
+                "{} proposed by {}: {} tasks, {} bytes to move{}",
+                r.intent.kind(),
+                if r.by.is_empty() { "an operator" } else { &r.by },
+                proposal.tasks.len(),
+                proposal.summary.bytes_to_move,
+                r.note.as_ref().map_or(String::new(), |n| format!(" ({n})"))
+            ),
+            &[
+                ("tasks", proposal.tasks.len() as f64),
+                ("bytes", proposal.summary.bytes_to_move as f64),
+            ],
+        );
         let auto = !proposal.tasks.is_empty()
             && self
                 .cfg
@@ -641,6 +666,16 @@ impl Executor {
                         )
                     })
                     .filter(|(_, _, c)| !c.frozen)
+                    // Governance releases its replication throttles first.
+                    .filter(|(e, _, _)| {
+                        e.state != ExecState::Approved
+                            || !st.governance.claims_of(&e.cluster).any(|c| {
+                                !matches!(
+                                    c.target,
+                                    guardian_proto::governance::ThrottleTarget::ClientQuota { .. }
+                                ) && c.state != guardian_proto::governance::ClaimState::Observed
+                            })
+                    })
                     .collect()
             };
             let in_flight = |tasks: &[Task]| {
@@ -695,6 +730,17 @@ impl Executor {
                             tasks = ctl.state().executions.tasks_of(cur.id).to_vec();
                         }
                         _ => break,
+                    }
+                }
+                if let Ok(after) = &r {
+                    for ev in after.events.iter().filter(|ev| !e.events.contains(ev)) {
+                        self.events.record(
+                            &e.cluster,
+                            "execution",
+                            &format!("execution {}", e.id),
+                            ev.text.clone(),
+                            &[],
+                        );
                     }
                 }
                 match r {

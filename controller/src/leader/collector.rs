@@ -29,6 +29,8 @@ pub struct Collector {
     pub interval_ms: u64,
     cfg: CollectConfig,
     channels: std::sync::Mutex<HashMap<String, Channel>>,
+    /// Reporters going stale or being rejected, and coming back.
+    events: std::sync::Arc<crate::governance::events::EventLog>,
 }
 
 /// Why one pull failed (shown as the broker's stale reason).
@@ -43,8 +45,12 @@ pub enum PullError {
 }
 
 impl Collector {
-    pub fn new(cfg: CollectConfig) -> Self {
+    pub fn new(
+        cfg: CollectConfig,
+        events: std::sync::Arc<crate::governance::events::EventLog>,
+    ) -> Self {
         Self {
+            events,
             state: RwLock::new(LoadState::default()),
             interval_ms: cfg.interval_ms,
             cfg,
@@ -164,15 +170,38 @@ impl Collector {
                 st.brokers
                     .retain(|k, _| targets.iter().any(|t| (&t.0, t.1) == (&k.0, k.1)));
                 for (cluster, id, ep, cid, r) in results {
-                    let b = st.brokers.entry((cluster, id)).or_default();
+                    let b = st.brokers.entry((cluster.clone(), id)).or_default();
                     b.endpoint = ep;
+                    let was_failing = b.error.is_some();
                     let outcome = r.map_err(|e| e.to_string()).and_then(|s| {
                         accept(b, id, cid.as_deref(), s, now, now / bucket_ms)
                             .map_err(|e| e.to_string())
                     });
-                    if let Err(e) = outcome {
-                        tracing::debug!(broker = id, error = %e, "collection failed");
-                        b.error = Some(e);
+                    match outcome {
+                        Err(e) => {
+                            tracing::debug!(broker = id, error = %e, "collection failed");
+                            if b.error.as_deref() != Some(e.as_str()) {
+                                me.events.record(
+                                    &cluster,
+                                    "reporter",
+                                    &format!("broker {id}"),
+                                    format!("reporter of broker {id} stale or rejected: {e}"),
+                                    &[],
+                                );
+                            }
+                            b.error = Some(e);
+                        }
+                        Ok(()) => {
+                            if was_failing {
+                                me.events.record(
+                                    &cluster,
+                                    "reporter",
+                                    &format!("broker {id}"),
+                                    format!("reporter of broker {id} answers again"),
+                                    &[],
+                                );
+                            }
+                        }
                     }
                 }
                 (done > recorded).then(|| completed_bucket(&st, done))

@@ -1,6 +1,6 @@
 //! Leader-only work. The [`Supervisor`] watches openraft's metrics: when
 //! this node becomes leader it starts the leader-only tasks (the
-//! [`collector`] and the executor) under one cancellation token; when it stops leading (or
+//! [`collector`], the executor and governance) under one cancellation token; when it stops leading (or
 //! the node stops) it cancels them, waits for them to end and drops their
 //! soft state. What a new leader needs is replicated, never kept here.
 
@@ -21,6 +21,7 @@ pub struct Supervisor {
     pub ctl: Controller,
     pub collector: Arc<Collector>,
     pub executor: Arc<Executor>,
+    pub governance: Arc<crate::governance::Governance>,
     pub tasks: Tasks,
 }
 
@@ -43,9 +44,14 @@ impl Supervisor {
                         "executor",
                         self.executor.clone().run(self.ctl.clone(), token.clone()),
                     );
+                    let g = self.tasks.spawn(
+                        "governance",
+                        self.governance.clone().run(self.ctl.clone(), token.clone()),
+                    );
                     let h = tokio::spawn(async move {
                         let _ = c.await;
                         let _ = x.await;
+                        let _ = g.await;
                     });
                     term = Some((token, h));
                 }
@@ -60,6 +66,7 @@ impl Supervisor {
                     }
                     self.collector.clear();
                     self.executor.clear();
+                    self.governance.clear();
                 }
                 _ => {}
             }
@@ -74,5 +81,6 @@ impl Supervisor {
         }
         self.collector.clear();
         self.executor.clear();
+        self.governance.clear();
     }
 }

@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use guardian_proto::governance::{Claim, EventRecord, GovernanceCmd, Retention};
+use guardian_proto::governance::{Claim, EventRecord, GovernanceCmd, HostOverrides, Retention};
 
 use super::keys::KeyReader;
 use super::Key;
@@ -28,6 +28,8 @@ pub enum GovKey {
     Claim(u64),
     /// The next event seq and claim id.
     Next,
+    /// A broker's host overrides (cluster, broker).
+    Host(String, i32),
 }
 
 impl From<GovKey> for Key {
@@ -37,7 +39,7 @@ impl From<GovKey> for Key {
 }
 
 /// The tags of this domain's keys.
-pub(crate) const TAGS: [&[u8; 2]; 3] = [b"ge", b"gc", b"gn"];
+pub(crate) const TAGS: [&[u8; 2]; 4] = [b"ge", b"gc", b"gn", b"gh"];
 
 impl GovKey {
     /// The RocksDB key.
@@ -52,6 +54,7 @@ impl GovKey {
                 out.extend_from_slice(&id.to_be_bytes());
             }
             GovKey::Next => out.extend_from_slice(b"gn"),
+            GovKey::Host(cluster, id) => super::keys::put_broker(out, b"gh", cluster, *id),
         }
     }
 }
@@ -63,6 +66,8 @@ pub struct Governance {
     pub claims: BTreeMap<u64, Claim>,
     pub next_seq: u64,
     pub next_claim: u64,
+    /// Per (cluster, broker): what the operator set for its host.
+    pub hosts: BTreeMap<(String, i32), HostOverrides>,
 }
 
 impl Default for Governance {
@@ -72,6 +77,7 @@ impl Default for Governance {
             claims: BTreeMap::new(),
             next_seq: 1,
             next_claim: 1,
+            hosts: BTreeMap::new(),
         }
     }
 }
@@ -103,6 +109,20 @@ impl Governance {
                 touched.push(GovKey::Claim(claim.id).into());
                 self.claims.insert(claim.id, claim.clone());
                 CommandResponse::Claim(Box::new(claim))
+            }
+            GovernanceCmd::SetHost {
+                cluster,
+                broker,
+                host,
+            } => {
+                let k = (cluster.clone(), *broker);
+                if host.is_empty() {
+                    self.hosts.remove(&k);
+                } else {
+                    self.hosts.insert(k, host.clone());
+                }
+                touched.push(GovKey::Host(cluster.clone(), *broker).into());
+                CommandResponse::Done
             }
             GovernanceCmd::DropClaim { id } => {
                 if self.claims.remove(id).is_none() {
@@ -149,6 +169,7 @@ impl Governance {
         match k {
             GovKey::Event(seq) => self.events.get(seq).map(json),
             GovKey::Claim(id) => self.claims.get(id).map(json),
+            GovKey::Host(c, b) => self.hosts.get(&(c.clone(), *b)).map(json),
             GovKey::Next => {
                 let mut v = self.next_seq.to_be_bytes().to_vec();
                 v.extend_from_slice(&self.next_claim.to_be_bytes());
@@ -170,6 +191,11 @@ impl Governance {
                 let id = r.u64()? as u64;
                 let c: Claim = serde_json::from_slice(v).map_err(|e| r.bad(e))?;
                 self.claims.insert(id, c);
+            }
+            b"gh" => {
+                let (cluster, id) = r.cluster_broker()?;
+                let h: HostOverrides = serde_json::from_slice(v).map_err(|e| r.bad(e))?;
+                self.hosts.insert((cluster, id), h);
             }
             _ => {
                 let b: [u8; 16] = v

@@ -32,6 +32,7 @@
 //! | `ge` | governance | event seq (u64)                     | `EventRecord` as JSON |
 //! | `gc` | governance | claim id (u64)                      | `Claim` as JSON |
 //! | `gn` | governance | —                                   | next event seq, next claim id (u64 each) |
+//! | `gh` | governance | cluster name, `\0`, broker id (biased u32) | `HostOverrides` as JSON |
 //!
 //! `ro` is the lookup index: the segment holding offset `o` of epoch `e` is
 //! the last `ro` key ≤ (partition, e, o) — a RocksDB `seek_for_prev`.
