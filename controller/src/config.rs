@@ -322,8 +322,15 @@ impl NodeConfig {
                 "governance.release-after-rounds",
                 self.governance.release_after_rounds as u64,
             ),
+            (
+                "governance.confirm-rounds",
+                self.governance.confirm_rounds as u64,
+            ),
             ("governance.max-events", self.governance.max_events as u64),
-            ("governance.events-max-age-ms", self.governance.events_max_age_ms),
+            (
+                "governance.events-max-age-ms",
+                self.governance.events_max_age_ms,
+            ),
         ] {
             if v == 0 {
                 return Err(invalid(key, "must be > 0"));

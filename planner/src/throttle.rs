@@ -194,6 +194,17 @@ struct Io {
     cause: String,
 }
 
+/// Bytes in the largest unit that keeps a digit before the point.
+fn bytes(v: f64) -> String {
+    let units = [("GB", 1e9), ("MB", 1e6), ("KB", 1e3)];
+    for (u, f) in units {
+        if v.abs() >= f {
+            return format!("{:.2} {u}", v / f);
+        }
+    }
+    format!("{v:.0} B")
+}
+
 /// Plans throttles for the model's current state. See the module docs.
 pub fn plan_throttles(m: &ClusterModel, o: &ThrottleOptions) -> ThrottlePlan {
     let nb = m.brokers.len();
@@ -224,13 +235,13 @@ pub fn plan_throttles(m: &ClusterModel, o: &ThrottleOptions) -> ThrottlePlan {
             let to = fu.disk as usize;
             let b = m.disks[to].broker;
             writes[b as usize] += fu.rate;
-            let remaining = fu.remaining_bytes as f64 / 1e9;
+            let remaining = bytes(fu.remaining_bytes as f64);
             disk_io[to].push(Io {
                 partition: p as u32,
                 behaviour: Behaviour::MigrationWrite,
                 rate: fu.rate,
                 who: 0,
-                cause: format!("intra-broker move into this dir, {remaining:.1} GB to go"),
+                cause: format!("intra-broker move into this dir, {remaining} to go"),
             });
             if let Some(src) = m
                 .slots(p as u32)
@@ -242,7 +253,7 @@ pub fn plan_throttles(m: &ClusterModel, o: &ThrottleOptions) -> ThrottlePlan {
                     behaviour: Behaviour::MigrationRead,
                     rate: fu.rate,
                     who: 0,
-                    cause: format!("intra-broker move out of this dir, {remaining:.1} GB to go"),
+                    cause: format!("intra-broker move out of this dir, {remaining} to go"),
                 });
             }
         }
@@ -314,10 +325,11 @@ pub fn plan_throttles(m: &ClusterModel, o: &ThrottleOptions) -> ThrottlePlan {
                     rate,
                     who: gi,
                     cause: format!(
-                        "group {} lags {:.2} GB, beyond the {:.2} GB the page cache holds (T = {:.0} s)",
+                        "group {} lags {} on {}, beyond the {} the page cache holds of it (T = {:.1} s)",
                         g.name,
-                        lag as f64 / 1e9,
-                        part.bytes_in * t.unwrap_or(0.0) / 1e9,
+                        bytes(lag as f64),
+                        m.partition_name(p),
+                        bytes(part.bytes_in * t.unwrap_or(0.0)),
                         t.unwrap_or(0.0)
                     ),
                 });
@@ -336,9 +348,9 @@ pub fn plan_throttles(m: &ClusterModel, o: &ThrottleOptions) -> ThrottlePlan {
                     rate: part.bytes_in * o.catch_up_factor,
                     who: s,
                     cause: format!(
-                        "follower on broker {} is {:.2} GB behind, out of the page cache",
+                        "follower on broker {} is {} behind, out of the page cache",
                         m.brokers[m.replicas[f].broker as usize].id,
-                        lag as f64 / 1e9
+                        bytes(lag as f64)
                     ),
                 });
             }
@@ -395,10 +407,10 @@ pub fn plan_throttles(m: &ClusterModel, o: &ThrottleOptions) -> ThrottlePlan {
         });
         let why = |kind: &str, total: f64, b: f64| {
             format!(
-                "disk {broker}:{} {kind} {:.0} MB/s over its budget {:.0} MB/s",
+                "disk {broker}:{} {kind} {}/s over its budget {}/s",
                 disk.dir,
-                total / 1e6,
-                b / 1e6
+                bytes(total),
+                bytes(b)
             )
         };
         // Cut least essential traffic first until the disk fits.

@@ -220,7 +220,10 @@ impl GovernanceCmd {
                     ("disk_write_budget", &host.write_budgets),
                     ("disk_read_budget", &host.read_budgets),
                 ] {
-                    if let Some((d, v)) = m.iter().find(|(d, v)| d.is_empty() || !v.is_finite() || **v < 0.0) {
+                    if let Some((d, v)) = m
+                        .iter()
+                        .find(|(d, v)| d.is_empty() || !v.is_finite() || **v < 0.0)
+                    {
                         return Err(InvalidField::new(
                             field,
                             format!("{d:?}={v}: needs a log dir and a finite rate >= 0"),

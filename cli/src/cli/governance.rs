@@ -25,7 +25,8 @@ pub enum ThrottleCmd {
 }
 
 fn parse(json: &str) -> Result<Value, CliError> {
-    serde_json::from_str(json).map_err(|e| CliError::Other(anyhow::anyhow!("bad JSON from the server: {e}")))
+    serde_json::from_str(json)
+        .map_err(|e| CliError::Other(anyhow::anyhow!("bad JSON from the server: {e}")))
 }
 
 fn ago(now: u64, at: u64) -> String {
@@ -84,7 +85,9 @@ pub async fn throttle(c: &Ctx, cmd: ThrottleCmd) -> Result<(), CliError> {
         ThrottleCmd::Clear { id } => {
             let r = c
                 .client
-                .call(|mut s| async move { s.clear_throttle(pb::ClearThrottleRequest { id }).await })
+                .call(
+                    |mut s| async move { s.clear_throttle(pb::ClearThrottleRequest { id }).await },
+                )
                 .await?;
             (r, true)
         }
@@ -163,7 +166,10 @@ pub async fn abnormal(c: &Ctx, cluster: String) -> Result<(), CliError> {
         }
     }
     for m in v["plan"]["migrate_away"].as_array().into_iter().flatten() {
-        out.push_str(&format!("migrate away: {}\n", m["reason"].as_str().unwrap_or("")));
+        out.push_str(&format!(
+            "migrate away: {}\n",
+            m["reason"].as_str().unwrap_or("")
+        ));
     }
     for w in v["cannot"].as_array().into_iter().flatten() {
         out.push_str(&format!("no lever: {}\n", w.as_str().unwrap_or("")));
@@ -188,7 +194,12 @@ fn event_line(e: &Value) -> String {
 }
 
 /// `guardian events [--cluster C] [--after SEQ] [--follow]`.
-pub async fn events(c: &Ctx, cluster: Option<String>, after: u64, follow: bool) -> Result<(), CliError> {
+pub async fn events(
+    c: &Ctx,
+    cluster: Option<String>,
+    after: u64,
+    follow: bool,
+) -> Result<(), CliError> {
     let cluster = cluster.unwrap_or_default();
     let mut after = after;
     let mut all = Vec::new();
@@ -286,7 +297,11 @@ pub async fn set_host(c: &Ctx, a: HostArgs) -> Result<(), CliError> {
         "broker {} of cluster {}: host overrides {}",
         a.id,
         a.cluster,
-        if a.clear { "cleared".to_string() } else { host.to_string() }
+        if a.clear {
+            "cleared".to_string()
+        } else {
+            host.to_string()
+        }
     ));
     Ok(())
 }

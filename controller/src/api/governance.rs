@@ -14,8 +14,8 @@ use guardian_proto::pb;
 use tokio_stream::Stream;
 
 use super::auth::Auth;
-use crate::config::Role;
 use super::{Api, Call};
+use crate::config::Role;
 use crate::error::ApiError;
 
 const DEFAULT_LIMIT: usize = 1_000;
@@ -80,9 +80,7 @@ pub async fn clear_throttle(
 ) -> Result<pb::ThrottlesJson, ApiError> {
     api.ctl.ensure_leader()?;
     let c = api.governance.clear_claim(&api.ctl, r.id).await?;
-    Ok(pb::ThrottlesJson {
-        json: json(&[c])?,
-    })
+    Ok(pb::ThrottlesJson { json: json(&[c])? })
 }
 
 pub async fn get_abnormal(

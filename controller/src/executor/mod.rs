@@ -549,7 +549,11 @@ impl Executor {
             format!(
                 "{} proposed by {}: {} tasks, {} bytes to move{}",
                 r.intent.kind(),
-                if r.by.is_empty() { "an operator" } else { &r.by },
+                if r.by.is_empty() {
+                    "an operator"
+                } else {
+                    &r.by
+                },
                 proposal.tasks.len(),
                 proposal.summary.bytes_to_move,
                 r.note.as_ref().map_or(String::new(), |n| format!(" ({n})"))

@@ -33,9 +33,18 @@ pub struct Want {
 
 /// Where `client_id`'s consumer quota must be written so Kafka applies
 /// it, given every quota entity the cluster has; or why it cannot be.
-pub fn resolve_quota(entries: &[QuotaEntry], client_id: &str) -> Result<(ThrottleTarget, String), String> {
+pub fn resolve_quota(
+    entries: &[QuotaEntry],
+    client_id: &str,
+) -> Result<(ThrottleTarget, String), String> {
     let has = |e: &QuotaEntry, user: Option<Option<&str>>, client: Option<Option<&str>>| {
-        let get = |t: &str| e.entity.0.iter().find(|(x, _)| x == t).map(|(_, n)| n.as_deref());
+        let get = |t: &str| {
+            e.entity
+                .0
+                .iter()
+                .find(|(x, _)| x == t)
+                .map(|(_, n)| n.as_deref())
+        };
         get("user") == user
             && get("client-id") == client
             && e.values.iter().any(|(k, _)| k == CONSUMER_RATE)
@@ -129,11 +138,24 @@ fn unnamed_group(client_id: &str) -> Option<&str> {
 pub fn wants(
     plan: &ThrottlePlan,
     quotas: &[QuotaEntry],
+    held: &[ThrottleTarget],
     floor_of: &dyn Fn(&str) -> f64,
     replication: bool,
 ) -> (Vec<Want>, Vec<String>) {
     let mut out: Vec<Want> = Vec::new();
     let mut cannot = Vec::new();
+    // Guardian's own quotas are not the operator's: resolved past them.
+    let held_entities: Vec<QuotaEntity> = held
+        .iter()
+        .filter_map(quota_entity)
+        .map(|e| normalized(e))
+        .collect();
+    let quotas: Vec<QuotaEntry> = quotas
+        .iter()
+        .filter(|q| !held_entities.contains(&normalized(q.entity.clone())))
+        .cloned()
+        .collect();
+    let quotas = quotas.as_slice();
     let push = |w: Want, out: &mut Vec<Want>| {
         // One claim per target: the strictest wins.
         match out.iter_mut().find(|x| x.target == w.target) {
@@ -273,25 +295,32 @@ pub fn wants(
     (out, cannot)
 }
 
+fn normalized(mut e: QuotaEntity) -> QuotaEntity {
+    e.0.sort();
+    e
+}
+
 fn num(v: &str) -> f64 {
     v.parse().unwrap_or(f64::INFINITY)
 }
 
 /// The value at exactly `t` now (the entity's own override; `None`: none).
-pub async fn current<K: KafkaAdmin>(k: &K, t: &ThrottleTarget) -> Result<Option<String>, KafkaError> {
+pub async fn current<K: KafkaAdmin>(
+    k: &K,
+    t: &ThrottleTarget,
+) -> Result<Option<String>, KafkaError> {
     match t {
         ThrottleTarget::ClientQuota { .. } => {
             let e = quota_entity(t).expect("a quota target");
-            let comps: Vec<(String, QuotaMatch)> = e
-                .0
-                .iter()
-                .map(|(ty, n)| {
-                    (
-                        ty.clone(),
-                        n.clone().map_or(QuotaMatch::Default, QuotaMatch::Exact),
-                    )
-                })
-                .collect();
+            let comps: Vec<(String, QuotaMatch)> =
+                e.0.iter()
+                    .map(|(ty, n)| {
+                        (
+                            ty.clone(),
+                            n.clone().map_or(QuotaMatch::Default, QuotaMatch::Exact),
+                        )
+                    })
+                    .collect();
             let found = k.describe_client_quotas(&comps, true).await?;
             Ok(found
                 .iter()
@@ -300,10 +329,22 @@ pub async fn current<K: KafkaAdmin>(k: &K, t: &ThrottleTarget) -> Result<Option<
                 .map(|(_, v)| format!("{v}")))
         }
         ThrottleTarget::BrokerConfig { broker, key } => {
-            own(k, &ConfigResource::Broker(*broker), key, ConfigSource::DynamicBroker).await
+            own(
+                k,
+                &ConfigResource::Broker(*broker),
+                key,
+                ConfigSource::DynamicBroker,
+            )
+            .await
         }
         ThrottleTarget::TopicConfig { topic, key } => {
-            own(k, &ConfigResource::Topic(topic.clone()), key, ConfigSource::DynamicTopic).await
+            own(
+                k,
+                &ConfigResource::Topic(topic.clone()),
+                key,
+                ConfigSource::DynamicTopic,
+            )
+            .await
         }
     }
 }
@@ -321,15 +362,18 @@ async fn own<K: KafkaAdmin>(
     if e.source == source {
         return Ok(e.value.clone());
     }
-    Ok(e
-        .synonyms
+    Ok(e.synonyms
         .iter()
         .find(|s| s.source == source)
         .and_then(|s| s.value.clone()))
 }
 
 /// Sets `t` to `value` (`None`: removes Guardian's override).
-pub async fn set<K: KafkaAdmin>(k: &K, t: &ThrottleTarget, value: Option<&str>) -> Result<(), KafkaError> {
+pub async fn set<K: KafkaAdmin>(
+    k: &K,
+    t: &ThrottleTarget,
+    value: Option<&str>,
+) -> Result<(), KafkaError> {
     match t {
         ThrottleTarget::ClientQuota { .. } => {
             let e = quota_entity(t).expect("a quota target");
@@ -419,11 +463,8 @@ mod tests {
         // The operator's own entity for the reader: left alone.
         let e = resolve_quota(&[q(&[("client-id", Some("r"))], 1e6)], "r").unwrap_err();
         assert!(e.contains("left alone"), "{e}");
-        let e = resolve_quota(
-            &[q(&[("user", None), ("client-id", Some("r"))], 1e6)],
-            "r",
-        )
-        .unwrap_err();
+        let e =
+            resolve_quota(&[q(&[("user", None), ("client-id", Some("r"))], 1e6)], "r").unwrap_err();
         assert!(e.contains("left alone"), "{e}");
         // Another client's quota changes nothing.
         let (t, _) = resolve_quota(&[q(&[("client-id", Some("x"))], 1e6)], "r").unwrap();

@@ -54,7 +54,10 @@ pub fn enrich(
                 .copied()
                 .unwrap_or(1024.0);
             for r in &mut p.replicas {
-                if let Some(lag) = live.offset_lag.get(&(t.name.clone(), p.partition, r.broker)) {
+                if let Some(lag) = live
+                    .offset_lag
+                    .get(&(t.name.clone(), p.partition, r.broker))
+                {
                     r.lag_bytes = (*lag as f64 * per_record) as u64;
                 }
             }
@@ -107,7 +110,10 @@ pub async fn groups<K: KafkaAdmin>(
         let lags = match k.consumer_lag(&g.group_id).await {
             Ok(l) => l,
             Err(e) => {
-                notes.push(format!("group {}: its lag could not be read: {e}", g.group_id));
+                notes.push(format!(
+                    "group {}: its lag could not be read: {e}",
+                    g.group_id
+                ));
                 continue;
             }
         };

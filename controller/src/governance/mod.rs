@@ -69,6 +69,8 @@ pub struct GovernanceConfig {
     pub max_claim_ms: u64,
     /// Rounds in a row without its cause before a claim is removed.
     pub release_after_rounds: u32,
+    /// Rounds in a row with its cause before a claim is made.
+    pub confirm_rounds: u32,
     /// No throttle below this many bytes/s.
     pub min_rate: u64,
     /// A catching-up follower fetches at this × the partition's bytes-in.
@@ -90,6 +92,7 @@ impl Default for GovernanceConfig {
             claim_ttl_ms: 120_000,
             max_claim_ms: 3_600_000,
             release_after_rounds: 3,
+            confirm_rounds: 2,
             min_rate: 1_000_000,
             catch_up_factor: 3.0,
             migrate_after_rounds: 6,
@@ -101,7 +104,10 @@ impl Default for GovernanceConfig {
 
 impl GovernanceConfig {
     pub fn mode_of(&self, cluster: &str) -> Mode {
-        self.cluster_modes.get(cluster).copied().unwrap_or(self.mode)
+        self.cluster_modes
+            .get(cluster)
+            .copied()
+            .unwrap_or(self.mode)
     }
 
     pub fn retention(&self) -> Retention {
@@ -134,6 +140,8 @@ struct ClusterSoft {
     noted: BTreeSet<String>,
     /// Targets an operator cleared: not claimed again until then.
     cooldown: BTreeMap<ThrottleTarget, u64>,
+    /// Targets wanted but not claimed yet: rounds in a row so far.
+    confirming: BTreeMap<ThrottleTarget, u32>,
     /// Rounds in a row with a migrate-away, and the last proposal.
     hot_rounds: u32,
     proposed_ms: u64,
@@ -246,7 +254,10 @@ impl Governance {
         let (mut seen, mut record_size) = {
             let mut s = self.soft.lock().unwrap_or_else(|p| p.into_inner());
             let s = s.entry(cluster.to_string()).or_default();
-            (std::mem::take(&mut s.seen), std::mem::take(&mut s.record_size))
+            (
+                std::mem::take(&mut s.seen),
+                std::mem::take(&mut s.record_size),
+            )
         };
         let groups = inputs::groups(&*k, &live.spec, &mut seen, &mut record_size, now).await;
         {
@@ -267,7 +278,11 @@ impl Governance {
                 .collect()
         };
         {
-            let load = self.collector.state.read().unwrap_or_else(|p| p.into_inner());
+            let load = self
+                .collector
+                .state
+                .read()
+                .unwrap_or_else(|p| p.into_inner());
             let of: BTreeMap<i32, &crate::load::BrokerLoad> = load.brokers_of(cluster).collect();
             inputs::enrich(&mut live, &of, &hosts, &record_size);
         }
@@ -277,7 +292,11 @@ impl Governance {
             .spec
             .topics
             .iter()
-            .flat_map(|t| t.partitions.iter().map(move |p| ((t.name.as_str(), p.partition), p.bytes_in)))
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(move |p| ((t.name.as_str(), p.partition), p.bytes_in))
+            })
             .collect();
         let mut floor: BTreeMap<String, f64> = BTreeMap::new();
         for g in &live.spec.groups {
@@ -285,12 +304,18 @@ impl Governance {
             *f += g
                 .positions
                 .iter()
-                .map(|p| bytes_in.get(&(p.topic.as_str(), p.partition)).copied().unwrap_or(0.0))
+                .map(|p| {
+                    bytes_in
+                        .get(&(p.topic.as_str(), p.partition))
+                        .copied()
+                        .unwrap_or(0.0)
+                })
                 .sum::<f64>();
         }
-        let model = ClusterModel::from_spec(&live.spec).map_err(|e| ApiError::FailedPrecondition {
-            reason: format!("the throttle model of {cluster:?}: {e}"),
-        })?;
+        let model =
+            ClusterModel::from_spec(&live.spec).map_err(|e| ApiError::FailedPrecondition {
+                reason: format!("the throttle model of {cluster:?}: {e}"),
+            })?;
         let opts = ThrottleOptions {
             now_ms: now,
             ttl_ms: self.cfg.claim_ttl_ms,
@@ -299,15 +324,21 @@ impl Governance {
         };
         let plan = plan_throttles(&model, &opts);
         let execution = ctl.state().executions.active_on(cluster).map(|e| e.id);
-        let quotas = k
-            .describe_client_quotas(&[], false)
-            .await
-            .map_err(|e| ApiError::FailedPrecondition {
+        let quotas = k.describe_client_quotas(&[], false).await.map_err(|e| {
+            ApiError::FailedPrecondition {
                 reason: format!("DescribeClientQuotas of {cluster:?}: {e}"),
-            })?;
+            }
+        })?;
+        let held: Vec<ThrottleTarget> = ctl
+            .state()
+            .governance
+            .claims_of(cluster)
+            .map(|c| c.target.clone())
+            .collect();
         let (wants, mut cannot) = claims::wants(
             &plan,
             &quotas,
+            &held,
             &|c| floor.get(c).copied().unwrap_or(0.0),
             execution.is_none(),
         );
@@ -315,7 +346,8 @@ impl Governance {
         for c in &cannot {
             self.note(cluster, "throttle.cannot", cluster, c.clone());
         }
-        self.reconcile(ctl, &*k, cluster, wants, mode, execution, now).await?;
+        self.reconcile(ctl, &*k, cluster, wants, mode, execution, now)
+            .await?;
         self.migrate_away(ctl, cluster, &plan, now).await;
         let mut s = self.soft.lock().unwrap_or_else(|p| p.into_inner());
         s.entry(cluster.to_string()).or_default().picture = Some(Picture {
@@ -351,11 +383,29 @@ impl Governance {
             let replication = !matches!(c.target, ThrottleTarget::ClientQuota { .. });
             match wanted {
                 _ if now >= c.hard_expiry_ms => {
-                    self.remove(ctl, k, c, &format!("held for governance.max-claim-ms ({} ms): removed whatever its cause", self.cfg.max_claim_ms)).await?;
+                    self.remove(
+                        ctl,
+                        k,
+                        c,
+                        &format!(
+                            "held for governance.max-claim-ms ({} ms): removed whatever its cause",
+                            self.cfg.max_claim_ms
+                        ),
+                    )
+                    .await?;
                     self.cool(cluster, &c.target, now + self.cfg.claim_ttl_ms);
                 }
                 _ if replication && execution.is_some() => {
-                    self.remove(ctl, k, c, &format!("execution {} takes over the cluster's replication throttles", execution.unwrap_or(0))).await?;
+                    self.remove(
+                        ctl,
+                        k,
+                        c,
+                        &format!(
+                            "execution {} takes over the cluster's replication throttles",
+                            execution.unwrap_or(0)
+                        ),
+                    )
+                    .await?;
                 }
                 Some(w) => self.renew(ctl, k, c, w, mode, now).await?,
                 None => {
@@ -374,10 +424,28 @@ impl Governance {
                 }
             }
         }
-        for w in wants {
-            if held.iter().any(|c| c.target == w.target) || cooldown.contains_key(&w.target) {
-                continue;
+        let mut create = Vec::new();
+        {
+            let mut s = self.soft.lock().unwrap_or_else(|p| p.into_inner());
+            let s = s.entry(cluster.to_string()).or_default();
+            let fresh: Vec<&Want> = wants
+                .iter()
+                .filter(|w| !held.iter().any(|c| c.target == w.target))
+                .filter(|w| !cooldown.contains_key(&w.target))
+                .collect();
+            // Hysteresis on the way in: a cause seen `confirm-rounds` in a row.
+            s.confirming
+                .retain(|t, _| fresh.iter().any(|w| w.target == *t));
+            for w in fresh {
+                let n = s.confirming.entry(w.target.clone()).or_default();
+                *n += 1;
+                if *n >= self.cfg.confirm_rounds.max(1) {
+                    s.confirming.remove(&w.target);
+                    create.push(w.clone());
+                }
             }
+        }
+        for w in create {
             self.create(ctl, k, cluster, w, mode, now).await?;
         }
         Ok(())
@@ -407,10 +475,22 @@ impl Governance {
         };
         let prior = claims::current(k, &w.target).await.map_err(kafka)?;
         if let Some(p) = &prior {
-            let theirs_stricter = p.parse::<f64>().ok().zip(w.value.parse::<f64>().ok()).is_some_and(|(a, b)| a <= b);
+            let theirs_stricter = p
+                .parse::<f64>()
+                .ok()
+                .zip(w.value.parse::<f64>().ok())
+                .is_some_and(|(a, b)| a <= b);
             let list = matches!(w.target, ThrottleTarget::TopicConfig { .. });
             if list || theirs_stricter || matches!(w.target, ThrottleTarget::ClientQuota { .. }) {
-                self.note(cluster, "throttle.cannot", &w.target.to_string(), format!("{} is already {p} (not Guardian's): left alone ({})", w.target, w.reason));
+                self.note(
+                    cluster,
+                    "throttle.cannot",
+                    &w.target.to_string(),
+                    format!(
+                        "{} is already {p} (not Guardian's): left alone ({})",
+                        w.target, w.reason
+                    ),
+                );
                 return Ok(());
             }
         }
@@ -420,7 +500,11 @@ impl Governance {
             target: w.target.clone(),
             value: w.value.clone(),
             prior,
-            state: if mode == Mode::Enforce { ClaimState::Applying } else { ClaimState::Observed },
+            state: if mode == Mode::Enforce {
+                ClaimState::Applying
+            } else {
+                ClaimState::Observed
+            },
             owner: "governance".into(),
             reason: w.reason.clone(),
             since_ms: now,
@@ -431,20 +515,42 @@ impl Governance {
         };
         c = put(ctl, c).await?;
         if mode == Mode::Observe {
-            self.events.record(cluster, "throttle.observed", &w.target.to_string(), format!("observe mode: would set {} = {} ({})", w.target, w.value, w.reason), &[("rate", w.rate)]);
+            self.events.record(
+                cluster,
+                "throttle.observed",
+                &w.target.to_string(),
+                format!(
+                    "observe mode: would set {} = {} ({})",
+                    w.target, w.value, w.reason
+                ),
+                &[("rate", w.rate)],
+            );
             return Ok(());
         }
         self.apply(ctl, k, c).await?;
-        self.events.record(cluster, "throttle.set", &w.target.to_string(), format!("{} = {} ({})", w.target, w.value, w.reason), &[("rate", w.rate)]);
+        self.events.record(
+            cluster,
+            "throttle.set",
+            &w.target.to_string(),
+            format!("{} = {} ({})", w.target, w.value, w.reason),
+            &[("rate", w.rate)],
+        );
         Ok(())
     }
 
     /// Writes a journaled claim's value and reads it back.
-    async fn apply<K: KafkaAdmin>(&self, ctl: &Controller, k: &K, mut c: Claim) -> Result<Claim, ApiError> {
+    async fn apply<K: KafkaAdmin>(
+        &self,
+        ctl: &Controller,
+        k: &K,
+        mut c: Claim,
+    ) -> Result<Claim, ApiError> {
         let kafka = |e: guardian_kafka::KafkaError| ApiError::FailedPrecondition {
             reason: format!("{}: {e}", c.target),
         };
-        claims::set(k, &c.target, Some(&c.value)).await.map_err(kafka)?;
+        claims::set(k, &c.target, Some(&c.value))
+            .await
+            .map_err(kafka)?;
         let deadline = now_ms() + 3_000;
         loop {
             let cur = claims::current(k, &c.target).await.map_err(kafka)?;
@@ -453,7 +559,10 @@ impl Governance {
             }
             if now_ms() > deadline {
                 return Err(ApiError::FailedPrecondition {
-                    reason: format!("{} = {} did not read back (read {cur:?})", c.target, c.value),
+                    reason: format!(
+                        "{} = {} did not read back (read {cur:?})",
+                        c.target, c.value
+                    ),
                 });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -485,7 +594,13 @@ impl Governance {
         };
         let rewrite = moved || (mode == Mode::Enforce && c.state != ClaimState::Applied);
         if moved {
-            self.events.record(&c.cluster, "throttle.renewed", &c.target.to_string(), format!("{} {} → {} ({})", c.target, c.value, w.value, w.reason), &[("rate", w.rate)]);
+            self.events.record(
+                &c.cluster,
+                "throttle.renewed",
+                &c.target.to_string(),
+                format!("{} {} → {} ({})", c.target, c.value, w.value, w.reason),
+                &[("rate", w.rate)],
+            );
             c.value = w.value.clone();
         }
         match (mode, c.state) {
@@ -514,18 +629,35 @@ impl Governance {
         };
         let cur = claims::current(k, &c.target).await.map_err(kafka)?;
         if claims::same(cur.as_deref(), Some(&c.value)) {
-            claims::set(k, &c.target, c.prior.as_deref()).await.map_err(kafka)?;
+            claims::set(k, &c.target, c.prior.as_deref())
+                .await
+                .map_err(kafka)?;
             Ok(true)
         } else if claims::same(cur.as_deref(), c.prior.as_deref()) {
             Ok(true) // never written, or already restored
         } else {
-            self.events.record(&c.cluster, "throttle.conflict", &c.target.to_string(), format!("{} is {cur:?}, not Guardian's {}: someone else changed it; left alone", c.target, c.value), &[]);
+            self.events.record(
+                &c.cluster,
+                "throttle.conflict",
+                &c.target.to_string(),
+                format!(
+                    "{} is {cur:?}, not Guardian's {}: someone else changed it; left alone",
+                    c.target, c.value
+                ),
+                &[],
+            );
             Ok(false)
         }
     }
 
     /// Removes a claim: its prior value restored (enforce), then dropped.
-    pub async fn remove<K: KafkaAdmin>(&self, ctl: &Controller, k: &K, c: &Claim, why: &str) -> Result<(), ApiError> {
+    pub async fn remove<K: KafkaAdmin>(
+        &self,
+        ctl: &Controller,
+        k: &K,
+        c: &Claim,
+        why: &str,
+    ) -> Result<(), ApiError> {
         if c.state != ClaimState::Observed {
             self.restore(k, c).await?;
         }
@@ -562,7 +694,9 @@ impl Governance {
             .claims
             .get(&id)
             .cloned()
-            .ok_or_else(|| ApiError::NotFound { what: format!("throttle {id}") })?;
+            .ok_or_else(|| ApiError::NotFound {
+                what: format!("throttle {id}"),
+            })?;
         let k = self.executor.client(ctl, &c.cluster)?;
         self.remove(ctl, &*k, &c, "cleared by an operator").await?;
         self.cool(&c.cluster, &c.target, now_ms() + self.cfg.claim_ttl_ms);
@@ -575,32 +709,61 @@ impl Governance {
         let (rounds, last) = {
             let mut s = self.soft.lock().unwrap_or_else(|p| p.into_inner());
             let s = s.entry(cluster.to_string()).or_default();
-            s.hot_rounds = if plan.migrate_away.is_empty() { 0 } else { s.hot_rounds + 1 };
+            s.hot_rounds = if plan.migrate_away.is_empty() {
+                0
+            } else {
+                s.hot_rounds + 1
+            };
             (s.hot_rounds, s.proposed_ms)
         };
         let n = self.cfg.migrate_after_rounds;
         if n == 0 || rounds < n || now.saturating_sub(last) < 10 * self.cfg.claim_ttl_ms {
             return;
         }
-        let busy = ctl.state().executions.by_id.values().any(|e| {
-            e.cluster == cluster && !e.state.terminal()
-        });
+        let busy = ctl
+            .state()
+            .executions
+            .by_id
+            .values()
+            .any(|e| e.cluster == cluster && !e.state.terminal());
         if busy {
             return;
         }
-        let why: Vec<String> = plan.migrate_away.iter().map(|m| format!("broker {} {}: {}", m.broker, m.dir, m.reason)).collect();
+        let why: Vec<String> = plan
+            .migrate_away
+            .iter()
+            .map(|m| format!("broker {} {}: {}", m.broker, m.dir, m.reason))
+            .collect();
         let r = crate::executor::ProposeRequest {
             cluster: cluster.to_string(),
             by: "governance".into(),
-            note: Some(format!("migrate-away: a disk stayed over its write budget for {rounds} rounds: {}", why.join("; "))),
+            note: Some(format!(
+                "migrate-away: a disk stayed over its write budget for {rounds} rounds: {}",
+                why.join("; ")
+            )),
             ..Default::default()
         };
         match self.executor.propose(ctl, &r).await {
             Ok(p) => {
                 let id = p.execution.as_ref().map_or(0, |e| e.id);
-                self.events.record(cluster, "proposal", &format!("execution {id}"), format!("migrate-away proposed as execution {id} ({} moves): {}", p.tasks.len(), why.join("; ")), &[("tasks", p.tasks.len() as f64)]);
+                self.events.record(
+                    cluster,
+                    "proposal",
+                    &format!("execution {id}"),
+                    format!(
+                        "migrate-away proposed as execution {id} ({} moves): {}",
+                        p.tasks.len(),
+                        why.join("; ")
+                    ),
+                    &[("tasks", p.tasks.len() as f64)],
+                );
             }
-            Err(e) => self.note(cluster, "proposal", cluster, format!("migrate-away could not be proposed: {e}")),
+            Err(e) => self.note(
+                cluster,
+                "proposal",
+                cluster,
+                format!("migrate-away could not be proposed: {e}"),
+            ),
         }
         let mut s = self.soft.lock().unwrap_or_else(|p| p.into_inner());
         s.entry(cluster.to_string()).or_default().proposed_ms = now;
@@ -608,7 +771,10 @@ impl Governance {
 }
 
 async fn put(ctl: &Controller, c: Claim) -> Result<Claim, ApiError> {
-    match ctl.write(gov(GovernanceCmd::PutClaim { claim: Box::new(c) })).await? {
+    match ctl
+        .write(gov(GovernanceCmd::PutClaim { claim: Box::new(c) }))
+        .await?
+    {
         CommandResponse::Claim(c) => Ok(*c),
         other => Err(crate::api::unexpected_response(other)),
     }

@@ -83,7 +83,12 @@ impl Default for Governance {
 }
 
 impl Governance {
-    pub fn apply(&mut self, c: &GovernanceCmd, now: u64, touched: &mut Vec<Key>) -> CommandResponse {
+    pub fn apply(
+        &mut self,
+        c: &GovernanceCmd,
+        now: u64,
+        touched: &mut Vec<Key>,
+    ) -> CommandResponse {
         match c {
             GovernanceCmd::Events { events, retention } => {
                 for e in events {
@@ -339,7 +344,13 @@ mod tests {
         let mut missing = claim.clone();
         missing.id = 9;
         assert!(matches!(
-            apply(&mut st, 1, GovernanceCmd::PutClaim { claim: Box::new(missing) }),
+            apply(
+                &mut st,
+                1,
+                GovernanceCmd::PutClaim {
+                    claim: Box::new(missing)
+                }
+            ),
             CommandResponse::Rejected(crate::types::Rejection::NotFound { .. })
         ));
         assert_eq!(reload(&st).governance, st.governance);

@@ -1,0 +1,350 @@
+//! Live governance on real Kafka (1 controller + 3 brokers) with a real
+//! `guardian-reporter` beside every broker: a consumer group that reads
+//! far behind the log end while its leader's page cache is overridden
+//! small and its disk's read budget low gets a `consumer_byte_rate`
+//! quota naming the group, the partition and the reason — in observe mode
+//! only recorded, in enforce mode written at the level Kafka applies (a
+//! `user=<default>` quota set first shadows client-id quotas, so it goes
+//! to `user=<default>,client-id=…`); the Guardian leader is SIGKILLed
+//! while it holds the quota; production stops, the group catches up, and
+//! the new leader removes the quota. Nothing of Guardian's is left on
+//! the cluster; the operator's quota is untouched.
+//!
+//! On one host all log dirs share one page cache and one disk: the
+//! decisions come from the overridden inputs (`guardian broker set`),
+//! never from real disk reads.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use guardian_kafka::types::{QuotaEntity, QuotaMatch};
+use guardian_kafka::{KafkaAdmin, KafkaClient};
+use guardian_tests::conformance::create;
+use guardian_tests::kafka::ops::{add_cluster, run_cli, shared};
+use guardian_tests::{guardian_bin, wait_until, TestCluster};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use serde_json::Value;
+
+const TOPIC: &str = "t95-q";
+const GROUP: &str = "t95-cold";
+const READER: &str = "t95-reader";
+
+struct Reporter(Child);
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn reporter(dirs: &[PathBuf], metrics: Option<&str>) -> (Reporter, String) {
+    let mut cmd = Command::new(guardian_bin().with_file_name("guardian-reporter"));
+    for d in dirs {
+        cmd.arg("--log-dir").arg(d);
+    }
+    if let Some(m) = metrics {
+        cmd.args(["--broker-metrics", m]);
+    }
+    let mut child = cmd
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run guardian-reporter");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let v: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("{line:?}"));
+    let addr = v["listening"].as_str().unwrap().to_string();
+    (Reporter(child), addr)
+}
+
+fn config(mode: &str) -> String {
+    format!(
+        "[collect]\ninterval-ms = 500\ntimeout-ms = 400\n[governance]\ninterval-ms = 1000\nmode = \"{mode}\"\nclaim-ttl-ms = 60000\nrelease-after-rounds = 3\nmin-rate = 10000\nmigrate-after-rounds = 0\n"
+    )
+}
+
+/// Guardian's claims on the cluster.
+fn throttles(eps: &str) -> Vec<Value> {
+    run_cli(eps, &["throttle", "list", "--cluster", "t95"])
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn events(eps: &str) -> Vec<Value> {
+    run_cli(eps, &["events", "--cluster", "t95"])
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+async fn quota(a: &KafkaClient, entity: &[(&str, Option<&str>)]) -> Option<f64> {
+    let comps: Vec<(String, QuotaMatch)> = entity
+        .iter()
+        .map(|(t, n)| {
+            (
+                t.to_string(),
+                n.map_or(QuotaMatch::Default, |n| QuotaMatch::Exact(n.into())),
+            )
+        })
+        .collect();
+    a.describe_client_quotas(&comps, true)
+        .await
+        .unwrap()
+        .iter()
+        .flat_map(|q| q.values.clone())
+        .find(|(k, _)| k == "consumer_byte_rate")
+        .map(|(_, v)| v)
+}
+
+/// Registers the three brokers with their reporters and overrides broker
+/// 1's host: a tiny page cache and a low read budget on the dir holding
+/// the topic.
+fn register(
+    g: &TestCluster,
+    bootstrap: &[String],
+    brokers: &[(i32, Vec<PathBuf>, String)],
+    d0: &str,
+) -> String {
+    let eps = add_cluster(g, "t95", bootstrap);
+    for (id, dirs, rep) in brokers {
+        let mut args = vec![
+            "broker".to_string(),
+            "add".into(),
+            "--cluster".into(),
+            "t95".into(),
+            "--id".into(),
+            id.to_string(),
+            "--host".into(),
+            "127.0.0.1".into(),
+            "--rack".into(),
+            format!("r{id}"),
+            "--reporter".into(),
+            rep.clone(),
+        ];
+        for d in dirs {
+            args.push("--log-dir".into());
+            args.push(format!("{}=100GiB", d.display()));
+        }
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_cli(&eps, &a);
+    }
+    run_cli(
+        &eps,
+        &[
+            "broker",
+            "set",
+            "--cluster",
+            "t95",
+            "--id",
+            "1",
+            "--page-cache-bytes",
+            "64KiB",
+            "--disk-read-budget",
+            &format!("{d0}=30KB/s"),
+        ],
+    );
+    eps
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_reader_is_quota_throttled_then_released() {
+    let s = shared().await;
+    let (bootstrap, a, d0) = (s.bootstrap.clone(), s.a, s.d0.clone());
+    let brokers: Vec<(i32, Vec<PathBuf>, Option<String>)> =
+        s.k.nodes
+            .iter()
+            .filter(|n| n.broker_addr.is_some())
+            .map(|n| (n.id, n.log_dirs.clone(), n.metrics_url.clone()))
+            .collect();
+    let mut reporters = Vec::new();
+    let mut registered = Vec::new();
+    for (id, dirs, metrics) in &brokers {
+        let (r, addr) = reporter(dirs, metrics.as_deref());
+        reporters.push(r);
+        registered.push((*id, dirs.clone(), addr));
+    }
+    // One partition on broker 1's first dir, 1 MiB behind the reader.
+    create(&a, TOPIC, vec![vec![1]], &[("segment.bytes", "1048576")]).await;
+    let moves = vec![(guardian_kafka::TopicPartition::new(TOPIC, 0), d0.clone())];
+    for (tp, r) in a.alter_replica_log_dirs(1, &moves).await.unwrap() {
+        r.unwrap_or_else(|e| panic!("{tp} to {d0}: {e}"));
+    }
+    let servers = bootstrap.join(",");
+    let producing = Arc::new(AtomicBool::new(true));
+    let producer = {
+        let (go, servers) = (producing.clone(), servers.clone());
+        std::thread::spawn(move || {
+            let p: BaseProducer = ClientConfig::new()
+                .set("bootstrap.servers", &servers)
+                .set("linger.ms", "5")
+                .create()
+                .unwrap();
+            let payload = vec![b'q'; 1000];
+            for i in 0..1024 {
+                let key = i.to_string();
+                while p
+                    .send(BaseRecord::to(TOPIC).key(&key).payload(&payload))
+                    .is_err()
+                {
+                    p.poll(Duration::from_millis(10));
+                }
+            }
+            p.flush(Duration::from_secs(30)).unwrap();
+            // Then about 50 KB/s until told to stop.
+            let mut i = 1024u64;
+            while go.load(Ordering::SeqCst) {
+                let key = i.to_string();
+                let _ = p.send(BaseRecord::to(TOPIC).key(&key).payload(&payload));
+                p.poll(Duration::from_millis(20));
+                i += 1;
+            }
+            p.flush(Duration::from_secs(30)).unwrap();
+        })
+    };
+    // The reader: about 100 records (100 KB) a second, committing often,
+    // far behind the log end.
+    let reading = Arc::new(AtomicBool::new(true));
+    let consumer = {
+        let (go, servers) = (reading.clone(), servers.clone());
+        std::thread::spawn(move || {
+            let c: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", &servers)
+                .set("group.id", GROUP)
+                .set("client.id", READER)
+                .set("auto.offset.reset", "earliest")
+                .set("enable.auto.commit", "true")
+                .set("auto.commit.interval.ms", "200")
+                .set("max.partition.fetch.bytes", "16384")
+                .create()
+                .unwrap();
+            c.subscribe(&[TOPIC]).unwrap();
+            while go.load(Ordering::SeqCst) {
+                let _ = c.poll(Duration::from_millis(100));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+
+    // Observe mode: the decision is recorded, nothing is written.
+    {
+        let g = TestCluster::start_with(3, &config("observe")).await;
+        let eps = register(&g, &bootstrap, &registered, &d0);
+        wait_until("an observed quota", Duration::from_secs(90), || async {
+            throttles(&eps)
+                .iter()
+                .any(|c| c["state"] == "observed" && c["target"]["client_id"] == READER)
+                .then_some(())
+        })
+        .await;
+        wait_until("the observed event", Duration::from_secs(10), || async {
+            events(&eps)
+                .iter()
+                .any(|e| {
+                    e["kind"] == "throttle.observed" && e["text"].as_str().unwrap().contains(GROUP)
+                })
+                .then_some(())
+        })
+        .await;
+        assert_eq!(quota(&a, &[("client-id", Some(READER))]).await, None);
+        assert_eq!(
+            quota(&a, &[("user", None), ("client-id", Some(READER))]).await,
+            None
+        );
+    }
+
+    // The operator's default-user quota shadows client-id quotas.
+    let default_user = QuotaEntity(vec![("user".into(), None)]);
+    a.alter_client_quotas(&[(
+        default_user.clone(),
+        vec![("consumer_byte_rate".into(), Some(50e6))],
+    )])
+    .await
+    .unwrap();
+
+    let mut g = TestCluster::start_with(3, &config("enforce")).await;
+    let eps = register(&g, &bootstrap, &registered, &d0);
+    let claim = wait_until("an applied quota", Duration::from_secs(90), || async {
+        throttles(&eps)
+            .into_iter()
+            .find(|c| c["state"] == "applied" && c["target"]["client_id"] == READER)
+    })
+    .await;
+    let reason = claim["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(GROUP) && reason.contains("t95-q-0") && reason.contains("user=<default>"),
+        "{claim}"
+    );
+    assert_eq!(
+        claim["target"]["user"], "",
+        "written at user=<default>: {claim}"
+    );
+    let value: f64 = claim["value"].as_str().unwrap().parse().unwrap();
+    let in_kafka = quota(&a, &[("user", None), ("client-id", Some(READER))]).await;
+    assert_eq!(in_kafka, Some(value), "{claim}");
+    let abnormal = run_cli(&eps, &["abnormal", "--cluster", "t95"]);
+    assert!(
+        abnormal["plan"]["disks"]
+            .to_string()
+            .contains("client_read"),
+        "{abnormal}"
+    );
+
+    // The leader dies holding the quota; the new one keeps the ledger.
+    let leader = g.wait_leader(Duration::from_secs(10)).await;
+    g.kill(leader);
+    g.wait_leader(Duration::from_secs(20)).await;
+    producing.store(false, Ordering::SeqCst);
+    producer.join().unwrap();
+    // Production stopped: the group catches up, and the new leader
+    // removes the quota (its cause gone `release-after-rounds` in a row).
+    wait_until("the group caught up", Duration::from_secs(120), || async {
+        let lag = a.consumer_lag(GROUP).await.ok()?;
+        lag.iter().all(|l| l.lag == 0).then_some(())
+    })
+    .await;
+    wait_until("the quota removed", Duration::from_secs(60), || async {
+        throttles(&eps).is_empty().then_some(())
+    })
+    .await;
+    // And it stays removed: nothing flaps.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let left = throttles(&eps);
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(
+        quota(&a, &[("user", None), ("client-id", Some(READER))]).await,
+        None,
+        "Guardian's quota is gone"
+    );
+    assert_eq!(
+        quota(&a, &[("user", None)]).await,
+        Some(50e6),
+        "the operator's quota is untouched"
+    );
+    for kind in ["throttle.set", "throttle.removed"] {
+        wait_until(kind, Duration::from_secs(10), || async {
+            events(&eps).iter().any(|e| e["kind"] == kind).then_some(())
+        })
+        .await;
+    }
+    for e in events(&eps) {
+        eprintln!("event: {} {} {}", e["kind"], e["subject"], e["text"]);
+    }
+    reading.store(false, Ordering::SeqCst);
+    consumer.join().unwrap();
+    a.alter_client_quotas(&[(default_user, vec![("consumer_byte_rate".into(), None)])])
+        .await
+        .unwrap();
+    a.delete_topics(&[TOPIC.to_string()]).await.unwrap();
+    drop(reporters);
+}
