@@ -148,7 +148,7 @@ pub fn wants(
     let held_entities: Vec<QuotaEntity> = held
         .iter()
         .filter_map(quota_entity)
-        .map(|e| normalized(e))
+        .map(normalized)
         .collect();
     let quotas: Vec<QuotaEntry> = quotas
         .iter()
