@@ -519,6 +519,10 @@ mod tests {
         let cfg: NodeConfig =
             toml::from_str(include_str!("../../deploy/guardian.example.toml")).unwrap();
         assert_eq!(cfg.executor, crate::executor::ExecutorConfig::default());
+        assert_eq!(
+            cfg.governance,
+            crate::governance::GovernanceConfig::default()
+        );
         let mut bad = cfg.clone();
         bad.executor.max_tasks_per_broker = 0;
         let e = bad.validate().unwrap_err().to_string();

@@ -845,3 +845,144 @@ async fn t35_rebalance_errors_are_named() {
         .unwrap();
     assert!(listed.executions.is_empty(), "nothing stored: {listed:?}");
 }
+
+/// Governance's RPCs name bad input; the event log records a failing
+/// governance round and streams it (`GuardianEvents.WatchEvents`).
+#[tokio::test]
+async fn t36_governance_errors_and_the_event_stream() {
+    let c = TestCluster::start_with(1, "[governance]\ninterval-ms = 200\n").await;
+    let cl = c.client();
+    let code = |r: Result<(), tonic::Status>, want: Code, needle: &str| {
+        let s = r.expect_err(needle);
+        assert_eq!(s.code(), want, "{s:?}");
+        assert!(
+            s.message().contains(needle),
+            "{:?} lacks {needle:?}",
+            s.message()
+        );
+    };
+    let clear = cl
+        .call(|mut s| async move { s.clear_throttle(pb::ClearThrottleRequest { id: 99 }).await })
+        .await
+        .map(|_| ());
+    code(clear, Code::NotFound, "throttle 99");
+    let set = |cluster: &str, id: i32, json: &str| {
+        let req = pb::SetBrokerHostRequest {
+            cluster: cluster.into(),
+            broker_id: id,
+            host_json: json.into(),
+        };
+        let cl = &cl;
+        async move {
+            cl.call(|mut s| {
+                let req = req.clone();
+                async move { s.set_broker_host(req).await }
+            })
+            .await
+            .map(|_| ())
+        }
+    };
+    code(
+        set("nope", 1, "{}").await,
+        Code::NotFound,
+        "cluster \"nope\"",
+    );
+    let mut k = cluster("gov");
+    k.bootstrap_servers = vec!["127.0.0.1:1".into()];
+    cl.call(|mut s| {
+        let k = k.clone();
+        async move {
+            s.add_cluster(pb::AddClusterRequest { cluster: Some(k) })
+                .await
+        }
+    })
+    .await
+    .unwrap();
+    code(set("gov", 5, "{}").await, Code::NotFound, "broker 5");
+    cl.call(|mut s| async move {
+        s.add_broker(pb::AddBrokerRequest {
+            broker: Some(broker("gov", 1)),
+        })
+        .await
+    })
+    .await
+    .unwrap();
+    code(
+        set("gov", 1, "{not json").await,
+        Code::InvalidArgument,
+        "host_json",
+    );
+    code(
+        set("gov", 1, r#"{"read_budgets":{"/data/1":-5}}"#).await,
+        Code::InvalidArgument,
+        "disk_read_budget",
+    );
+    set("gov", 1, r#"{"page_cache_bytes":1024}"#).await.unwrap();
+    let abnormal = cl
+        .call(|mut s| async move {
+            s.get_abnormal(pb::AbnormalRequest {
+                cluster: "nope".into(),
+            })
+            .await
+        })
+        .await
+        .map(|_| ());
+    code(abnormal, Code::NotFound, "cluster \"nope\"");
+    let bad = cl
+        .call(|mut s| async move {
+            s.list_events(pb::ListEventsRequest {
+                cluster: "bad name".into(),
+                ..Default::default()
+            })
+            .await
+        })
+        .await
+        .map(|_| ());
+    code(bad, Code::InvalidArgument, "cluster");
+
+    // Kafka is unreachable: the governance round fails, and says so.
+    let mut stream = pb::guardian_events_client::GuardianEventsClient::connect(format!(
+        "http://{}",
+        c.endpoints()[0]
+    ))
+    .await
+    .unwrap()
+    .watch_events(pb::ListEventsRequest {
+        cluster: "gov".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner();
+    let batch = tokio::time::timeout(Duration::from_secs(30), stream.message())
+        .await
+        .expect("an event within 30 s")
+        .unwrap()
+        .expect("the stream stays open");
+    let evs: serde_json::Value = serde_json::from_str(&batch.json).unwrap();
+    let first = &evs[0];
+    assert_eq!(first["cluster"], "gov", "{evs}");
+    assert!(
+        first["text"]
+            .as_str()
+            .unwrap()
+            .contains("governance round failed"),
+        "{evs}"
+    );
+    assert!(batch.last_seq >= 1);
+    let listed = cl
+        .call(|mut s| async move {
+            s.list_events(pb::ListEventsRequest {
+                cluster: "gov".into(),
+                ..Default::default()
+            })
+            .await
+        })
+        .await
+        .unwrap();
+    assert!(
+        listed.json.contains("governance round failed"),
+        "{}",
+        listed.json
+    );
+}

@@ -23,6 +23,59 @@ pub struct DevArgs {
     /// Where the three nodes keep their data (and logs).
     #[arg(long, default_value = "./guardian-data")]
     pub data_dir: PathBuf,
+    /// A config file applied to all three nodes (any section of
+    /// `guardian server`'s config — e.g. short `[governance]` and
+    /// `[collect]` intervals for a demo — except the node's own keys).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+/// The keys each dev node sets for itself.
+const OWN_KEYS: [&str; 6] = [
+    "node-id",
+    "data-dir",
+    "admin-listen",
+    "raft-listen",
+    "advertise-admin",
+    "advertise-raft",
+];
+
+/// `base` with every table and key of `extra` laid over it.
+fn merge(base: &mut toml::Value, extra: &toml::Value) {
+    match (base, extra) {
+        (toml::Value::Table(b), toml::Value::Table(e)) => {
+            for (k, v) in e {
+                match b.get_mut(k) {
+                    Some(bv) if bv.is_table() && v.is_table() => merge(bv, v),
+                    _ => {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (b, e) => *b = e.clone(),
+    }
+}
+
+/// A dev node's config: the defaults, then `extra` (the `--config` file).
+fn node_config(
+    n: &DevNode,
+    data: PathBuf,
+    extra: Option<&toml::Value>,
+) -> anyhow::Result<NodeConfig> {
+    let cfg = NodeConfig::new(n.id, data, n.admin.clone(), n.raft.clone());
+    let Some(extra) = extra else {
+        return Ok(cfg);
+    };
+    if let Some(k) = OWN_KEYS.iter().find(|k| extra.get(**k).is_some()) {
+        anyhow::bail!("--config: `{k}` is set by `guardian dev` for each node; leave it out");
+    }
+    let mut v = toml::Value::try_from(&cfg)?;
+    merge(&mut v, extra);
+    let cfg: NodeConfig = v.try_into().map_err(|e| anyhow::anyhow!("--config: {e}"))?;
+    cfg.validate()
+        .map_err(|e| anyhow::anyhow!("--config: {e}"))?;
+    Ok(cfg)
 }
 
 #[derive(Serialize, Deserialize)]
@@ -88,10 +141,10 @@ fn layout(dir: &Path) -> anyhow::Result<DevLayout> {
     Ok(l)
 }
 
-fn spawn(dir: &Path, n: &DevNode) -> anyhow::Result<Child> {
+fn spawn(dir: &Path, n: &DevNode, extra: Option<&toml::Value>) -> anyhow::Result<Child> {
     let node_dir = dir.join(format!("node-{}", n.id));
     std::fs::create_dir_all(&node_dir)?;
-    let cfg = NodeConfig::new(n.id, node_dir.join("data"), n.admin.clone(), n.raft.clone());
+    let cfg = node_config(n, node_dir.join("data"), extra)?;
     let cfg_path = node_dir.join("guardian.toml");
     std::fs::write(&cfg_path, toml::to_string(&cfg)?)?;
     let log = std::fs::File::create(node_dir.join("guardian.log"))?;
@@ -158,9 +211,19 @@ async fn run_inner(a: &DevArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", a.data_dir.display()))?;
     let dir = a.data_dir.canonicalize()?;
     let l = layout(&dir)?;
+    let extra: Option<toml::Value> = match &a.config {
+        None => None,
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading --config {}", p.display()))?;
+            Some(toml::from_str(&text).with_context(|| format!("--config {}", p.display()))?)
+        }
+    };
+    // Checked once before any node starts.
+    node_config(&l.nodes[0], dir.join("check"), extra.as_ref())?;
     let mut children = Vec::new();
     for n in &l.nodes {
-        children.push((n.id, spawn(&dir, n)?));
+        children.push((n.id, spawn(&dir, n, extra.as_ref())?));
     }
     let endpoints: Vec<String> = l.nodes.iter().map(|n| n.admin.clone()).collect();
     let client = AdminClient::new(&endpoints, None)?;
@@ -264,5 +327,39 @@ pub async fn run(a: &DevArgs) -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node() -> DevNode {
+        DevNode {
+            id: 2,
+            admin: "127.0.0.1:1".into(),
+            raft: "127.0.0.1:2".into(),
+        }
+    }
+
+    #[test]
+    fn a_config_file_applies_to_every_node_but_not_its_own_keys() {
+        let extra: toml::Value =
+            toml::from_str("[governance]\ninterval-ms = 1000\nmode = \"enforce\"\n[collect]\ninterval-ms = 500\ntimeout-ms = 400\n")
+                .unwrap();
+        let cfg = node_config(&node(), "/tmp/x".into(), Some(&extra)).unwrap();
+        assert_eq!(cfg.governance.interval_ms, 1000);
+        assert_eq!(cfg.collect.interval_ms, 500);
+        assert_eq!(cfg.node_id, 2, "its own id kept");
+        assert_eq!(cfg.executor, Default::default(), "the rest at defaults");
+        let own: toml::Value = toml::from_str("node-id = 9\n").unwrap();
+        let e = node_config(&node(), "/tmp/x".into(), Some(&own)).unwrap_err();
+        assert!(e.to_string().contains("node-id"), "{e}");
+        let bad: toml::Value = toml::from_str("[governance]\nbogus = 1\n").unwrap();
+        let e = node_config(&node(), "/tmp/x".into(), Some(&bad)).unwrap_err();
+        assert!(e.to_string().contains("bogus"), "{e}");
+        let invalid: toml::Value = toml::from_str("[governance]\ninterval-ms = 0\n").unwrap();
+        let e = node_config(&node(), "/tmp/x".into(), Some(&invalid)).unwrap_err();
+        assert!(e.to_string().contains("governance.interval-ms"), "{e}");
     }
 }

@@ -1,7 +1,7 @@
 //! From the throttle planner's actions to claims in Kafka's own knobs, and
 //! back: what Guardian wants now ([`wants`]), where a reader's quota must
 //! be written for Kafka to apply it ([`resolve_quota`]), and writing and
-//! restoring a claim with its prior value ([`write`], [`restore`]).
+//! restoring a claim's target ([`current`], [`set`]; the loop restores the prior value).
 //!
 //! Kafka applies the **most specific** matching quota entity: user +
 //! client-id, user + default client, user, default user + client-id,
