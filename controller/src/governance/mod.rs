@@ -378,8 +378,9 @@ impl Governance {
             s.cooldown.retain(|_, until| *until > now);
             s.cooldown.clone()
         };
-        for c in &held {
-            let wanted = wants.iter().find(|w| w.target == c.target);
+        let (renew, fresh) = claims::diff(&held, &wants);
+        for (c, wanted) in held.iter().zip(&renew) {
+            let wanted = wanted.map(|i| &wants[i]);
             let replication = !matches!(c.target, ThrottleTarget::ClientQuota { .. });
             match wanted {
                 _ if now >= c.hard_expiry_ms => {
@@ -428,9 +429,9 @@ impl Governance {
         {
             let mut s = self.soft.lock().unwrap_or_else(|p| p.into_inner());
             let s = s.entry(cluster.to_string()).or_default();
-            let fresh: Vec<&Want> = wants
+            let fresh: Vec<&Want> = fresh
                 .iter()
-                .filter(|w| !held.iter().any(|c| c.target == w.target))
+                .map(|i| &wants[*i])
                 .filter(|w| !cooldown.contains_key(&w.target))
                 .collect();
             // Hysteresis on the way in: a cause seen `confirm-rounds` in a row.
