@@ -62,7 +62,12 @@ fn main() {
         let (renew, fresh) = claims::diff(&held, &wants);
         let elapsed = t.elapsed().as_secs_f64() * 1e3;
         ms.push(elapsed);
-        last = (plan.actions.len(), wants.len(), renew.iter().flatten().count(), fresh.len());
+        last = (
+            plan.actions.len(),
+            wants.len(),
+            renew.iter().flatten().count(),
+            fresh.len(),
+        );
         let _ = cannot;
         // The next round holds what this one wanted.
         held = wants

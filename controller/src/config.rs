@@ -70,6 +70,9 @@ pub struct NodeConfig {
     /// Live throttling and the event log.
     #[serde(default)]
     pub governance: crate::governance::GovernanceConfig,
+    /// Proposals that heal around failed brokers and offline dirs.
+    #[serde(default)]
+    pub healing: crate::governance::healing::HealingConfig,
 }
 
 /// The leader's Kafka admin connections (every registered cluster).
@@ -268,6 +271,7 @@ impl NodeConfig {
             kafka: KafkaConfig::default(),
             executor: Default::default(),
             governance: Default::default(),
+            healing: Default::default(),
         }
     }
 
@@ -331,6 +335,7 @@ impl NodeConfig {
                 "governance.events-max-age-ms",
                 self.governance.events_max_age_ms,
             ),
+            ("healing.broker-failure-ms", self.healing.broker_failure_ms),
         ] {
             if v == 0 {
                 return Err(invalid(key, "must be > 0"));
@@ -522,6 +527,10 @@ mod tests {
         assert_eq!(
             cfg.governance,
             crate::governance::GovernanceConfig::default()
+        );
+        assert_eq!(
+            cfg.healing,
+            crate::governance::healing::HealingConfig::default()
         );
         let mut bad = cfg.clone();
         bad.executor.max_tasks_per_broker = 0;

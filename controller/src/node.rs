@@ -208,6 +208,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     ));
     let governance = Arc::new(crate::governance::Governance::new(
         cfg.governance.clone(),
+        cfg.healing.clone(),
         events,
         executor.clone(),
         collector.clone(),

@@ -348,3 +348,105 @@ async fn a_cold_reader_is_quota_throttled_then_released() {
     a.delete_topics(&[TOPIC.to_string()]).await.unwrap();
     drop(reporters);
 }
+
+fn healing_config() -> &'static str {
+    "[collect]\ninterval-ms = 500\ntimeout-ms = 400\n[governance]\ninterval-ms = 1000\nmigrate-after-rounds = 0\n[healing]\nbroker-failure-ms = 6000\n[executor]\ntick-ms = 100\nbroker-grace-ms = 3000\nthrottle-bytes-per-sec = 20971520\n"
+}
+
+/// The executions of cluster `t95h` with the healing note.
+fn healing(eps: &str) -> Vec<Value> {
+    run_cli(eps, &["rebalance", "list", "--cluster", "t95h"])
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// A broker SIGKILLed for longer than `healing.broker-failure-ms` gets a
+/// healing proposal; one that comes back before it runs cancels it; an
+/// approved one restores the replication factor of RF-2 topics on the two
+/// live brokers (RF-3 internal topics excluded; nothing else moves).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_broker_is_healed_and_one_that_returns_cancels_it() {
+    let guardian_tests::kafka::ops::Shared {
+        mut k,
+        bootstrap,
+        a,
+        ..
+    } = shared().await;
+    let topic = "t95-h";
+    create(&a, topic, vec![vec![1, 2], vec![2, 3], vec![3, 1]], &[]).await;
+    let g = TestCluster::start_with(3, healing_config()).await;
+    let eps = guardian_tests::kafka::ops::register(&g, "t95h", &bootstrap).await;
+
+    // Broker 3 dies and comes back before anyone approves: cancelled.
+    k.kill(3);
+    let first = wait_until("a healing proposal", Duration::from_secs(90), || async {
+        healing(&eps).into_iter().find(|e| e["state"] == "proposed")
+    })
+    .await;
+    let id = first["id"].to_string();
+    let shown = run_cli(&eps, &["rebalance", "show", &id]);
+    let warnings = shown["execution"]["summary"]["warnings"].to_string();
+    assert!(
+        warnings.contains("healing") && warnings.contains("[3]"),
+        "{shown}"
+    );
+    k.restart(3, 3).await;
+    wait_until(
+        "the proposal cancelled",
+        Duration::from_secs(60),
+        || async {
+            let v = run_cli(&eps, &["rebalance", "show", &id]);
+            (v["execution"]["state"] == "cancelled").then_some(())
+        },
+    )
+    .await;
+    // Everything back in sync before the next failure.
+    guardian_tests::conformance::eventually("broker 3 in sync", || async {
+        let md = a.metadata().await.ok()?;
+        md.topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .all(|p| p.isr.len() == p.replicas.len())
+            .then_some(())
+    })
+    .await;
+
+    // Broker 1 dies for good: the approved proposal restores RF 2.
+    k.kill(1);
+    let heal = wait_until(
+        "a second healing proposal",
+        Duration::from_secs(90),
+        || async {
+            healing(&eps)
+                .into_iter()
+                .find(|e| e["state"] == "proposed" && e["id"].to_string() != id)
+        },
+    )
+    .await;
+    let hid = heal["id"].to_string();
+    run_cli(
+        &eps,
+        &["rebalance", "approve", &hid, "--rollback-file", "/dev/null"],
+    );
+    guardian_tests::kafka::ops::wait_state(&eps, hid.parse().unwrap(), &["done"]).await;
+    let md = a.metadata().await.unwrap();
+    let t = md.topics.iter().find(|t| t.name == topic).unwrap();
+    for p in &t.partitions {
+        assert_eq!(
+            p.replicas.len(),
+            2,
+            "{topic}-{}: {:?}",
+            p.partition,
+            p.replicas
+        );
+        assert!(
+            !p.replicas.contains(&1),
+            "{topic}-{}: {:?}",
+            p.partition,
+            p.replicas
+        );
+    }
+    k.restart(1, 3).await;
+    a.delete_topics(&[topic.to_string()]).await.unwrap();
+}

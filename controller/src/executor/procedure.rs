@@ -334,7 +334,19 @@ async fn preflight<K: KafkaAdmin, J: Journal>(
         .cloned()
         .collect();
     let mut entries = Vec::new();
+    let alive: BTreeSet<i32> = md.brokers.iter().map(|b| b.id).collect();
     for ent in ledger::entities(&live) {
+        if let guardian_proto::execution::ThrottleEntity::Broker(b) = ent {
+            if !alive.contains(&b) {
+                // A dead broker (a healing plan's source): nothing to
+                // throttle on it, and its configs cannot be read.
+                e.event(
+                    now,
+                    format!("broker {b} is not in Kafka's metadata: no throttle recorded for it"),
+                );
+                continue;
+            }
+        }
         let keys: &[&str] = match ent {
             guardian_proto::execution::ThrottleEntity::Broker(_) => &ledger::BROKER_KEYS,
             guardian_proto::execution::ThrottleEntity::Topic { .. } => &ledger::TOPIC_KEYS,

@@ -297,10 +297,19 @@ pub fn wants(
 
 /// Held claims against wants: per held claim, the want renewing it (its
 /// index), and the wants no claim holds yet. O((h + w) log w).
-pub fn diff(held: &[guardian_proto::governance::Claim], wants: &[Want]) -> (Vec<Option<usize>>, Vec<usize>) {
-    let by_target: std::collections::BTreeMap<&ThrottleTarget, usize> =
-        wants.iter().enumerate().map(|(i, w)| (&w.target, i)).collect();
-    let renew: Vec<Option<usize>> = held.iter().map(|c| by_target.get(&c.target).copied()).collect();
+pub fn diff(
+    held: &[guardian_proto::governance::Claim],
+    wants: &[Want],
+) -> (Vec<Option<usize>>, Vec<usize>) {
+    let by_target: std::collections::BTreeMap<&ThrottleTarget, usize> = wants
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (&w.target, i))
+        .collect();
+    let renew: Vec<Option<usize>> = held
+        .iter()
+        .map(|c| by_target.get(&c.target).copied())
+        .collect();
     let taken: std::collections::BTreeSet<usize> = renew.iter().flatten().copied().collect();
     let fresh = (0..wants.len()).filter(|i| !taken.contains(i)).collect();
     (renew, fresh)

@@ -19,6 +19,7 @@
 
 pub mod claims;
 pub mod events;
+pub mod healing;
 pub mod inputs;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -145,11 +146,13 @@ struct ClusterSoft {
     /// Rounds in a row with a migrate-away, and the last proposal.
     hot_rounds: u32,
     proposed_ms: u64,
+    healing: healing::HealingSoft,
 }
 
 /// The leader's governance loop.
 pub struct Governance {
     pub cfg: GovernanceConfig,
+    pub healing: healing::HealingConfig,
     pub events: Arc<EventLog>,
     executor: Arc<Executor>,
     collector: Arc<Collector>,
@@ -163,12 +166,14 @@ fn gov(cmd: GovernanceCmd) -> Command {
 impl Governance {
     pub fn new(
         cfg: GovernanceConfig,
+        healing: healing::HealingConfig,
         events: Arc<EventLog>,
         executor: Arc<Executor>,
         collector: Arc<Collector>,
     ) -> Self {
         Governance {
             cfg,
+            healing,
             events,
             executor,
             collector,
@@ -250,6 +255,33 @@ impl Governance {
         let (mut live, controls) = self.executor.live(ctl, cluster, &k).await?;
         if controls.frozen {
             return Ok(()); // a frozen cluster: no actuation at all
+        }
+        let mut heal = {
+            let mut s = self.soft.lock().unwrap_or_else(|p| p.into_inner());
+            std::mem::take(&mut s.entry(cluster.to_string()).or_default().healing)
+        };
+        let healed = healing::step(
+            &self.healing,
+            ctl,
+            &self.executor,
+            &self.events,
+            cluster,
+            &live,
+            &mut heal,
+            now,
+        )
+        .await;
+        {
+            let mut s = self.soft.lock().unwrap_or_else(|p| p.into_inner());
+            s.entry(cluster.to_string()).or_default().healing = heal;
+        }
+        if let Err(e) = healed {
+            self.note(
+                cluster,
+                "healing",
+                cluster,
+                format!("healing step failed: {e}"),
+            );
         }
         let (mut seen, mut record_size) = {
             let mut s = self.soft.lock().unwrap_or_else(|p| p.into_inner());
