@@ -42,13 +42,17 @@ impl Default for HealingConfig {
     }
 }
 
+/// A healing proposal: its execution id, the dead brokers and the offline
+/// (broker, dir)s it heals.
+type Healing = (u64, BTreeSet<i32>, BTreeSet<(i32, String)>);
+
 /// What healing tracks on one cluster (leader soft state).
 #[derive(Debug, Default)]
 pub struct HealingSoft {
     /// Brokers missing from Metadata, since when.
     missing_since: BTreeMap<i32, u64>,
     /// The healing proposal in flight, and what it heals.
-    proposal: Option<(u64, BTreeSet<i32>, BTreeSet<(i32, String)>)>,
+    proposal: Option<Healing>,
     /// The last "nothing to move" reason named.
     noted: String,
 }
