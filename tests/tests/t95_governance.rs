@@ -384,7 +384,8 @@ async fn a_dead_broker_is_healed_and_one_that_returns_cancels_it() {
         healing(&eps).into_iter().find(|e| e["state"] == "proposed")
     })
     .await;
-    let id = first["id"].to_string();
+    let first_id = first["id"].as_u64().unwrap();
+    let id = first_id.to_string();
     let shown = run_cli(&eps, &["rebalance", "show", &id]);
     let warnings = shown["execution"]["summary"]["warnings"].to_string();
     assert!(
@@ -420,7 +421,7 @@ async fn a_dead_broker_is_healed_and_one_that_returns_cancels_it() {
         || async {
             healing(&eps)
                 .into_iter()
-                .find(|e| e["state"] == "proposed" && e["id"].to_string() != id)
+                .find(|e| e["state"] == "proposed" && e["id"].as_u64() != Some(first_id))
         },
     )
     .await;
