@@ -523,9 +523,14 @@ pub fn broker(cluster: &str, id: i32) -> pb::Broker {
 }
 
 /// Runs the `guardian` CLI; returns (exit code, stdout, stderr).
+/// Runs in a scratch dir, so files the CLI writes by default (rollback
+/// files of `rebalance approve`) never land in the source tree.
 pub fn cli(args: &[&str]) -> (i32, String, String) {
+    let scratch = std::env::temp_dir().join("guardian-test-cli");
+    std::fs::create_dir_all(&scratch).expect("a scratch dir");
     let out = Command::new(guardian_bin())
         .args(args)
+        .current_dir(&scratch)
         .env_remove("GUARDIAN_ENDPOINTS")
         .output()
         .expect("run guardian");
