@@ -69,7 +69,7 @@ fn reporter(dirs: &[PathBuf], metrics: Option<&str>) -> (Reporter, String) {
 
 fn config(mode: &str) -> String {
     format!(
-        "[collect]\ninterval-ms = 500\ntimeout-ms = 400\n[governance]\ninterval-ms = 1000\nmode = \"{mode}\"\nclaim-ttl-ms = 60000\nrelease-after-rounds = 3\nmin-rate = 10000\nmigrate-after-rounds = 0\n"
+        "[collect]\ninterval-ms = 500\ntimeout-ms = 400\n[governance]\ninterval-ms = 1000\nmode = \"{mode}\"\nclaim-ttl-ms = 10000\nrelease-after-rounds = 3\nmin-rate = 10000\nmigrate-after-rounds = 0\n"
     )
 }
 
@@ -299,6 +299,27 @@ async fn a_cold_reader_is_quota_throttled_then_released() {
             .contains("client_read"),
         "{abnormal}"
     );
+
+    // An operator clears it: gone from Kafka at once, and not set again
+    // before one claim TTL (10 s) has passed, although its cause persists.
+    let cleared_at = std::time::Instant::now();
+    run_cli(&eps, &["throttle", "clear", &claim["id"].to_string()]);
+    assert_eq!(
+        quota(&a, &[("user", None), ("client-id", Some(READER))]).await,
+        None
+    );
+    let again = wait_until("the quota set again", Duration::from_secs(90), || async {
+        throttles(&eps)
+            .into_iter()
+            .find(|c| c["state"] == "applied" && c["target"]["client_id"] == READER)
+    })
+    .await;
+    assert!(
+        cleared_at.elapsed() >= Duration::from_secs(10),
+        "re-set {:?} after the clear: {again}",
+        cleared_at.elapsed()
+    );
+    assert_ne!(again["id"], claim["id"]);
 
     // The leader dies holding the quota; the new one keeps the ledger.
     let leader = g.wait_leader(Duration::from_secs(10)).await;
