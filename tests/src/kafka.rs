@@ -511,14 +511,16 @@ impl KafkaCluster {
         }
     }
 
-    /// SIGKILLs node `id` (no shutdown hook runs) and waits for it to exit.
-    pub fn kill(&mut self, id: i32) {
-        let n = self
-            .nodes
+    fn node_mut(&mut self, id: i32) -> &mut KafkaNode {
+        self.nodes
             .iter_mut()
             .find(|n| n.id == id)
-            .expect("a node of the cluster");
-        if let Some(mut c) = n.child.take() {
+            .expect("a node of the cluster")
+    }
+
+    /// SIGKILLs node `id` (no shutdown hook runs) and waits for it to exit.
+    pub fn kill(&mut self, id: i32) {
+        if let Some(mut c) = self.node_mut(id).child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -527,12 +529,7 @@ impl KafkaCluster {
     /// SIGTERMs node `id` (a controlled shutdown: its leadership moves,
     /// its logs close cleanly) and waits for it to exit (SIGKILL after 60 s).
     pub fn terminate(&mut self, id: i32) {
-        let n = self
-            .nodes
-            .iter_mut()
-            .find(|n| n.id == id)
-            .expect("a node of the cluster");
-        if let Some(mut c) = n.child.take() {
+        if let Some(mut c) = self.node_mut(id).child.take() {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(c.id() as i32),
                 nix::sys::signal::Signal::SIGTERM,

@@ -737,7 +737,14 @@ impl Executor {
                     }
                 }
                 if let Ok(after) = &r {
-                    for ev in after.events.iter().filter(|ev| !e.events.contains(ev)) {
+                    // The journal only appends (dropping its oldest lines):
+                    // what follows the last line this step started from is new.
+                    let from = e
+                        .events
+                        .last()
+                        .and_then(|last| after.events.iter().rposition(|ev| ev == last))
+                        .map_or(0, |i| i + 1);
+                    for ev in &after.events[from..] {
                         self.events.record(
                             &e.cluster,
                             "execution",

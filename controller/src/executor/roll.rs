@@ -110,6 +110,15 @@ fn under_replicated(md: &ClusterMetadata) -> Vec<String> {
         .collect()
 }
 
+/// Partitions with a reassignment in progress.
+async fn moving<K: KafkaAdmin>(k: &K) -> Result<BTreeSet<(String, i32)>, StepError> {
+    Ok(k.list_reassignments(&[])
+        .await?
+        .into_iter()
+        .map(|m| (m.topic, m.partition))
+        .collect())
+}
+
 fn sample(v: &[String]) -> String {
     let mut s = v.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
     if v.len() > 5 {
@@ -318,25 +327,17 @@ pub async fn step<K: KafkaAdmin, J: Journal>(
             changed = true;
         }
         RollPhase::Demoting => {
-            let moving: BTreeSet<(String, i32)> = k
-                .list_reassignments(&[])
-                .await?
-                .into_iter()
-                .map(|m| (m.topic, m.partition))
-                .collect();
+            let moving = moving(k).await?;
             for d in &r.demoted {
                 let Some(p) = find(&md, &d.topic, d.partition) else {
                     continue;
                 };
-                let want = demote_order(&d.replicas, &batch);
-                if p.replicas != want && !moving.contains(&(d.topic.clone(), d.partition)) {
-                    if p.replicas == d.replicas {
-                        acts.push((
-                            TopicPartition::new(d.topic.clone(), d.partition),
-                            Some(want),
-                        ));
-                    }
-                    continue;
+                // Not reordered yet (or the reorder was lost): send it again.
+                if p.replicas == d.replicas && !moving.contains(&(d.topic.clone(), d.partition)) {
+                    acts.push((
+                        TopicPartition::new(d.topic.clone(), d.partition),
+                        Some(demote_order(&d.replicas, &batch)),
+                    ));
                 }
             }
             let led = led_by(&md, &batch);
@@ -471,12 +472,7 @@ pub async fn step<K: KafkaAdmin, J: Journal>(
             }
         }
         RollPhase::Restoring => {
-            let moving: BTreeSet<(String, i32)> = k
-                .list_reassignments(&[])
-                .await?
-                .into_iter()
-                .map(|m| (m.topic, m.partition))
-                .collect();
+            let moving = moving(k).await?;
             let mut pending = Vec::new();
             for d in &r.demoted {
                 let Some(p) = find(&md, &d.topic, d.partition) else {

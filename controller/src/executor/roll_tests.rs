@@ -14,7 +14,7 @@ use guardian_kafka::{KafkaAdmin, KafkaModel};
 use guardian_proto::execution::*;
 
 use super::procedure::{step, Soft};
-use super::tests::{approved, cfg, MemJournal};
+use super::tests::{approved, cfg, header, MemJournal};
 
 const ASSIGNMENT: [[i32; 3]; 3] = [[1, 2, 3], [2, 3, 1], [3, 1, 2]];
 
@@ -38,34 +38,11 @@ async fn model() -> KafkaModel {
 }
 
 fn roll(batches: Vec<Vec<i32>>, command: String) -> MemJournal {
-    let e = Execution {
-        id: 0,
-        cluster: "m".into(),
-        kind: "roll".into(),
-        intent: Intent::Roll { batch: 1, command },
-        state: ExecState::Draft,
-        paused: false,
-        cancel_requested: false,
-        reason: String::new(),
-        created_ms: 0,
-        updated_ms: 0,
-        expires_ms: u64::MAX,
-        started_ms: 0,
-        finished_ms: 0,
-        version: 0,
-        task_count: 0,
-        proposed_by: String::new(),
-        approved_by: String::new(),
-        throttle_rate: 1,
-        max_tasks_per_broker: 1,
-        summary: PlanSummary::default(),
-        ledger: Vec::new(),
-        events: Vec::new(),
-        roll: Some(RollState {
-            batches,
-            ..Default::default()
-        }),
-    };
+    let mut e = header(Intent::Roll { batch: 1, command }, 0);
+    e.roll = Some(RollState {
+        batches,
+        ..Default::default()
+    });
     approved(None, e, Vec::new())
 }
 

@@ -311,11 +311,19 @@ fn journal_of(
     tasks: Vec<Task>,
     per_broker: u32,
 ) -> MemJournal {
-    let e = Execution {
+    let mut e = header(Intent::Rebalance, tasks.len() as u32);
+    e.throttle_rate = rate;
+    e.max_tasks_per_broker = per_broker;
+    approved(crash, e, tasks)
+}
+
+/// A draft execution of `intent` on cluster `m`, expecting `task_count` tasks.
+pub(super) fn header(intent: Intent, task_count: u32) -> Execution {
+    Execution {
         id: 0,
         cluster: "m".into(),
-        kind: "rebalance".into(),
-        intent: Intent::Rebalance,
+        kind: intent.kind().into(),
+        intent,
         state: ExecState::Draft,
         paused: false,
         cancel_requested: false,
@@ -326,17 +334,16 @@ fn journal_of(
         started_ms: 0,
         finished_ms: 0,
         version: 0,
-        task_count: tasks.len() as u32,
+        task_count,
         proposed_by: String::new(),
         approved_by: String::new(),
-        throttle_rate: rate,
-        max_tasks_per_broker: per_broker,
+        throttle_rate: 1,
+        max_tasks_per_broker: 1,
         summary: PlanSummary::default(),
         ledger: Vec::new(),
         events: Vec::new(),
         roll: None,
-    };
-    approved(crash, e, tasks)
+    }
 }
 
 /// A journal holding `e` (with `tasks`), created and approved on
