@@ -50,20 +50,23 @@ impl Connection {
         deadline: Duration,
         opts: &ConnectOptions,
     ) -> Result<Self, KafkaError> {
-        let timeout = |api| KafkaError::Timeout {
-            addr: addr.to_string(),
-            api,
-            deadline,
-        };
-        tokio::time::timeout(deadline, Self::open(addr, deadline, opts))
+        // The step in progress names the timeout, whichever of the two
+        // deadlines (this one or the request's own) fires first.
+        let phase = std::sync::Mutex::new("connect");
+        tokio::time::timeout(deadline, Self::open(addr, deadline, opts, &phase))
             .await
-            .map_err(|_| timeout("connect"))?
+            .map_err(|_| KafkaError::Timeout {
+                addr: addr.to_string(),
+                api: *phase.lock().unwrap_or_else(|e| e.into_inner()),
+                deadline,
+            })?
     }
 
     async fn open(
         addr: &str,
         deadline: Duration,
         opts: &ConnectOptions,
+        phase: &std::sync::Mutex<&'static str>,
     ) -> Result<Self, KafkaError> {
         let tcp = TcpStream::connect(addr)
             .await
@@ -73,7 +76,10 @@ impl Connection {
             })?;
         let _ = tcp.set_nodelay(true);
         let stream: Box<dyn Stream> = match &opts.tls {
-            Some(tls) => Box::new(tls.wrap(addr, tcp).await?),
+            Some(tls) => {
+                *phase.lock().unwrap_or_else(|e| e.into_inner()) = "TLS handshake";
+                Box::new(tls.wrap(addr, tcp).await?)
+            }
             None => Box::new(tcp),
         };
         let mut c = Connection {
@@ -88,6 +94,7 @@ impl Connection {
         let req = ApiVersionsRequest::default()
             .with_client_software_name(StrBytes::from_static_str("guardian"))
             .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+        *phase.lock().unwrap_or_else(|e| e.into_inner()) = "ApiVersions";
         let resp: ApiVersionsResponse = c.send(ApiKey::ApiVersions, 3, &req).await?;
         KafkaError::check("ApiVersions", addr, resp.error_code)?;
         c.versions = resp
@@ -96,6 +103,7 @@ impl Connection {
             .map(|k| (k.api_key, (k.min_version, k.max_version)))
             .collect();
         if let Some(sasl) = &opts.sasl {
+            *phase.lock().unwrap_or_else(|e| e.into_inner()) = "SaslAuthenticate";
             sasl.authenticate(&mut c).await?;
         }
         Ok(c)
