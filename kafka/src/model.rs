@@ -352,8 +352,12 @@ impl KafkaModel {
                 let Some(r) = p.placed.get(&receiving) else {
                     continue;
                 };
-                let lag = |copied: f64| {
-                    if p.size <= 0.0 {
+                // Kafka's offset lag: a current log's high watermark less
+                // its log end, never below 0 (so 0 for leader and follower
+                // alike: a follower's high watermark never passes its log
+                // end); a `-future` log's lag behind the current one.
+                let lag = |copied: f64, future: bool| {
+                    if !future || p.size <= 0.0 {
                         0
                     } else {
                         ((p.log_end as f64) * (1.0 - copied / p.size))
@@ -367,7 +371,7 @@ impl KafkaModel {
                             topic: name.clone(),
                             partition: i as i32,
                             size_bytes: copied as i64,
-                            offset_lag: lag(copied),
+                            offset_lag: lag(copied, future),
                             is_future: future,
                         });
                         d.usable_bytes = d.usable_bytes.map(|u| u - copied as i64);
@@ -407,6 +411,30 @@ impl KafkaModel {
         s.live("IncrementalAlterConfigs", receiving)?;
         s.check_receiver("IncrementalAlterConfigs", receiving, resource)?;
         s.alter_configs(resource, ops)
+    }
+
+    /// CreateTopics with `validate_only`: every check of a real create,
+    /// nothing created.
+    pub fn create_topics_validate(
+        &self,
+        topics: &[NewTopic],
+    ) -> Result<PerItem<String, ()>, KafkaError> {
+        self.any_broker()?;
+        let mut s = self.lock();
+        let kept = (s.topics.clone(), s.next_id, s.preferred_dirs.clone());
+        let out = s.create_topics(topics);
+        (s.topics, s.next_id, s.preferred_dirs) = kept;
+        Ok(out)
+    }
+
+    /// Whether broker `id` is running (a stopped one refuses connections).
+    pub fn is_alive(&self, id: i32) -> bool {
+        self.lock().brokers.get(&id).is_some_and(|b| b.alive)
+    }
+
+    /// The live brokers, by id.
+    pub fn alive_brokers(&self) -> Vec<i32> {
+        self.lock().alive_ids()
     }
 
     /// A live broker to send "any broker" calls to.
@@ -462,6 +490,128 @@ impl State {
             .and_then(|t| t.partitions.get_mut(tp.partition.max(0) as usize))
             .filter(|_| tp.partition >= 0)
             .ok_or_else(|| err(api, tp.to_string(), 3))
+    }
+
+    /// CreateTopics on the state: one result per topic.
+    fn create_topics(&mut self, topics: &[NewTopic]) -> PerItem<String, ()> {
+        let s = self;
+        let api = "CreateTopics";
+        let mut out = Vec::new();
+        for nt in topics {
+            let name = &nt.name;
+            let res = (|| {
+                let r = format!("topic {name:?}");
+                if !valid_topic_name(name) {
+                    return Err(err(api, r, 17));
+                }
+                if s.topics.contains_key(name) {
+                    return Err(err_msg(
+                        api,
+                        &r,
+                        36,
+                        &format!("Topic '{name}' already exists."),
+                    ));
+                }
+                let alive = s.alive_ids();
+                let assignment: Vec<Vec<i32>> = if nt.assignment.is_empty() {
+                    if nt.partitions <= 0 {
+                        return Err(err(api, r, 37));
+                    }
+                    let rf = nt.replication_factor as usize;
+                    if rf == 0 || rf > alive.len() {
+                        return Err(err(api, r, 38));
+                    }
+                    let start = name.bytes().map(usize::from).sum::<usize>();
+                    (0..nt.partitions as usize)
+                        .map(|p| {
+                            (0..rf)
+                                .map(|j| alive[(start + p + j) % alive.len()])
+                                .collect()
+                        })
+                        .collect()
+                } else {
+                    for a in &nt.assignment {
+                        let set: BTreeSet<i32> = a.iter().copied().collect();
+                        if a.is_empty()
+                            || set.len() != a.len()
+                            || a.iter().any(|b| !s.brokers.contains_key(b))
+                        {
+                            return Err(err(api, r, 39));
+                        }
+                    }
+                    nt.assignment.clone()
+                };
+                let known: Vec<&str> = TOPIC_KEYS.iter().map(|k| k.0).collect();
+                for (k, v) in &nt.configs {
+                    if !known.contains(&k.as_str()) {
+                        return Err(err_msg(
+                            api,
+                            &r,
+                            40,
+                            &format!("Unknown topic config name: {k}"),
+                        ));
+                    }
+                    if k.ends_with(".ms") && v.parse::<i64>().is_err() {
+                        return Err(err_msg(
+                            api,
+                            &r,
+                            40,
+                            &format!("invalid value {v:?} for {k}"),
+                        ));
+                    }
+                }
+                let id = {
+                    let mut b = [0u8; 16];
+                    b[..8].copy_from_slice(&s.next_id.to_be_bytes());
+                    b[8..].copy_from_slice(&0x6775_6172_6469_616e_u64.to_be_bytes());
+                    s.next_id += 1;
+                    b
+                };
+                let mut partitions = Vec::new();
+                for (i, replicas) in assignment.iter().enumerate() {
+                    let tp = TopicPartition::new(name.clone(), i as i32);
+                    let mut placed = BTreeMap::new();
+                    for b in replicas {
+                        let dir = s.place_dir(*b, &tp);
+                        placed.insert(
+                            *b,
+                            Replica {
+                                dir,
+                                copied: 0.0,
+                                future: None,
+                            },
+                        );
+                    }
+                    let isr: Vec<i32> = replicas
+                        .iter()
+                        .copied()
+                        .filter(|b| alive.contains(b))
+                        .collect();
+                    partitions.push(Partition {
+                        leader: isr.first().copied().unwrap_or(-1),
+                        replicas: replicas.clone(),
+                        epoch: 0,
+                        isr,
+                        log_start: 0,
+                        log_end: 0,
+                        size: 0.0,
+                        placed,
+                        reassigning: None,
+                    });
+                }
+                s.topics.insert(
+                    name.clone(),
+                    Topic {
+                        id,
+                        configs: nt.configs.iter().cloned().collect(),
+                        partitions,
+                    },
+                );
+                Ok(())
+            })();
+            out.push((name.clone(), res));
+        }
+        out
     }
 
     fn alive_ids(&self) -> Vec<i32> {
@@ -923,124 +1073,7 @@ impl KafkaAdmin for KafkaModel {
 
     async fn create_topics(&self, topics: &[NewTopic]) -> Result<PerItem<String, ()>, KafkaError> {
         self.any_broker()?;
-        let mut s = self.lock();
-        let api = "CreateTopics";
-        let mut out = Vec::new();
-        for nt in topics {
-            let name = &nt.name;
-            let res = (|| {
-                let r = format!("topic {name:?}");
-                if !valid_topic_name(name) {
-                    return Err(err(api, r, 17));
-                }
-                if s.topics.contains_key(name) {
-                    return Err(err_msg(
-                        api,
-                        &r,
-                        36,
-                        &format!("Topic '{name}' already exists."),
-                    ));
-                }
-                let alive = s.alive_ids();
-                let assignment: Vec<Vec<i32>> = if nt.assignment.is_empty() {
-                    if nt.partitions <= 0 {
-                        return Err(err(api, r, 37));
-                    }
-                    let rf = nt.replication_factor as usize;
-                    if rf == 0 || rf > alive.len() {
-                        return Err(err(api, r, 38));
-                    }
-                    let start = name.bytes().map(usize::from).sum::<usize>();
-                    (0..nt.partitions as usize)
-                        .map(|p| {
-                            (0..rf)
-                                .map(|j| alive[(start + p + j) % alive.len()])
-                                .collect()
-                        })
-                        .collect()
-                } else {
-                    for a in &nt.assignment {
-                        let set: BTreeSet<i32> = a.iter().copied().collect();
-                        if a.is_empty()
-                            || set.len() != a.len()
-                            || a.iter().any(|b| !s.brokers.contains_key(b))
-                        {
-                            return Err(err(api, r, 39));
-                        }
-                    }
-                    nt.assignment.clone()
-                };
-                let known: Vec<&str> = TOPIC_KEYS.iter().map(|k| k.0).collect();
-                for (k, v) in &nt.configs {
-                    if !known.contains(&k.as_str()) {
-                        return Err(err_msg(
-                            api,
-                            &r,
-                            40,
-                            &format!("Unknown topic config name: {k}"),
-                        ));
-                    }
-                    if k.ends_with(".ms") && v.parse::<i64>().is_err() {
-                        return Err(err_msg(
-                            api,
-                            &r,
-                            40,
-                            &format!("invalid value {v:?} for {k}"),
-                        ));
-                    }
-                }
-                let id = {
-                    let mut b = [0u8; 16];
-                    b[..8].copy_from_slice(&s.next_id.to_be_bytes());
-                    b[8..].copy_from_slice(&0x6775_6172_6469_616e_u64.to_be_bytes());
-                    s.next_id += 1;
-                    b
-                };
-                let mut partitions = Vec::new();
-                for (i, replicas) in assignment.iter().enumerate() {
-                    let tp = TopicPartition::new(name.clone(), i as i32);
-                    let mut placed = BTreeMap::new();
-                    for b in replicas {
-                        let dir = s.place_dir(*b, &tp);
-                        placed.insert(
-                            *b,
-                            Replica {
-                                dir,
-                                copied: 0.0,
-                                future: None,
-                            },
-                        );
-                    }
-                    let isr: Vec<i32> = replicas
-                        .iter()
-                        .copied()
-                        .filter(|b| alive.contains(b))
-                        .collect();
-                    partitions.push(Partition {
-                        leader: isr.first().copied().unwrap_or(-1),
-                        replicas: replicas.clone(),
-                        epoch: 0,
-                        isr,
-                        log_start: 0,
-                        log_end: 0,
-                        size: 0.0,
-                        placed,
-                        reassigning: None,
-                    });
-                }
-                s.topics.insert(
-                    name.clone(),
-                    Topic {
-                        id,
-                        configs: nt.configs.iter().cloned().collect(),
-                        partitions,
-                    },
-                );
-                Ok(())
-            })();
-            out.push((name.clone(), res));
-        }
-        Ok(out)
+        Ok(self.lock().create_topics(topics))
     }
 
     async fn create_partitions(

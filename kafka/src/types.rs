@@ -149,6 +149,21 @@ pub enum ConfigSource {
 }
 
 impl ConfigSource {
+    /// Kafka's wire code of the source.
+    pub fn code(self) -> i8 {
+        match self {
+            ConfigSource::DynamicTopic => 1,
+            ConfigSource::DynamicBroker => 2,
+            ConfigSource::DynamicDefaultBroker => 3,
+            ConfigSource::StaticBroker => 4,
+            ConfigSource::Default => 5,
+            ConfigSource::DynamicBrokerLogger => 6,
+            ConfigSource::ClientMetrics => 7,
+            ConfigSource::Group => 8,
+            ConfigSource::Unknown => 0,
+        }
+    }
+
     pub(crate) fn from_code(c: i8) -> Self {
         match c {
             1 => ConfigSource::DynamicTopic,

@@ -27,7 +27,9 @@
 //! for `.future` copies), then cold consumers (`consumer_byte_rate` for the
 //! group's user/client-id, KIP-55), then catching-up followers (KIP-73
 //! `leader/follower.replication.throttled.rate` with the
-//! `*.throttled.replicas` lists). Every action has a reason and an expiry.
+//! `*.throttled.replicas` lists, never below [`CATCH_UP_FLOOR`] × the
+//! partition's bytes-in, so the follower still catches up and the throttle
+//! lifts). Every action has a reason and an expiry.
 //! A disk whose producer and in-sync replication writes alone exceed the
 //! write budget cannot be throttled healthy: it gets a **migrate-away**
 //! request naming the heaviest partitions.
@@ -50,6 +52,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::model::ClusterModel;
+
+/// A catching-up follower's replication throttle stays at least this
+/// multiple of its partition's bytes-in, so it gains on the log end.
+pub const CATCH_UP_FLOOR: f64 = 1.5;
 
 /// The six disk-I/O behaviours of a partition on a disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -445,12 +451,21 @@ pub fn plan_throttles(m: &ClusterModel, o: &ThrottleOptions) -> ThrottlePlan {
                     {
                         continue;
                     }
-                    let allowed = (io.rate - excess).max(o.min_rate);
+                    let part = &m.partitions[io.partition as usize];
+                    let mut allowed = (io.rate - excess).max(o.min_rate);
+                    if matches!(
+                        kind,
+                        Behaviour::ReplicaSyncRead | Behaviour::ReplicaSyncWrite
+                    ) {
+                        // A follower held at or below what the partition
+                        // takes in never catches up, and the throttle
+                        // would never lift: keep it above bytes-in.
+                        allowed = allowed.max(part.bytes_in * CATCH_UP_FLOOR);
+                    }
                     if allowed >= io.rate {
                         continue;
                     }
                     excess -= io.rate - allowed;
-                    let part = &m.partitions[io.partition as usize];
                     let topic = m.topics[part.topic as usize].name.clone();
                     match kind {
                         Behaviour::MigrationRead | Behaviour::MigrationWrite => {
@@ -709,6 +724,22 @@ mod tests {
             })
             .expect("a replication throttle");
         assert_eq!(a, (1, 2, vec!["0:1".into()], vec!["0:2".into()], 2_000_000));
+
+        // A budget below what the partition takes in: the follower is
+        // still allowed 1.5 × its bytes-in, so it catches up.
+        let mut spec = spec;
+        spec.brokers[0].disks[0].read_budget = 0.5 * MB;
+        let m = ClusterModel::from_spec(&spec).unwrap();
+        let plan = plan_throttles(&m, &ThrottleOptions::default());
+        let rate = plan
+            .actions
+            .iter()
+            .find_map(|a| match a {
+                ThrottleAction::ReplicationThrottle { follower_rate, .. } => Some(*follower_rate),
+                _ => None,
+            })
+            .expect("a replication throttle");
+        assert_eq!(rate, (CATCH_UP_FLOOR * MB) as u64);
     }
 
     #[test]

@@ -172,6 +172,9 @@ pub struct KafkaCluster {
     /// The CA of the SASL_SSL listener's certificate (PEM).
     pub ca_pem: Option<Vec<u8>>,
     libs: PathBuf,
+    /// tmpfs mounts the cluster made ([`KafkaCluster::start_with_tmpfs`]),
+    /// unmounted when it stops.
+    mounts: Vec<PathBuf>,
     dir: tempfile::TempDir,
 }
 
@@ -204,6 +207,14 @@ impl KafkaCluster {
     /// Formats and starts `layout`, and returns once Metadata lists every
     /// broker.
     pub async fn start(layout: Layout) -> KafkaCluster {
+        Self::start_with_tmpfs(layout, &[]).await
+    }
+
+    /// [`KafkaCluster::start`], with some brokers' log dirs on small tmpfs
+    /// mounts — `(node id, index in its log dirs, bytes)` — so a test can
+    /// fill one until Kafka marks it offline (needs root; panics, saying
+    /// so, when `mount` refuses).
+    pub async fn start_with_tmpfs(layout: Layout, tmpfs: &[(i32, usize, u64)]) -> KafkaCluster {
         let libs = libs();
         let dir = tempfile::Builder::new()
             .prefix("guardian-kafka-")
@@ -244,6 +255,7 @@ impl KafkaCluster {
             .map(|(s, p)| format!("{}@127.0.0.1:{}", s.0, p.1))
             .collect();
         let mut nodes = Vec::new();
+        let mut mounts = Vec::new();
         let mut ca_pem = None;
         for ((id, roles, rack), (bport, cport)) in specs.iter().zip(&ports) {
             let home = dir.path().join(format!("n{id}"));
@@ -267,6 +279,23 @@ impl KafkaCluster {
             } else {
                 vec![]
             };
+            for (i, d) in log_dirs.iter().enumerate() {
+                if let Some((_, _, bytes)) = tmpfs.iter().find(|t| t.0 == *id && t.1 == i) {
+                    std::fs::create_dir_all(d).expect("log dir");
+                    let out = Command::new("mount")
+                        .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+                        .arg(d)
+                        .output()
+                        .expect("mount runs");
+                    assert!(
+                        out.status.success(),
+                        "mounting a {bytes}-byte tmpfs on {} (the test needs root): {}",
+                        d.display(),
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                    mounts.push(d.clone());
+                }
+            }
             let mut p = format!(
                 "process.roles={roles}\nnode.id={id}\ncontroller.quorum.voters={}\n\
                  listeners={}\ncontroller.listener.names=CONTROLLER\n\
@@ -354,6 +383,7 @@ impl KafkaCluster {
             cluster_id,
             ca_pem,
             libs,
+            mounts,
             dir,
         };
         // Format every node at once (one short JVM each), then start them.
@@ -653,6 +683,9 @@ impl KafkaCluster {
                 let _ = c.kill();
                 let _ = c.wait();
             }
+        }
+        for m in self.mounts.drain(..) {
+            let _ = Command::new("umount").arg("-l").arg(&m).status();
         }
     }
 }

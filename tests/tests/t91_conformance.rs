@@ -4,7 +4,8 @@
 //! removed, brokers running).
 //!
 //! - the conformance suite (`guardian_tests::conformance`): the same
-//!   assertions on real Kafka and on the in-memory model;
+//!   assertions on real Kafka, on the in-memory model and on the
+//!   simulator's wire front end (that model behind Kafka's protocol);
 //! - a throttled move between brokers shows its stages (adding/removing)
 //!   and finishes once the throttle is lifted;
 //! - a throttled move between the dirs of a broker shows its `-future`
@@ -30,6 +31,20 @@ async fn the_model_passes_the_suite() {
         ],
     );
     conformance::run_all(&m, "t91m").await;
+}
+
+/// The simulator's wire front end (the same model behind Kafka's
+/// protocol, one listener per broker), through the real admin client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_passes_the_suite_over_the_wire() {
+    let brokers: Vec<ModelBroker> = (1..=3)
+        .map(|id| ModelBroker::new(id, &format!("r{id}")))
+        .collect();
+    let sim = guardian_sim::SimCluster::start("t91s", "127.0.0.1", &brokers)
+        .await
+        .unwrap();
+    let a = KafkaClient::new(&sim.bootstrap(), Duration::from_secs(20));
+    conformance::run_all(&a, "t91s").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

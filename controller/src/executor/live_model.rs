@@ -13,7 +13,10 @@
 //! - a log dir Kafka reports but the registry does not know → planned with
 //!   the capacity Kafka reports (an error if Kafka reports none); a dir
 //!   with a Kafka error → failed; a registered dir Kafka does not report →
-//!   not used;
+//!   not used; a live broker's replica no online dir lists → in its
+//!   offline dir (Kafka lists no replicas of a failed dir);
+//! - a follower out of the ISR → catching up, lagging by the bytes its
+//!   leader's replica holds beyond its own;
 //! - a broker without a fresh reporter → the rate goals (disk write/read,
 //!   network, CPU) are not enforced for the whole plan: it balances disk
 //!   bytes, replicas and leaders only, from Kafka's own sizes;
@@ -66,9 +69,6 @@ pub struct LiveModel {
     /// Whether every broker has a registered NIC and CPU capacity (else
     /// brokers are weighted equally, capacity 1 each).
     pub capacity_known: bool,
-    /// Offsets each replica is behind its leader, as DescribeLogDirs
-    /// reports them: (topic, partition, broker) → offset lag.
-    pub offset_lag: BTreeMap<(String, i32, i32), i64>,
 }
 
 /// A live model that cannot be built.
@@ -100,7 +100,6 @@ pub fn build(i: &LiveInputs<'_>) -> Result<LiveModel, LiveModelError> {
     // (broker, dir) → where replicas are; (broker, topic, partition) → (dir, size, future dir+size).
     let mut located: BTreeMap<(i32, &str, i32), (String, u64)> = BTreeMap::new();
     let mut futures: BTreeMap<(i32, &str, i32), (String, u64)> = BTreeMap::new();
-    let mut offset_lag = BTreeMap::new();
     for (&id, reg) in &registered {
         let alive = in_kafka.contains_key(&id);
         let load = i.load.get(&id).copied();
@@ -180,9 +179,6 @@ pub fn build(i: &LiveInputs<'_>) -> Result<LiveModel, LiveModelError> {
                 }
                 disks.push(spec);
                 for r in &d.replicas {
-                    if !r.is_future && r.offset_lag > 0 {
-                        offset_lag.insert((r.topic.clone(), r.partition, id), r.offset_lag);
-                    }
                     let key = (id, r.topic.as_str(), r.partition);
                     let v = (d.path.clone(), r.size_bytes.max(0) as u64);
                     if r.is_future {
@@ -306,11 +302,21 @@ pub fn build(i: &LiveInputs<'_>) -> Result<LiveModel, LiveModelError> {
                                 t.name, p.partition
                             )));
                         };
+                        // A live broker's replica that no online dir holds
+                        // is in an offline one (Kafka lists no replicas of
+                        // a failed dir): plan it there, so it moves off.
+                        let dir = bs
+                            .disks
+                            .iter()
+                            .find(|d| d.failed)
+                            .unwrap_or(&bs.disks[0])
+                            .dir
+                            .clone();
                         warnings.push(format!(
-                            "{}-{}: the replica on broker {b} is not in any log dir Kafka reports; placed in {} for planning",
-                            t.name, p.partition, bs.disks[0].dir
+                            "{}-{}: the replica on broker {b} is not in any log dir Kafka reports; placed in {dir} for planning",
+                            t.name, p.partition
                         ));
-                        bs.disks[0].dir.clone()
+                        dir
                     }
                 };
                 *pools.entry(pool_of.get(&b).map_or("", |s| s)).or_default() += 1;
@@ -330,6 +336,24 @@ pub fn build(i: &LiveInputs<'_>) -> Result<LiveModel, LiveModelError> {
                 })
             });
             let leader = (p.leader >= 0 && p.replicas.contains(&p.leader)).then_some(p.leader);
+            // A follower out of the ISR is catching up: its lag is what the
+            // leader's replica holds beyond its own (DescribeLogDirs'
+            // offset lag of a follower is always 0 — its high watermark
+            // never passes its log end).
+            if let Some(&(_, lsize)) =
+                leader.and_then(|l| located.get(&(l, t.name.as_str(), p.partition)))
+            {
+                for r in &mut replicas {
+                    if Some(r.broker) == leader || p.isr.contains(&r.broker) {
+                        continue;
+                    }
+                    if let Some(&(_, fsize)) =
+                        located.get(&(r.broker, t.name.as_str(), p.partition))
+                    {
+                        r.lag_bytes = lsize.saturating_sub(fsize);
+                    }
+                }
+            }
             partitions.push(PartitionSpec {
                 partition: p.partition,
                 replicas,
@@ -381,7 +405,6 @@ pub fn build(i: &LiveInputs<'_>) -> Result<LiveModel, LiveModelError> {
         topic_ids,
         rates_known,
         capacity_known: no_capacity.is_empty(),
-        offset_lag,
     })
 }
 
@@ -672,6 +695,30 @@ mod tests {
             guardian_proto::domain::KafkaUuid([7; 16]).to_string()
         );
         guardian_planner::model::ClusterModel::from_spec(&m.spec).unwrap();
+    }
+
+    /// A follower out of the ISR lags by what the leader holds beyond it;
+    /// a replica no online dir lists sits in its broker's offline dir.
+    #[test]
+    fn catching_up_followers_and_offline_dirs_are_seen() {
+        let reg = registry(&[1, 2]);
+        let mut md = metadata(&[1, 2]);
+        md.topics[0].partitions[0].isr = vec![1];
+        let mut ld: BTreeMap<_, _> = [1].iter().map(|&b| (b, Ok(dirs(b, None)))).collect();
+        let mut d2 = dirs(
+            2,
+            Some(("/d/2/off", Some(1 << 30), Some("KAFKA_STORAGE_ERROR"))),
+        );
+        d2[0].replicas[0].size_bytes = 400;
+        d2[0].replicas.remove(1);
+        ld.insert(2, Ok(d2));
+        let m = build_with(&reg, &md, &ld, &[], &[]).unwrap();
+        let parts = &m.spec.topics[0].partitions;
+        assert_eq!(parts[0].replicas[1].lag_bytes, 1000 - 400);
+        assert_eq!(parts[0].replicas[0].lag_bytes, 0);
+        // t-1's replica on broker 2 is in no online dir: the offline one.
+        assert_eq!(parts[1].replicas[1].dir, "/d/2/off");
+        assert_eq!(parts[1].replicas[1].lag_bytes, 0, "in the ISR");
     }
 
     /// Missing and stale inputs: each named, each with its rule.

@@ -2,8 +2,7 @@
 //! (brokers, dirs, replicas and where they are, reporters' medians) with
 //! what governance needs on top — each partition's **current** bytes-in
 //! (the reporters' latest rate, not the hour's median: a producer that
-//! stops must be seen to stop), each lagging replica's lag in bytes
-//! (DescribeLogDirs' offset lag × the partition's bytes per record), the
+//! stops must be seen to stop), the
 //! operator's host overrides (page cache, disk budgets), and every
 //! consumer group's position, lag and fetch rate (OffsetFetch +
 //! ListOffsets; the rate from the committed offset's progress between
@@ -26,13 +25,13 @@ pub type Seen = BTreeMap<(String, String, i32), (i64, u64)>;
 /// what the groups' ListOffsets answered.
 pub type RecordSize = BTreeMap<(String, i32), f64>;
 
-/// Lays the current rates, replica lags and host overrides over the
-/// live model's spec.
+/// Lays the current rates and host overrides over the live model's spec
+/// (replica lags are the live model's: leader bytes beyond a follower
+/// out of the ISR).
 pub fn enrich(
     live: &mut LiveModel,
     load: &BTreeMap<i32, &BrokerLoad>,
     hosts: &BTreeMap<i32, HostOverrides>,
-    record_size: &RecordSize,
 ) {
     let mut latest: BTreeMap<(&str, i32), f64> = BTreeMap::new();
     if live.rates_known {
@@ -48,18 +47,6 @@ pub fn enrich(
         for p in &mut t.partitions {
             if let Some(r) = latest.get(&(t.name.as_str(), p.partition)) {
                 p.bytes_in = *r;
-            }
-            let per_record = record_size
-                .get(&(t.name.clone(), p.partition))
-                .copied()
-                .unwrap_or(1024.0);
-            for r in &mut p.replicas {
-                if let Some(lag) = live
-                    .offset_lag
-                    .get(&(t.name.clone(), p.partition, r.broker))
-                {
-                    r.lag_bytes = (*lag as f64 * per_record) as u64;
-                }
             }
         }
     }

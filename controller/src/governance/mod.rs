@@ -208,15 +208,23 @@ impl Governance {
                 _ = stop.cancelled() => break,
                 _ = flush.tick() => self.events.flush(&ctl).await,
                 _ = round.tick() => {
-                    let clusters: Vec<String> = {
+                    let (clusters, ungoverned): (Vec<String>, Vec<String>) = {
                         let st = ctl.state();
                         st.registry
                             .clusters
                             .keys()
-                            .filter(|c| st.registry.brokers.keys().any(|(bc, _)| bc == *c))
+                            .filter(|c| {
+                                st.registry.brokers.keys().any(|(bc, _)| bc == *c)
+                                    || st.governance.claims_of(c).next().is_some()
+                            })
                             .cloned()
-                            .collect()
+                            .partition(|c| st.registry.brokers.keys().any(|(bc, _)| bc == c))
                     };
+                    for c in ungoverned {
+                        if let Err(e) = self.release_all(&ctl, &c).await {
+                            self.note(&c, "governance", &c, format!("lifting throttles failed: {e}"));
+                        }
+                    }
                     for c in clusters {
                         let r = tokio::select! {
                             _ = stop.cancelled() => return,
@@ -245,6 +253,24 @@ impl Governance {
         if fresh {
             self.events.record(cluster, kind, subject, text, &[]);
         }
+    }
+
+    /// A cluster whose brokers were all removed is no longer governed:
+    /// each of its claims is removed (the prior value restored) so none
+    /// outlives the registration.
+    async fn release_all(&self, ctl: &Controller, cluster: &str) -> Result<(), ApiError> {
+        let k = self.executor.client(ctl, cluster)?;
+        let held: Vec<Claim> = ctl.state().governance.claims_of(cluster).cloned().collect();
+        for c in held {
+            self.remove(
+                ctl,
+                &*k,
+                &c,
+                "the cluster has no registered broker left: Guardian no longer governs it",
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// One round on one cluster.
@@ -316,7 +342,7 @@ impl Governance {
                 .read()
                 .unwrap_or_else(|p| p.into_inner());
             let of: BTreeMap<i32, &crate::load::BrokerLoad> = load.brokers_of(cluster).collect();
-            inputs::enrich(&mut live, &of, &hosts, &record_size);
+            inputs::enrich(&mut live, &of, &hosts);
         }
         live.spec.groups = groups;
         // What each client must keep up with: the bytes-in of what it reads.

@@ -354,8 +354,30 @@ mod tests {
             CommandResponse::Rejected(crate::types::Rejection::NotFound { .. })
         ));
         assert_eq!(reload(&st).governance, st.governance);
+
+        // A cluster holding a claim cannot be removed (its throttle
+        // would be orphaned on Kafka); once the claim is gone it can.
+        let mut touched = Vec::new();
+        let add = Command::AddCluster(guardian_proto::domain::Cluster {
+            id: 0,
+            name: "c".into(),
+            bootstrap_servers: vec!["h:9092".into()],
+            idc: "east".into(),
+            kafka_cluster_id: None,
+            created_at_ms: 0,
+        });
+        st.apply(&Request::new(1, add), &mut touched);
+        let remove = Request::new(2, Command::RemoveCluster { name: "c".into() });
+        let r = st.apply(&remove, &mut touched);
+        let CommandResponse::Rejected(crate::types::Rejection::FailedPrecondition { reason }) = r
+        else {
+            panic!("{r:?}")
+        };
+        assert!(reason.contains("1 Guardian throttle"), "{reason}");
+
         apply(&mut st, 2, GovernanceCmd::DropClaim { id: 1 });
         assert!(st.governance.claims.is_empty());
+        assert_eq!(st.apply(&remove, &mut touched), CommandResponse::Done);
         assert!(matches!(
             apply(&mut st, 2, GovernanceCmd::DropClaim { id: 1 }),
             CommandResponse::Rejected(_)

@@ -105,6 +105,19 @@ impl State {
             // Registry.
             Command::AddCluster(c) => reg.add_cluster(c, now, touched),
             Command::RemoveCluster { name } => {
+                // Guardian's throttles on that cluster would be orphaned:
+                // the governance loop lifts them first (every claim is
+                // removed once the cluster has no registered broker).
+                let claims = self.governance.claims_of(name).count();
+                if claims > 0 && reg.clusters.contains_key(name) {
+                    return CommandResponse::Rejected(Rejection::FailedPrecondition {
+                        reason: format!(
+                            "cluster {name:?} still holds {claims} Guardian throttle(s) on Kafka \
+                             (guardian throttle list); they are lifted within a governance round \
+                             once its brokers are removed, or with guardian throttle clear"
+                        ),
+                    });
+                }
                 let r = reg.remove_cluster(name, touched);
                 if r == CommandResponse::Done {
                     self.executions.forget_controls(name, touched);

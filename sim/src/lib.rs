@@ -1,0 +1,255 @@
+//! `guardian-sim`: a simulated Kafka federation that Guardian governs with
+//! exactly the code it uses for real Kafka.
+//!
+//! Each simulated cluster is one [`guardian_kafka::KafkaModel`] (the same
+//! model the unit tests use, so the two cannot drift) with one
+//! [`wire::BrokerFront`] listener per broker speaking Kafka's wire
+//! protocol on 127.0.0.1, advertised in Metadata. The conformance suite
+//! that runs on real Kafka (`guardian-tests`, t97) runs against these
+//! listeners with the same assertions.
+//!
+//! A cluster is populated from the planner's seeded generator
+//! ([`guardian_planner::generate`]): the same scenario and seed give the
+//! same topics, placement (brokers and dirs), sizes and consumer groups.
+//!
+//! Not yet: traffic that grows the logs over time, the per-broker
+//! `Reporter` gRPC snapshot, scripted faults (`--fail-broker`), and the
+//! fleet-scale benchmarks.
+
+pub mod wire;
+
+use std::sync::Arc;
+
+use guardian_kafka::model::ModelBroker;
+use guardian_kafka::types::{NewTopic, TopicPartition};
+use guardian_kafka::{KafkaAdmin, KafkaModel};
+use guardian_planner::model::ClusterSpec;
+use tokio::net::TcpListener;
+
+/// One simulated cluster: its model and its brokers' listeners.
+pub struct SimCluster {
+    pub name: String,
+    pub model: Arc<KafkaModel>,
+    /// `host:port` of every broker, by id.
+    pub brokers: Vec<(i32, String)>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for SimCluster {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl SimCluster {
+    /// Binds one listener per broker of `brokers` (their ids, racks and
+    /// dirs; host and port are the listener's) on `host`, and starts
+    /// serving an empty cluster.
+    pub async fn start(
+        name: &str,
+        host: &str,
+        brokers: &[ModelBroker],
+    ) -> std::io::Result<SimCluster> {
+        let mut listeners = Vec::new();
+        let mut specs = Vec::new();
+        for b in brokers {
+            let l = TcpListener::bind((host, 0)).await?;
+            let port = l.local_addr()?.port();
+            specs.push(ModelBroker {
+                host: host.to_string(),
+                port: port as i32,
+                ..b.clone()
+            });
+            listeners.push((b.id, l, format!("{host}:{port}")));
+        }
+        let model = Arc::new(KafkaModel::new(&cluster_id(name), specs));
+        let mut tasks = Vec::new();
+        let mut addrs = Vec::new();
+        for (id, l, addr) in listeners {
+            let front = wire::BrokerFront::new(model.clone(), id);
+            tasks.push(tokio::spawn(front.serve(l)));
+            addrs.push((id, addr));
+        }
+        Ok(SimCluster {
+            name: name.to_string(),
+            model,
+            brokers: addrs,
+            tasks,
+        })
+    }
+
+    /// A cluster shaped like `spec` (brokers, dirs, topics placed on the
+    /// same brokers and dirs with their sizes, groups with their lag).
+    pub async fn from_spec(name: &str, host: &str, spec: &ClusterSpec) -> anyhow::Result<Self> {
+        let brokers: Vec<ModelBroker> = spec
+            .brokers
+            .iter()
+            .map(|b| ModelBroker {
+                id: b.id,
+                host: host.to_string(),
+                port: 0,
+                rack: Some(b.rack.clone()),
+                dirs: b
+                    .disks
+                    .iter()
+                    .map(|d| (d.dir.clone(), d.capacity_bytes as i64))
+                    .collect(),
+            })
+            .collect();
+        let c = SimCluster::start(name, host, &brokers).await?;
+        let m = &c.model;
+        for t in &spec.topics {
+            // Where each replica goes: recorded before the topic exists,
+            // as Kafka records an AlterReplicaLogDirs for a replica it
+            // does not hold yet.
+            for p in &t.partitions {
+                for r in &p.replicas {
+                    let tp = TopicPartition::new(t.name.clone(), p.partition);
+                    m.alter_replica_log_dirs(r.broker, &[(tp, r.dir.clone())])
+                        .await?;
+                }
+            }
+            let mut parts: Vec<_> = t.partitions.iter().collect();
+            parts.sort_by_key(|p| p.partition);
+            let assignment = parts
+                .iter()
+                .map(|p| {
+                    let mut r: Vec<i32> = p.replicas.iter().map(|r| r.broker).collect();
+                    // The current leader first, so it leads from the start.
+                    if let Some(l) = p.leader.and_then(|l| r.iter().position(|b| *b == l)) {
+                        r.swap(0, l);
+                    }
+                    r
+                })
+                .collect();
+            for (name, r) in m
+                .create_topics(&[NewTopic {
+                    name: t.name.clone(),
+                    partitions: 0,
+                    replication_factor: 0,
+                    assignment,
+                    configs: Vec::new(),
+                }])
+                .await?
+            {
+                r.map_err(|e| anyhow::anyhow!("creating {name}: {e}"))?;
+            }
+            for p in &parts {
+                let tp = TopicPartition::new(t.name.clone(), p.partition);
+                // One record per KiB, so offsets and bytes agree.
+                let records = (p.size_bytes / 1024).max(1) as i64;
+                m.produce(&tp, records, p.size_bytes as i64)?;
+            }
+        }
+        for g in &spec.groups {
+            for pos in &g.positions {
+                let tp = TopicPartition::new(pos.topic.clone(), pos.partition);
+                let end = m
+                    .list_offsets(
+                        std::slice::from_ref(&tp),
+                        guardian_kafka::types::OffsetSpec::Latest,
+                    )
+                    .await?
+                    .pop()
+                    .and_then(|x| x.1.ok())
+                    .unwrap_or(0);
+                let behind = (pos.lag_bytes / 1024) as i64;
+                m.commit(&g.name, &tp, (end - behind).max(0));
+            }
+        }
+        Ok(c)
+    }
+
+    /// The bootstrap list: every broker's address.
+    pub fn bootstrap(&self) -> Vec<String> {
+        self.brokers.iter().map(|b| b.1.clone()).collect()
+    }
+}
+
+/// A stable Kafka-style cluster id (22 URL-safe base64 characters) for a
+/// simulated cluster's name.
+fn cluster_id(name: &str) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    let mut out = String::from("sim");
+    for i in 0..19 {
+        for b in name.bytes().chain([i as u8]) {
+            h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+        out.push(A[(h >> 58) as usize] as char);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use guardian_kafka::{KafkaAdmin, KafkaClient, KafkaError};
+
+    use super::*;
+
+    /// A generated cluster over the wire: the brokers, topics, dirs and
+    /// groups of the spec, and Kafka's routing rules.
+    #[tokio::test]
+    async fn a_generated_cluster_answers_over_the_wire() {
+        let p = guardian_planner::generate::GenParams {
+            brokers: 4,
+            disks_per_broker: 2,
+            racks: 2,
+            idcs: 1,
+            pools: 0,
+            partitions: 24,
+            partitions_per_topic: 6,
+            rf: 2,
+            disk_capacity: 1 << 40,
+            fill: 0.3,
+            groups_per_topic: 1,
+        };
+        let spec = guardian_planner::generate::generate(&p, 3);
+        let sim = SimCluster::from_spec("w", "127.0.0.1", &spec)
+            .await
+            .unwrap();
+        let a = KafkaClient::new(&sim.bootstrap()[..1], Duration::from_secs(5));
+        let md = a.metadata().await.unwrap();
+        assert_eq!(md.brokers.len(), 4);
+        assert_eq!(md.topics.len(), spec.topics.len());
+        // Placement and sizes as the spec has them.
+        let t = &spec.topics[0];
+        let p0 = &t.partitions[0];
+        let r = &p0.replicas[0];
+        let dirs = a.describe_log_dirs(r.broker).await.unwrap();
+        let found = dirs
+            .iter()
+            .find(|d| {
+                d.replicas
+                    .iter()
+                    .any(|x| x.topic == t.name && x.partition == p0.partition)
+            })
+            .unwrap();
+        assert_eq!(found.path, r.dir);
+        let size = found
+            .replicas
+            .iter()
+            .find(|x| x.topic == t.name && x.partition == p0.partition)
+            .unwrap()
+            .size_bytes;
+        assert_eq!(size as u64, p0.size_bytes);
+        // Groups and their lag.
+        let groups = a.list_groups().await.unwrap();
+        assert_eq!(groups.len(), spec.groups.len());
+        let g = &spec.groups[0];
+        let lag = a.consumer_lag(&g.name).await.unwrap();
+        assert_eq!(lag.len(), g.positions.len());
+        let other = sim.brokers[1].0;
+        // A stopped broker refuses: the client says which.
+        sim.model.set_alive(other, false);
+        let e = a.describe_log_dirs(other).await.unwrap_err();
+        assert!(
+            e.is_connection() || matches!(e, KafkaError::UnknownBroker { .. }),
+            "{e}"
+        );
+    }
+}
