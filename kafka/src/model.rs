@@ -151,6 +151,11 @@ struct State {
     quotas: BTreeMap<QuotaEntity, BTreeMap<String, f64>>,
     groups: BTreeMap<String, Group>,
     preferred_dirs: BTreeMap<(i32, TopicPartition), String>,
+    /// Offline log dirs: (broker, path).
+    failed_dirs: BTreeSet<(i32, String)>,
+    /// Model seconds per wall-clock second (copies progress this much
+    /// faster; the simulator's speed factor).
+    speed: f64,
     next_id: u64,
     /// `None`: manual clock.
     last: Option<Instant>,
@@ -200,6 +205,8 @@ impl KafkaModel {
                 quotas: BTreeMap::new(),
                 groups: BTreeMap::new(),
                 preferred_dirs: BTreeMap::new(),
+                failed_dirs: BTreeSet::new(),
+                speed: 1.0,
                 next_id: 1,
                 last: Some(Instant::now()),
             }),
@@ -216,10 +223,49 @@ impl KafkaModel {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(last) = s.last {
             let now = Instant::now();
-            s.step(now - last);
+            let d = (now - last).mul_f64(s.speed);
+            s.step(d);
             s.last = Some(now);
         }
         s
+    }
+
+    /// Copies progress `speed` times faster than the wall clock.
+    pub fn with_speed(self, speed: f64) -> Self {
+        self.lock().speed = speed.max(0.0);
+        self
+    }
+
+    /// Takes a log dir of a broker offline (`failed`) or back: an offline
+    /// dir answers DescribeLogDirs with `KAFKA_STORAGE_ERROR` and no
+    /// replicas, and its replicas leave the ISR (leadership moves) and
+    /// copy nothing until it is back.
+    pub fn set_dir_failed(&self, broker: i32, dir: &str, failed: bool) {
+        let mut s = self.lock();
+        let key = (broker, dir.to_string());
+        if !failed {
+            s.failed_dirs.remove(&key);
+            return;
+        }
+        s.failed_dirs.insert(key);
+        let alive: BTreeSet<i32> = s.alive_ids().into_iter().collect();
+        for t in s.topics.values_mut() {
+            for p in &mut t.partitions {
+                if p.placed.get(&broker).is_none_or(|r| r.dir != dir) {
+                    continue;
+                }
+                p.isr.retain(|b| *b != broker);
+                if p.leader == broker {
+                    p.leader = p
+                        .isr
+                        .iter()
+                        .copied()
+                        .find(|b| alive.contains(b))
+                        .unwrap_or(-1);
+                    p.epoch += 1;
+                }
+            }
+        }
     }
 
     /// Moves the model's time forward by `d` (copies progress).
@@ -339,12 +385,15 @@ impl KafkaModel {
             .spec
             .dirs
             .iter()
-            .map(|(path, total)| LogDirInfo {
-                path: path.clone(),
-                error: None,
-                total_bytes: Some(*total),
-                usable_bytes: Some(*total),
-                replicas: Vec::new(),
+            .map(|(path, total)| {
+                let failed = s.failed_dirs.contains(&(receiving, path.clone()));
+                LogDirInfo {
+                    path: path.clone(),
+                    error: failed.then(|| "KAFKA_STORAGE_ERROR".to_string()),
+                    total_bytes: (!failed).then_some(*total),
+                    usable_bytes: (!failed).then_some(*total),
+                    replicas: Vec::new(),
+                }
             })
             .collect();
         for (name, t) in &s.topics {
@@ -366,7 +415,7 @@ impl KafkaModel {
                     }
                 };
                 let mut push = |dir: &str, copied: f64, future: bool| {
-                    if let Some(d) = dirs.iter_mut().find(|d| d.path == dir) {
+                    if let Some(d) = dirs.iter_mut().find(|d| d.path == dir && d.error.is_none()) {
                         d.replicas.push(ReplicaInfo {
                             topic: name.clone(),
                             partition: i as i32,
@@ -659,6 +708,8 @@ impl State {
         let secs = d.as_secs_f64();
         let mut names: Vec<String> = self.topics.keys().cloned().collect();
         names.sort();
+        let alive = self.alive_ids();
+        let failed = self.failed_dirs.clone();
         for name in names {
             let n = self.topics[&name].partitions.len();
             for i in 0..n {
@@ -691,13 +742,12 @@ impl State {
                     }
                     (rates, future_rates)
                 };
-                let alive = self.alive_ids();
                 let t = self.topics.get_mut(&name).expect("listed");
                 let p = &mut t.partitions[i];
                 let size = p.size;
                 let leader_alive = p.leader >= 0;
                 for (b, r) in p.placed.iter_mut() {
-                    if !alive.contains(b) {
+                    if !alive.contains(b) || failed.contains(&(*b, r.dir.clone())) {
                         continue;
                     }
                     if r.copied < size && leader_alive {
@@ -714,7 +764,11 @@ impl State {
                 for (b, r) in &p.placed {
                     // Every placed replica belongs (the target's and the
                     // leaving ones while a reassignment runs).
-                    if r.copied >= size && alive.contains(b) && !p.isr.contains(b) {
+                    if r.copied >= size
+                        && alive.contains(b)
+                        && !failed.contains(&(*b, r.dir.clone()))
+                        && !p.isr.contains(b)
+                    {
                         p.isr.push(*b);
                     }
                 }
@@ -1059,7 +1113,12 @@ impl KafkaAdmin for KafkaModel {
                                 offline: replicas
                                     .iter()
                                     .copied()
-                                    .filter(|b| !alive.contains(b))
+                                    .filter(|b| {
+                                        !alive.contains(b)
+                                            || p.placed.get(b).is_some_and(|r| {
+                                                s.failed_dirs.contains(&(*b, r.dir.clone()))
+                                            })
+                                    })
                                     .collect(),
                                 replicas,
                                 isr: p.isr.clone(),
@@ -1783,5 +1842,36 @@ mod tests {
             d.iter().find(|d| !d.replicas.is_empty()).unwrap().path,
             "/data/3/d1"
         );
+    }
+
+    /// An offline dir: DescribeLogDirs says so and lists nothing in it;
+    /// its replicas leave the ISR (the leader moves) and show as offline.
+    #[test]
+    fn an_offline_dir_takes_its_replicas_out_of_the_isr() {
+        let m = model();
+        topic(&m, "t", vec![vec![1, 2]]);
+        let tp = TopicPartition::new("t", 0);
+        let dir = m.describe_log_dirs_on(1).unwrap();
+        let dir = dir
+            .iter()
+            .find(|d| !d.replicas.is_empty())
+            .unwrap()
+            .path
+            .clone();
+        m.set_dir_failed(1, &dir, true);
+        let d = m.describe_log_dirs_on(1).unwrap();
+        let off = d.iter().find(|d| d.path == dir).unwrap();
+        assert_eq!(off.error.as_deref(), Some("KAFKA_STORAGE_ERROR"));
+        assert!(off.replicas.is_empty() && off.total_bytes.is_none());
+        let p = block(m.metadata()).unwrap().topics[0].partitions[0].clone();
+        assert_eq!(
+            (p.leader, p.isr.clone(), p.offline.clone()),
+            (2, vec![2], vec![1])
+        );
+        // Moved off broker 1, the partition is whole again.
+        block(m.alter_reassignments(&[(tp, Some(vec![2, 3]))], false)).unwrap();
+        m.advance(Duration::from_secs(1));
+        let p = block(m.metadata()).unwrap().topics[0].partitions[0].clone();
+        assert_eq!((p.replicas, p.offline), (vec![2, 3], vec![]));
     }
 }

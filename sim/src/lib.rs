@@ -16,9 +16,12 @@
 //! `Reporter` gRPC snapshot, scripted faults (`--fail-broker`), and the
 //! fleet-scale benchmarks.
 
+pub mod reporter;
+pub mod traffic;
 pub mod wire;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use guardian_kafka::model::ModelBroker;
 use guardian_kafka::types::{NewTopic, TopicPartition};
@@ -26,12 +29,18 @@ use guardian_kafka::{KafkaAdmin, KafkaModel};
 use guardian_planner::model::ClusterSpec;
 use tokio::net::TcpListener;
 
-/// One simulated cluster: its model and its brokers' listeners.
+/// One simulated cluster: its model, its brokers' listeners and, once
+/// started, their reporters and traffic.
 pub struct SimCluster {
     pub name: String,
+    pub cluster_id: String,
     pub model: Arc<KafkaModel>,
     /// `host:port` of every broker, by id.
     pub brokers: Vec<(i32, String)>,
+    /// `host:port` of every broker's `Reporter` gRPC API
+    /// ([`SimCluster::serve_reporters`]).
+    pub reporters: Vec<(i32, String)>,
+    pub traffic: Arc<Mutex<traffic::Traffic>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -46,11 +55,22 @@ impl Drop for SimCluster {
 impl SimCluster {
     /// Binds one listener per broker of `brokers` (their ids, racks and
     /// dirs; host and port are the listener's) on `host`, and starts
-    /// serving an empty cluster.
+    /// serving an empty cluster whose copies run at wall-clock speed.
     pub async fn start(
         name: &str,
         host: &str,
         brokers: &[ModelBroker],
+    ) -> std::io::Result<SimCluster> {
+        Self::start_with_speed(name, host, brokers, 1.0).await
+    }
+
+    /// [`SimCluster::start`] with copies `speed` times faster than the
+    /// wall clock.
+    pub async fn start_with_speed(
+        name: &str,
+        host: &str,
+        brokers: &[ModelBroker],
+        speed: f64,
     ) -> std::io::Result<SimCluster> {
         let mut listeners = Vec::new();
         let mut specs = Vec::new();
@@ -64,7 +84,8 @@ impl SimCluster {
             });
             listeners.push((b.id, l, format!("{host}:{port}")));
         }
-        let model = Arc::new(KafkaModel::new(&cluster_id(name), specs));
+        let id = cluster_id(name);
+        let model = Arc::new(KafkaModel::new(&id, specs).with_speed(speed));
         let mut tasks = Vec::new();
         let mut addrs = Vec::new();
         for (id, l, addr) in listeners {
@@ -74,15 +95,57 @@ impl SimCluster {
         }
         Ok(SimCluster {
             name: name.to_string(),
+            cluster_id: id,
             model,
             brokers: addrs,
+            reporters: Vec::new(),
+            traffic: Arc::default(),
             tasks,
         })
     }
 
+    /// Serves every broker's `Reporter` API on its own port of `host`,
+    /// each host with `page_cache_bytes` of page cache.
+    pub async fn serve_reporters(
+        &mut self,
+        host: &str,
+        page_cache_bytes: u64,
+    ) -> std::io::Result<()> {
+        for (id, _) in self.brokers.clone() {
+            let l = tokio::net::TcpListener::bind((host, 0)).await?;
+            let addr = format!("{host}:{}", l.local_addr()?.port());
+            let r = reporter::SimReporter::new(
+                self.model.clone(),
+                self.traffic.clone(),
+                id,
+                &self.cluster_id,
+                page_cache_bytes,
+            );
+            self.tasks.push(tokio::spawn(r.serve(l)));
+            self.reporters.push((id, addr));
+        }
+        Ok(())
+    }
+
+    /// Starts the producers and consumers of [`SimCluster::traffic`],
+    /// stepping every `tick`.
+    pub fn run_traffic(&mut self, tick: Duration) {
+        self.tasks.push(tokio::spawn(traffic::run(
+            self.model.clone(),
+            self.traffic.clone(),
+            tick,
+        )));
+    }
+
     /// A cluster shaped like `spec` (brokers, dirs, topics placed on the
-    /// same brokers and dirs with their sizes, groups with their lag).
-    pub async fn from_spec(name: &str, host: &str, spec: &ClusterSpec) -> anyhow::Result<Self> {
+    /// same brokers and dirs with their sizes, groups with their lag, the
+    /// traffic of [`traffic::Traffic::from_spec`], not yet running).
+    pub async fn from_spec(
+        name: &str,
+        host: &str,
+        spec: &ClusterSpec,
+        speed: f64,
+    ) -> anyhow::Result<Self> {
         let brokers: Vec<ModelBroker> = spec
             .brokers
             .iter()
@@ -98,7 +161,7 @@ impl SimCluster {
                     .collect(),
             })
             .collect();
-        let c = SimCluster::start(name, host, &brokers).await?;
+        let c = SimCluster::start_with_speed(name, host, &brokers, speed).await?;
         let m = &c.model;
         for t in &spec.topics {
             // Where each replica goes: recorded before the topic exists,
@@ -139,7 +202,7 @@ impl SimCluster {
             for p in &parts {
                 let tp = TopicPartition::new(t.name.clone(), p.partition);
                 // One record per KiB, so offsets and bytes agree.
-                let records = (p.size_bytes / 1024).max(1) as i64;
+                let records = (p.size_bytes as f64 / traffic::RECORD_BYTES).max(1.0) as i64;
                 m.produce(&tp, records, p.size_bytes as i64)?;
             }
         }
@@ -155,10 +218,11 @@ impl SimCluster {
                     .pop()
                     .and_then(|x| x.1.ok())
                     .unwrap_or(0);
-                let behind = (pos.lag_bytes / 1024) as i64;
+                let behind = (pos.lag_bytes as f64 / traffic::RECORD_BYTES) as i64;
                 m.commit(&g.name, &tp, (end - behind).max(0));
             }
         }
+        *c.traffic.lock().unwrap_or_else(|p| p.into_inner()) = traffic::Traffic::from_spec(spec);
         Ok(c)
     }
 
@@ -166,6 +230,27 @@ impl SimCluster {
     pub fn bootstrap(&self) -> Vec<String> {
         self.brokers.iter().map(|b| b.1.clone()).collect()
     }
+}
+
+/// The demo's cluster shape: `brokers` × `disks` of 1 TiB over three
+/// racks in one IDC, `partitions` at RF 3 in topics of 12, filled to 40 %
+/// (the generator places replicas the way Kafka does, so disks end up
+/// skewed), one or two consumer groups per topic, a fifth of them lagging.
+pub fn generated(brokers: u32, disks: u32, partitions: u32, seed: u64) -> ClusterSpec {
+    let p = guardian_planner::generate::GenParams {
+        brokers,
+        disks_per_broker: disks,
+        racks: 3.min(brokers),
+        idcs: 1,
+        pools: 0,
+        partitions,
+        partitions_per_topic: 12,
+        rf: 3.min(brokers),
+        disk_capacity: 1 << 40,
+        fill: 0.4,
+        groups_per_topic: 2,
+    };
+    guardian_planner::generate::generate(&p, seed)
 }
 
 /// A stable Kafka-style cluster id (22 URL-safe base64 characters) for a
@@ -209,7 +294,7 @@ mod tests {
             groups_per_topic: 1,
         };
         let spec = guardian_planner::generate::generate(&p, 3);
-        let sim = SimCluster::from_spec("w", "127.0.0.1", &spec)
+        let sim = SimCluster::from_spec("w", "127.0.0.1", &spec, 1.0)
             .await
             .unwrap();
         let a = KafkaClient::new(&sim.bootstrap()[..1], Duration::from_secs(5));
@@ -251,5 +336,56 @@ mod tests {
             e.is_connection() || matches!(e, KafkaError::UnknownBroker { .. }),
             "{e}"
         );
+    }
+
+    /// Reporters over gRPC, with traffic running: rates from growth
+    /// between samples, the configured page cache, a stopped broker
+    /// unavailable.
+    #[tokio::test]
+    async fn reporters_see_the_traffic() {
+        let spec = generated(3, 2, 12, 4);
+        let mut sim = SimCluster::from_spec("r", "127.0.0.1", &spec, 1.0)
+            .await
+            .unwrap();
+        sim.serve_reporters("127.0.0.1", 1 << 30).await.unwrap();
+        sim.run_traffic(Duration::from_millis(20));
+        let (id, addr) = sim.reporters[0].clone();
+        let mut c =
+            guardian_proto::pb::reporter_client::ReporterClient::connect(format!("http://{addr}"))
+                .await
+                .unwrap();
+        let first = c
+            .get_snapshot(guardian_proto::pb::GetSnapshotRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(first.broker_id, id);
+        assert_eq!(first.host.unwrap().page_cache_bytes, 1 << 30);
+        let here = first.partitions.unwrap().size_bytes.len();
+        assert!(here > 0);
+        // Wait until the traffic has appended something here.
+        let mut grown = None;
+        for _ in 0..200 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let s = c
+                .get_snapshot(guardian_proto::pb::GetSnapshotRequest {})
+                .await
+                .unwrap()
+                .into_inner();
+            let rate: f64 = s.partitions.as_ref().unwrap().bytes_in_per_sec.iter().sum();
+            if rate > 0.0 {
+                grown = Some(s);
+                break;
+            }
+        }
+        let s = grown.expect("the partitions grow");
+        assert!(s.interval_secs > 0.0);
+        assert!(s.log_dirs.iter().any(|d| d.write_bytes_per_sec > 0.0));
+        sim.model.set_alive(id, false);
+        let e = c
+            .get_snapshot(guardian_proto::pb::GetSnapshotRequest {})
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unavailable);
     }
 }

@@ -1,5 +1,8 @@
 //! `guardian-sim`: serves a simulated federation on 127.0.0.1 and prints
-//! one JSON line per cluster (its name and bootstrap address).
+//! one JSON line per cluster: its name, bootstrap list and each broker's
+//! reporter endpoint (`guardian broker add … --reporter`).
+
+use std::time::Duration;
 
 use clap::Parser;
 use guardian_sim::SimCluster;
@@ -22,9 +25,29 @@ struct Args {
     /// The generator's seed (cluster i uses seed + i).
     #[arg(long, default_value_t = 7)]
     seed: u64,
-    /// The address to listen on (a port per broker is chosen).
+    /// Copies and moves run this many times faster than the wall clock.
+    #[arg(long, default_value_t = 60.0)]
+    speed: f64,
+    /// Page cache of every simulated host.
+    #[arg(long, default_value_t = 8 << 30)]
+    page_cache_bytes: u64,
+    /// The address to listen on (a port per broker and per reporter).
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
+    /// Stops a broker: `CLUSTER/BROKER` (e.g. `sim-0/3`), at `--at`.
+    #[arg(long)]
+    fail_broker: Vec<String>,
+    /// When the faults happen, in seconds after start (one per fault, or
+    /// one for all).
+    #[arg(long, value_parser = parse_secs)]
+    at: Vec<Duration>,
+}
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let n = s.trim_end_matches('s');
+    n.parse::<f64>()
+        .map(Duration::from_secs_f64)
+        .map_err(|_| format!("{s:?}: seconds, e.g. 30s"))
 }
 
 #[tokio::main]
@@ -38,27 +61,41 @@ async fn main() -> anyhow::Result<()> {
     let a = Args::parse();
     let mut clusters = Vec::new();
     for i in 0..a.clusters {
-        let p = guardian_planner::generate::GenParams {
-            brokers: a.brokers,
-            disks_per_broker: a.disks,
-            racks: 3.min(a.brokers),
-            idcs: 1,
-            pools: 0,
-            partitions: a.partitions,
-            partitions_per_topic: 12,
-            rf: 3.min(a.brokers),
-            disk_capacity: 1 << 40,
-            fill: 0.4,
-            groups_per_topic: 2,
-        };
-        let spec = guardian_planner::generate::generate(&p, a.seed + i as u64);
         let name = format!("sim-{i}");
-        let c = SimCluster::from_spec(&name, &a.host, &spec).await?;
+        let spec = guardian_sim::generated(a.brokers, a.disks, a.partitions, a.seed + i as u64);
+        let mut c = SimCluster::from_spec(&name, &a.host, &spec, a.speed).await?;
+        c.serve_reporters(&a.host, a.page_cache_bytes).await?;
+        c.run_traffic(Duration::from_millis(500));
         println!(
             "{}",
-            serde_json::json!({"cluster": name, "bootstrap": c.bootstrap().join(",")})
+            serde_json::json!({
+                "cluster": name,
+                "bootstrap": c.bootstrap().join(","),
+                "reporters": c.reporters.iter().map(|(id, addr)| serde_json::json!({"broker": id, "reporter": addr})).collect::<Vec<_>>(),
+            })
         );
         clusters.push(c);
+    }
+    for (i, f) in a.fail_broker.iter().enumerate() {
+        let (cluster, broker) = f
+            .split_once('/')
+            .and_then(|(c, b)| Some((c.to_string(), b.parse::<i32>().ok()?)))
+            .ok_or_else(|| anyhow::anyhow!("--fail-broker {f:?}: CLUSTER/BROKER, e.g. sim-0/3"))?;
+        let c = clusters
+            .iter()
+            .find(|c| c.name == cluster)
+            .ok_or_else(|| anyhow::anyhow!("--fail-broker {f:?}: no cluster {cluster:?}"))?;
+        let at =
+            a.at.get(i)
+                .or(a.at.last())
+                .copied()
+                .unwrap_or(Duration::ZERO);
+        let model = c.model.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(at).await;
+            model.set_alive(broker, false);
+            eprintln!("guardian-sim: stopped broker {broker} of {cluster}");
+        });
     }
     tokio::signal::ctrl_c().await?;
     Ok(())
