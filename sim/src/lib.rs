@@ -54,7 +54,7 @@ impl Drop for SimCluster {
 
 impl SimCluster {
     /// Binds one listener per broker of `brokers` (their ids, racks and
-    /// dirs; host and port are the listener's) on `host`, and starts
+    /// dirs, and the port when not 0) on `host`, and starts
     /// serving an empty cluster whose copies run at wall-clock speed.
     pub async fn start(
         name: &str,
@@ -75,7 +75,7 @@ impl SimCluster {
         let mut listeners = Vec::new();
         let mut specs = Vec::new();
         for b in brokers {
-            let l = TcpListener::bind((host, 0)).await?;
+            let l = TcpListener::bind((host, b.port.clamp(0, u16::MAX as i32) as u16)).await?;
             let port = l.local_addr()?.port();
             specs.push(ModelBroker {
                 host: host.to_string(),
@@ -104,15 +104,18 @@ impl SimCluster {
         })
     }
 
-    /// Serves every broker's `Reporter` API on its own port of `host`,
-    /// each host with `page_cache_bytes` of page cache.
+    /// Serves every broker's `Reporter` API on its own port of `host`
+    /// (`ports[i]` for broker i when given and not 0), each host with
+    /// `page_cache_bytes` of page cache.
     pub async fn serve_reporters(
         &mut self,
         host: &str,
         page_cache_bytes: u64,
+        ports: &[u16],
     ) -> std::io::Result<()> {
-        for (id, _) in self.brokers.clone() {
-            let l = tokio::net::TcpListener::bind((host, 0)).await?;
+        for (i, (id, _)) in self.brokers.clone().into_iter().enumerate() {
+            let port = ports.get(i).copied().unwrap_or(0);
+            let l = tokio::net::TcpListener::bind((host, port)).await?;
             let addr = format!("{host}:{}", l.local_addr()?.port());
             let r = reporter::SimReporter::new(
                 self.model.clone(),
@@ -146,13 +149,26 @@ impl SimCluster {
         spec: &ClusterSpec,
         speed: f64,
     ) -> anyhow::Result<Self> {
+        Self::from_spec_on(name, host, spec, speed, &[]).await
+    }
+
+    /// [`SimCluster::from_spec`] with broker i on `ports[i]` (when given
+    /// and not 0).
+    pub async fn from_spec_on(
+        name: &str,
+        host: &str,
+        spec: &ClusterSpec,
+        speed: f64,
+        ports: &[u16],
+    ) -> anyhow::Result<Self> {
         let brokers: Vec<ModelBroker> = spec
             .brokers
             .iter()
-            .map(|b| ModelBroker {
+            .enumerate()
+            .map(|(i, b)| ModelBroker {
                 id: b.id,
                 host: host.to_string(),
-                port: 0,
+                port: ports.get(i).copied().unwrap_or(0) as i32,
                 rack: Some(b.rack.clone()),
                 dirs: b
                     .disks
@@ -347,7 +363,9 @@ mod tests {
         let mut sim = SimCluster::from_spec("r", "127.0.0.1", &spec, 1.0)
             .await
             .unwrap();
-        sim.serve_reporters("127.0.0.1", 1 << 30).await.unwrap();
+        sim.serve_reporters("127.0.0.1", 1 << 30, &[])
+            .await
+            .unwrap();
         sim.run_traffic(Duration::from_millis(20));
         let (id, addr) = sim.reporters[0].clone();
         let mut c =

@@ -64,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
         let name = format!("sim-{i}");
         let spec = guardian_sim::generated(a.brokers, a.disks, a.partitions, a.seed + i as u64);
         let mut c = SimCluster::from_spec(&name, &a.host, &spec, a.speed).await?;
-        c.serve_reporters(&a.host, a.page_cache_bytes).await?;
+        c.serve_reporters(&a.host, a.page_cache_bytes, &[]).await?;
         c.run_traffic(Duration::from_millis(500));
         println!(
             "{}",

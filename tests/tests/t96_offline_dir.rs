@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use guardian_kafka::types::ConfigResource;
-use guardian_kafka::{KafkaAdmin, KafkaClient, TopicPartition};
+use guardian_kafka::{KafkaClient, TopicPartition};
 use guardian_tests::conformance::{create, eventually};
 use guardian_tests::kafka::data::produce;
 use guardian_tests::kafka::ops::{own_override, register, run_cli, wait_state};

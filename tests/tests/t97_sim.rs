@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use guardian_kafka::types::{ConfigResource, ConfigSource};
-use guardian_kafka::{KafkaAdmin, KafkaClient};
+use guardian_kafka::KafkaClient;
 use guardian_tests::conformance::eventually;
 use guardian_tests::kafka::ops::kafka_tool;
 use serde_json::Value;
