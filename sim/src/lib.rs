@@ -248,11 +248,17 @@ impl SimCluster {
     }
 }
 
-/// The demo's cluster shape: `brokers` × `disks` of 1 TiB over three
-/// racks in one IDC, `partitions` at RF 3 in topics of 12, filled to 40 %
-/// (the generator places replicas the way Kafka does, so disks end up
+/// The demo's cluster shape: `brokers` × `disks` of `disk_bytes` over
+/// three racks in one IDC, `partitions` at RF 3 in topics of 12, filled to
+/// 40 % (the generator places replicas the way Kafka does, so disks end up
 /// skewed), one or two consumer groups per topic, a fifth of them lagging.
-pub fn generated(brokers: u32, disks: u32, partitions: u32, seed: u64) -> ClusterSpec {
+pub fn generated(
+    brokers: u32,
+    disks: u32,
+    partitions: u32,
+    disk_bytes: u64,
+    seed: u64,
+) -> ClusterSpec {
     let p = guardian_planner::generate::GenParams {
         brokers,
         disks_per_broker: disks,
@@ -262,7 +268,7 @@ pub fn generated(brokers: u32, disks: u32, partitions: u32, seed: u64) -> Cluste
         partitions,
         partitions_per_topic: 12,
         rf: 3.min(brokers),
-        disk_capacity: 1 << 40,
+        disk_capacity: disk_bytes,
         fill: 0.4,
         groups_per_topic: 2,
     };
@@ -359,7 +365,7 @@ mod tests {
     /// unavailable.
     #[tokio::test]
     async fn reporters_see_the_traffic() {
-        let spec = generated(3, 2, 12, 4);
+        let spec = generated(3, 2, 12, 1 << 40, 4);
         let mut sim = SimCluster::from_spec("r", "127.0.0.1", &spec, 1.0)
             .await
             .unwrap();

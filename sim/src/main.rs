@@ -22,6 +22,9 @@ struct Args {
     /// Partitions per cluster.
     #[arg(long, default_value_t = 240)]
     partitions: u32,
+    /// Size of every simulated log dir, GiB.
+    #[arg(long, default_value_t = 1024)]
+    disk_gib: u64,
     /// The generator's seed (cluster i uses seed + i).
     #[arg(long, default_value_t = 7)]
     seed: u64,
@@ -62,7 +65,13 @@ async fn main() -> anyhow::Result<()> {
     let mut clusters = Vec::new();
     for i in 0..a.clusters {
         let name = format!("sim-{i}");
-        let spec = guardian_sim::generated(a.brokers, a.disks, a.partitions, a.seed + i as u64);
+        let spec = guardian_sim::generated(
+            a.brokers,
+            a.disks,
+            a.partitions,
+            a.disk_gib << 30,
+            a.seed + i as u64,
+        );
         let mut c = SimCluster::from_spec(&name, &a.host, &spec, a.speed).await?;
         c.serve_reporters(&a.host, a.page_cache_bytes, &[]).await?;
         c.run_traffic(Duration::from_millis(500));

@@ -1,5 +1,7 @@
 //! Restart: every node stopped and started again from the same directory
-//! keeps the registry; `guardian dev` resumes from disk.
+//! keeps the registry; `guardian dev` resumes from disk; `guardian dev`
+//! with its simulated federation registers it, collects it, proposes a
+//! rebalance and executes it once approved.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -56,11 +58,20 @@ async fn t20_full_restart_from_same_dirs_keeps_everything() {
     assert_eq!(added.id, 21);
 }
 
-/// Runs `guardian dev` and returns (child, endpoints) once it prints the export line.
-fn start_dev(dir: &std::path::Path) -> (std::process::Child, String) {
+/// Runs `guardian dev ARGS` and returns (child, endpoints, the lines it
+/// prints from then on) once it prints the export line.
+fn start_dev_with(
+    dir: &std::path::Path,
+    args: &[&str],
+) -> (
+    std::process::Child,
+    String,
+    std::sync::mpsc::Receiver<String>,
+) {
     let mut child = Command::new(guardian_bin())
         .args(["dev", "--data-dir"])
         .arg(dir)
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -74,8 +85,88 @@ fn start_dev(dir: &std::path::Path) -> (std::process::Child, String) {
             break e.to_string();
         }
     };
-    std::thread::spawn(move || for _ in lines {});
-    (child, endpoints)
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in lines.map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    (child, endpoints, rx)
+}
+
+fn start_dev(dir: &std::path::Path) -> (std::process::Child, String) {
+    let (c, e, _) = start_dev_with(dir, &["--no-sim"]);
+    (c, e)
+}
+
+/// `guardian dev` out of the box (a small federation here): the simulated
+/// cluster is registered with its reporters, collected fresh, a rebalance
+/// proposal is printed, and once approved it executes to `done` on the
+/// simulator; a resumed run serves the same simulated addresses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t22_dev_governs_a_simulated_federation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shape = [
+        "--sim-clusters",
+        "1",
+        "--sim-brokers",
+        "4",
+        "--sim-disks",
+        "2",
+        "--sim-partitions",
+        "24",
+        "--sim-disk-gib",
+        "16",
+    ];
+    let (mut dev, eps, lines) = start_dev_with(tmp.path(), &shape);
+    let json = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["--endpoints", &eps, "-o", "json"];
+        all.extend_from_slice(args);
+        let (code, out, err) = cli(&all);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let brokers = json(&["broker", "list", "--cluster", "sim-0"]);
+    assert_eq!(brokers.as_array().unwrap().len(), 4, "{brokers}");
+    assert!(brokers
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|b| !b["reporter_endpoint"].as_str().unwrap_or("").is_empty()));
+    // The proposal line, once the load is fresh.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let id = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = lines.recv_timeout(left).expect("dev printed a proposal");
+        if let Some(rest) = line.strip_prefix("sim-0: proposal ") {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    let load = json(&["load", "cluster", "sim-0"]);
+    assert_eq!(load["stale_brokers"].as_u64().unwrap_or(0), 0, "{load}");
+    json(&["rebalance", "approve", &id, "--rollback-file", "/dev/null"]);
+    wait_until("the execution done", Duration::from_secs(120), || async {
+        let v = json(&["rebalance", "show", &id]);
+        let s = v["execution"]["state"].as_str().unwrap_or("").to_string();
+        assert!(!["failed", "cancelled"].contains(&s.as_str()), "{v}");
+        (s == "done").then_some(())
+    })
+    .await;
+    kill(Pid::from_raw(dev.id() as i32), Signal::SIGTERM).unwrap();
+    assert!(dev.wait().unwrap().success());
+
+    // Resumed: the registry's bootstrap still answers (same ports).
+    let (mut dev, eps2, _) = start_dev_with(tmp.path(), &shape);
+    assert_eq!(eps, eps2);
+    let c = json(&["cluster", "discover", "sim-0", "--dry-run"]);
+    assert!(
+        c["missing_broker_ids"]
+            .as_array()
+            .is_none_or(|m| m.is_empty()),
+        "{c}"
+    );
+    kill(Pid::from_raw(dev.id() as i32), Signal::SIGTERM).unwrap();
+    assert!(dev.wait().unwrap().success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,8 +1,11 @@
 //! `guardian dev`: a local 3-node controller group as three child
-//! `guardian server` processes on 127.0.0.1, data in one directory.
-//! Ports are chosen once and kept in `DIR/dev.json`, so a second run resumes
-//! the same group from disk. Ctrl-C / SIGTERM stops the nodes cleanly; a node
-//! that dies is reported, never restarted.
+//! `guardian server` processes on 127.0.0.1, data in one directory, and
+//! something to govern: a simulated federation (2 clusters × 12 brokers ×
+//! 4 disks by default, `guardian-sim` in this process), a real cluster
+//! (`--kafka`), or nothing (`--no-sim`).
+//! Ports are chosen once and kept in `DIR/dev.json` (and `DIR/sim.json`),
+//! so a second run resumes the same group from disk. Ctrl-C / SIGTERM stops
+//! the nodes cleanly; a node that dies is reported, never restarted.
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
@@ -28,7 +31,40 @@ pub struct DevArgs {
     /// `[collect]` intervals for a demo — except the node's own keys).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// The bare controller: no simulated federation.
+    #[arg(long)]
+    pub no_sim: bool,
+    /// Govern this real Kafka cluster (bootstrap `HOST:PORT[,…]`, registered
+    /// as `kafka`) instead of a simulated one.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub kafka: Option<String>,
+    /// Simulated clusters.
+    #[arg(long, default_value_t = 2)]
+    pub sim_clusters: u32,
+    /// Brokers per simulated cluster.
+    #[arg(long, default_value_t = 12)]
+    pub sim_brokers: u32,
+    /// Log dirs per simulated broker.
+    #[arg(long, default_value_t = 4)]
+    pub sim_disks: u32,
+    /// Partitions per simulated cluster (RF 3).
+    #[arg(long, default_value_t = 240)]
+    pub sim_partitions: u32,
+    /// Size of every simulated log dir, GiB.
+    #[arg(long, default_value_t = 1024)]
+    pub sim_disk_gib: u64,
+    /// The simulator's seed (cluster i uses seed + i).
+    #[arg(long, default_value_t = 7)]
+    pub sim_seed: u64,
+    /// Simulated copies run this many times faster than the wall clock
+    /// (at 600, a 50 MB/s throttle moves 1 TB in about half a minute).
+    #[arg(long, default_value_t = 600.0)]
+    pub sim_speed: f64,
 }
+
+/// The dev nodes' settings when they govern a federation, under the
+/// `--config` file: short collection and governance rounds.
+const DEMO: &str = "[collect]\ninterval-ms = 2000\n[governance]\ninterval-ms = 2000\n";
 
 /// The keys each dev node sets for itself.
 const OWN_KEYS: [&str; 6] = [
@@ -211,12 +247,23 @@ async fn run_inner(a: &DevArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", a.data_dir.display()))?;
     let dir = a.data_dir.canonicalize()?;
     let l = layout(&dir)?;
-    let extra: Option<toml::Value> = match &a.config {
+    let user: Option<toml::Value> = match &a.config {
         None => None,
         Some(p) => {
             let text = std::fs::read_to_string(p)
                 .with_context(|| format!("reading --config {}", p.display()))?;
             Some(toml::from_str(&text).with_context(|| format!("--config {}", p.display()))?)
+        }
+    };
+    let governs = !a.no_sim || a.kafka.is_some();
+    let extra: Option<toml::Value> = match (governs, user) {
+        (false, u) => u,
+        (true, u) => {
+            let mut v: toml::Value = toml::from_str(DEMO)?;
+            if let Some(u) = &u {
+                merge(&mut v, u);
+            }
+            Some(v)
         }
     };
     // Checked once before any node starts.
@@ -279,6 +326,56 @@ async fn run_inner(a: &DevArgs) -> anyhow::Result<()> {
         );
     }
     println!("leader: node {leader}");
+    let eps = endpoints.join(",");
+    let sims = match (&a.kafka, a.no_sim) {
+        (Some(k), _) => {
+            if let Err(e) = super::dev_sim::register_kafka(&client, k).await {
+                stop_all(&mut children).await;
+                return Err(e);
+            }
+            println!("governing Kafka cluster `kafka` at {k}");
+            Vec::new()
+        }
+        (None, true) => Vec::new(),
+        (None, false) => {
+            let shape = super::dev_sim::SimShape {
+                clusters: a.sim_clusters,
+                brokers: a.sim_brokers,
+                disks: a.sim_disks,
+                partitions: a.sim_partitions,
+                disk_bytes: a.sim_disk_gib << 30,
+                seed: a.sim_seed,
+                speed: a.sim_speed,
+            };
+            match super::dev_sim::start(&dir, &shape, &client).await {
+                Ok(s) => s,
+                Err(e) => {
+                    stop_all(&mut children).await;
+                    return Err(e);
+                }
+            }
+        }
+    };
+    for c in &sims {
+        println!(
+            "simulated cluster {}: {} brokers, bootstrap {}",
+            c.name,
+            c.brokers.len(),
+            c.bootstrap()[0]
+        );
+    }
+    if !sims.is_empty() {
+        println!(
+            "try:    guardian --endpoints {eps} load cluster {}   (abnormal, events, rebalance list)",
+            sims[0].name
+        );
+        let client = AdminClient::new(&endpoints, None)?;
+        let eps = eps.clone();
+        let names: Vec<String> = sims.iter().map(|c| c.name.clone()).collect();
+        tokio::spawn(async move {
+            super::dev_sim::first_proposals(&client, &names, &eps).await;
+        });
+    }
     println!("export GUARDIAN_ENDPOINTS={}", endpoints.join(","));
     println!(
         "try:    guardian --endpoints {} raft status",

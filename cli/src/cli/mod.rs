@@ -1,6 +1,7 @@
 //! Command-line parsing (clap) and dispatch.
 
 mod dev;
+mod dev_sim;
 mod governance;
 mod load;
 mod output;
