@@ -130,7 +130,7 @@ struct DevNode {
 /// range. Port-0 binds and outgoing connections only take ephemeral ports,
 /// so nothing else grabs a stopped dev node's port before the next run
 /// resumes on it. (The test harness uses the band below this one.)
-fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
+pub(super) fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
     const BAND: u32 = 6000;
     let lo = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()

@@ -3,7 +3,8 @@
 //! the dev controller through the same admin API an operator uses
 //! (`cluster add`, `broker add` with each reporter, `cluster discover`).
 //!
-//! The simulated brokers and reporters keep their ports in `DIR/sim.json`,
+//! The simulated brokers and reporters take ports from the same band as
+//! the nodes (below the ephemeral range) and keep them in `DIR/sim.json`,
 //! so a resumed `guardian dev` serves the same addresses the registry
 //! holds (the simulated data restarts from its seed).
 
@@ -65,8 +66,17 @@ pub async fn start(
         let old = kept
             .iter()
             .find(|k| k.name == name && k.brokers.len() == shape.brokers as usize);
-        let broker_ports = old.map(|k| k.brokers.clone()).unwrap_or_default();
-        let reporter_ports = old.map(|k| k.reporters.clone()).unwrap_or_default();
+        // New ports from the dev band (below the ephemeral range), like the
+        // nodes', so nothing takes them while dev is stopped.
+        let (broker_ports, reporter_ports) = match old {
+            Some(k) => (k.brokers.clone(), k.reporters.clone()),
+            None => {
+                let n = shape.brokers as usize;
+                let mut p = super::dev::free_ports(2 * n)?;
+                let reporters = p.split_off(n);
+                (p, reporters)
+            }
+        };
         let mut c = SimCluster::from_spec_on(&name, "127.0.0.1", &spec, shape.speed, &broker_ports)
             .await
             .with_context(|| {
