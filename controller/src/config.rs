@@ -50,6 +50,11 @@ pub struct NodeConfig {
     /// Address peers use to reach the raft port; defaults to the bound address.
     #[serde(default)]
     pub advertise_raft: Option<String>,
+    /// HTTP listen address: Prometheus `/metrics` and `/healthz`
+    /// (read-only, no token) and the web dashboard under `/ui/` (token
+    /// login, session cookie, CSRF token); plaintext; absent = not served.
+    #[serde(default)]
+    pub http_listen: Option<String>,
     #[serde(default)]
     pub raft: RaftTuning,
     #[serde(default)]
@@ -263,6 +268,7 @@ impl NodeConfig {
             raft_listen,
             advertise_admin: None,
             advertise_raft: None,
+            http_listen: None,
             raft: RaftTuning::default(),
             grpc: GrpcLimits::default(),
             auth: AuthConfig::default(),

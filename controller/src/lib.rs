@@ -38,6 +38,7 @@ pub mod executor;
 pub mod governance;
 pub mod leader;
 pub mod load;
+pub mod metrics;
 pub mod node;
 pub mod raft;
 pub mod tasks;

@@ -53,6 +53,8 @@ pub struct RunningNode {
     pub ctl: Controller,
     pub admin_addr: SocketAddr,
     pub raft_addr: SocketAddr,
+    /// The HTTP port (`/metrics`), when `http-listen` is set.
+    pub http_addr: Option<SocketAddr>,
     stop: CancellationToken,
     tasks: Tasks,
     store: guardian_meta_store::StoreClosed,
@@ -200,6 +202,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         cfg.governance.retention(),
     ));
     let collector = Arc::new(Collector::new(cfg.collect.clone(), events.clone()));
+    let metrics_collector = collector.clone();
     let executor = Arc::new(crate::executor::Executor::new(
         cfg.executor.clone(),
         cfg.kafka.clone(),
@@ -235,6 +238,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     let events_svc = guardian_proto::pb::guardian_events_server::GuardianEventsServer::new(
         crate::api::governance::EventsService::new(api.clone(), auth.clone()),
     );
+    let dashboard = crate::api::dashboard::Dashboard::new(api.clone(), &cfg.auth);
     let remote_log_svc = RemoteLogMetadataServer::new(RemoteLogService::new(api, auth))
         .max_decoding_message_size(cfg.grpc.max_request_bytes)
         .max_encoding_message_size(cfg.grpc.max_request_bytes.max(64 << 20));
@@ -260,15 +264,45 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         .add_service(remote_log_svc)
         .serve_with_incoming_shutdown(incoming(admin_listener), until_stopped(stop.clone()));
 
-    let servers = vec![
+    let mut servers = vec![
         tasks.spawn("raft port", raft_srv),
         tasks.spawn("admin port", admin_srv),
     ];
+    let mut http_addr = None;
+    if let Some(listen) = &cfg.http_listen {
+        let l = bind("http", listen).await?;
+        http_addr = Some(l.local_addr().map_err(|e| NodeError::Task(e.to_string()))?);
+        let (c, col) = (ctl.clone(), metrics_collector);
+        let router = dashboard
+            .router()
+            .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+            .route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let (c, col) = (c.clone(), col.clone());
+                    async move {
+                        (
+                            [(
+                                axum::http::header::CONTENT_TYPE,
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            )],
+                            crate::metrics::render(&c, &col),
+                        )
+                    }
+                }),
+            );
+        let srv = Server::builder()
+            .accept_http1(true)
+            .add_routes(tonic::service::Routes::from(router))
+            .serve_with_incoming_shutdown(incoming(l), until_stopped(stop.clone()));
+        servers.push(tasks.spawn("http port", srv));
+    }
     tracing::info!(node_id = cfg.node_id, %admin_addr, %raft_addr, "controller node started");
     Ok(RunningNode {
         ctl,
         admin_addr,
         raft_addr,
+        http_addr,
         stop,
         tasks,
         store,

@@ -72,6 +72,8 @@ pub struct TestNode {
     pub dir: PathBuf,
     pub admin: String,
     pub raft: String,
+    /// The HTTP port (`/metrics`, `/healthz`).
+    pub http: String,
     child: Option<Child>,
 }
 
@@ -99,10 +101,15 @@ pub struct TestCluster {
     ca: Option<Vec<u8>>,
 }
 
-fn write_config(node_dir: &Path, id: u64, admin: &str, raft: &str, extra: &str) -> PathBuf {
+fn write_config(
+    node_dir: &Path,
+    id: u64,
+    (admin, raft, http): (&str, &str, &str),
+    extra: &str,
+) -> PathBuf {
     std::fs::create_dir_all(node_dir).expect("node dir");
     let cfg = format!(
-        "node-id = {id}\ndata-dir = \"{}\"\nadmin-listen = \"{admin}\"\nraft-listen = \"{raft}\"\n{extra}\n",
+        "node-id = {id}\ndata-dir = \"{}\"\nadmin-listen = \"{admin}\"\nraft-listen = \"{raft}\"\nhttp-listen = \"{http}\"\n{extra}\n",
         node_dir.join("data").display()
     );
     let p = node_dir.join("guardian.toml");
@@ -325,13 +332,15 @@ impl TestCluster {
             let dir = root.join(format!("node-{id}"));
             // Fixed ports outside the ephemeral range: a restart comes back
             // at the same addresses.
-            let cfg = write_config(&dir, id, &local_addr(), &local_addr(), extra);
+            let http = local_addr();
+            let cfg = write_config(&dir, id, (&local_addr(), &local_addr(), &http), extra);
             let (child, admin, raft) = spawn_node(&dir, &cfg);
             nodes.push(TestNode {
                 id,
                 dir,
                 admin,
                 raft,
+                http,
                 child: Some(child),
             });
         }
@@ -350,13 +359,15 @@ impl TestCluster {
     pub fn spawn_unjoined(&mut self) -> u64 {
         let id = self.nodes.len() as u64 + 1;
         let dir = self.root.join(format!("node-{id}"));
-        let cfg = write_config(&dir, id, &local_addr(), &local_addr(), &self.extra);
+        let http = local_addr();
+        let cfg = write_config(&dir, id, (&local_addr(), &local_addr(), &http), &self.extra);
         let (child, admin, raft) = spawn_node(&dir, &cfg);
         self.nodes.push(TestNode {
             id,
             dir,
             admin,
             raft,
+            http,
             child: Some(child),
         });
         id
@@ -461,7 +472,7 @@ impl TestCluster {
         let extra = self.extra.clone();
         let n = &mut self.nodes[(id - 1) as usize];
         assert!(n.child.is_none(), "node {id} is still running");
-        let cfg = write_config(&n.dir, id, &n.admin, &n.raft, &extra);
+        let cfg = write_config(&n.dir, id, (&n.admin, &n.raft, &n.http), &extra);
         let (child, admin, raft) = spawn_node(&n.dir, &cfg);
         assert_eq!(
             (admin.as_str(), raft.as_str()),
@@ -539,4 +550,73 @@ pub fn cli(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// `GET http://addr/path` over HTTP/1.1: (status, body).
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let (status, _, body) = http_request(addr, "GET", path, &[], "");
+    (status, body)
+}
+
+/// One HTTP/1.1 request (`Connection: close`): (status, response headers
+/// lowercased as `name: value` lines, body — de-chunked).
+pub fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("{addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" {
+        req.push_str(&format!(
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let head = head.to_ascii_lowercase();
+    // A chunked body: the chunks' data, joined.
+    let body = if head.contains("transfer-encoding: chunked") {
+        let mut out = String::new();
+        let mut rest = body;
+        while let Some((len, after)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(len.trim(), 16).unwrap_or(0);
+            if n == 0 || after.len() < n {
+                break;
+            }
+            out.push_str(&after[..n]);
+            rest = after[n..].trim_start_matches("\r\n");
+        }
+        out
+    } else {
+        body.to_string()
+    };
+    (status, head, body)
+}
+
+/// The value of one sample (`name{labels}` exactly as exposed) in a
+/// Prometheus text exposition.
+pub fn metric(text: &str, sample: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (k, v) = l.rsplit_once(' ')?;
+        (k == sample).then(|| v.parse().ok()).flatten()
+    })
 }

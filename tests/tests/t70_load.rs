@@ -314,6 +314,39 @@ async fn t70_load_survives_reporter_and_leader_kills() {
     })
     .await;
 
+    // The leader's Prometheus metrics: Raft, collector (a killed reporter
+    // counted as failed pulls and a `reporter` event), proposals.
+    let leader = c.wait_leader(Duration::from_secs(10)).await;
+    let (code, text) = guardian_tests::http_get(&c.node(leader).http, "/metrics");
+    assert_eq!(code, 200, "{text}");
+    let m = |s: &str| guardian_tests::metric(&text, s);
+    assert_eq!(m("guardian_raft_is_leader"), Some(1.0), "{text}");
+    assert_eq!(m("guardian_raft_leader_id"), Some(leader as f64));
+    assert!(m("guardian_raft_applied_index").unwrap() > 0.0);
+    assert_eq!(
+        m("guardian_collector_brokers{cluster=\"k1\"}"),
+        Some(3.0),
+        "{text}"
+    );
+    assert!(m("guardian_collector_pulls_total{result=\"ok\"}").unwrap() > 0.0);
+    assert!(m("guardian_collector_pulls_total{result=\"error\"}").unwrap() > 0.0);
+    assert!(m("guardian_events_total{kind=\"reporter\"}").unwrap() >= 1.0);
+    assert!(m("guardian_raft_proposal_seconds_count").unwrap() > 0.0);
+    assert!(
+        text.lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .all(|l| l.starts_with("guardian_")),
+        "every sample is guardian_*: {text}"
+    );
+    dashboards_query_what_is_exposed(&text);
+    let follower = c.nodes.iter().find(|n| n.id != leader).unwrap();
+    let (_, text) = guardian_tests::http_get(&follower.http, "/metrics");
+    assert_eq!(
+        guardian_tests::metric(&text, "guardian_raft_is_leader"),
+        Some(0.0)
+    );
+    assert_eq!(guardian_tests::http_get(&follower.http, "/healthz").0, 200);
+
     // The leader dies: the new leader collects and answers, starting from
     // the replicated history (buckets older than its own reign).
     let history = |v: &Value, id: i64| {
@@ -438,4 +471,64 @@ async fn t70_load_survives_reporter_and_leader_kills() {
     let (code, _, err) = cli(&["--endpoints", &eps2, "load", "cluster", "nope"]);
     assert_eq!(code, 1, "{err}");
     assert_eq!(err.trim(), r#"error: NOT_FOUND: cluster "nope" not found"#);
+}
+
+/// Every query of `deploy/grafana/guardian.json` and of
+/// `deploy/prometheus/alerts.yml` parses as PromQL and names only metrics
+/// the controller exposes (their `# TYPE` lines in `exposed`).
+fn dashboards_query_what_is_exposed(exposed: &str) {
+    use promql_parser::parser::Expr;
+    struct Names(Vec<String>);
+    impl promql_parser::util::ExprVisitor for Names {
+        type Error = ();
+        fn pre_visit(&mut self, e: &Expr) -> Result<bool, ()> {
+            match e {
+                Expr::VectorSelector(v) => self.0.extend(v.name.clone()),
+                Expr::MatrixSelector(m) => self.0.extend(m.vs.name.clone()),
+                _ => {}
+            }
+            Ok(true)
+        }
+    }
+    let types: Vec<&str> = exposed
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dash: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("deploy/grafana/guardian.json")).unwrap(),
+    )
+    .unwrap();
+    let mut exprs: Vec<String> = dash["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .map(|t| t["expr"].as_str().unwrap().to_string())
+        .collect();
+    let rules = std::fs::read_to_string(root.join("deploy/prometheus/alerts.yml")).unwrap();
+    exprs.extend(
+        rules
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("expr: "))
+            .map(str::to_string),
+    );
+    assert!(exprs.len() > 20, "{exprs:?}");
+    for q in &exprs {
+        let e = promql_parser::parser::parse(q).unwrap_or_else(|err| panic!("{q}: {err}"));
+        let mut names = Names(Vec::new());
+        promql_parser::util::walk_expr(&mut names, &e).unwrap();
+        assert!(!names.0.is_empty(), "{q} names no metric");
+        for n in names.0 {
+            let base = ["_total", "_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| n.strip_suffix(s))
+                .unwrap_or(&n);
+            assert!(
+                types.contains(&base) || types.contains(&n.as_str()),
+                "{q}: {n} is not exposed by /metrics"
+            );
+        }
+    }
 }

@@ -67,11 +67,12 @@ pub struct DevArgs {
 const DEMO: &str = "[collect]\ninterval-ms = 2000\n[governance]\ninterval-ms = 2000\n";
 
 /// The keys each dev node sets for itself.
-const OWN_KEYS: [&str; 6] = [
+const OWN_KEYS: [&str; 7] = [
     "node-id",
     "data-dir",
     "admin-listen",
     "raft-listen",
+    "http-listen",
     "advertise-admin",
     "advertise-raft",
 ];
@@ -99,7 +100,8 @@ fn node_config(
     data: PathBuf,
     extra: Option<&toml::Value>,
 ) -> anyhow::Result<NodeConfig> {
-    let cfg = NodeConfig::new(n.id, data, n.admin.clone(), n.raft.clone());
+    let mut cfg = NodeConfig::new(n.id, data, n.admin.clone(), n.raft.clone());
+    cfg.http_listen = n.http.clone();
     let Some(extra) = extra else {
         return Ok(cfg);
     };
@@ -124,6 +126,10 @@ struct DevNode {
     id: u64,
     admin: String,
     raft: String,
+    /// `/metrics` (absent in a `dev.json` written before it existed: a
+    /// port is chosen then).
+    #[serde(default)]
+    http: Option<String>,
 }
 
 /// `n` distinct free ports from the 6,000 just below the kernel's ephemeral
@@ -162,14 +168,24 @@ fn layout(dir: &Path) -> anyhow::Result<DevLayout> {
     let path = dir.join("dev.json");
     if path.exists() {
         let text = std::fs::read_to_string(&path)?;
-        return serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()));
+        let mut l: DevLayout =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        if l.nodes.iter().any(|n| n.http.is_none()) {
+            let ports = free_ports(l.nodes.len())?;
+            for (n, p) in l.nodes.iter_mut().zip(ports) {
+                n.http.get_or_insert(format!("127.0.0.1:{p}"));
+            }
+            std::fs::write(&path, serde_json::to_string_pretty(&l)?)?;
+        }
+        return Ok(l);
     }
-    let ports = free_ports(2 * NODES as usize)?;
+    let ports = free_ports(3 * NODES as usize)?;
     let nodes = (0..NODES as usize)
         .map(|i| DevNode {
             id: i as u64 + 1,
-            admin: format!("127.0.0.1:{}", ports[2 * i]),
-            raft: format!("127.0.0.1:{}", ports[2 * i + 1]),
+            admin: format!("127.0.0.1:{}", ports[3 * i]),
+            raft: format!("127.0.0.1:{}", ports[3 * i + 1]),
+            http: Some(format!("127.0.0.1:{}", ports[3 * i + 2])),
         })
         .collect();
     let l = DevLayout { nodes };
@@ -318,14 +334,25 @@ async fn run_inner(a: &DevArgs) -> anyhow::Result<()> {
     }
     for n in &l.nodes {
         println!(
-            "node {}: admin {}  raft {}  (log: {})",
+            "node {}: admin {}  raft {}  metrics http://{}/metrics  (log: {})",
             n.id,
             n.admin,
             n.raft,
+            n.http.as_deref().unwrap_or("-"),
             dir.join(format!("node-{}/guardian.log", n.id)).display()
         );
     }
     println!("leader: node {leader}");
+    if let Some(h) = l
+        .nodes
+        .iter()
+        .find(|n| n.id == leader)
+        .and_then(|n| n.http.as_deref())
+    {
+        println!(
+            "dashboard: http://{h}/ui/  (the leader's; any token logs in while none is configured)"
+        );
+    }
     let eps = endpoints.join(",");
     let sims = match (&a.kafka, a.no_sim) {
         (Some(k), _) => {
@@ -436,6 +463,7 @@ mod tests {
             id: 2,
             admin: "127.0.0.1:1".into(),
             raft: "127.0.0.1:2".into(),
+            http: Some("127.0.0.1:3".into()),
         }
     }
 

@@ -10,7 +10,7 @@ use guardian_proto::execution::{Control, Execution, ExecutionCmd, Intent, Task};
 use guardian_proto::pb;
 use serde::Serialize;
 
-use super::{unexpected, Call};
+use super::{unexpected, Api, Call};
 use crate::error::ApiError;
 use crate::executor::ProposeRequest;
 
@@ -277,6 +277,22 @@ pub async fn control_execution(
         CommandResponse::Execution(e) => *e,
         other => return Err(unexpected(other)),
     };
+    control_event(api, &e);
     let tasks = api.ctl.state().executions.tasks_of(e.id).to_vec();
     view(api, &e, &tasks)
+}
+
+/// An operator's control of an execution in the event log: the journal
+/// line it added (`approved by …`, `cancel requested by …`). The executor
+/// mirrors only the lines its own steps add.
+pub(super) fn control_event(api: &Api, e: &Execution) {
+    if let Some(line) = e.events.last() {
+        api.executor.events.record(
+            &e.cluster,
+            "execution",
+            &format!("execution {}", e.id),
+            line.text.clone(),
+            &[],
+        );
+    }
 }

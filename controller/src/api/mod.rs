@@ -14,6 +14,7 @@
 //! - [`auth`]: bearer tokens and roles.
 
 pub mod auth;
+pub mod dashboard;
 mod discover;
 mod executions;
 pub mod governance;

@@ -38,7 +38,11 @@ pub fn propose(
             goals.set(g, 1e6).expect("a valid goal");
         }
     }
+    let t = std::time::Instant::now();
     let plan = balance::plan(&m, &goals, opts).map_err(|e| e.to_string())?;
+    crate::metrics::METRICS
+        .planner_plan_seconds
+        .observe(crate::metrics::since(t));
     let report = verify::verify(&m, &plan, &goals);
 
     // Final assignment and leaders, replayed.

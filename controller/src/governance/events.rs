@@ -38,6 +38,8 @@ impl EventLog {
     ) {
         let text = text.into();
         tracing::info!(%cluster, kind, subject, "{text}");
+        // Event kinds are a fixed set: a bounded label.
+        crate::metrics::METRICS.event(kind);
         let e = EventRecord {
             seq: 0,
             at_ms: now_ms(),

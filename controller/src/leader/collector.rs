@@ -150,6 +150,7 @@ impl Collector {
                     .collect()
             };
             let timeout = Duration::from_millis(cfg.timeout_ms);
+            let round = std::time::Instant::now();
             let results: Vec<_> = futures::stream::iter(targets.clone())
                 .map(|(cluster, id, ep, cid)| {
                     let me = me.clone();
@@ -161,6 +162,12 @@ impl Collector {
                 .buffer_unordered(cfg.concurrency)
                 .collect()
                 .await;
+            let m = &crate::metrics::METRICS;
+            m.collector_round_seconds
+                .observe(crate::metrics::since(round));
+            for r in &results {
+                m.pull(r.4.is_ok());
+            }
             let now = now_ms();
             // Once a bucket is complete, its means are replicated.
             let done = bucket.saturating_sub(1);

@@ -64,7 +64,11 @@ impl Controller {
     ) -> Result<CommandResponse, ApiError> {
         command.validate()?;
         let req = Request::new(now_ms(), command).with_id(id);
+        let t = std::time::Instant::now();
         let resp = self.proposer.propose(req).await?;
+        crate::metrics::METRICS
+            .raft_proposal_seconds
+            .observe(crate::metrics::since(t));
         // Committed and applied; the caller has not heard yet. A test can
         // drop the answer here to see a retry get the same result.
         #[cfg(feature = "failpoints")]
@@ -127,7 +131,12 @@ impl Controller {
         if stale {
             return Ok(());
         }
-        self.barrier.wait().await
+        let t = std::time::Instant::now();
+        let r = self.barrier.wait().await;
+        crate::metrics::METRICS
+            .raft_read_barrier_seconds
+            .observe(crate::metrics::since(t));
+        r
     }
 
     /// The applied state. Hold the guard briefly.
