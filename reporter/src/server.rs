@@ -2,7 +2,6 @@
 //! `/healthz` and `/metrics` (Prometheus text: the reporter's own health).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::routing::get;
@@ -12,13 +11,48 @@ use tonic::{Request, Response, Status};
 
 use crate::sampler::Sampler;
 
-/// Counters behind `/metrics`.
-#[derive(Default)]
+/// What `/metrics` exposes (prometheus-client, like the controller's).
 pub struct Stats {
-    snapshots: AtomicU64,
-    last_build_us: AtomicU64,
-    last_partitions: AtomicU64,
-    last_warnings: AtomicU64,
+    snapshots: prometheus_client::metrics::counter::Counter,
+    build_seconds: prometheus_client::metrics::histogram::Histogram,
+    last_partitions: prometheus_client::metrics::gauge::Gauge,
+    last_warnings: prometheus_client::metrics::gauge::Gauge,
+    registry: prometheus_client::registry::Registry,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+        let snapshots = prometheus_client::metrics::counter::Counter::default();
+        // 1 ms … ~8 s.
+        let build_seconds = Histogram::new(exponential_buckets(1e-3, 2.0, 14));
+        let last_partitions = prometheus_client::metrics::gauge::Gauge::default();
+        let last_warnings = prometheus_client::metrics::gauge::Gauge::default();
+        let mut registry = prometheus_client::registry::Registry::with_prefix("guardian_reporter");
+        registry.register("snapshots", "Snapshots served", snapshots.clone());
+        registry.register(
+            "snapshot_build_seconds",
+            "Time to build one snapshot",
+            build_seconds.clone(),
+        );
+        registry.register(
+            "last_snapshot_partitions",
+            "Partitions in the last snapshot",
+            last_partitions.clone(),
+        );
+        registry.register(
+            "last_snapshot_warnings",
+            "Warnings in the last snapshot (files that could not be read)",
+            last_warnings.clone(),
+        );
+        Stats {
+            snapshots,
+            build_seconds,
+            last_partitions,
+            last_warnings,
+            registry,
+        }
+    }
 }
 
 pub struct ReporterService {
@@ -50,35 +84,19 @@ impl Reporter for ReporterService {
         .await
         .map_err(|e| Status::internal(format!("sampling failed: {e}")))?;
         let s = &self.stats;
-        s.snapshots.fetch_add(1, Ordering::Relaxed);
-        s.last_build_us
-            .store((snap.build_ms * 1000.0) as u64, Ordering::Relaxed);
-        s.last_partitions.store(
-            snap.partitions.as_ref().map_or(0, |t| t.partition.len()) as u64,
-            Ordering::Relaxed,
-        );
-        s.last_warnings
-            .store(snap.warnings.len() as u64, Ordering::Relaxed);
+        s.snapshots.inc();
+        s.build_seconds.observe(snap.build_ms / 1e3);
+        s.last_partitions
+            .set(snap.partitions.as_ref().map_or(0, |t| t.partition.len()) as i64);
+        s.last_warnings.set(snap.warnings.len() as i64);
         Ok(Response::new(snap))
     }
 }
 
 fn metrics_text(s: &Stats) -> String {
-    let g = |v: &AtomicU64| v.load(Ordering::Relaxed);
-    format!(
-        "# TYPE guardian_reporter_snapshots_total counter\n\
-         guardian_reporter_snapshots_total {}\n\
-         # TYPE guardian_reporter_last_snapshot_build_seconds gauge\n\
-         guardian_reporter_last_snapshot_build_seconds {}\n\
-         # TYPE guardian_reporter_last_snapshot_partitions gauge\n\
-         guardian_reporter_last_snapshot_partitions {}\n\
-         # TYPE guardian_reporter_last_snapshot_warnings gauge\n\
-         guardian_reporter_last_snapshot_warnings {}\n",
-        g(&s.snapshots),
-        g(&s.last_build_us) as f64 / 1e6,
-        g(&s.last_partitions),
-        g(&s.last_warnings),
-    )
+    let mut out = String::new();
+    let _ = prometheus_client::encoding::text::encode(&mut out, &s.registry);
+    out
 }
 
 /// Serves on `listener` until `shutdown` resolves.

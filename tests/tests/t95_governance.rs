@@ -21,10 +21,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use guardian_kafka::types::{QuotaEntity, QuotaMatch};
+use guardian_kafka::types::{ConfigResource, QuotaEntity, QuotaMatch};
 use guardian_kafka::{KafkaAdmin, KafkaClient};
 use guardian_tests::conformance::create;
-use guardian_tests::kafka::ops::{add_cluster, run_cli, shared};
+use guardian_tests::kafka::ops::{add_cluster, own_override, run_cli, shared};
 use guardian_tests::{guardian_bin, wait_until, TestCluster};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -471,4 +471,207 @@ async fn a_dead_broker_is_healed_and_one_that_returns_cancels_it() {
     }
     k.restart(1, 3).await;
     a.delete_topics(&[topic.to_string()]).await.unwrap();
+}
+
+fn follower_config() -> &'static str {
+    "[collect]\ninterval-ms = 500\ntimeout-ms = 400\n[governance]\ninterval-ms = 500\nmode = \"enforce\"\nclaim-ttl-ms = 10000\nconfirm-rounds = 1\nrelease-after-rounds = 3\nmin-rate = 10000\nmigrate-after-rounds = 0\n[healing]\nenabled = false\n"
+}
+
+/// A follower stopped while a producer writes comes back far behind: its
+/// catch-up reads (the backlog is out of the leader's overridden page
+/// cache) exceed the leader dir's read budget, so Guardian sets a
+/// replication throttle on the pair (`partition:broker` lists, rates
+/// floored above the partition's bytes-in so it still catches up); once
+/// it is back in the ISR the throttle is removed and nothing of Guardian's
+/// is left on the cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catching_up_follower_is_replication_throttled_then_released() {
+    let s = shared().await;
+    let (bootstrap, a, d0) = (s.bootstrap.clone(), s.a, s.d0.clone());
+    let mut k = s.k;
+    let topic = "t95-f";
+    let brokers: Vec<(i32, Vec<PathBuf>, Option<String>)> = k
+        .nodes
+        .iter()
+        .filter(|n| n.broker_addr.is_some())
+        .map(|n| (n.id, n.log_dirs.clone(), n.metrics_url.clone()))
+        .collect();
+    let mut reporters = Vec::new();
+    let mut registered = Vec::new();
+    for (id, dirs, metrics) in &brokers {
+        let (r, addr) = reporter(dirs, metrics.as_deref());
+        reporters.push(r);
+        registered.push((*id, dirs.clone(), addr));
+    }
+    create(&a, topic, vec![vec![1, 3]], &[("segment.bytes", "8388608")]).await;
+    let tp = guardian_kafka::TopicPartition::new(topic, 0);
+    for (tp, r) in a
+        .alter_replica_log_dirs(1, &[(tp.clone(), d0.clone())])
+        .await
+        .unwrap()
+    {
+        r.unwrap_or_else(|e| panic!("{tp} to {d0}: {e}"));
+    }
+    let g = TestCluster::start_with(3, follower_config()).await;
+    let eps = register(&g, &bootstrap, &registered, &d0);
+    // Broker 1 (the leader) reads its backlog from disk within 10 MB/s:
+    // the catch-up (3 × 4 MB/s by the model) exceeds it; the throttle
+    // (10 MB/s, above the 1.5 × bytes-in floor) still gains 6 MB/s.
+    run_cli(
+        &eps,
+        &[
+            "broker",
+            "set",
+            "--cluster",
+            "t95",
+            "--id",
+            "1",
+            "--page-cache-bytes",
+            "64KiB",
+            "--disk-read-budget",
+            &format!("{d0}=10MB/s"),
+        ],
+    );
+
+    // A producer at about 4 MB/s for the whole test.
+    let producing = Arc::new(AtomicBool::new(true));
+    let producer = {
+        let (go, servers) = (producing.clone(), bootstrap.join(","));
+        std::thread::spawn(move || {
+            let p: BaseProducer = ClientConfig::new()
+                .set("bootstrap.servers", &servers)
+                .set("linger.ms", "5")
+                .set("acks", "1")
+                .create()
+                .unwrap();
+            let payload = vec![b'f'; 4000];
+            let start = std::time::Instant::now();
+            let mut sent = 0u64;
+            while go.load(Ordering::SeqCst) {
+                // 1,000 records of 4 kB a second.
+                let due = start.elapsed().as_millis() as u64;
+                while sent < due {
+                    let key = sent.to_string();
+                    if p.send(
+                        BaseRecord::to(topic)
+                            .partition(0)
+                            .key(&key)
+                            .payload(&payload),
+                    )
+                    .is_err()
+                    {
+                        break;
+                    }
+                    sent += 1;
+                }
+                p.poll(Duration::from_millis(5));
+            }
+            let _ = p.flush(Duration::from_secs(10));
+        })
+    };
+    let size_on = |b: i32| {
+        let a = &a;
+        let topic = topic.to_string();
+        async move {
+            a.describe_log_dirs(b)
+                .await
+                .ok()?
+                .iter()
+                .flat_map(|d| d.replicas.clone())
+                .find(|r| r.topic == topic && !r.is_future)
+                .map(|r| r.size_bytes)
+        }
+    };
+    // Broker 3 stops; the leader gets 120 MB ahead of it (unthrottled, a
+    // follower here catches up ~30 MB/s; the throttle lands ~1 s after it
+    // is back).
+    k.terminate(3);
+    let base = size_on(1).await.unwrap_or(0);
+    wait_until("a 120 MB backlog", Duration::from_secs(120), || async {
+        (size_on(1).await? > base + 120_000_000).then_some(())
+    })
+    .await;
+    let t0 = std::time::Instant::now();
+    k.restart(3, 3).await;
+    eprintln!("restarted in {:?}", t0.elapsed());
+
+    // Throttled while it catches up…
+    let claim = wait_until(
+        "a replication throttle for the follower",
+        Duration::from_secs(60),
+        || async {
+            throttles(&eps)
+                .into_iter()
+                .find(|c| c["target"]["key"] == "follower.replication.throttled.replicas")
+        },
+    )
+    .await;
+    eprintln!("claimed {:?} after the restart", t0.elapsed());
+    let reason = claim["reason"].as_str().unwrap_or("").to_string();
+    assert!(reason.contains("follower on broker 3"), "{claim}");
+    assert_eq!(claim["value"], "0:3", "{claim}");
+    let flist = own_override(
+        &a,
+        &ConfigResource::Topic(topic.into()),
+        "follower.replication.throttled.replicas",
+    )
+    .await;
+    let in_sync = || async {
+        let md = a.metadata().await.ok()?;
+        let p = md.topics.iter().find(|t| t.name == topic)?.partitions[0].clone();
+        Some(p.isr.contains(&3))
+    };
+    assert!(
+        flist.as_deref() == Some("0:3") || in_sync().await == Some(true),
+        "the list is on the topic while the follower catches up: {flist:?}"
+    );
+    // …back in the ISR: the throttle goes, and nothing is left.
+    wait_until(
+        "broker 3 back in the ISR",
+        Duration::from_secs(180),
+        || async { in_sync().await.filter(|s| *s) },
+    )
+    .await;
+    eprintln!("in sync {:?} after the restart", t0.elapsed());
+    wait_until("the throttle removed", Duration::from_secs(60), || async {
+        throttles(&eps).is_empty().then_some(())
+    })
+    .await;
+    producing.store(false, Ordering::SeqCst);
+    producer.join().unwrap();
+    for (r, key) in [
+        (
+            ConfigResource::Broker(1),
+            "leader.replication.throttled.rate",
+        ),
+        (
+            ConfigResource::Broker(3),
+            "follower.replication.throttled.rate",
+        ),
+        (
+            ConfigResource::Topic(topic.into()),
+            "leader.replication.throttled.replicas",
+        ),
+        (
+            ConfigResource::Topic(topic.into()),
+            "follower.replication.throttled.replicas",
+        ),
+    ] {
+        assert_eq!(own_override(&a, &r, key).await, None, "{r} {key}");
+    }
+    let evs = events(&eps);
+    assert!(
+        evs.iter().any(|e| e["kind"] == "throttle.set"
+            && e["text"]
+                .as_str()
+                .unwrap_or("")
+                .contains("follower on broker 3")),
+        "{evs:?}"
+    );
+    assert!(
+        evs.iter().any(|e| e["kind"] == "throttle.removed"),
+        "{evs:?}"
+    );
+    a.delete_topics(&[topic.to_string()]).await.unwrap();
+    drop(reporters);
 }
