@@ -10,6 +10,12 @@
 //! the new leader removes the quota. Nothing of Guardian's is left on
 //! the cluster; the operator's quota is untouched.
 //!
+//! A follower stopped while a producer writes and restarted far behind
+//! gets a replication throttle (its catch-up reads exceed the leader
+//! dir's budget), removed once it is back in the ISR. A broker SIGKILLed
+//! past `healing.broker-failure-ms` is healed around (one that returns
+//! first cancels its proposal).
+//!
 //! On one host all log dirs share one page cache and one disk: the
 //! decisions come from the overridden inputs (`guardian broker set`),
 //! never from real disk reads.
