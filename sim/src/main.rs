@@ -40,8 +40,12 @@ struct Args {
     /// Stops a broker: `CLUSTER/BROKER` (e.g. `sim-0/3`), at `--at`.
     #[arg(long)]
     fail_broker: Vec<String>,
-    /// When the faults happen, in seconds after start (one per fault, or
-    /// one for all).
+    /// Takes a log dir offline: `CLUSTER/BROKER/DIR` (e.g.
+    /// `sim-0/3//data/3/kafka-1`), at `--at` (after the broker faults).
+    #[arg(long)]
+    fail_dir: Vec<String>,
+    /// When the faults happen, in seconds after start (one per fault, in
+    /// the order broker faults then dir faults, or one for all).
     #[arg(long, value_parser = parse_secs)]
     at: Vec<Duration>,
 }
@@ -85,15 +89,27 @@ async fn main() -> anyhow::Result<()> {
         );
         clusters.push(c);
     }
-    for (i, f) in a.fail_broker.iter().enumerate() {
-        let (cluster, broker) = f
-            .split_once('/')
-            .and_then(|(c, b)| Some((c.to_string(), b.parse::<i32>().ok()?)))
-            .ok_or_else(|| anyhow::anyhow!("--fail-broker {f:?}: CLUSTER/BROKER, e.g. sim-0/3"))?;
+    let faults = a
+        .fail_broker
+        .iter()
+        .map(|f| (f, None))
+        .chain(a.fail_dir.iter().map(|f| (f, Some(()))));
+    for (i, (f, is_dir)) in faults.enumerate() {
+        let parts: Vec<&str> = f.splitn(3, '/').collect();
+        let (cluster, broker, dir) = match (parts.as_slice(), is_dir) {
+            ([c, b], None) => (c.to_string(), b.parse::<i32>().ok(), None),
+            ([c, b, d], Some(())) => (c.to_string(), b.parse::<i32>().ok(), Some(d.to_string())),
+            _ => (String::new(), None, None),
+        };
+        let Some(broker) = broker else {
+            anyhow::bail!(
+                "{f:?}: --fail-broker CLUSTER/BROKER (sim-0/3) or --fail-dir CLUSTER/BROKER/DIR"
+            );
+        };
         let c = clusters
             .iter()
             .find(|c| c.name == cluster)
-            .ok_or_else(|| anyhow::anyhow!("--fail-broker {f:?}: no cluster {cluster:?}"))?;
+            .ok_or_else(|| anyhow::anyhow!("{f:?}: no cluster {cluster:?}"))?;
         let at =
             a.at.get(i)
                 .or(a.at.last())
@@ -102,8 +118,16 @@ async fn main() -> anyhow::Result<()> {
         let model = c.model.clone();
         tokio::spawn(async move {
             tokio::time::sleep(at).await;
-            model.set_alive(broker, false);
-            eprintln!("guardian-sim: stopped broker {broker} of {cluster}");
+            match dir {
+                None => {
+                    model.set_alive(broker, false);
+                    eprintln!("guardian-sim: stopped broker {broker} of {cluster}");
+                }
+                Some(d) => {
+                    model.set_dir_failed(broker, &d, true);
+                    eprintln!("guardian-sim: took {d} of broker {broker} of {cluster} offline");
+                }
+            }
         });
     }
     tokio::signal::ctrl_c().await?;

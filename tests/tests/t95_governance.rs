@@ -388,10 +388,13 @@ fn healing(eps: &str) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-/// A broker SIGKILLed for longer than `healing.broker-failure-ms` gets a
-/// healing proposal; one that comes back before it runs cancels it; an
-/// approved one restores the replication factor of RF-2 topics on the two
-/// live brokers (RF-3 internal topics excluded; nothing else moves).
+/// A broker in maintenance that dies triggers no healing; a broker
+/// SIGKILLed for longer than `healing.broker-failure-ms` gets a healing
+/// proposal; one that comes back before it runs cancels it; an approved
+/// one restores the replication factor of RF-2 topics on the two live
+/// brokers, lists the RF-3 topic's partition unplaced with the reason
+/// (two live brokers cannot hold three replicas), and leaves internal
+/// topics alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_broker_is_healed_and_one_that_returns_cancels_it() {
     let guardian_tests::kafka::ops::Shared {
@@ -401,9 +404,68 @@ async fn a_dead_broker_is_healed_and_one_that_returns_cancels_it() {
         ..
     } = shared().await;
     let topic = "t95-h";
+    let rf3 = "t95-h3";
     create(&a, topic, vec![vec![1, 2], vec![2, 3], vec![3, 1]], &[]).await;
+    create(&a, rf3, vec![vec![1, 2, 3]], &[]).await;
     let g = TestCluster::start_with(3, healing_config()).await;
     let eps = guardian_tests::kafka::ops::register(&g, "t95h", &bootstrap).await;
+
+    // Broker 2 in maintenance dies: rounds past broker-failure-ms make no
+    // healing proposal.
+    let maintenance = |on: &str| {
+        run_cli(
+            &eps,
+            &[
+                "broker",
+                "maintenance",
+                "--cluster",
+                "t95h",
+                "--id",
+                "2",
+                on,
+            ],
+        );
+    };
+    maintenance("on");
+    k.kill(2);
+    let killed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    wait_until(
+        "a governance round 8 s after the kill",
+        Duration::from_secs(60),
+        || async {
+            let (code, out, _) = guardian_tests::cli(&[
+                "--endpoints",
+                &eps,
+                "-o",
+                "json",
+                "abnormal",
+                "--cluster",
+                "t95h",
+            ]);
+            let v: Value = serde_json::from_str(&out).ok()?;
+            (code == 0 && v["at_ms"].as_u64()? > killed + 8_000).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        healing(&eps).is_empty(),
+        "a broker in maintenance triggers no healing: {:?}",
+        healing(&eps)
+    );
+    k.restart(2, 3).await;
+    maintenance("off");
+    guardian_tests::conformance::eventually("broker 2 in sync", || async {
+        let md = a.metadata().await.ok()?;
+        md.topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .all(|p| p.isr.len() == p.replicas.len())
+            .then_some(())
+    })
+    .await;
 
     // Broker 3 dies and comes back before anyone approves: cancelled.
     k.kill(3);
@@ -453,6 +515,12 @@ async fn a_dead_broker_is_healed_and_one_that_returns_cancels_it() {
     )
     .await;
     let hid = heal["id"].to_string();
+    let shown = run_cli(&eps, &["rebalance", "show", &hid]);
+    let unplaced = shown["execution"]["summary"]["unplaced"].to_string();
+    assert!(
+        unplaced.contains(&format!("{rf3}-0")) && unplaced.contains("no broker"),
+        "the RF-3 partition is listed unplaced with the reason: {unplaced}"
+    );
     run_cli(
         &eps,
         &["rebalance", "approve", &hid, "--rollback-file", "/dev/null"],
@@ -476,7 +544,9 @@ async fn a_dead_broker_is_healed_and_one_that_returns_cancels_it() {
         );
     }
     k.restart(1, 3).await;
-    a.delete_topics(&[topic.to_string()]).await.unwrap();
+    a.delete_topics(&[topic.to_string(), rf3.to_string()])
+        .await
+        .unwrap();
 }
 
 fn follower_config() -> &'static str {
