@@ -52,7 +52,8 @@ pub struct NodeConfig {
     pub advertise_raft: Option<String>,
     /// HTTP listen address: Prometheus `/metrics` and `/healthz`
     /// (read-only, no token) and the web dashboard under `/ui/` (token
-    /// login, session cookie, CSRF token); plaintext; absent = not served.
+    /// login, session cookie, CSRF token); TLS with the admin port's
+    /// certificate when `[tls]` is set; absent = not served.
     #[serde(default)]
     pub http_listen: Option<String>,
     #[serde(default)]
@@ -63,7 +64,7 @@ pub struct NodeConfig {
     pub auth: AuthConfig,
     #[serde(default)]
     pub collect: CollectConfig,
-    /// TLS for the admin port; absent = plaintext.
+    /// TLS for the admin port and the HTTP port; absent = plaintext.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
     /// How the leader talks to the Kafka clusters it governs.

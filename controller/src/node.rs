@@ -242,15 +242,24 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     let remote_log_svc = RemoteLogMetadataServer::new(RemoteLogService::new(api, auth))
         .max_decoding_message_size(cfg.grpc.max_request_bytes)
         .max_encoding_message_size(cfg.grpc.max_request_bytes.max(64 << 20));
+    // The admin port and the HTTP port (dashboard, metrics) share the
+    // node's certificate.
+    let tls_config = match &cfg.tls {
+        None => None,
+        Some(tls) => {
+            let read = |p: &std::path::Path| {
+                std::fs::read(p)
+                    .map_err(|e| NodeError::Tls(format!("reading {}: {e}", p.display())))
+            };
+            let identity =
+                tonic::transport::Identity::from_pem(read(&tls.cert_file)?, read(&tls.key_file)?);
+            Some(tonic::transport::ServerTlsConfig::new().identity(identity))
+        }
+    };
     let mut admin_builder = Server::builder();
-    if let Some(tls) = &cfg.tls {
-        let read = |p: &std::path::Path| {
-            std::fs::read(p).map_err(|e| NodeError::Tls(format!("reading {}: {e}", p.display())))
-        };
-        let identity =
-            tonic::transport::Identity::from_pem(read(&tls.cert_file)?, read(&tls.key_file)?);
+    if let Some(t) = &tls_config {
         admin_builder = admin_builder
-            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .tls_config(t.clone())
             .map_err(|e| NodeError::Tls(e.to_string()))?;
     }
     let admin_srv = admin_builder
@@ -291,7 +300,13 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
                     }
                 }),
             );
-        let srv = Server::builder()
+        let mut http_builder = Server::builder();
+        if let Some(t) = &tls_config {
+            http_builder = http_builder
+                .tls_config(t.clone())
+                .map_err(|e| NodeError::Tls(e.to_string()))?;
+        }
+        let srv = http_builder
             .accept_http1(true)
             .add_routes(tonic::service::Routes::from(router))
             .serve_with_incoming_shutdown(incoming(l), until_stopped(stop.clone()));

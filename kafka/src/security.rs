@@ -154,7 +154,9 @@ impl Tls {
         })
     }
 
-    pub(crate) async fn wrap(
+    /// A TLS client session over `tcp`, verified against the CA (the
+    /// name checked is `server_name`, else `addr`'s host).
+    pub async fn wrap(
         &self,
         addr: &str,
         tcp: TcpStream,

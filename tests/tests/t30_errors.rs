@@ -636,6 +636,37 @@ async fn t33_admin_port_speaks_tls_when_configured() {
         _ => false,
     };
     assert!(transport, "plaintext to a TLS port: {err:?}");
+
+    // The HTTP port (dashboard, metrics) speaks TLS with the same
+    // certificate; plaintext gets no page.
+    let http = c.node(1).http.clone();
+    let tcp = tokio::net::TcpStream::connect(&http).await.unwrap();
+    let mut s = guardian_kafka::Tls::from_ca_pem(&ca, None)
+        .unwrap()
+        .wrap(&http, tcp)
+        .await
+        .expect("a TLS session with the node's certificate");
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(
+        format!("GET /ui/login HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut page = String::new();
+    let _ = s.read_to_string(&mut page).await;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("input type=password"), "{page}");
+    let mut plain = tokio::net::TcpStream::connect(&http).await.unwrap();
+    plain
+        .write_all(b"GET /ui/login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), plain.read_to_end(&mut got)).await;
+    assert!(
+        !String::from_utf8_lossy(&got).contains("password"),
+        "plaintext served a page"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
