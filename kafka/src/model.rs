@@ -710,9 +710,27 @@ impl State {
         names.sort();
         let alive = self.alive_ids();
         let failed = self.failed_dirs.clone();
+        let is_failed =
+            |b: i32, dir: &str| !failed.is_empty() && failed.contains(&(b, dir.to_string()));
         for name in names {
             let n = self.topics[&name].partitions.len();
             for i in 0..n {
+                // Settled partitions (no move, no copy behind, every live
+                // replica in sync) have nothing to step: skipped cheaply,
+                // so a large model costs little per call.
+                {
+                    let p = &self.topics[&name].partitions[i];
+                    let settled = p.reassigning.is_none()
+                        && p.placed.iter().all(|(b, r)| {
+                            r.future.is_none()
+                                && (!alive.contains(b)
+                                    || is_failed(*b, &r.dir)
+                                    || (r.copied >= p.size && p.isr.contains(b)))
+                        });
+                    if settled {
+                        continue;
+                    }
+                }
                 // Rates first (immutable borrow), then progress.
                 let (rates, future_rates) = {
                     let t = &self.topics[&name];
