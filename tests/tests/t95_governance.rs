@@ -114,13 +114,14 @@ async fn quota(a: &KafkaClient, entity: &[(&str, Option<&str>)]) -> Option<f64> 
 }
 
 /// Registers the three brokers with their reporters and overrides broker
-/// 1's host: a tiny page cache and a low read budget on the dir holding
-/// the topic.
+/// 1's host: a tiny page cache and `read_budget` on the dir holding the
+/// topic.
 fn register(
     g: &TestCluster,
     bootstrap: &[String],
-    brokers: &[(i32, Vec<PathBuf>, String)],
+    brokers: &[Registered],
     d0: &str,
+    read_budget: &str,
 ) -> String {
     let eps = add_cluster(g, "t95", bootstrap);
     for (id, dirs, rep) in brokers {
@@ -157,29 +158,33 @@ fn register(
             "--page-cache-bytes",
             "64KiB",
             "--disk-read-budget",
-            &format!("{d0}=30KB/s"),
+            &format!("{d0}={read_budget}"),
         ],
     );
     eps
+}
+
+/// A broker as registered: id, log dirs, reporter address.
+type Registered = (i32, Vec<PathBuf>, String);
+
+/// A real `guardian-reporter` beside every broker of `k`: the reporters
+/// and each broker as registered.
+fn start_reporters(k: &guardian_tests::kafka::KafkaCluster) -> (Vec<Reporter>, Vec<Registered>) {
+    let mut reporters = Vec::new();
+    let mut registered = Vec::new();
+    for n in k.nodes.iter().filter(|n| n.broker_addr.is_some()) {
+        let (r, addr) = reporter(&n.log_dirs, n.metrics_url.as_deref());
+        reporters.push(r);
+        registered.push((n.id, n.log_dirs.clone(), addr));
+    }
+    (reporters, registered)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cold_reader_is_quota_throttled_then_released() {
     let s = shared().await;
     let (bootstrap, a, d0) = (s.bootstrap.clone(), s.a, s.d0.clone());
-    let brokers: Vec<(i32, Vec<PathBuf>, Option<String>)> =
-        s.k.nodes
-            .iter()
-            .filter(|n| n.broker_addr.is_some())
-            .map(|n| (n.id, n.log_dirs.clone(), n.metrics_url.clone()))
-            .collect();
-    let mut reporters = Vec::new();
-    let mut registered = Vec::new();
-    for (id, dirs, metrics) in &brokers {
-        let (r, addr) = reporter(dirs, metrics.as_deref());
-        reporters.push(r);
-        registered.push((*id, dirs.clone(), addr));
-    }
+    let (reporters, registered) = start_reporters(&s.k);
     // One partition on broker 1's first dir, 1 MiB behind the reader.
     create(&a, TOPIC, vec![vec![1]], &[("segment.bytes", "1048576")]).await;
     let moves = vec![(guardian_kafka::TopicPartition::new(TOPIC, 0), d0.clone())];
@@ -245,7 +250,7 @@ async fn a_cold_reader_is_quota_throttled_then_released() {
     // Observe mode: the decision is recorded, nothing is written.
     {
         let g = TestCluster::start_with(3, &config("observe")).await;
-        let eps = register(&g, &bootstrap, &registered, &d0);
+        let eps = register(&g, &bootstrap, &registered, &d0, "30KB/s");
         wait_until("an observed quota", Duration::from_secs(90), || async {
             throttles(&eps)
                 .iter()
@@ -279,7 +284,7 @@ async fn a_cold_reader_is_quota_throttled_then_released() {
     .unwrap();
 
     let mut g = TestCluster::start_with(3, &config("enforce")).await;
-    let eps = register(&g, &bootstrap, &registered, &d0);
+    let eps = register(&g, &bootstrap, &registered, &d0, "30KB/s");
     let claim = wait_until("an applied quota", Duration::from_secs(90), || async {
         throttles(&eps)
             .into_iter()
@@ -566,19 +571,7 @@ async fn a_catching_up_follower_is_replication_throttled_then_released() {
     let (bootstrap, a, d0) = (s.bootstrap.clone(), s.a, s.d0.clone());
     let mut k = s.k;
     let topic = "t95-f";
-    let brokers: Vec<(i32, Vec<PathBuf>, Option<String>)> = k
-        .nodes
-        .iter()
-        .filter(|n| n.broker_addr.is_some())
-        .map(|n| (n.id, n.log_dirs.clone(), n.metrics_url.clone()))
-        .collect();
-    let mut reporters = Vec::new();
-    let mut registered = Vec::new();
-    for (id, dirs, metrics) in &brokers {
-        let (r, addr) = reporter(dirs, metrics.as_deref());
-        reporters.push(r);
-        registered.push((*id, dirs.clone(), addr));
-    }
+    let (reporters, registered) = start_reporters(&k);
     create(&a, topic, vec![vec![1, 3]], &[("segment.bytes", "8388608")]).await;
     let tp = guardian_kafka::TopicPartition::new(topic, 0);
     for (tp, r) in a
@@ -589,25 +582,10 @@ async fn a_catching_up_follower_is_replication_throttled_then_released() {
         r.unwrap_or_else(|e| panic!("{tp} to {d0}: {e}"));
     }
     let g = TestCluster::start_with(3, follower_config()).await;
-    let eps = register(&g, &bootstrap, &registered, &d0);
     // Broker 1 (the leader) reads its backlog from disk within 10 MB/s:
     // the catch-up (3 × 4 MB/s by the model) exceeds it; the throttle
     // (10 MB/s, above the 1.5 × bytes-in floor) still gains 6 MB/s.
-    run_cli(
-        &eps,
-        &[
-            "broker",
-            "set",
-            "--cluster",
-            "t95",
-            "--id",
-            "1",
-            "--page-cache-bytes",
-            "64KiB",
-            "--disk-read-budget",
-            &format!("{d0}=10MB/s"),
-        ],
-    );
+    let eps = register(&g, &bootstrap, &registered, &d0, "10MB/s");
 
     // A producer at about 4 MB/s for the whole test.
     let producing = Arc::new(AtomicBool::new(true));

@@ -120,28 +120,7 @@ async fn register_sim(
     c: &SimCluster,
     spec: &guardian_planner::model::ClusterSpec,
 ) -> anyhow::Result<()> {
-    let cluster = pb::Cluster {
-        name: c.name.clone(),
-        bootstrap_servers: c.bootstrap(),
-        idc: "dev".into(),
-        ..Default::default()
-    };
-    match client
-        .call(|mut s| {
-            let cluster = cluster.clone();
-            async move {
-                s.add_cluster(pb::AddClusterRequest {
-                    cluster: Some(cluster),
-                })
-                .await
-            }
-        })
-        .await
-    {
-        Ok(_) => {}
-        Err(e) if exists(&e) => {}
-        Err(e) => return Err(e).context(format!("cluster add {}", c.name)),
-    }
+    add_cluster(client, &c.name, c.bootstrap()).await?;
     for b in &spec.brokers {
         let reporter = c
             .reporters
@@ -187,6 +166,36 @@ async fn register_sim(
     discover(client, &c.name).await
 }
 
+/// `cluster add` in IDC `dev`; one already registered (a resumed run) is kept.
+async fn add_cluster(
+    client: &AdminClient,
+    name: &str,
+    bootstrap_servers: Vec<String>,
+) -> anyhow::Result<()> {
+    let cluster = pb::Cluster {
+        name: name.to_string(),
+        bootstrap_servers,
+        idc: "dev".into(),
+        ..Default::default()
+    };
+    match client
+        .call(|mut s| {
+            let cluster = cluster.clone();
+            async move {
+                s.add_cluster(pb::AddClusterRequest {
+                    cluster: Some(cluster),
+                })
+                .await
+            }
+        })
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if exists(&e) => Ok(()),
+        Err(e) => Err(e).context(format!("cluster add {name}")),
+    }
+}
+
 async fn discover(client: &AdminClient, name: &str) -> anyhow::Result<()> {
     client
         .call(|mut s| {
@@ -207,28 +216,8 @@ async fn discover(client: &AdminClient, name: &str) -> anyhow::Result<()> {
 /// `--kafka HOST:PORT`: registers a real cluster as `kafka` and discovers
 /// its brokers (no reporters: add them with `guardian broker add`).
 pub async fn register_kafka(client: &AdminClient, bootstrap: &str) -> anyhow::Result<()> {
-    let cluster = pb::Cluster {
-        name: "kafka".into(),
-        bootstrap_servers: bootstrap.split(',').map(str::to_string).collect(),
-        idc: "dev".into(),
-        ..Default::default()
-    };
-    match client
-        .call(|mut s| {
-            let cluster = cluster.clone();
-            async move {
-                s.add_cluster(pb::AddClusterRequest {
-                    cluster: Some(cluster),
-                })
-                .await
-            }
-        })
-        .await
-    {
-        Ok(_) => {}
-        Err(e) if exists(&e) => {}
-        Err(e) => return Err(e).context("cluster add kafka"),
-    }
+    let servers = bootstrap.split(',').map(str::to_string).collect();
+    add_cluster(client, "kafka", servers).await?;
     discover(client, "kafka").await
 }
 
