@@ -26,72 +26,31 @@ pub fn libs_dir() -> PathBuf {
     if let Ok(d) = std::env::var("GUARDIAN_KAFKA_LIBS") {
         return PathBuf::from(d);
     }
-    // FNV-1a of the pom: a changed pom gets its own cache.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in POM.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    PathBuf::from(format!("/var/tmp/guardian-kafka/{h:016x}"))
+    PathBuf::from(format!(
+        "/var/tmp/guardian-kafka/{}",
+        crate::cache::key(POM)
+    ))
 }
 
 /// The jars, fetched with Maven if they are not there yet.
 pub fn libs() -> PathBuf {
-    let dir = libs_dir();
-    let done = dir.join(".complete");
-    if done.exists() {
-        return dir;
-    }
-    let parent = dir.parent().expect("cache dir has a parent").to_path_buf();
-    std::fs::create_dir_all(&parent).expect("creating the Kafka jar cache");
-    // One fetch at a time across test binaries: an exclusive lock file.
-    let lock = parent.join(".lock");
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&lock)
-        {
-            Ok(_) => break,
-            Err(_) if done.exists() => return dir,
-            Err(_) => {
-                assert!(
-                    Instant::now() < deadline,
-                    "waited 600 s for {}",
-                    lock.display()
-                );
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        }
-    }
-    if !done.exists() {
+    crate::cache::filled(libs_dir(), "Kafka's jars", |tmp| {
         let pom = Path::new(env!("CARGO_MANIFEST_DIR")).join("kafka/pom.xml");
-        let tmp = dir.with_extension("part");
-        let _ = std::fs::remove_dir_all(&tmp);
         let out = Command::new("mvn")
             .args(["-B", "-q", "-f"])
             .arg(&pom)
             .args(["dependency:copy-dependencies", "-DincludeScope=runtime"])
             .arg(format!("-DoutputDirectory={}", tmp.display()))
             .output();
-        let ok = matches!(&out, Ok(o) if o.status.success());
-        if !ok {
-            let _ = std::fs::remove_file(&lock);
-            panic!(
-                "fetching Kafka's jars with Maven failed (is `mvn` installed and Maven Central reachable?): {}",
-                match &out {
-                    Ok(o) => String::from_utf8_lossy(&o.stdout).into_owned(),
-                    Err(e) => e.to_string(),
-                }
-            );
+        match out {
+            Ok(o) if o.status.success() => Ok(()),
+            Ok(o) => Err(format!(
+                "mvn failed (is Maven Central reachable?): {}",
+                String::from_utf8_lossy(&o.stdout)
+            )),
+            Err(e) => Err(format!("running mvn (is it installed?): {e}")),
         }
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::rename(&tmp, &dir).expect("moving the jars into place");
-        std::fs::write(&done, b"").expect("marking the jar cache complete");
-    }
-    let _ = std::fs::remove_file(&lock);
-    dir
+    })
 }
 
 /// Which cluster to start.

@@ -5,9 +5,11 @@
 //! wait on observable state with deadlines — never fixed sleeps.
 
 pub mod bench;
+pub mod cache;
 pub mod conformance;
 pub mod inproc;
 pub mod kafka;
+pub mod python;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

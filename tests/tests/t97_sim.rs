@@ -4,7 +4,10 @@
 //! Guardian's client reads, `TopicCommand` creates and describes a topic,
 //! `ReassignPartitionsCommand` runs a reassignment to completion, and
 //! `ConfigCommand` sets a broker config that Guardian's client then sees
-//! with its source. (The conformance suite runs on the sim in t91.)
+//! with its source. Python's `kafka-python` admin client (pinned in
+//! `tests/python/requirements.txt`) lists topics, describes log dirs, runs
+//! a reassignment to completion and sets a broker config on the same sim.
+//! (The conformance suite runs on the sim in t91.)
 
 use std::time::Duration;
 
@@ -20,8 +23,7 @@ fn tool(class: &str, args: &[&str]) -> String {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kafkas_own_tools_work_against_the_simulator() {
+fn spec() -> guardian_planner::model::ClusterSpec {
     let p = guardian_planner::generate::GenParams {
         brokers: 4,
         disks_per_broker: 2,
@@ -35,8 +37,12 @@ async fn kafkas_own_tools_work_against_the_simulator() {
         fill: 0.3,
         groups_per_topic: 1,
     };
-    let spec = guardian_planner::generate::generate(&p, 5);
-    let sim = guardian_sim::SimCluster::from_spec("t97", "127.0.0.1", &spec, 1.0)
+    guardian_planner::generate::generate(&p, 5)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafkas_own_tools_work_against_the_simulator() {
+    let sim = guardian_sim::SimCluster::from_spec("t97", "127.0.0.1", &spec(), 1.0)
         .await
         .unwrap();
     let bootstrap = sim.bootstrap()[0].clone();
@@ -204,4 +210,85 @@ async fn kafkas_own_tools_work_against_the_simulator() {
         out.contains("follower.replication.throttled.rate=12345"),
         "{out}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_python_works_against_the_simulator() {
+    let sim = guardian_sim::SimCluster::from_spec("t97-py", "127.0.0.1", &spec(), 1.0)
+        .await
+        .unwrap();
+    let a = KafkaClient::new(&sim.bootstrap(), Duration::from_secs(10));
+    let bootstrap = sim.bootstrap().join(",");
+    // The script blocks (its own client, its own polling): off the runtime.
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        guardian_tests::python::script("sim_admin.py", &[&bootstrap, "t97-python"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "sim_admin.py: {out}\n{err}");
+    let seen: Value = serde_json::from_str(out.trim())
+        .unwrap_or_else(|e| panic!("sim_admin.py printed no JSON ({e}): {out}\n{err}"));
+
+    // What it listed is what Guardian's client lists.
+    let md = a.metadata().await.unwrap();
+    let mut brokers: Vec<i32> = md.brokers.iter().map(|b| b.id).collect();
+    brokers.sort();
+    assert_eq!(seen["brokers"], serde_json::json!(brokers));
+    let topics = seen["topics"].as_array().unwrap();
+    for t in md.topics.iter().filter(|t| t.name != "t97-python") {
+        assert!(
+            topics.contains(&Value::from(t.name.as_str())),
+            "{} not in {topics:?}",
+            t.name
+        );
+    }
+
+    // Its log dirs of the first broker: the same dirs, replicas and sizes
+    // (the sim's clock is still, speed 1 and no traffic).
+    let dirs = a.describe_log_dirs(brokers[0]).await.unwrap();
+    let theirs = seen["log_dirs"].as_object().unwrap();
+    assert_eq!(theirs.len(), dirs.len(), "{theirs:?}");
+    for d in &dirs {
+        let t = theirs[&d.path].as_object().unwrap();
+        for r in d.replicas.iter().filter(|r| r.topic != "t97-python") {
+            let name = format!("{}-{}", r.topic, r.partition);
+            assert_eq!(
+                t[&name].as_i64(),
+                Some(r.size_bytes),
+                "{name} in {}",
+                d.path
+            );
+        }
+    }
+
+    // The reassignment it ran completed, and Guardian's client sees it.
+    let target = seen["target"].clone();
+    assert_eq!(seen["after"], target);
+    assert_ne!(seen["before"], target);
+    let t = md.topics.iter().find(|t| t.name == "t97-python").unwrap();
+    let mut now = t
+        .partitions
+        .iter()
+        .find(|p| p.partition == 0)
+        .unwrap()
+        .replicas
+        .clone();
+    now.sort();
+    assert_eq!(serde_json::json!(now), target);
+    assert!(a.list_reassignments(&[]).await.unwrap().is_empty());
+
+    // The config it set is a per-broker dynamic value.
+    let b1 = brokers[0].to_string();
+    let c = &seen["config"]["broker"][&b1]["leader.replication.throttled.rate"];
+    assert_eq!(c["value"], "54321", "{}", seen["config"]);
+    assert_eq!(c["config_source"], "DYNAMIC_BROKER_CONFIG");
+    let cfg = a
+        .describe_configs(
+            &ConfigResource::Broker(brokers[0]),
+            &["leader.replication.throttled.rate"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(cfg[0].value.as_deref(), Some("54321"));
+    assert_eq!(cfg[0].source, ConfigSource::DynamicBroker);
 }
