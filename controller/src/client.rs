@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use guardian_proto::domain::{KafkaUuid, RequestId};
 
+use guardian_proto::pb;
 use guardian_proto::pb::guardian_admin_client::GuardianAdminClient;
 use guardian_proto::pb::remote_log_metadata_client::RemoteLogMetadataClient;
 use tonic::metadata::MetadataValue;
@@ -240,6 +241,68 @@ impl AdminClient {
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         self.call_on(f).await
+    }
+
+    /// `cluster add`, `broker add` for each of `brokers`, then `cluster
+    /// discover` — what an operator runs to register a cluster. What is
+    /// already registered is kept (`ALREADY_EXISTS` counts as done), so a
+    /// resumed run can call it again. The error names the step.
+    pub async fn register_cluster(
+        &self,
+        cluster: pb::Cluster,
+        brokers: &[pb::Broker],
+    ) -> Result<(), Status> {
+        let name = cluster.name.clone();
+        let step = |what: String| {
+            move |e: Status| Status::new(e.code(), format!("{what}: {}", e.message()))
+        };
+        let kept = |r: Result<(), Status>| match r {
+            Err(e) if e.code() == Code::AlreadyExists => Ok(()),
+            r => r,
+        };
+        kept(
+            self.call(|mut s| {
+                let cluster = cluster.clone();
+                async move {
+                    s.add_cluster(pb::AddClusterRequest {
+                        cluster: Some(cluster),
+                    })
+                    .await
+                }
+            })
+            .await
+            .map(drop),
+        )
+        .map_err(step(format!("cluster add {name}")))?;
+        for b in brokers {
+            kept(
+                self.call(|mut s| {
+                    let broker = b.clone();
+                    async move {
+                        s.add_broker(pb::AddBrokerRequest {
+                            broker: Some(broker),
+                        })
+                        .await
+                    }
+                })
+                .await
+                .map(drop),
+            )
+            .map_err(step(format!("broker add {name}/{}", b.broker_id)))?;
+        }
+        self.call(|mut s| {
+            let name = name.clone();
+            async move {
+                s.discover_cluster(pb::DiscoverClusterRequest {
+                    name,
+                    dry_run: false,
+                })
+                .await
+            }
+        })
+        .await
+        .map(drop)
+        .map_err(step(format!("cluster discover {name}")))
     }
 
     /// [`AdminClient::call`] for any service on the admin port.

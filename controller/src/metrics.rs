@@ -37,6 +37,11 @@ pub struct Metrics {
     pub collector_pulls: Family<Labels, Counter>,
     pub collector_round_seconds: Histogram,
     pub planner_plan_seconds: Histogram,
+    /// One governance round on one cluster, its Kafka calls included.
+    pub governance_round_seconds: Histogram,
+    /// The CPU part of that round: the throttle model built from the live
+    /// spec, `plan_throttles`, and the claims it wants.
+    pub governance_compute_seconds: Histogram,
     /// Decisions recorded in the event log, by kind (`throttle.set`,
     /// `throttle.renewed`, `throttle.removed`, `throttle.cannot`,
     /// `proposal`, `healing`, `execution`, `reporter`, …).
@@ -52,6 +57,9 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     // 1 ms … ~65 s.
     collector_round_seconds: Histogram::new(exponential_buckets(1e-3, 2.0, 17)),
     planner_plan_seconds: Histogram::new(exponential_buckets(1e-3, 2.0, 17)),
+    // 1 ms … ~65 s; 0.5 ms … ~16 s.
+    governance_round_seconds: Histogram::new(exponential_buckets(1e-3, 2.0, 17)),
+    governance_compute_seconds: Histogram::new(exponential_buckets(5e-4, 2.0, 16)),
     events: Family::default(),
 });
 
@@ -114,6 +122,31 @@ pub fn render(ctl: &Controller, collector: &Collector) -> String {
         "planner_plan_seconds",
         "Time the balance planner took for one proposal",
         m.planner_plan_seconds.clone(),
+    );
+    reg.register(
+        "governance_round_seconds",
+        "Time of one governance round on one cluster, its Kafka calls included",
+        m.governance_round_seconds.clone(),
+    );
+    reg.register(
+        "governance_compute_seconds",
+        "CPU part of one governance round on one cluster: throttle model, throttle plan, wanted claims",
+        m.governance_compute_seconds.clone(),
+    );
+    let appended = &guardian_meta_store::store::APPENDED;
+    let entries = Counter::<u64>::default();
+    entries.inc_by(appended.entries.load(std::sync::atomic::Ordering::Relaxed));
+    reg.register(
+        "raft_log_appended_entries",
+        "Raft log entries appended by this node's log store",
+        entries,
+    );
+    let bytes = Counter::<u64>::default();
+    bytes.inc_by(appended.bytes.load(std::sync::atomic::Ordering::Relaxed));
+    reg.register(
+        "raft_log_appended_bytes",
+        "Encoded bytes of the Raft log entries appended by this node's log store",
+        bytes,
     );
     reg.register(
         "events",

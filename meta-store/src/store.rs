@@ -24,6 +24,7 @@
 
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use tokio::io::AsyncSeekExt;
@@ -182,6 +183,20 @@ fn decode<M: Message + Default>(bytes: &[u8]) -> Result<M, prost::DecodeError> {
 
 // ---------------------------------------------------------------------------
 // Log store
+
+/// Raft log entries and their encoded bytes appended by this process's
+/// log store since it started (one node per process; read by the
+/// controller's `/metrics`).
+pub struct Appended {
+    pub entries: AtomicU64,
+    pub bytes: AtomicU64,
+}
+
+/// This process's [`Appended`] counts.
+pub static APPENDED: Appended = Appended {
+    entries: AtomicU64::new(0),
+    bytes: AtomicU64::new(0),
+};
 
 /// The Raft log in RocksDB. Cheap to clone (shares the DB and the cache).
 #[derive(Clone)]
@@ -550,13 +565,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let logs = cf(&self.db, CF_LOGS);
         let mut batch = WriteBatch::default();
         let entries: Vec<Entry> = entries.into_iter().collect();
+        let mut bytes = 0u64;
         for e in &entries {
-            batch.put_cf(
-                logs,
-                index_key(e.log_id.index),
-                codec::entry_to_pb(e).encode_to_vec(),
-            );
+            let v = codec::entry_to_pb(e).encode_to_vec();
+            bytes += v.len() as u64;
+            batch.put_cf(logs, index_key(e.log_id.index), v);
         }
+        APPENDED
+            .entries
+            .fetch_add(entries.len() as u64, Ordering::Relaxed);
+        APPENDED.bytes.fetch_add(bytes, Ordering::Relaxed);
         // Written (readable) now; durable when the syncer calls back.
         match self.db.write(batch) {
             Ok(()) => {

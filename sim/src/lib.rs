@@ -12,9 +12,13 @@
 //! ([`guardian_planner::generate`]): the same scenario and seed give the
 //! same topics, placement (brokers and dirs), sizes and consumer groups.
 //!
-//! Not yet: traffic that grows the logs over time, the per-broker
-//! `Reporter` gRPC snapshot, scripted faults (`--fail-broker`), and the
-//! fleet-scale benchmarks.
+//! Around the model: traffic that grows the logs and moves consumer
+//! positions ([`traffic`], [`SimCluster::run_traffic`]), each broker's
+//! `Reporter` gRPC snapshot ([`reporter`], [`SimCluster::serve_reporters`]),
+//! scripted broker and log-dir faults (the binary's `--fail-broker`,
+//! `--fail-dir`), and what an operator registers
+//! ([`SimCluster::registration`]). `guardian dev` governs these clusters;
+//! `fleet-bench` (`guardian-tests`) measures Guardian at fleet scale on them.
 
 pub mod reporter;
 pub mod traffic;
@@ -245,6 +249,51 @@ impl SimCluster {
     /// The bootstrap list: every broker's address.
     pub fn bootstrap(&self) -> Vec<String> {
         self.brokers.iter().map(|b| b.1.clone()).collect()
+    }
+
+    /// What an operator registers for this cluster, generated from `spec`:
+    /// the cluster (in IDC `idc`) and each broker with its host, rack, dirs
+    /// and their capacity, a 10 Gbit/s NIC, 16 cores and its reporter.
+    pub fn registration(
+        &self,
+        spec: &ClusterSpec,
+        idc: &str,
+    ) -> (guardian_proto::pb::Cluster, Vec<guardian_proto::pb::Broker>) {
+        use guardian_proto::pb;
+        let cluster = pb::Cluster {
+            name: self.name.clone(),
+            bootstrap_servers: self.bootstrap(),
+            idc: idc.to_string(),
+            ..Default::default()
+        };
+        let brokers = spec
+            .brokers
+            .iter()
+            .map(|b| pb::Broker {
+                cluster: self.name.clone(),
+                broker_id: b.id,
+                host: "127.0.0.1".into(),
+                rack: b.rack.clone(),
+                reporter_endpoint: self
+                    .reporters
+                    .iter()
+                    .find(|r| r.0 == b.id)
+                    .map(|r| r.1.clone())
+                    .unwrap_or_default(),
+                log_dirs: b
+                    .disks
+                    .iter()
+                    .map(|d| pb::LogDir {
+                        path: d.dir.clone(),
+                        capacity_bytes: d.capacity_bytes,
+                    })
+                    .collect(),
+                nic_bytes_per_sec: 1_250_000_000,
+                cpu_cores: 16,
+                ..Default::default()
+            })
+            .collect();
+        (cluster, brokers)
     }
 }
 

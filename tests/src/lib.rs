@@ -84,7 +84,8 @@ impl TestNode {
         self.child.is_some()
     }
 
-    fn pid(&self) -> Option<Pid> {
+    /// The process id while the node runs.
+    pub fn pid(&self) -> Option<Pid> {
         self.child.as_ref().map(|c| Pid::from_raw(c.id() as i32))
     }
 }

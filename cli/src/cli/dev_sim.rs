@@ -1,7 +1,8 @@
 //! What `guardian dev` governs: a simulated federation (`guardian-sim`,
 //! in this process) or a real Kafka cluster (`--kafka`), registered with
 //! the dev controller through the same admin API an operator uses
-//! (`cluster add`, `broker add` with each reporter, `cluster discover`).
+//! (`cluster add`, `broker add` with each reporter, `cluster discover`:
+//! [`AdminClient::register_cluster`]).
 //!
 //! The simulated brokers and reporters take ports from the same band as
 //! the nodes (below the ephemeral range) and keep them in `DIR/sim.json`,
@@ -94,7 +95,8 @@ pub async fn start(
             brokers: c.brokers.iter().map(|b| port_of(&b.1)).collect(),
             reporters: c.reporters.iter().map(|r| port_of(&r.1)).collect(),
         });
-        register_sim(client, &c, &spec).await?;
+        let (cluster, brokers) = c.registration(&spec, "dev");
+        client.register_cluster(cluster, &brokers).await?;
         out.push(c);
     }
     std::fs::write(&path, serde_json::to_string_pretty(&ports)?)?;
@@ -108,117 +110,16 @@ fn port_of(addr: &str) -> u16 {
         .unwrap_or(0)
 }
 
-fn exists(e: &tonic::Status) -> bool {
-    e.code() == tonic::Code::AlreadyExists
-}
-
-/// `cluster add`, `broker add` (host, rack, dirs with their capacity,
-/// NIC, cores and the reporter), then `cluster discover`; what is already
-/// registered (a resumed run) is kept.
-async fn register_sim(
-    client: &AdminClient,
-    c: &SimCluster,
-    spec: &guardian_planner::model::ClusterSpec,
-) -> anyhow::Result<()> {
-    add_cluster(client, &c.name, c.bootstrap()).await?;
-    for b in &spec.brokers {
-        let reporter = c
-            .reporters
-            .iter()
-            .find(|r| r.0 == b.id)
-            .map(|r| r.1.clone())
-            .unwrap_or_default();
-        let broker = pb::Broker {
-            cluster: c.name.clone(),
-            broker_id: b.id,
-            host: "127.0.0.1".into(),
-            rack: b.rack.clone(),
-            reporter_endpoint: reporter,
-            log_dirs: b
-                .disks
-                .iter()
-                .map(|d| pb::LogDir {
-                    path: d.dir.clone(),
-                    capacity_bytes: d.capacity_bytes,
-                })
-                .collect(),
-            nic_bytes_per_sec: 1_250_000_000,
-            cpu_cores: 16,
-            ..Default::default()
-        };
-        match client
-            .call(|mut s| {
-                let broker = broker.clone();
-                async move {
-                    s.add_broker(pb::AddBrokerRequest {
-                        broker: Some(broker),
-                    })
-                    .await
-                }
-            })
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if exists(&e) => {}
-            Err(e) => return Err(e).context(format!("broker add {}/{}", c.name, b.id)),
-        }
-    }
-    discover(client, &c.name).await
-}
-
-/// `cluster add` in IDC `dev`; one already registered (a resumed run) is kept.
-async fn add_cluster(
-    client: &AdminClient,
-    name: &str,
-    bootstrap_servers: Vec<String>,
-) -> anyhow::Result<()> {
-    let cluster = pb::Cluster {
-        name: name.to_string(),
-        bootstrap_servers,
-        idc: "dev".into(),
-        ..Default::default()
-    };
-    match client
-        .call(|mut s| {
-            let cluster = cluster.clone();
-            async move {
-                s.add_cluster(pb::AddClusterRequest {
-                    cluster: Some(cluster),
-                })
-                .await
-            }
-        })
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) if exists(&e) => Ok(()),
-        Err(e) => Err(e).context(format!("cluster add {name}")),
-    }
-}
-
-async fn discover(client: &AdminClient, name: &str) -> anyhow::Result<()> {
-    client
-        .call(|mut s| {
-            let name = name.to_string();
-            async move {
-                s.discover_cluster(pb::DiscoverClusterRequest {
-                    name,
-                    dry_run: false,
-                })
-                .await
-            }
-        })
-        .await
-        .with_context(|| format!("cluster discover {name}"))?;
-    Ok(())
-}
-
 /// `--kafka HOST:PORT`: registers a real cluster as `kafka` and discovers
 /// its brokers (no reporters: add them with `guardian broker add`).
 pub async fn register_kafka(client: &AdminClient, bootstrap: &str) -> anyhow::Result<()> {
-    let servers = bootstrap.split(',').map(str::to_string).collect();
-    add_cluster(client, "kafka", servers).await?;
-    discover(client, "kafka").await
+    let cluster = pb::Cluster {
+        name: "kafka".into(),
+        bootstrap_servers: bootstrap.split(',').map(str::to_string).collect(),
+        idc: "dev".into(),
+        ..Default::default()
+    };
+    Ok(client.register_cluster(cluster, &[]).await?)
 }
 
 /// Once every simulated broker's load has been collected, proposes a

@@ -226,10 +226,14 @@ impl Governance {
                         }
                     }
                     for c in clusters {
+                        let t = std::time::Instant::now();
                         let r = tokio::select! {
                             _ = stop.cancelled() => return,
                             r = self.round(&ctl, &c) => r,
                         };
+                        crate::metrics::METRICS
+                            .governance_round_seconds
+                            .observe(crate::metrics::since(t));
                         if let Err(e) = r {
                             self.note(&c, "governance", &c, format!("governance round failed: {e}"));
                         }
@@ -370,6 +374,7 @@ impl Governance {
                 })
                 .sum::<f64>();
         }
+        let compute = std::time::Instant::now();
         let model =
             ClusterModel::from_spec(&live.spec).map_err(|e| ApiError::FailedPrecondition {
                 reason: format!("the throttle model of {cluster:?}: {e}"),
@@ -381,6 +386,7 @@ impl Governance {
             min_rate: self.cfg.min_rate as f64,
         };
         let plan = plan_throttles(&model, &opts);
+        let mut compute_s = crate::metrics::since(compute);
         let execution = ctl.state().executions.active_on(cluster).map(|e| e.id);
         let quotas = k.describe_client_quotas(&[], false).await.map_err(|e| {
             ApiError::FailedPrecondition {
@@ -393,6 +399,7 @@ impl Governance {
             .claims_of(cluster)
             .map(|c| c.target.clone())
             .collect();
+        let compute = std::time::Instant::now();
         let (wants, mut cannot) = claims::wants(
             &plan,
             &quotas,
@@ -400,6 +407,10 @@ impl Governance {
             &|c| floor.get(c).copied().unwrap_or(0.0),
             execution.is_none(),
         );
+        compute_s += crate::metrics::since(compute);
+        crate::metrics::METRICS
+            .governance_compute_seconds
+            .observe(compute_s);
         cannot.extend(group_notes);
         for c in &cannot {
             self.note(cluster, "throttle.cannot", cluster, c.clone());
