@@ -30,3 +30,10 @@ pub enum GoalError {
     #[error("{field}: {reason}")]
     Invalid { field: String, reason: String },
 }
+
+/// Input the consumer planner refuses.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConsumerPlanError {
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+}

@@ -428,3 +428,89 @@ pub fn generate(p: &GenParams, seed: u64) -> ClusterSpec {
         follower_cpu_fraction: 0.3,
     }
 }
+
+/// The shape of a generated worker fleet (`guardian consumers simulate`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetParams {
+    pub partitions: u32,
+    pub workers: u32,
+    pub pools: u32,
+    /// σ of the lognormal per-partition CPU (0: every partition the same).
+    pub skew: f64,
+}
+
+/// A worker fleet and its bindings, from a seed:
+/// - workers spread round-robin over pools `pool-0…`; a third of them are
+///   slow (capacity 1), the rest fast (capacity 2) — mixed hardware;
+/// - topics of 1–16 partitions (mean ≈ 8, as in the reconciliation
+///   platform of seed `000_…`: 360 topics, 3,000 partitions), each bound to
+///   one pool, or — one topic in four, when there are two pools or more —
+///   to two pools at 70/30;
+/// - per-partition CPU lognormal (median 0.05 cores, σ = `skew`); 5 % of
+///   partitions unmeasured (new), 10 % lagging (1k–500k records);
+/// - no current owners (the first plan).
+pub fn fleet(
+    p: &FleetParams,
+    seed: u64,
+) -> (Vec<crate::consumer::Worker>, Vec<crate::consumer::Binding>) {
+    use crate::consumer::{Binding, PartitionLoad, PoolShare, Worker};
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xc0_05e7);
+    let pools = p.pools.max(1);
+    let workers = (0..p.workers)
+        .map(|i| Worker {
+            id: format!("w{i:04}"),
+            pool: format!("pool-{}", i % pools),
+            capacity: if rng.random_bool(1.0 / 3.0) { 1.0 } else { 2.0 },
+        })
+        .collect();
+    let cpu = LogNormal::new(0.05f64.ln(), p.skew.max(0.0)).expect("valid lognormal");
+    let mut bindings = Vec::new();
+    let mut left = p.partitions;
+    let mut t = 0;
+    while left > 0 {
+        let n = rng.random_range(1..=16).min(left);
+        left -= n;
+        let first = rng.random_range(0..pools);
+        let shares = if pools >= 2 && rng.random_bool(0.25) {
+            vec![
+                PoolShare {
+                    pool: format!("pool-{first}"),
+                    ratio: 70,
+                },
+                PoolShare {
+                    pool: format!("pool-{}", (first + 1) % pools),
+                    ratio: 30,
+                },
+            ]
+        } else {
+            vec![PoolShare {
+                pool: format!("pool-{first}"),
+                ratio: 100,
+            }]
+        };
+        let partitions = (0..n as i32)
+            .map(|partition| {
+                let c = cpu.sample(&mut rng);
+                PartitionLoad {
+                    partition,
+                    cpu: (!rng.random_bool(0.05)).then_some(c),
+                    lag: if rng.random_bool(0.1) {
+                        rng.random_range(1_000..500_000)
+                    } else {
+                        0
+                    },
+                    owner: None,
+                }
+            })
+            .collect();
+        bindings.push(Binding {
+            cluster: "kafka-1".into(),
+            topic: format!("topic-{t:03}"),
+            group: format!("group-{t:03}"),
+            pools: shares,
+            partitions,
+        });
+        t += 1;
+    }
+    (workers, bindings)
+}

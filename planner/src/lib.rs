@@ -12,6 +12,8 @@
 //! - [`throttle`]: the page-cache model — residency window, cache hit or
 //!   disk read per consumer group, six disk-I/O behaviours per partition,
 //!   abnormal-behaviour queues per disk, throttles in Kafka's own knobs.
+//! - [`consumer`]: partitions of bound topics onto consumer workers,
+//!   weighted by measured CPU, capacity and lag, sticky, pool ratios held.
 //! - [`mod@verify`]: replays a plan and checks every hard constraint; the
 //!   before/after table.
 //! - [`stats`]: max/mean per resource within tenant pools.
@@ -24,6 +26,7 @@
 //! randomness outside the seeded generator.
 
 pub mod balance;
+pub mod consumer;
 pub mod error;
 #[cfg(feature = "testing")]
 pub mod generate;
@@ -36,7 +39,8 @@ pub mod throttle;
 pub mod verify;
 
 pub use balance::{plan, Action, Batch, Goals, KafkaAction, Plan, PlanOptions};
-pub use error::{GoalError, ModelError, PlacementError};
+pub use consumer::{plan_consumers, ConsumerOptions, ConsumerPlan};
+pub use error::{ConsumerPlanError, GoalError, ModelError, PlacementError};
 pub use model::{ClusterModel, ClusterSpec, Replica, Resource};
 pub use placement::{place, NewTopic, Placement};
 pub use throttle::{plan_throttles, ThrottleOptions, ThrottlePlan};

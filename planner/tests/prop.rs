@@ -17,6 +17,7 @@
 //! proptest records its seed in `proptest-regressions/prop.txt` — commit it
 //! (and, better, a plain test of the shrunk case, as below).
 
+use guardian_planner::consumer;
 use guardian_planner::model::{
     BrokerSpec, ClusterSpec, DiskSpec, PartitionSpec, PolicySpec, ReplicaSpec, TopicSpec,
 };
@@ -355,5 +356,140 @@ proptest! {
         prop_assert_eq!(p, place(&m, &t).unwrap());
         let o = ThrottleOptions::default();
         prop_assert_eq!(plan_throttles(&m, &o), plan_throttles(&m, &o));
+    }
+}
+
+/// A random worker fleet: 1–3 pools, 1–8 workers of capacity 1–4, 1–6
+/// bindings of 1–24 partitions bound to one or two pools (one pool may be
+/// unknown: no worker), CPU 0–1 cores or unmeasured, some lag, and random
+/// current owners (some of them gone).
+fn fleet() -> impl Strategy<Value = (Vec<consumer::Worker>, Vec<consumer::Binding>)> {
+    let workers = prop::collection::vec((0u8..3, 1u8..5), 1..9);
+    let parts = prop::collection::vec(
+        (
+            prop::option::weighted(0.9, 0.0f64..1.0),
+            0u64..200_000,
+            0u8..12,
+        ),
+        1..25,
+    );
+    let bindings = prop::collection::vec(
+        (
+            0u8..4,
+            prop::option::of((0u8..4, 1u32..100)),
+            1u32..100,
+            parts,
+        ),
+        1..7,
+    );
+    (workers, bindings).prop_map(|(ws, bs)| {
+        let workers: Vec<consumer::Worker> = ws
+            .iter()
+            .enumerate()
+            .map(|(i, (pool, cap))| consumer::Worker {
+                id: format!("w{i}"),
+                pool: format!("p{pool}"),
+                capacity: f64::from(*cap),
+            })
+            .collect();
+        let bindings = bs
+            .into_iter()
+            .enumerate()
+            .map(|(b, (pool, second, ratio, parts))| {
+                let mut pools = vec![consumer::PoolShare {
+                    pool: format!("p{pool}"),
+                    ratio,
+                }];
+                if let Some((q, r)) = second {
+                    if q != pool {
+                        pools.push(consumer::PoolShare {
+                            pool: format!("p{q}"),
+                            ratio: r,
+                        });
+                    }
+                }
+                consumer::Binding {
+                    cluster: "c".into(),
+                    topic: format!("t{b}"),
+                    group: "g".into(),
+                    pools,
+                    partitions: parts
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, (cpu, lag, owner))| consumer::PartitionLoad {
+                            partition: i as i32,
+                            cpu,
+                            lag,
+                            // Owners w0…w11: some are not workers (gone).
+                            owner: Some(format!("w{owner}")),
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        (workers, bindings)
+    })
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Invariant 22 (one owner per partition): every bound partition is
+    /// assigned to exactly one worker of one of its pools, or listed
+    /// unassigned because none of its pools has a worker; the pools'
+    /// partition counts follow the ratios (largest remainder, within one);
+    /// the plan is the same when planned twice and whatever the order of
+    /// the workers; a replan of its own output moves nothing; the spread
+    /// is never below its bound.
+    #[test]
+    fn consumer_plans_own_every_partition_once_and_hold_ratios((workers, bindings) in fleet()) {
+        let o = consumer::ConsumerOptions::default();
+        let p = consumer::plan_consumers(&workers, &bindings, &o).unwrap();
+        let pool_has_worker = |pool: &str| workers.iter().any(|w| w.pool == pool);
+        for (b, bd) in bindings.iter().enumerate() {
+            let live: Vec<&consumer::PoolShare> =
+                bd.pools.iter().filter(|s| pool_has_worker(&s.pool)).collect();
+            for part in &bd.partitions {
+                let owners: Vec<&consumer::Assignment> = p
+                    .assignments
+                    .iter()
+                    .filter(|a| a.binding == b && a.partition == part.partition)
+                    .collect();
+                let unassigned = p
+                    .unassigned
+                    .iter()
+                    .filter(|u| u.binding == b && u.partition == part.partition)
+                    .count();
+                if live.is_empty() {
+                    prop_assert!(owners.is_empty());
+                    prop_assert_eq!(unassigned, 1);
+                } else {
+                    prop_assert_eq!(owners.len(), 1, "{}-{}", bd.topic, part.partition);
+                    prop_assert_eq!(unassigned, 0);
+                    let w = workers.iter().find(|w| w.id == owners[0].worker).unwrap();
+                    prop_assert!(live.iter().any(|s| s.pool == w.pool));
+                    prop_assert_eq!(&owners[0].pool, &w.pool);
+                }
+            }
+            let total: u32 = live.iter().map(|s| s.ratio).sum();
+            for s in &live {
+                let n = p.assignments.iter().filter(|a| a.binding == b && a.pool == s.pool).count();
+                let want = bd.partitions.len() as f64 * f64::from(s.ratio) / f64::from(total);
+                prop_assert!((n as f64 - want).abs() < 1.0, "{}: pool {} has {n}, ratio gives {want}", bd.topic, s.pool);
+            }
+        }
+        prop_assert!(p.cpu_spread >= p.spread_bound - 1e-9);
+        prop_assert_eq!(&p, &consumer::plan_consumers(&workers, &bindings, &o).unwrap());
+        let mut reversed = workers.clone();
+        reversed.reverse();
+        prop_assert_eq!(&p, &consumer::plan_consumers(&reversed, &bindings, &o).unwrap());
+        let mut current = bindings.clone();
+        for a in &p.assignments {
+            let part = current[a.binding].partitions.iter_mut().find(|x| x.partition == a.partition).unwrap();
+            part.owner = Some(a.worker.clone());
+        }
+        let again = consumer::plan_consumers(&workers, &current, &o).unwrap();
+        prop_assert!(again.moves.is_empty(), "a replan of its own output moved {:?}", again.moves);
+        prop_assert_eq!(&again.assignments, &p.assignments);
     }
 }

@@ -1,5 +1,6 @@
 //! Command-line parsing (clap) and dispatch.
 
+mod consumers;
 mod dev;
 mod dev_sim;
 mod governance;
@@ -92,6 +93,10 @@ pub enum Cmd {
     /// The planners, run locally on a scenario or a cluster JSON (what-if).
     #[command(subcommand)]
     Plan(plan::PlanCmd),
+    /// Consumer scheduling: worker pools, bindings, plans (`simulate`:
+    /// the planner on a generated fleet, locally).
+    #[command(subcommand)]
+    Consumers(consumers::ConsumersCmd),
     /// Balance a cluster on live data: propose, review, approve, watch.
     #[command(subcommand)]
     Rebalance(rebalance::RebalanceCmd),
@@ -222,12 +227,16 @@ fn ctx(cli: &Cli) -> Result<Ctx, CliError> {
 }
 
 pub async fn run(cli: Cli) -> ExitCode {
-    if let Cmd::Plan(cmd) = cli.command {
+    if let Cmd::Plan(_) | Cmd::Consumers(_) = cli.command {
         // Local and CPU-bound: no endpoints, off the async threads.
         let format = cli.format;
-        let res = tokio::task::spawn_blocking(move || plan::run(format, cmd))
-            .await
-            .unwrap_or_else(|e| Err(CliError::Other(anyhow::anyhow!("planner panicked: {e}"))));
+        let res = tokio::task::spawn_blocking(move || match cli.command {
+            Cmd::Plan(cmd) => plan::run(format, cmd),
+            Cmd::Consumers(cmd) => consumers::run(format, cmd),
+            _ => unreachable!("matched above"),
+        })
+        .await
+        .unwrap_or_else(|e| Err(CliError::Other(anyhow::anyhow!("planner panicked: {e}"))));
         return match res {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(e),
@@ -250,7 +259,9 @@ pub async fn run(cli: Cli) -> ExitCode {
 
 async fn dispatch(c: &Ctx, cmd: Cmd) -> Result<(), CliError> {
     match cmd {
-        Cmd::Server(_) | Cmd::Dev(_) | Cmd::Plan(_) => unreachable!("handled in run"),
+        Cmd::Server(_) | Cmd::Dev(_) | Cmd::Plan(_) | Cmd::Consumers(_) => {
+            unreachable!("handled in run")
+        }
         Cmd::Raft(r) => raft(c, r).await,
         Cmd::Cluster(x) => registry::cluster(c, x).await,
         Cmd::Broker(x) => registry::broker(c, x).await,

@@ -70,7 +70,7 @@ pub struct SimulateArgs {
     pub actions: bool,
 }
 
-fn usage(e: impl std::fmt::Display) -> CliError {
+pub(super) fn usage(e: impl std::fmt::Display) -> CliError {
     CliError::Usage(e.to_string())
 }
 
@@ -98,7 +98,7 @@ fn load(src: &SourceArgs) -> Result<(String, ClusterModel), CliError> {
     Ok((label, m))
 }
 
-fn print(format: Format, v: &Value, table: impl FnOnce() -> String) {
+pub(super) fn print(format: Format, v: &Value, table: impl FnOnce() -> String) {
     match format {
         Format::Json | Format::KafkaJson => println!("{v}"),
         Format::Table => print!("{}", table()),
