@@ -475,6 +475,8 @@ pub enum Command {
     Execution(Box<crate::execution::ExecutionCmd>),
     /// Live governance: events and throttle claims.
     Governance(Box<crate::governance::GovernanceCmd>),
+    /// Consumer scheduling: worker pools, workers, bindings, plans.
+    Consumers(Box<crate::consumers::ConsumersCmd>),
 }
 
 /// `bytes_in` of a partition without a sample in the slot.
@@ -596,6 +598,7 @@ impl Command {
             Command::RemoveCluster { name } => validate_name("name", name),
             Command::Execution(c) => c.validate(),
             Command::Governance(c) => c.validate(),
+            Command::Consumers(c) => c.validate(),
             Command::AddBroker(b) => b.validate(),
             Command::DiscoverCluster {
                 cluster,
@@ -758,6 +761,7 @@ impl Command {
             Command::RecordPartitionLoad { .. } => "record_partition_load",
             Command::Execution(_) => "execution",
             Command::Governance(_) => "governance",
+            Command::Consumers(_) => "consumers",
         }
     }
 
@@ -793,6 +797,7 @@ impl Command {
                 .sum(),
             Command::Execution(c) => c.approx_size(),
             Command::Governance(c) => c.approx_size(),
+            Command::Consumers(c) => c.approx_size(),
             _ => 256,
         }
     }

@@ -17,6 +17,7 @@
 //! Must not depend on rocksdb or openraft: the openraft ⇄ pb codec lives in
 //! `guardian-meta-store`, which owns the Raft type configuration.
 
+pub mod consumers;
 pub mod conv;
 pub mod domain;
 pub mod execution;

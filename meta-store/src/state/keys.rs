@@ -1,6 +1,7 @@
 //! The `sm_data` key space: shared pieces of the key encoding. Each domain
 //! ([`super::registry`], [`super::remote_log`], [`super::load`],
-//! [`super::requests`], [`super::executions`], [`super::governance`]) owns its key variants, how they are laid out, their
+//! [`super::requests`], [`super::executions`], [`super::governance`],
+//! [`super::consumers`]) owns its key variants, how they are laid out, their
 //! current values and how a stored pair loads back; [`super::Key`]
 //! dispatches by domain and [`super::State::load_kv`] by tag.
 //!
@@ -33,6 +34,11 @@
 //! | `gc` | governance | claim id (u64)                      | `Claim` as JSON |
 //! | `gn` | governance | —                                   | next event seq, next claim id (u64 each) |
 //! | `gh` | governance | cluster name, `\0`, broker id (biased u32) | `HostOverrides` as JSON |
+//! | `wp` | consumers | pool name (rest of the key)          | `WorkerPool` as JSON |
+//! | `ww` | consumers | worker id (rest of the key)          | `WorkerRecord` as JSON |
+//! | `wb` | consumers | cluster, `\0`, topic, `\0`, group    | `BindingRecord` as JSON |
+//! | `wl` | consumers | cluster, `\0`, topic, `\0`, group    | `BindingPlan` as JSON |
+//! | `wn` | consumers | —                                    | current plan epoch (u64) |
 //!
 //! `ro` is the lookup index: the segment holding offset `o` of epoch `e` is
 //! the last `ro` key ≤ (partition, e, o) — a RocksDB `seek_for_prev`.

@@ -6,6 +6,8 @@
 //! - [`load`]: the last hour of collected load;
 //! - [`executions`]: the executor's durable procedures;
 //! - [`governance`]: the event log and the governance loop's throttle claims;
+//! - [`consumers`]: consumer scheduling's worker pools, workers, bindings
+//!   and plans;
 //! - [`requests`]: results kept for retried client requests (idempotent
 //!   writes).
 //!
@@ -18,6 +20,7 @@
 //! I/O, ordered maps only. It reports every [`Key`] it touched so the store
 //! writes exactly those to RocksDB in the entry's batch.
 
+pub mod consumers;
 pub mod executions;
 pub mod governance;
 pub mod keys;
@@ -30,6 +33,7 @@ use guardian_proto::domain::{Command, Request};
 
 use crate::error::StoreError;
 use crate::types::{CommandResponse, Rejection};
+use consumers::{ConsKey, Consumers};
 use executions::{ExecKey, Executions};
 use governance::{GovKey, Governance};
 use load::{LoadHistories, LoadKey};
@@ -46,6 +50,7 @@ pub enum Key {
     Request(RequestKey),
     Execution(ExecKey),
     Governance(GovKey),
+    Consumers(ConsKey),
 }
 
 impl Key {
@@ -59,6 +64,7 @@ impl Key {
             Key::Request(k) => k.bytes(&mut out),
             Key::Execution(k) => k.bytes(&mut out),
             Key::Governance(k) => k.bytes(&mut out),
+            Key::Consumers(k) => k.bytes(&mut out),
         }
         out
     }
@@ -73,6 +79,7 @@ pub struct State {
     pub requests: Requests,
     pub executions: Executions,
     pub governance: Governance,
+    pub consumers: Consumers,
 }
 
 impl State {
@@ -171,6 +178,8 @@ impl State {
             Command::Execution(c) => self.executions.apply(reg, c, now, touched),
             // Governance.
             Command::Governance(c) => self.governance.apply(c, now, touched),
+            // Consumer scheduling.
+            Command::Consumers(c) => self.consumers.apply(reg, c, now, touched),
         }
     }
 
@@ -183,6 +192,7 @@ impl State {
             Key::Request(k) => self.requests.value_bytes(k),
             Key::Execution(k) => self.executions.value_bytes(k),
             Key::Governance(k) => self.governance.value_bytes(k),
+            Key::Consumers(k) => self.consumers.value_bytes(k),
         }
     }
 
@@ -205,6 +215,8 @@ impl State {
             self.executions.load_kv(k, v)
         } else if governance::TAGS.contains(&tag) {
             self.governance.load_kv(k, v)
+        } else if consumers::TAGS.contains(&tag) {
+            self.consumers.load_kv(k, v)
         } else {
             Err(StoreError::bad_record(k, "unknown tag"))
         }

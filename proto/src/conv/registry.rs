@@ -176,6 +176,9 @@ impl From<domain::Request> for pb::Request {
             Command::Governance(c) => PbCmd::Governance(pb::GovernanceCmd {
                 json: serde_json::to_vec(&c).expect("governance commands serialize"),
             }),
+            Command::Consumers(c) => PbCmd::Consumers(pb::ConsumersCmd {
+                json: serde_json::to_vec(&c).expect("consumer commands serialize"),
+            }),
             Command::DiscoverCluster {
                 cluster,
                 kafka_cluster_id,
@@ -311,6 +314,11 @@ impl TryFrom<pb::Request> for domain::Request {
             PbCmd::Governance(c) => {
                 Command::Governance(Box::new(serde_json::from_slice(&c.json).map_err(|e| {
                     InvalidField::new("governance.json", format!("not a governance command: {e}"))
+                })?))
+            }
+            PbCmd::Consumers(c) => {
+                Command::Consumers(Box::new(serde_json::from_slice(&c.json).map_err(|e| {
+                    InvalidField::new("consumers.json", format!("not a consumers command: {e}"))
                 })?))
             }
             PbCmd::DiscoverCluster(c) => Command::DiscoverCluster {
@@ -494,6 +502,23 @@ mod tests {
                 registered_at_ms: 0,
             }),
         };
+        let back = domain::Request::try_from(pb::Request::from(req.clone())).unwrap();
+        assert_eq!(back, req);
+        // A consumer plan (JSON inside the protobuf; integer map keys).
+        let req = domain::Request::new(
+            7,
+            Command::Consumers(Box::new(crate::consumers::ConsumersCmd::Plan {
+                epoch: 3,
+                plans: vec![(
+                    crate::consumers::BindingKey {
+                        cluster: "c1".into(),
+                        topic: "t".into(),
+                        group: "g".into(),
+                    },
+                    [(0, "w1".to_string()), (11, "w2".to_string())].into(),
+                )],
+            })),
+        );
         let back = domain::Request::try_from(pb::Request::from(req.clone())).unwrap();
         assert_eq!(back, req);
     }
