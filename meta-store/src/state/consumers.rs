@@ -317,7 +317,7 @@ mod tests {
 
     use super::ConsKey;
     use crate::state::{Key, State};
-    use crate::types::{CommandResponse, Rejection};
+    use crate::types::CommandResponse;
 
     fn apply(st: &mut State, now: u64, cmd: ConsumersCmd) -> (CommandResponse, Vec<Key>) {
         let mut touched = Vec::new();
