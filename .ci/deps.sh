@@ -14,6 +14,7 @@ guardian-planner        ^(tokio|tonic|hyper|rocksdb|librocksdb-sys|openraft|rdka
 guardian-meta-store     ^(guardian-planner|guardian-controller|guardian-cli|guardian-kafka|rdkafka|rdkafka-sys)$
 guardian-reporter       ^(rocksdb|librocksdb-sys|openraft|guardian-meta-store|guardian-controller|guardian-planner|guardian-cli)$
 guardian-kafka          ^(rocksdb|librocksdb-sys|openraft|guardian-meta-store|guardian-planner|guardian-controller|guardian-cli|tonic)$
+guardian-consumer       ^(rocksdb|librocksdb-sys|openraft|guardian-meta-store|guardian-controller|guardian-cli|guardian-planner|guardian-kafka|guardian-sim)$
 guardian-sim            ^(rocksdb|librocksdb-sys|openraft|guardian-meta-store|guardian-controller|guardian-cli|rdkafka|rdkafka-sys)$
 guardian-controller     ^(comfy-table|mimalloc|libmimalloc-sys|guardian-cli|guardian-tests)$
 guardian-cli            ^(guardian-tests)$

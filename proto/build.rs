@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "guardian/v1/state.proto",
         "guardian/v1/raft.proto",
         "guardian/v1/admin.proto",
+        "guardian/v1/consumers.proto",
     ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");

@@ -92,6 +92,7 @@ impl tonic::service::Interceptor for TokenInterceptor {
 pub type AuthChannel = InterceptedService<Channel, TokenInterceptor>;
 pub type AdminStub = GuardianAdminClient<AuthChannel>;
 pub type RemoteLogStub = RemoteLogMetadataClient<AuthChannel>;
+pub type ConsumersStub = pb::guardian_consumers_client::GuardianConsumersClient<AuthChannel>;
 
 /// A generated gRPC client the leader-following [`AdminClient::call_on`] can drive.
 pub trait Stub {
@@ -101,6 +102,12 @@ pub trait Stub {
 impl Stub for AdminStub {
     fn from_channel(ch: AuthChannel) -> Self {
         GuardianAdminClient::new(ch)
+    }
+}
+
+impl Stub for ConsumersStub {
+    fn from_channel(ch: AuthChannel) -> Self {
+        pb::guardian_consumers_client::GuardianConsumersClient::new(ch)
     }
 }
 

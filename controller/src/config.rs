@@ -79,6 +79,9 @@ pub struct NodeConfig {
     /// Proposals that heal around failed brokers and offline dirs.
     #[serde(default)]
     pub healing: crate::governance::healing::HealingConfig,
+    /// Consumer scheduling: plan interval, heartbeats, leases.
+    #[serde(default)]
+    pub consumers: crate::consumers::ConsumersConfig,
 }
 
 /// The leader's Kafka admin connections (every registered cluster).
@@ -279,6 +282,7 @@ impl NodeConfig {
             executor: Default::default(),
             governance: Default::default(),
             healing: Default::default(),
+            consumers: Default::default(),
         }
     }
 
@@ -348,6 +352,9 @@ impl NodeConfig {
                 return Err(invalid(key, "must be > 0"));
             }
         }
+        self.consumers
+            .validate()
+            .map_err(|(key, reason)| invalid(key, reason))?;
         if x.max_throttle_bytes_per_sec < x.min_throttle_bytes_per_sec {
             return Err(invalid(
                 "executor.max-throttle-bytes-per-sec",
@@ -539,6 +546,23 @@ mod tests {
             cfg.healing,
             crate::governance::healing::HealingConfig::default()
         );
+        assert_eq!(cfg.consumers, crate::consumers::ConsumersConfig::default());
+        for (key, set) in [
+            (
+                "consumers.lease-ms",
+                (|c: &mut NodeConfig| c.consumers.lease_ms = 1500) as fn(&mut NodeConfig),
+            ),
+            ("consumers.session-timeout-ms", |c| {
+                c.consumers.session_timeout_ms = 6000
+            }),
+            ("consumers.tolerance", |c| c.consumers.tolerance = 1.5),
+            ("consumers.interval-ms", |c| c.consumers.interval_ms = 0),
+        ] {
+            let mut bad = cfg.clone();
+            set(&mut bad);
+            let e = bad.validate().unwrap_err().to_string();
+            assert!(e.contains(key), "{key}: {e}");
+        }
         let mut bad = cfg.clone();
         bad.executor.max_tasks_per_broker = 0;
         let e = bad.validate().unwrap_err().to_string();

@@ -14,6 +14,9 @@
 //! - [`executor`]: plans carried out on Kafka as durable procedures (live
 //!   model, proposals, the throttle ledger, one step at a time, journal
 //!   before action); its loop is leader-only, under the supervisor.
+//! - [`consumers`]: consumer scheduling on the leader — the plan loop over
+//!   worker pools and bindings, the workers' heartbeats and leases, the
+//!   commit-before-release handoff.
 //! - [`load`]: the load windows and the queries over them (pure).
 //! - [`node`]: start/stop a node — RocksDB store, openraft, both ports, the
 //!   supervisor — and [`tasks`], which counts every task a node starts so
@@ -33,6 +36,7 @@ pub const BUILD_STAMP: &str = env!("GUARDIAN_BUILD_STAMP");
 pub mod api;
 pub mod client;
 pub mod config;
+pub mod consumers;
 pub mod error;
 pub mod executor;
 pub mod governance;

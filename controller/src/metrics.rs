@@ -20,6 +20,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::consumers::Scheduler;
 use crate::leader::collector::Collector;
 use crate::raft::Controller;
 
@@ -42,6 +43,8 @@ pub struct Metrics {
     /// The CPU part of that round: the throttle model built from the live
     /// spec, `plan_throttles`, and the claims it wants.
     pub governance_compute_seconds: Histogram,
+    /// One consumer-scheduling plan (the planner alone).
+    pub consumers_plan_seconds: Histogram,
     /// Decisions recorded in the event log, by kind (`throttle.set`,
     /// `throttle.renewed`, `throttle.removed`, `throttle.cannot`,
     /// `proposal`, `healing`, `execution`, `reporter`, …).
@@ -60,6 +63,8 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     // 1 ms … ~65 s; 0.5 ms … ~16 s.
     governance_round_seconds: Histogram::new(exponential_buckets(1e-3, 2.0, 17)),
     governance_compute_seconds: Histogram::new(exponential_buckets(5e-4, 2.0, 16)),
+    // 50 µs … ~1.6 s.
+    consumers_plan_seconds: Histogram::new(exponential_buckets(50e-6, 2.0, 16)),
     events: Family::default(),
 });
 
@@ -95,7 +100,7 @@ fn family(reg: &mut Registry, name: &str, help: &str, rows: Vec<(Labels, f64)>) 
 }
 
 /// The text exposition of every metric, state read now.
-pub fn render(ctl: &Controller, collector: &Collector) -> String {
+pub fn render(ctl: &Controller, collector: &Collector, consumers: &Scheduler) -> String {
     let mut reg = Registry::with_prefix("guardian");
     let m = &*METRICS;
     reg.register(
@@ -132,6 +137,11 @@ pub fn render(ctl: &Controller, collector: &Collector) -> String {
         "governance_compute_seconds",
         "CPU part of one governance round on one cluster: throttle model, throttle plan, wanted claims",
         m.governance_compute_seconds.clone(),
+    );
+    reg.register(
+        "consumers_plan_seconds",
+        "Time the consumer planner took for one plan",
+        m.consumers_plan_seconds.clone(),
     );
     let appended = &guardian_meta_store::store::APPENDED;
     let entries = Counter::<u64>::default();
@@ -330,7 +340,67 @@ pub fn render(ctl: &Controller, collector: &Collector) -> String {
             oldest as f64 / 1e3,
         );
     }
+    consumer_metrics(&mut reg, ctl, consumers);
     let mut out = String::new();
     let _ = encode(&mut out, &reg);
     out
+}
+
+/// Consumer scheduling (the leader's view; empty elsewhere): lag and its
+/// status per bound group, and the autoscaling signal per pool.
+fn consumer_metrics(reg: &mut Registry, ctl: &Controller, consumers: &Scheduler) {
+    use crate::consumers::lag::LagStatus;
+    let mut lag: std::collections::BTreeMap<Labels, (f64, LagStatus)> = Default::default();
+    for ((k, _), w, status) in consumers.lag_view(None) {
+        let l = vec![
+            ("cluster".to_string(), k.cluster.clone()),
+            ("topic".to_string(), k.topic.clone()),
+            ("group".to_string(), k.group.clone()),
+        ];
+        let e = lag.entry(l).or_insert((0.0, LagStatus::Ok));
+        e.0 += w.latest().map_or(0, |s| s.lag()) as f64;
+        e.1 = e.1.max(status);
+    }
+    let mut statuses = Vec::new();
+    for (l, (_, s)) in &lag {
+        for x in LagStatus::ALL {
+            let mut l = l.clone();
+            l.push(("status".to_string(), x.name().to_string()));
+            statuses.push((l, (x == *s) as u8 as f64));
+        }
+    }
+    family(
+        reg,
+        "consumer_group_lag",
+        "Records behind the log end, summed over a bound group's partitions of the topic",
+        lag.iter().map(|(l, (v, _))| (l.clone(), *v)).collect(),
+    );
+    family(
+        reg,
+        "consumer_group_status",
+        "1 for a bound group's lag status (its worst partition's, Burrow's rules over the last 10 readings)",
+        statuses,
+    );
+    if ctl.ensure_leader().is_err() {
+        return;
+    }
+    let desired = consumers.desired_workers(&ctl.state());
+    family(
+        reg,
+        "consumer_pool_workers",
+        "Workers that joined the pool",
+        desired
+            .iter()
+            .map(|(p, d)| (label("pool", p), d.workers as f64))
+            .collect(),
+    );
+    family(
+        reg,
+        "consumer_pool_desired_workers",
+        "Autoscaling signal: the workers the pool's measured CPU (at consumers.target-utilisation) and its lag ask for",
+        desired
+            .iter()
+            .map(|(p, d)| (label("pool", p), d.desired as f64))
+            .collect(),
+    );
 }

@@ -194,6 +194,8 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         // Advertise what this port serves; RaftPeer lives on the raft port.
         .with_service_name("guardian.v1.GuardianAdmin")
         .with_service_name("guardian.v1.RemoteLogMetadata")
+        .with_service_name("guardian.v1.GuardianConsumers")
+        .with_service_name("guardian.v1.ConsumerScheduler")
         .with_service_name("grpc.health.v1.Health")
         .with_service_name("grpc.reflection.v1.ServerReflection")
         .build_v1()
@@ -216,11 +218,17 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         executor.clone(),
         collector.clone(),
     ));
+    let consumers = Arc::new(crate::consumers::Scheduler::new(
+        cfg.consumers.clone(),
+        executor.clone(),
+    ));
+    let metrics_consumers = consumers.clone();
     let supervisor = Supervisor {
         ctl: ctl.clone(),
         collector: collector.clone(),
         executor: executor.clone(),
         governance: governance.clone(),
+        consumers: consumers.clone(),
         tasks: tasks.clone(),
     };
     tasks.spawn("leader supervisor", supervisor.run(stop.clone()));
@@ -229,6 +237,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         collector,
         executor,
         governance,
+        consumers,
         peer_token: cfg.raft.peer_token.clone(),
         kafka: cfg.kafka.clone(),
     });
@@ -239,6 +248,12 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         crate::api::governance::EventsService::new(api.clone(), auth.clone()),
     );
     let dashboard = crate::api::dashboard::Dashboard::new(api.clone(), &cfg.auth);
+    let consumers_svc = guardian_proto::pb::guardian_consumers_server::GuardianConsumersServer::new(
+        crate::api::ConsumersService::new(api.clone(), auth.clone()),
+    );
+    let scheduler_svc = guardian_proto::pb::consumer_scheduler_server::ConsumerSchedulerServer::new(
+        crate::api::SchedulerService::new(api.clone(), auth.clone()),
+    );
     let remote_log_svc = RemoteLogMetadataServer::new(RemoteLogService::new(api, auth))
         .max_decoding_message_size(cfg.grpc.max_request_bytes)
         .max_encoding_message_size(cfg.grpc.max_request_bytes.max(64 << 20));
@@ -271,6 +286,8 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         .add_service(admin_svc)
         .add_service(events_svc)
         .add_service(remote_log_svc)
+        .add_service(consumers_svc)
+        .add_service(scheduler_svc)
         .serve_with_incoming_shutdown(incoming(admin_listener), until_stopped(stop.clone()));
 
     let mut servers = vec![
@@ -281,21 +298,21 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     if let Some(listen) = &cfg.http_listen {
         let l = bind("http", listen).await?;
         http_addr = Some(l.local_addr().map_err(|e| NodeError::Task(e.to_string()))?);
-        let (c, col) = (ctl.clone(), metrics_collector);
+        let (c, col, cons) = (ctl.clone(), metrics_collector, metrics_consumers);
         let router = dashboard
             .router()
             .route("/healthz", axum::routing::get(|| async { "ok\n" }))
             .route(
                 "/metrics",
                 axum::routing::get(move || {
-                    let (c, col) = (c.clone(), col.clone());
+                    let (c, col, cons) = (c.clone(), col.clone(), cons.clone());
                     async move {
                         (
                             [(
                                 axum::http::header::CONTENT_TYPE,
                                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
                             )],
-                            crate::metrics::render(&c, &col),
+                            crate::metrics::render(&c, &col, &cons),
                         )
                     }
                 }),

@@ -596,7 +596,9 @@ fn balance_pass(
             let excess = load[w] - bound;
             // Within the inner band after: the smallest partition that gets
             // it there; else the largest one below the excess (and go on);
-            // else the smallest above it.
+            // else, while still above the outer band, the smallest above it
+            // (within the outer band, overshooting below would only make
+            // the shed partition land on another busy worker).
             let room = excess + (inner_hi - inner_lo) * caps[w];
             let by_weight = |a: &(usize, &usize), b: &(usize, &usize)| {
                 items[*a.1]
@@ -617,9 +619,13 @@ fn balance_pass(
                         .filter(|(_, &k)| wt(k) < excess)
                         .max_by(by_weight)
                 })
-                .or_else(|| held[w].iter().enumerate().min_by(by_weight))
-                .map(|(pos, _)| pos)
-                .expect("held is not empty");
+                .or_else(|| {
+                    (load[w] > hi_band * caps[w])
+                        .then(|| held[w].iter().enumerate().min_by(by_weight))
+                        .flatten()
+                })
+                .map(|(pos, _)| pos);
+            let Some(pick) = pick else { break };
             let k = held[w].swap_remove(pick);
             load[w] -= items[k].weight;
             owner[k] = None;

@@ -227,7 +227,12 @@ fn ctx(cli: &Cli) -> Result<Ctx, CliError> {
 }
 
 pub async fn run(cli: Cli) -> ExitCode {
-    if let Cmd::Plan(_) | Cmd::Consumers(_) = cli.command {
+    let local = match &cli.command {
+        Cmd::Plan(_) => true,
+        Cmd::Consumers(c) => consumers::is_local(c),
+        _ => false,
+    };
+    if local {
         // Local and CPU-bound: no endpoints, off the async threads.
         let format = cli.format;
         let res = tokio::task::spawn_blocking(move || match cli.command {
@@ -259,9 +264,8 @@ pub async fn run(cli: Cli) -> ExitCode {
 
 async fn dispatch(c: &Ctx, cmd: Cmd) -> Result<(), CliError> {
     match cmd {
-        Cmd::Server(_) | Cmd::Dev(_) | Cmd::Plan(_) | Cmd::Consumers(_) => {
-            unreachable!("handled in run")
-        }
+        Cmd::Server(_) | Cmd::Dev(_) | Cmd::Plan(_) => unreachable!("handled in run"),
+        Cmd::Consumers(x) => consumers::remote(c, x).await,
         Cmd::Raft(r) => raft(c, r).await,
         Cmd::Cluster(x) => registry::cluster(c, x).await,
         Cmd::Broker(x) => registry::broker(c, x).await,

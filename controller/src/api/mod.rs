@@ -14,6 +14,7 @@
 //! - [`auth`]: bearer tokens and roles.
 
 pub mod auth;
+mod consumers;
 pub mod dashboard;
 mod discover;
 mod executions;
@@ -50,6 +51,8 @@ pub struct Api {
     pub executor: Arc<crate::executor::Executor>,
     /// The leader's governance loop (throttle pictures, clearing claims).
     pub governance: Arc<crate::governance::Governance>,
+    /// The leader's consumer scheduler (heartbeats, plans).
+    pub consumers: Arc<crate::consumers::Scheduler>,
 }
 
 /// One call: the handlers' view of [`Api`], with the caller's request id
@@ -167,6 +170,30 @@ pub struct RemoteLogService {
     auth: Auth,
 }
 
+/// The `GuardianConsumers` service (operators: pools, bindings, plans).
+pub struct ConsumersService {
+    api: Arc<Api>,
+    auth: Auth,
+}
+
+/// The `ConsumerScheduler` service (workers: join, heartbeat, leave).
+pub struct SchedulerService {
+    api: Arc<Api>,
+    auth: Auth,
+}
+
+impl ConsumersService {
+    pub fn new(api: Arc<Api>, auth: Auth) -> Self {
+        Self { api, auth }
+    }
+}
+
+impl SchedulerService {
+    pub fn new(api: Arc<Api>, auth: Auth) -> Self {
+        Self { api, auth }
+    }
+}
+
 impl AdminService {
     pub fn new(api: Arc<Api>, auth: Auth) -> Self {
         Self { api, auth }
@@ -220,6 +247,22 @@ service!(AdminService: pb::guardian_admin_server::GuardianAdmin {
     load_cluster(pb::LoadClusterRequest) -> pb::LoadClusterResponse: Viewer, "read load" => load::load_cluster;
     load_disks(pb::LoadTopRequest) -> pb::LoadDisksResponse: Viewer, "read load" => load::load_disks;
     load_partitions(pb::LoadTopRequest) -> pb::LoadPartitionsResponse: Viewer, "read load" => load::load_partitions;
+});
+
+service!(ConsumersService: pb::guardian_consumers_server::GuardianConsumers {
+    create_worker_pool(pb::CreateWorkerPoolRequest) -> pb::ConsumersEmpty: Operator, "change consumer scheduling" => consumers::create_worker_pool;
+    delete_worker_pool(pb::DeleteWorkerPoolRequest) -> pb::ConsumersEmpty: Operator, "change consumer scheduling" => consumers::delete_worker_pool;
+    bind(pb::BindRequest) -> pb::ConsumersEmpty: Operator, "change consumer scheduling" => consumers::bind;
+    unbind(pb::UnbindRequest) -> pb::ConsumersEmpty: Operator, "change consumer scheduling" => consumers::unbind;
+    get_consumers(pb::ConsumersRequest) -> pb::ConsumersJson: Viewer, "read consumer scheduling" => consumers::get_consumers;
+    get_partition_lag(pb::PartitionLagRequest) -> pb::PartitionLagResponse: Viewer, "read consumer scheduling" => consumers::get_partition_lag;
+});
+
+// Workers change what they consume: operator.
+service!(SchedulerService: pb::consumer_scheduler_server::ConsumerScheduler {
+    join(pb::JoinRequest) -> pb::JoinResponse: Operator, "run as a consumer worker" => consumers::join;
+    heartbeat(pb::HeartbeatRequest) -> pb::HeartbeatResponse: Operator, "run as a consumer worker" => consumers::heartbeat;
+    leave(pb::LeaveRequest) -> pb::LeaveResponse: Operator, "run as a consumer worker" => consumers::leave;
 });
 
 service!(RemoteLogService: pb::remote_log_metadata_server::RemoteLogMetadata {

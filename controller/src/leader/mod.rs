@@ -1,6 +1,6 @@
 //! Leader-only work. The [`Supervisor`] watches openraft's metrics: when
 //! this node becomes leader it starts the leader-only tasks (the
-//! [`collector`], the executor and governance) under one cancellation token; when it stops leading (or
+//! [`collector`], the executor, governance and consumer scheduling) under one cancellation token; when it stops leading (or
 //! the node stops) it cancels them, waits for them to end and drops their
 //! soft state. What a new leader needs is replicated, never kept here.
 
@@ -22,6 +22,7 @@ pub struct Supervisor {
     pub collector: Arc<Collector>,
     pub executor: Arc<Executor>,
     pub governance: Arc<crate::governance::Governance>,
+    pub consumers: Arc<crate::consumers::Scheduler>,
     pub tasks: Tasks,
 }
 
@@ -48,10 +49,15 @@ impl Supervisor {
                         "governance",
                         self.governance.clone().run(self.ctl.clone(), token.clone()),
                     );
+                    let s = self.tasks.spawn(
+                        "consumer scheduling",
+                        self.consumers.clone().run(self.ctl.clone(), token.clone()),
+                    );
                     let h = tokio::spawn(async move {
                         let _ = c.await;
                         let _ = x.await;
                         let _ = g.await;
+                        let _ = s.await;
                     });
                     term = Some((token, h));
                 }
@@ -67,6 +73,7 @@ impl Supervisor {
                     self.collector.clear();
                     self.executor.clear();
                     self.governance.clear();
+                    self.consumers.clear();
                 }
                 _ => {}
             }
@@ -82,5 +89,6 @@ impl Supervisor {
         self.collector.clear();
         self.executor.clear();
         self.governance.clear();
+        self.consumers.clear();
     }
 }

@@ -1,0 +1,540 @@
+//! Consumer scheduling on real Kafka: a 3-node Guardian plans two topics'
+//! partitions onto `guardian-worker` processes in two pools; workers
+//! consume with incremental assign (no group membership) and hand
+//! partitions over commit-before-release.
+//!
+//! One scenario, in steps, over a one-node Kafka:
+//! - pools `p` and `q`; `t89-a` (12 partitions, group `ga`) bound to `p`,
+//!   `t89-b` (12, group `gb`) bound 70/30 to `p` and `q`; three workers in
+//!   `p` (they join one after the other, so partitions are handed over
+//!   while records flow) and one in `q`;
+//! - every record is processed and committed; **none is processed by two
+//!   workers** (each handoff committed `last processed + 1` before the
+//!   next owner started); the plan holds the ratio (8 of `t89-b`'s
+//!   partitions in `p`, 4 in `q`); one owner per partition;
+//! - the groups have **no members** (DescribeGroups): no rebalance ever ran;
+//! - a worker SIGKILLed: its partitions resume on the others from the
+//!   committed offsets (records after the last commit may be processed
+//!   twice — at-least-once — but none is lost) within the session timeout
+//!   and a plan interval;
+//! - lag: caught-up groups read `OK` with lag 0 through `GetPartitionLag`,
+//!   `guardian consumers lag` and `/metrics`; `t89-c`, bound to a pool
+//!   without workers, reads `STOP` with its whole log as lag; an unbound
+//!   group is read from Kafka; the pool's autoscaling signal asks for a
+//!   worker;
+//! - a worker SIGSTOPped past its lease and then SIGCONTed: its partitions
+//!   are consumed by the others meanwhile, and it sends no commit from the
+//!   plan it held when it stopped (each commit after the stop carries a
+//!   later epoch: it heard from the controller again first);
+//! - a worker joining moves only its share: at most ⌈its fair share⌉ + 1
+//!   partitions change owner, all to it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use guardian_controller::client::ConsumersStub;
+use guardian_kafka::types::NewTopic;
+use guardian_kafka::KafkaClient;
+use guardian_proto::pb;
+use guardian_tests::kafka::{data, KafkaCluster, Layout};
+use guardian_tests::{guardian_bin, wait_until, TestCluster};
+use serde_json::Value;
+
+const CONFIG: &str = "[consumers]\ninterval-ms = 1000\nheartbeat-ms = 200\nlease-ms = 1500\nlease-margin-ms = 500\nsession-timeout-ms = 3000\nlag-sample-ms = 200\n";
+const PER_PARTITION: usize = 200;
+
+fn worker_bin() -> PathBuf {
+    guardian_bin().with_file_name("guardian-worker")
+}
+
+struct Worker {
+    id: String,
+    log: PathBuf,
+    child: Child,
+}
+
+fn spawn(g: &TestCluster, dir: &Path, id: &str, pool: &str) -> Worker {
+    let log = dir.join(format!("{id}.log"));
+    let child = Command::new(worker_bin())
+        .args(["--endpoints", &g.endpoints().join(",")])
+        .args(["--id", id, "--pool", pool, "--capacity", "1"])
+        .args(["--fixed-cpu", "0.01", "--cost-us", "200"])
+        .args(["--kafka", "auto.offset.reset=earliest"])
+        .args(["--commit-interval-ms", "300"])
+        .arg("--log")
+        .arg(&log)
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::File::create(dir.join(format!("{id}.stderr"))).unwrap(),
+        ))
+        .spawn()
+        .expect("run guardian-worker");
+    Worker {
+        id: id.to_string(),
+        log,
+        child,
+    }
+}
+
+/// A worker's commits: (topic, partition, next offset, epoch, why, sent at ms).
+fn commits(w: &Worker) -> Vec<(String, i32, i64, u64, String, u64)> {
+    let text = std::fs::read_to_string(&w.log).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f.len() == 7 && f[0] == "c").then(|| {
+                (
+                    f[1].to_string(),
+                    f[2].parse().unwrap(),
+                    f[3].parse().unwrap(),
+                    f[4].parse().unwrap(),
+                    f[5].to_string(),
+                    f[6].parse().unwrap(),
+                )
+            })
+        })
+        .collect()
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+async fn partition_lag(g: &TestCluster, topic: &str, group: &str) -> Vec<pb::PartitionLag> {
+    let (topic, group) = (topic.to_string(), group.to_string());
+    g.client()
+        .call_on::<ConsumersStub, _, _, _>(|mut s| {
+            let r = pb::PartitionLagRequest {
+                cluster: "k".into(),
+                topic: topic.clone(),
+                group: group.clone(),
+            };
+            async move { s.get_partition_lag(r).await }
+        })
+        .await
+        .unwrap()
+        .partitions
+}
+
+/// (topic, partition, offset) → the workers that processed it.
+fn processed(workers: &[&Worker]) -> BTreeMap<(String, i32, i64), Vec<String>> {
+    let mut out: BTreeMap<(String, i32, i64), Vec<String>> = BTreeMap::new();
+    for w in workers {
+        let text = std::fs::read_to_string(&w.log).unwrap_or_default();
+        for l in text.lines() {
+            let f: Vec<&str> = l.split(' ').collect();
+            if f.len() == 4 && f[0] == "p" {
+                out.entry((
+                    f[1].to_string(),
+                    f[2].parse().unwrap(),
+                    f[3].parse().unwrap(),
+                ))
+                .or_default()
+                .push(w.id.clone());
+            }
+        }
+    }
+    out
+}
+
+async fn consumers(g: &TestCluster) -> Value {
+    let r = g
+        .client()
+        .call_on::<ConsumersStub, _, _, _>(|mut s| async move {
+            s.get_consumers(pb::ConsumersRequest { stale: false }).await
+        })
+        .await
+        .unwrap();
+    serde_json::from_str(&r.json).unwrap()
+}
+
+/// Owner per (topic, partition) in the plan.
+fn owners(v: &Value) -> BTreeMap<(String, i64), String> {
+    let mut out = BTreeMap::new();
+    for b in v["bindings"].as_array().unwrap() {
+        for p in b["partitions"].as_array().unwrap() {
+            out.insert(
+                (
+                    b["topic"].as_str().unwrap().to_string(),
+                    p["partition"].as_i64().unwrap(),
+                ),
+                p["owner"].as_str().unwrap().to_string(),
+            );
+        }
+    }
+    out
+}
+
+/// Every partition of both groups committed at its log end.
+async fn caught_up(k: &KafkaClient, ends: &BTreeMap<(String, i32), i64>) -> bool {
+    for (topic, group) in [("t89-a", "ga"), ("t89-b", "gb")] {
+        let Ok(c) = k.committed_offsets(group).await else {
+            return false;
+        };
+        let got: BTreeMap<i32, i64> = c
+            .into_iter()
+            .filter(|(tp, _)| tp.topic == topic)
+            .map(|(tp, o)| (tp.partition, o))
+            .collect();
+        for p in 0..12 {
+            if got.get(&p) != ends.get(&(topic.to_string(), p)) {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+async fn produce(bootstrap: &[String], ends: &mut BTreeMap<(String, i32), i64>) {
+    for topic in ["t89-a", "t89-b"] {
+        for p in 0..12 {
+            let last = data::produce(bootstrap, topic, p, PER_PARTITION, 64).await;
+            ends.insert((topic.to_string(), p), last + 1);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_consume_by_plan_with_commit_before_release() {
+    let kafka = KafkaCluster::shared(Layout::Combined).await.lock().await;
+    let bootstrap = kafka.bootstrap();
+    let k = KafkaClient::new(&bootstrap, Duration::from_secs(20));
+    let topics: Vec<NewTopic> = ["t89-a", "t89-b"]
+        .iter()
+        .map(|t| NewTopic {
+            name: t.to_string(),
+            partitions: 12,
+            replication_factor: 1,
+            assignment: vec![],
+            configs: vec![],
+        })
+        .collect();
+    for (t, r) in k.create_topics(&topics).await.unwrap() {
+        r.unwrap_or_else(|e| panic!("create {t}: {e}"));
+    }
+    let mut ends = BTreeMap::new();
+    produce(&bootstrap, &mut ends).await;
+
+    let mut g = TestCluster::start_with(3, CONFIG).await;
+    let cl = g.client();
+    cl.call(|mut s| {
+        let c = pb::Cluster {
+            name: "k".into(),
+            bootstrap_servers: bootstrap.clone(),
+            idc: "east".into(),
+            ..Default::default()
+        };
+        async move {
+            s.add_cluster(pb::AddClusterRequest { cluster: Some(c) })
+                .await
+        }
+    })
+    .await
+    .unwrap();
+    for p in ["p", "q", "r"] {
+        cl.call_on::<ConsumersStub, _, _, _>(|mut s| async move {
+            s.create_worker_pool(pb::CreateWorkerPoolRequest {
+                name: p.into(),
+                description: String::new(),
+            })
+            .await
+        })
+        .await
+        .unwrap();
+    }
+    let bind = |topic: &'static str, group: &'static str, pools: Vec<(&'static str, u32)>| {
+        let cl = &cl;
+        async move {
+            cl.call_on::<ConsumersStub, _, _, _>(|mut s| {
+                let pools = pools
+                    .iter()
+                    .map(|(p, r)| pb::PoolRatio {
+                        pool: p.to_string(),
+                        ratio: *r,
+                    })
+                    .collect();
+                async move {
+                    s.bind(pb::BindRequest {
+                        cluster: "k".into(),
+                        topic: topic.into(),
+                        group: group.into(),
+                        pools,
+                    })
+                    .await
+                }
+            })
+            .await
+        }
+    };
+    bind("t89-a", "ga", vec![("p", 100)]).await.unwrap();
+    bind("t89-b", "gb", vec![("p", 70), ("q", 30)])
+        .await
+        .unwrap();
+    // An unknown pool is named.
+    let e = bind("t89-a", "ga", vec![("nope", 1)]).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+    assert!(e.message().contains("\"nope\""), "{}", e.message());
+
+    // Workers join one after the other while records flow.
+    let dir = tempfile::tempdir().unwrap();
+    let mut ws = vec![
+        spawn(&g, dir.path(), "w4", "q"),
+        spawn(&g, dir.path(), "w1", "p"),
+    ];
+    wait_until("w1 processes records", Duration::from_secs(60), || async {
+        let n = processed(&[&ws[1]]).len();
+        (n > 100).then_some(())
+    })
+    .await;
+    ws.push(spawn(&g, dir.path(), "w2", "p"));
+    ws.push(spawn(&g, dir.path(), "w3", "p"));
+    wait_until(
+        "every record committed",
+        Duration::from_secs(120),
+        || async { caught_up(&k, &ends).await.then_some(()) },
+    )
+    .await;
+
+    // Every record processed once: the handoffs committed before release.
+    let seen = processed(&ws.iter().collect::<Vec<_>>());
+    let total: usize = ends.values().map(|e| *e as usize).sum();
+    assert_eq!(seen.len(), total, "records processed");
+    let twice: Vec<_> = seen.iter().filter(|(_, w)| w.len() > 1).take(5).collect();
+    assert!(twice.is_empty(), "processed by two workers: {twice:?}");
+
+    // The plan: one owner per partition, in the bound pools, ratio held.
+    let v = consumers(&g).await;
+    let own = owners(&v);
+    assert_eq!(own.len(), 24, "{v}");
+    let pool_of = |w: &str| if w == "w4" { "q" } else { "p" };
+    assert!(own
+        .iter()
+        .filter(|((t, _), _)| t == "t89-a")
+        .all(|(_, w)| pool_of(w) == "p"));
+    let in_q = own
+        .iter()
+        .filter(|((t, _), w)| t == "t89-b" && pool_of(w) == "q")
+        .count();
+    assert_eq!(in_q, 4, "70/30 of 12: 8 in p, 4 in q: {v}");
+    let per_worker: BTreeMap<&String, usize> = own.values().fold(BTreeMap::new(), |mut m, w| {
+        *m.entry(w).or_default() += 1;
+        m
+    });
+    // p holds 12 + 8 partitions of equal weight over three workers.
+    for w in ["w1", "w2", "w3"] {
+        let n = per_worker.get(&w.to_string()).copied().unwrap_or(0);
+        assert!((6..=7).contains(&n), "{w} owns {n}: {per_worker:?}");
+    }
+
+    // Lag. The bound groups caught up: OK, lag 0.
+    wait_until("ga's lag read OK at 0", Duration::from_secs(20), || async {
+        let l = partition_lag(&g, "t89-a", "").await;
+        (l.len() == 12 && l.iter().all(|p| p.lag == 0 && p.status == "OK")).then_some(())
+    })
+    .await;
+    // t89-c bound to a pool without workers: nobody consumes it → STOP.
+    let c = NewTopic {
+        name: "t89-c".into(),
+        partitions: 2,
+        replication_factor: 1,
+        assignment: vec![],
+        configs: vec![],
+    };
+    for (t, r) in k.create_topics(&[c]).await.unwrap() {
+        r.unwrap_or_else(|e| panic!("create {t}: {e}"));
+    }
+    for p in 0..2 {
+        data::produce(&bootstrap, "t89-c", p, 10, 16).await;
+    }
+    bind("t89-c", "gc", vec![("r", 1)]).await.unwrap();
+    let stopped = wait_until("gc read STOP", Duration::from_secs(20), || async {
+        let l = partition_lag(&g, "t89-c", "gc").await;
+        (l.len() == 2 && l.iter().all(|p| p.status == "STOP")).then_some(l)
+    })
+    .await;
+    for p in &stopped {
+        assert_eq!((p.committed, p.log_end, p.lag), (-1, 10, 10), "{p:?}");
+    }
+    // The CLI's view, and an unbound group read from Kafka now.
+    let eps = g.endpoints().join(",");
+    let (code, out, err) = guardian_tests::cli(&[
+        "--endpoints",
+        &eps,
+        "-o",
+        "json",
+        "consumers",
+        "lag",
+        "--cluster",
+        "k",
+        "--topic",
+        "t89-b",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let rows: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 12, "{rows}");
+    assert!(
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["group"] == "gb" && r["lag"] == 0 && r["status"] == "OK"),
+        "{rows}"
+    );
+    let unbound = partition_lag(&g, "t89-a", "gb").await;
+    assert!(unbound.is_empty(), "gb never consumed t89-a: {unbound:?}");
+    let (code, _, err) = guardian_tests::cli(&[
+        "--endpoints",
+        &eps,
+        "consumers",
+        "lag",
+        "--cluster",
+        "k",
+        "--topic",
+        "t89-none",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("t89-none"), "{err}");
+    // /metrics on the leader: the statuses and the autoscaling signal (r
+    // has no worker and t89-c's partitions wait for one: it asks for one;
+    // p asks for at least one).
+    let leader = g.wait_leader(Duration::from_secs(5)).await;
+    let (_, metrics) = guardian_tests::http_get(&g.node(leader).http, "/metrics");
+    let metric = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{series} not in:\n{metrics}"))
+    };
+    for (series, want) in [
+        ("guardian_consumer_group_status{cluster=\"k\",topic=\"t89-c\",group=\"gc\",status=\"STOP\"}", 1.0),
+        ("guardian_consumer_group_status{cluster=\"k\",topic=\"t89-c\",group=\"gc\",status=\"OK\"}", 0.0),
+        ("guardian_consumer_group_status{cluster=\"k\",topic=\"t89-a\",group=\"ga\",status=\"OK\"}", 1.0),
+        ("guardian_consumer_group_lag{cluster=\"k\",topic=\"t89-c\",group=\"gc\"}", 20.0),
+        ("guardian_consumer_pool_workers{pool=\"p\"}", 3.0),
+        ("guardian_consumer_pool_desired_workers{pool=\"r\"}", 1.0),
+    ] {
+        assert_eq!(metric(series), want, "{series}");
+    }
+    assert!(metric("guardian_consumer_pool_desired_workers{pool=\"p\"}") >= 1.0);
+
+    // No group membership: no rebalance ever ran.
+    for group in ["ga", "gb"] {
+        let d = k.describe_group(group).await.unwrap();
+        assert!(d.members.is_empty(), "{group}: {d:?}");
+    }
+
+    // SIGKILL w2: its partitions resume elsewhere from the committed offsets.
+    let mut killed = ws.remove(2);
+    let _ = killed.child.kill();
+    let _ = killed.child.wait();
+    let t0 = std::time::Instant::now();
+    produce(&bootstrap, &mut ends).await;
+    wait_until(
+        "the new records committed without w2",
+        Duration::from_secs(60),
+        || async { caught_up(&k, &ends).await.then_some(()) },
+    )
+    .await;
+    let after_kill = t0.elapsed();
+    let v = consumers(&g).await;
+    assert!(owners(&v).values().all(|w| w != "w2"), "{v}");
+    let mut all: Vec<&Worker> = ws.iter().collect();
+    all.push(&killed);
+    let seen = processed(&all);
+    let total: usize = ends.values().map(|e| *e as usize).sum();
+    assert_eq!(seen.len(), total, "no record lost after the kill");
+    println!(
+        "after SIGKILL: caught up in {:.1} s",
+        after_kill.as_secs_f64()
+    );
+
+    // SIGSTOP w3 past its lease: the others take its partitions; after
+    // SIGCONT it commits nothing from the plan it held.
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let w3 = ws.iter().position(|w| w.id == "w3").unwrap();
+    let pid = Pid::from_raw(ws[w3].child.id() as i32);
+    let held_epoch = consumers(&g).await["epoch"].as_u64().unwrap();
+    let stopped_at = now_ms();
+    kill(pid, Signal::SIGSTOP).unwrap();
+    produce(&bootstrap, &mut ends).await;
+    wait_until(
+        "the new records committed while w3 is stopped",
+        Duration::from_secs(60),
+        || async { caught_up(&k, &ends).await.then_some(()) },
+    )
+    .await;
+    assert!(
+        owners(&consumers(&g).await).values().all(|w| w != "w3"),
+        "w3's partitions moved"
+    );
+    kill(pid, Signal::SIGCONT).unwrap();
+    let resumed_at = now_ms();
+    // It hears from the controller again (rejoins: it had left), and gets
+    // partitions under a later plan.
+    wait_until("w3 is back", Duration::from_secs(30), || async {
+        let v = consumers(&g).await;
+        let back = v["workers"].as_array().unwrap().iter().any(|w| {
+            w["id"] == "w3"
+                && w["last_heartbeat_ms_ago"]
+                    .as_u64()
+                    .is_some_and(|a| a < 1000)
+        });
+        (back && v["epoch"].as_u64().unwrap() > held_epoch).then_some(())
+    })
+    .await;
+    produce(&bootstrap, &mut ends).await;
+    wait_until(
+        "the records after the resume committed",
+        Duration::from_secs(60),
+        || async { caught_up(&k, &ends).await.then_some(()) },
+    )
+    .await;
+    let late: Vec<_> = commits(&ws[w3])
+        .into_iter()
+        .filter(|c| c.5 >= stopped_at && c.3 <= held_epoch)
+        .collect();
+    assert!(
+        late.is_empty(),
+        "w3 committed from the plan it held after its lease lapsed (stopped {stopped_at}, resumed {resumed_at}): {late:?}"
+    );
+    let mut all: Vec<&Worker> = ws.iter().collect();
+    all.push(&killed);
+    assert_eq!(
+        processed(&all).len(),
+        ends.values().map(|e| *e as usize).sum::<usize>(),
+        "no record lost around the pause"
+    );
+
+    // A worker joins p: only its share moves, all of it to the new worker.
+    let before = owners(&consumers(&g).await);
+    ws.push(spawn(&g, dir.path(), "w5", "p"));
+    let after = wait_until("w5 owns partitions", Duration::from_secs(30), || async {
+        let o = owners(&consumers(&g).await);
+        o.values().any(|w| w == "w5").then_some(o)
+    })
+    .await;
+    let moved: Vec<_> = after
+        .iter()
+        .filter(|(k, w)| before.get(*k) != Some(*w))
+        .collect();
+    assert!(moved.iter().all(|(_, w)| *w == "w5"), "{moved:?}");
+    // p: 20 partitions over 3 workers → fair share ⌈20/3⌉ = 7.
+    assert!(moved.len() <= 8, "moved {}: {moved:?}", moved.len());
+
+    for w in &mut ws {
+        let _ = w.child.kill();
+        let _ = w.child.wait();
+    }
+    for t in ["t89-a", "t89-b", "t89-c"] {
+        let _ = k.delete_topics(&[t.to_string()]).await;
+    }
+    for id in 1..=3 {
+        g.stop(id);
+    }
+}
