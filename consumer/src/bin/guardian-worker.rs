@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use guardian_consumer::{Worker, WorkerConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -48,6 +48,43 @@ struct Args {
     log: Option<std::path::PathBuf>,
 }
 
+/// Usage errors, found before any network I/O: each names its flag.
+fn validate(a: &Args) -> Result<BTreeMap<String, String>, String> {
+    if a.endpoints.iter().all(|e| e.trim().is_empty()) {
+        return Err("--endpoints is required (or GUARDIAN_ENDPOINTS)".into());
+    }
+    if a.id.trim().is_empty() {
+        return Err("--id must not be empty".into());
+    }
+    if a.pool.trim().is_empty() {
+        return Err("--pool must not be empty".into());
+    }
+    if !(a.capacity.is_finite() && a.capacity > 0.0) {
+        return Err(format!(
+            "--capacity {}: must be a positive number",
+            a.capacity
+        ));
+    }
+    if let Some(c) = a.fixed_cpu {
+        if !(c.is_finite() && c >= 0.0) {
+            return Err(format!("--fixed-cpu {c}: must be a number >= 0"));
+        }
+    }
+    if a.commit_interval_ms == 0 {
+        return Err("--commit-interval-ms must be at least 1".into());
+    }
+    let mut kafka = BTreeMap::new();
+    for kv in &a.kafka {
+        match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                kafka.insert(k.to_string(), v.to_string());
+            }
+            _ => return Err(format!("--kafka {kv}: expected KEY=VALUE")),
+        }
+    }
+    Ok(kafka)
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -56,14 +93,12 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let a = Args::parse();
-    anyhow::ensure!(!a.endpoints.is_empty(), "--endpoints is required");
-    let mut kafka = BTreeMap::new();
-    for kv in &a.kafka {
-        let (k, v) = kv
-            .split_once('=')
-            .ok_or_else(|| anyhow::anyhow!("--kafka {kv}: expected KEY=VALUE"))?;
-        kafka.insert(k.to_string(), v.to_string());
-    }
+    let kafka = match validate(&a) {
+        Ok(k) => k,
+        Err(msg) => Args::command()
+            .error(clap::error::ErrorKind::InvalidValue, msg)
+            .exit(),
+    };
     let cfg = WorkerConfig {
         endpoints: a.endpoints.clone(),
         token: a.token.clone(),
