@@ -1,12 +1,13 @@
 //! Planner benchmarks, single-threaded (run under `taskset -c 0` for one core):
 //!
-//! `cargo bench -p guardian-planner --features testing --bench plan -- [g1k|cc-parity|placement|throttle|all|<scenario>] [--runs N] [--seed N]`
+//! `cargo bench -p guardian-planner --features testing --bench plan -- [g1k|cc-parity|placement|throttle|consumers|all|<scenario>] [--runs N] [--seed N]`
 //!
 //! Model building is not timed; each figure is the median of `--runs`
 //! (default 5; CC-parity 1), with min and max beside it.
 use std::time::Instant;
 
-use guardian_planner::generate::scenario;
+use guardian_planner::consumer::{plan_consumers, ConsumerOptions, Worker};
+use guardian_planner::generate::{fleet, scenario, FleetParams};
 use guardian_planner::model::PolicySpec;
 use guardian_planner::{
     place, plan, plan_throttles, verify, ClusterModel, Goals, NewTopic, PlanOptions, Resource,
@@ -66,6 +67,55 @@ fn balance(name: &str, seed: u64, runs: usize) {
     );
 }
 
+/// The consumer planner on a generated fleet (the reconciliation platform
+/// of seed `000_…`: 3,000 partitions, 200 workers of mixed capacity, 5 %
+/// unmeasured, 10 % lagging): the first plan, then one worker joining the
+/// busiest pool and the replan from the first plan's owners.
+fn consumers(partitions: u32, workers: u32, pools: u32, skew: f64, seed: u64, runs: usize) {
+    let params = FleetParams {
+        partitions,
+        workers,
+        pools,
+        skew,
+    };
+    let (mut ws, bindings) = fleet(&params, seed);
+    let o = ConsumerOptions::default();
+    let (first, [med, min, max]) = timed(runs, || plan_consumers(&ws, &bindings, &o).unwrap());
+    let busiest = first
+        .pools
+        .iter()
+        .max_by(|x, y| x.mean_utilization.total_cmp(&y.mean_utilization))
+        .map(|x| x.pool.clone())
+        .unwrap_or_default();
+    ws.push(Worker {
+        id: "joined".into(),
+        pool: busiest.clone(),
+        capacity: 2.0,
+    });
+    let current = first.apply(&bindings);
+    let (next, [rmed, rmin, rmax]) = timed(runs, || plan_consumers(&ws, &current, &o).unwrap());
+    let fair = next
+        .pools
+        .iter()
+        .find(|x| x.pool == busiest)
+        .map_or(0.0, |x| x.mean_utilization * 2.0);
+    let moved: f64 = next.moves.iter().map(|m| m.weight).sum();
+    let off_new = next.moves.iter().filter(|m| m.to != "joined").count();
+    println!(
+        "BENCH consumers {partitions} partitions / {workers} workers, {pools} pool(s), skew {skew}, {} bindings: \
+         plan {med:.2} ms (min {min:.2}, max {max:.2}, {runs} runs); CPU spread {:.2} % (bound {:.2} %); \
+         one worker joins {busiest}: replan {rmed:.2} ms (min {rmin:.2}, max {rmax:.2}), {} moves ({off_new} not to it), \
+         moved {:.3} of its fair share, spread after {:.2} % (bound {:.2} %)",
+        bindings.len(),
+        first.cpu_spread * 100.0,
+        first.spread_bound * 100.0,
+        next.moves.len(),
+        if fair > 0.0 { moved / fair } else { 0.0 },
+        next.cpu_spread * 100.0,
+        next.spread_bound * 100.0,
+    );
+}
+
 /// This process's peak resident memory so far (`VmHWM`), in MiB; 0 where
 /// `/proc` is absent. (Bench only: the planner itself does no I/O.)
 fn peak_rss_mib() -> f64 {
@@ -100,7 +150,13 @@ fn main() {
     if all || what == "g1k" {
         balance("g1k", seed, runs.unwrap_or(5));
     }
-    if !all && !["g1k", "cc-parity", "placement", "throttle"].contains(&what.as_str()) {
+    if all || what == "consumers" {
+        for (pools, skew) in [(1, 0.5), (2, 0.5), (2, 1.0), (4, 1.0)] {
+            consumers(3000, 200, pools, skew, seed, runs.unwrap_or(20));
+        }
+    }
+    if !all && !["g1k", "cc-parity", "placement", "throttle", "consumers"].contains(&what.as_str())
+    {
         balance(&what, seed, runs.unwrap_or(3));
     }
     if all || what == "cc-parity" {

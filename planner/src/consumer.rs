@@ -307,6 +307,24 @@ struct Item {
     owner_id: Option<String>,
 }
 
+impl ConsumerPlan {
+    /// `bindings` (the ones this plan was made from) with each partition's
+    /// owner set to the one this plan gives it: the "current" input of the
+    /// next round.
+    pub fn apply(&self, bindings: &[Binding]) -> Vec<Binding> {
+        let mut out = bindings.to_vec();
+        for a in &self.assignments {
+            if let Some(p) = out
+                .get_mut(a.binding)
+                .and_then(|b| b.partitions.iter_mut().find(|p| p.partition == a.partition))
+            {
+                p.owner = Some(a.worker.clone());
+            }
+        }
+        out
+    }
+}
+
 /// Plans every bound partition onto the workers; see the module doc.
 pub fn plan_consumers(
     workers: &[Worker],
@@ -800,20 +818,6 @@ mod tests {
         }
     }
 
-    /// The bindings with each partition's owner set from `plan`.
-    fn owned(bindings: &[Binding], plan: &ConsumerPlan) -> Vec<Binding> {
-        let mut out = bindings.to_vec();
-        for a in &plan.assignments {
-            let p = out[a.binding]
-                .partitions
-                .iter_mut()
-                .find(|p| p.partition == a.partition)
-                .unwrap();
-            p.owner = Some(a.worker.clone());
-        }
-        out
-    }
-
     fn opts() -> ConsumerOptions {
         ConsumerOptions::default()
     }
@@ -897,7 +901,7 @@ mod tests {
             bind("u", &[("p", 1)], &cpu[..20]),
         ];
         let first = plan_consumers(&workers, &b, &opts()).unwrap();
-        let again = plan_consumers(&workers, &owned(&b, &first), &opts()).unwrap();
+        let again = plan_consumers(&workers, &first.apply(&b), &opts()).unwrap();
         assert!(again.moves.is_empty(), "{:?}", again.moves);
         assert_eq!(again.placed, 0);
         assert_eq!(again.assignments, first.assignments);
@@ -911,7 +915,7 @@ mod tests {
             .collect();
         let b = [bind("t", &[("p", 1)], &cpu)];
         let first = plan_consumers(&workers, &b, &opts()).unwrap();
-        let current = owned(&b, &first);
+        let current = first.apply(&b);
         workers.push(w("w10", "p", 1.0));
         let p = plan_consumers(&workers, &current, &opts()).unwrap();
         let total: f64 = cpu.iter().sum();
@@ -927,7 +931,7 @@ mod tests {
         assert!(p.moves.iter().all(|m| m.to == "w10"), "{:?}", p.moves);
         assert!(p.cpu_spread <= 0.05 + 1e-9, "{}", p.cpu_spread);
         // w3 leaves: only what it held moves (to anyone).
-        let current = owned(&b, &p);
+        let current = p.apply(&b);
         let held: Vec<i32> = p
             .assignments
             .iter()

@@ -483,11 +483,7 @@ proptest! {
         let mut reversed = workers.clone();
         reversed.reverse();
         prop_assert_eq!(&p, &consumer::plan_consumers(&reversed, &bindings, &o).unwrap());
-        let mut current = bindings.clone();
-        for a in &p.assignments {
-            let part = current[a.binding].partitions.iter_mut().find(|x| x.partition == a.partition).unwrap();
-            part.owner = Some(a.worker.clone());
-        }
+        let current = p.apply(&bindings);
         let again = consumer::plan_consumers(&workers, &current, &o).unwrap();
         prop_assert!(again.moves.is_empty(), "a replan of its own output moved {:?}", again.moves);
         prop_assert_eq!(&again.assignments, &p.assignments);

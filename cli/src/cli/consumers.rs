@@ -130,20 +130,6 @@ fn pools_json(p: &ConsumerPlan) -> Value {
 }
 
 /// The bindings with each partition's owner from `plan`.
-fn owned(bindings: &[Binding], plan: &ConsumerPlan) -> Vec<Binding> {
-    let mut out = bindings.to_vec();
-    for a in &plan.assignments {
-        if let Some(p) = out[a.binding]
-            .partitions
-            .iter_mut()
-            .find(|p| p.partition == a.partition)
-        {
-            p.owner = Some(a.worker.clone());
-        }
-    }
-    out
-}
-
 fn simulate(format: Format, a: SimulateArgs) -> Result<(), CliError> {
     if a.workers == 0 || a.partitions == 0 {
         return Err(usage("--workers and --partitions must be > 0"));
@@ -180,7 +166,7 @@ fn simulate(format: Format, a: SimulateArgs) -> Result<(), CliError> {
         capacity: 2.0,
     };
     workers.push(joined.clone());
-    let current = owned(&bindings, &first);
+    let current = first.apply(&bindings);
     let t1 = Instant::now();
     let next = plan_consumers(&workers, &current, &opts).map_err(usage)?;
     let replan_ms = t1.elapsed().as_secs_f64() * 1e3;
