@@ -10,6 +10,7 @@ pub mod conformance;
 pub mod inproc;
 pub mod kafka;
 pub mod python;
+pub mod workers;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -30,8 +30,7 @@
 //!   partitions change owner, all to it.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
 use guardian_controller::client::ConsumersStub;
@@ -39,70 +38,28 @@ use guardian_kafka::types::NewTopic;
 use guardian_kafka::KafkaClient;
 use guardian_proto::pb;
 use guardian_tests::kafka::{data, KafkaCluster, Layout};
-use guardian_tests::{guardian_bin, wait_until, TestCluster};
+use guardian_tests::workers::{self, now_ms, Worker};
+use guardian_tests::{wait_until, TestCluster};
 use serde_json::Value;
 
 const CONFIG: &str = "[consumers]\ninterval-ms = 1000\nheartbeat-ms = 200\nlease-ms = 1500\nlease-margin-ms = 500\nsession-timeout-ms = 3000\nlag-sample-ms = 200\n";
 const PER_PARTITION: usize = 200;
 
-fn worker_bin() -> PathBuf {
-    guardian_bin().with_file_name("guardian-worker")
-}
-
-struct Worker {
-    id: String,
-    log: PathBuf,
-    child: Child,
-}
+const WORKER_ARGS: [&str; 10] = [
+    "--capacity",
+    "1",
+    "--fixed-cpu",
+    "0.01",
+    "--cost-us",
+    "200",
+    "--kafka",
+    "auto.offset.reset=earliest",
+    "--commit-interval-ms",
+    "300",
+];
 
 fn spawn(g: &TestCluster, dir: &Path, id: &str, pool: &str) -> Worker {
-    let log = dir.join(format!("{id}.log"));
-    let child = Command::new(worker_bin())
-        .args(["--endpoints", &g.endpoints().join(",")])
-        .args(["--id", id, "--pool", pool, "--capacity", "1"])
-        .args(["--fixed-cpu", "0.01", "--cost-us", "200"])
-        .args(["--kafka", "auto.offset.reset=earliest"])
-        .args(["--commit-interval-ms", "300"])
-        .arg("--log")
-        .arg(&log)
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(
-            std::fs::File::create(dir.join(format!("{id}.stderr"))).unwrap(),
-        ))
-        .spawn()
-        .expect("run guardian-worker");
-    Worker {
-        id: id.to_string(),
-        log,
-        child,
-    }
-}
-
-/// A worker's commits: (topic, partition, next offset, epoch, why, sent at ms).
-fn commits(w: &Worker) -> Vec<(String, i32, i64, u64, String, u64)> {
-    let text = std::fs::read_to_string(&w.log).unwrap_or_default();
-    text.lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            (f.len() == 7 && f[0] == "c").then(|| {
-                (
-                    f[1].to_string(),
-                    f[2].parse().unwrap(),
-                    f[3].parse().unwrap(),
-                    f[4].parse().unwrap(),
-                    f[5].to_string(),
-                    f[6].parse().unwrap(),
-                )
-            })
-        })
-        .collect()
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
+    workers::spawn(&g.endpoints(), dir, id, pool, &WORKER_ARGS)
 }
 
 async fn partition_lag(g: &TestCluster, topic: &str, group: &str) -> Vec<pb::PartitionLag> {
@@ -125,18 +82,10 @@ async fn partition_lag(g: &TestCluster, topic: &str, group: &str) -> Vec<pb::Par
 fn processed(workers: &[&Worker]) -> BTreeMap<(String, i32, i64), Vec<String>> {
     let mut out: BTreeMap<(String, i32, i64), Vec<String>> = BTreeMap::new();
     for w in workers {
-        let text = std::fs::read_to_string(&w.log).unwrap_or_default();
-        for l in text.lines() {
-            let f: Vec<&str> = l.split(' ').collect();
-            if f.len() == 4 && f[0] == "p" {
-                out.entry((
-                    f[1].to_string(),
-                    f[2].parse().unwrap(),
-                    f[3].parse().unwrap(),
-                ))
+        for r in w.processed() {
+            out.entry((r.topic, r.partition, r.offset))
                 .or_default()
                 .push(w.id.clone());
-            }
         }
     }
     out
@@ -430,8 +379,7 @@ async fn workers_consume_by_plan_with_commit_before_release() {
 
     // SIGKILL w2: its partitions resume elsewhere from the committed offsets.
     let mut killed = ws.remove(2);
-    let _ = killed.child.kill();
-    let _ = killed.child.wait();
+    killed.kill();
     let t0 = std::time::Instant::now();
     produce(&bootstrap, &mut ends).await;
     wait_until(
@@ -495,9 +443,10 @@ async fn workers_consume_by_plan_with_commit_before_release() {
         || async { caught_up(&k, &ends).await.then_some(()) },
     )
     .await;
-    let late: Vec<_> = commits(&ws[w3])
+    let late: Vec<_> = ws[w3]
+        .commits()
         .into_iter()
-        .filter(|c| c.5 >= stopped_at && c.3 <= held_epoch)
+        .filter(|c| c.sent_at_ms >= stopped_at && c.epoch <= held_epoch)
         .collect();
     assert!(
         late.is_empty(),
@@ -528,8 +477,7 @@ async fn workers_consume_by_plan_with_commit_before_release() {
     assert!(moved.len() <= 8, "moved {}: {moved:?}", moved.len());
 
     for w in &mut ws {
-        let _ = w.child.kill();
-        let _ = w.child.wait();
+        w.kill();
     }
     for t in ["t89-a", "t89-b", "t89-c"] {
         let _ = k.delete_topics(&[t.to_string()]).await;

@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use clap::{Args, Subcommand};
-use guardian_planner::consumer::{plan_consumers, Binding, ConsumerOptions, ConsumerPlan, Worker};
+use guardian_planner::consumer::{plan_consumers, ConsumerOptions, ConsumerPlan, Worker};
 use guardian_planner::generate::{fleet, FleetParams};
 use serde_json::{json, Value};
 

@@ -1,7 +1,7 @@
 //! A demo consumer worker: joins a pool, runs what the controller assigns,
 //! spends `--cost-us` of CPU per record (fast and slow workers, heavy
 //! partitions), and with `--log FILE` appends one line per record
-//! processed (`p TOPIC PARTITION OFFSET`) and per commit (`c TOPIC
+//! processed (`p TOPIC PARTITION OFFSET AT_MS`, wall clock) and per commit (`c TOPIC
 //! PARTITION NEXT_OFFSET EPOCH WHY SENT_AT_MS`), each flushed before it
 //! counts.
 //!
@@ -126,7 +126,10 @@ fn main() -> anyhow::Result<()> {
             std::hint::spin_loop();
         }
         if let Some(f) = records.as_mut() {
-            let _ = writeln!(f, "p {} {} {}", r.topic, r.partition, r.offset);
+            let at = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
+            let _ = writeln!(f, "p {} {} {} {at}", r.topic, r.partition, r.offset);
             let _ = f.flush();
         }
     };

@@ -1,0 +1,297 @@
+//! The consumer-scheduling handoff gap on real Kafka: how long a moved
+//! partition is consumed by nobody (goal p99 ≤ 1 s).
+//!
+//! One combined KRaft node, a 3-node Guardian with the production
+//! `[consumers]` defaults (`deploy/guardian.example.toml`: heartbeat 1 s,
+//! lease 6 s), one topic of `--partitions` partitions bound to pool `p`,
+//! and a producer sending one record to every partition each `--tick-ms`.
+//! Each round grows the pool from 2 to `--max-workers` workers, one
+//! `guardian-worker` at a time, then shrinks it back, one SIGTERM (a
+//! graceful leave) at a time, waiting after each step until every
+//! partition runs on its planned owner. Then the producer stops and the
+//! group catches up.
+//!
+//! From the workers' logs (the wall-clock time each record was
+//! processed) and the producer's send times: for every partition, each
+//! change of the worker processing consecutive offsets is a handoff, and
+//! its gap is `first record by the new owner − max(last record by the old
+//! owner, when that first record was sent)` — the time records waited
+//! with nobody consuming them. It also counts records processed twice
+//! and records lost (must both be 0).
+//!
+//!   cargo build --release -p guardian-cli -p guardian-consumer -p guardian-tests
+//!   target/release/consumer-bench [--rounds 2] [--max-workers 5] [--partitions 24] [--tick-ms 20]
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clap::Parser;
+use guardian_controller::client::ConsumersStub;
+use guardian_kafka::types::NewTopic;
+use guardian_kafka::KafkaClient;
+use guardian_proto::pb;
+use guardian_tests::kafka::{ops, KafkaCluster, Layout};
+use guardian_tests::workers::{self, now_ms, Worker};
+use guardian_tests::{wait_until, TestCluster};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::Value;
+
+#[derive(Parser, Debug)]
+struct Args {
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
+    #[arg(long, default_value_t = 5)]
+    max_workers: usize,
+    #[arg(long, default_value_t = 24)]
+    partitions: i32,
+    /// One record to every partition this often.
+    #[arg(long, default_value_t = 20)]
+    tick_ms: u64,
+}
+
+const TOPIC: &str = "consumer-bench";
+const GROUP: &str = "consumer-bench";
+
+async fn consumers(g: &TestCluster) -> Value {
+    let r = g
+        .client()
+        .call_on::<ConsumersStub, _, _, _>(|mut s| async move {
+            s.get_consumers(pb::ConsumersRequest { stale: false }).await
+        })
+        .await
+        .expect("GetConsumers");
+    serde_json::from_str(&r.json).expect("consumers JSON")
+}
+
+/// Every partition owned by one of `ids` and running only there.
+async fn settled(g: &TestCluster, ids: &[String], partitions: i32) -> bool {
+    let v = consumers(g).await;
+    let Some(b) = v["bindings"].as_array().and_then(|b| b.first()) else {
+        return false;
+    };
+    let parts = b["partitions"].as_array().cloned().unwrap_or_default();
+    parts.len() == partitions as usize
+        && parts.iter().all(|p| {
+            p["state"] == "running"
+                && p["owner"]
+                    .as_str()
+                    .is_some_and(|o| ids.iter().any(|i| i == o))
+        })
+}
+
+fn pct(sorted: &[u64], q: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[i]
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let a = Args::parse();
+    anyhow::ensure!(a.max_workers >= 3, "--max-workers must be at least 3");
+    anyhow::ensure!(a.partitions >= 1, "--partitions must be at least 1");
+    let kafka = KafkaCluster::start(Layout::Combined).await;
+    let bootstrap = kafka.bootstrap();
+    let k = KafkaClient::new(&bootstrap, Duration::from_secs(20));
+    for (t, r) in k
+        .create_topics(&[NewTopic {
+            name: TOPIC.into(),
+            partitions: a.partitions,
+            replication_factor: 1,
+            assignment: vec![],
+            configs: vec![],
+        }])
+        .await?
+    {
+        r.map_err(|e| anyhow::anyhow!("create {t}: {e}"))?;
+    }
+    let mut g = TestCluster::start_with(3, "").await;
+    let eps = ops::add_cluster(&g, "k", &bootstrap);
+    ops::run_cli(&eps, &["consumers", "pool", "create", "p"]);
+    ops::run_cli(
+        &eps,
+        &[
+            "consumers",
+            "bind",
+            "--cluster",
+            "k",
+            "--topic",
+            TOPIC,
+            "--group",
+            GROUP,
+            "--pool",
+            "p=100",
+        ],
+    );
+
+    // The producer: (partition, offset) → send time.
+    let sent: Arc<Mutex<BTreeMap<(i32, i64), u64>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap.join(","))
+        .set("acks", "all")
+        .set("linger.ms", "0")
+        .create()?;
+    let prod = {
+        let (sent, stop, tick) = (sent.clone(), stop.clone(), a.tick_ms);
+        let parts = a.partitions;
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(tick));
+            while !stop.load(Ordering::Relaxed) {
+                every.tick().await;
+                let at = now_ms();
+                let sends: Vec<_> = (0..parts)
+                    .map(|p| {
+                        let rec = FutureRecord::<(), [u8]>::to(TOPIC)
+                            .partition(p)
+                            .payload(&b"x"[..]);
+                        producer.send_result(rec).expect("queued")
+                    })
+                    .collect();
+                for s in sends {
+                    let d = s.await.expect("delivered").expect("acknowledged");
+                    sent.lock().unwrap().insert((d.partition, d.offset), at);
+                }
+            }
+        })
+    };
+
+    let dir = tempfile::tempdir()?;
+    let args = [
+        "--capacity",
+        "1",
+        "--fixed-cpu",
+        "0.01",
+        "--kafka",
+        "auto.offset.reset=earliest",
+        "--commit-interval-ms",
+        "300",
+    ];
+    let mut spawned = 0;
+    let mut start = |ws: &mut Vec<Worker>| {
+        spawned += 1;
+        let id = format!("w{spawned}");
+        ws.push(workers::spawn(&g.endpoints(), dir.path(), &id, "p", &args));
+    };
+    let mut live: Vec<Worker> = Vec::new();
+    let mut gone: Vec<Worker> = Vec::new();
+    start(&mut live);
+    start(&mut live);
+    let ids = |ws: &[Worker]| ws.iter().map(|w| w.id.clone()).collect::<Vec<_>>();
+    let settle = |ids: Vec<String>| {
+        let g = &g;
+        async move {
+            wait_until(
+                "every partition on its owner",
+                Duration::from_secs(120),
+                || {
+                    let ids = ids.clone();
+                    async move { settled(g, &ids, a.partitions).await.then_some(()) }
+                },
+            )
+            .await
+        }
+    };
+    settle(ids(&live)).await;
+    let mut steps = 0;
+    for round in 0..a.rounds {
+        while live.len() < a.max_workers {
+            start(&mut live);
+            settle(ids(&live)).await;
+            steps += 1;
+        }
+        while live.len() > 2 {
+            let mut w = live.pop().expect("a worker");
+            kill(Pid::from_raw(w.child.id() as i32), Signal::SIGTERM)?;
+            w.child.wait()?;
+            settle(ids(&live)).await;
+            gone.push(w);
+            steps += 1;
+        }
+        eprintln!("round {} done ({steps} steps so far)", round + 1);
+    }
+    stop.store(true, Ordering::Relaxed);
+    prod.await?;
+    let ends: BTreeMap<i32, i64> = {
+        let s = sent.lock().unwrap();
+        s.keys().fold(BTreeMap::new(), |mut m, (p, o)| {
+            let e = m.entry(*p).or_insert(0);
+            *e = (*e).max(o + 1);
+            m
+        })
+    };
+    wait_until("the group caught up", Duration::from_secs(120), || async {
+        let c = k.committed_offsets(GROUP).await.ok()?;
+        let got: BTreeMap<i32, i64> = c
+            .into_iter()
+            .filter(|(tp, _)| tp.topic == TOPIC)
+            .map(|(tp, o)| (tp.partition, o))
+            .collect();
+        (got == ends).then_some(())
+    })
+    .await;
+
+    // partition → offset → (worker, at_ms) for every processing.
+    let mut seen: BTreeMap<i32, BTreeMap<i64, Vec<(String, u64)>>> = BTreeMap::new();
+    for w in live.iter().chain(&gone) {
+        for r in w.processed() {
+            seen.entry(r.partition)
+                .or_default()
+                .entry(r.offset)
+                .or_default()
+                .push((w.id.clone(), r.at_ms));
+        }
+    }
+    let sent = sent.lock().unwrap().clone();
+    let twice: usize = seen
+        .values()
+        .flat_map(|o| o.values())
+        .filter(|v| v.len() > 1)
+        .count();
+    let lost = sent
+        .keys()
+        .filter(|(p, o)| seen.get(p).is_none_or(|m| !m.contains_key(o)))
+        .count();
+    let mut gaps = Vec::new();
+    for (p, offs) in &seen {
+        let mut prev: Option<(&String, u64)> = None;
+        for (o, by) in offs {
+            let (w, at) = (&by[0].0, by[0].1);
+            if let Some((pw, pat)) = prev {
+                if pw != w {
+                    let avail = sent.get(&(*p, *o)).copied().unwrap_or(0);
+                    gaps.push(at.saturating_sub(pat.max(avail)));
+                }
+            }
+            prev = Some((w, at));
+        }
+    }
+    gaps.sort_unstable();
+    println!(
+        "BENCH consumer handoff gap: {} handoffs over {steps} pool changes ({} rounds, 2↔{} workers, {} partitions, a record per partition every {} ms): p50 {} ms, p99 {} ms, max {} ms; {} records, processed twice {twice}, lost {lost}",
+        gaps.len(),
+        a.rounds,
+        a.max_workers,
+        a.partitions,
+        a.tick_ms,
+        pct(&gaps, 0.5),
+        pct(&gaps, 0.99),
+        gaps.last().copied().unwrap_or(0),
+        sent.len(),
+    );
+    for w in &mut live {
+        w.kill();
+    }
+    for id in 1..=3 {
+        g.stop(id);
+    }
+    drop(kafka);
+    Ok(())
+}
