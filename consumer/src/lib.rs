@@ -115,6 +115,8 @@ pub struct WorkerConfig {
 struct Shared {
     /// What the controller's last answer allows.
     desired: BTreeSet<Part>,
+    /// Planned here, still held by the previous owner: prepare.
+    pending: BTreeSet<Part>,
     clusters: BTreeMap<String, Vec<String>>,
     epoch: u64,
     /// The lease lapsed: stop everything, commit nothing.
@@ -132,6 +134,9 @@ struct Shared {
 pub struct Worker {
     cfg: WorkerConfig,
     shared: Arc<Mutex<Shared>>,
+    /// The poll thread started or stopped a partition: heartbeat now (a
+    /// release reaches the controller at once, and with it the new owner).
+    changed: Arc<tokio::sync::Notify>,
 }
 
 fn lock(s: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
@@ -221,6 +226,7 @@ impl Worker {
         Self {
             cfg,
             shared: Arc::default(),
+            changed: Arc::default(),
         }
     }
 
@@ -273,10 +279,11 @@ impl Worker {
         tracing::info!(worker = %self.cfg.id, pool = %self.cfg.pool, "joined");
 
         let shared = self.shared.clone();
+        let changed = self.changed.clone();
         let cfg = self.cfg.clone();
         let thread = std::thread::Builder::new()
             .name("guardian-worker-poll".into())
-            .spawn(move || poll_loop(&cfg, &shared, &mut handler, &mut on_commit))?;
+            .spawn(move || poll_loop(&cfg, &shared, &changed, &mut handler, &mut on_commit))?;
 
         let mut last_ok = Instant::now();
         let mut window = Instant::now();
@@ -302,8 +309,13 @@ impl Worker {
                 worker_id: self.cfg.id.clone(),
                 running: running.iter().map(part_pb).collect(),
                 stats,
+                // Long-poll: with nothing to change, the controller holds
+                // the answer until this worker's assignment changes.
+                // (Held at most 3 s: well inside the 5 s call timeout.)
+                wait_ms: heartbeat.min(Duration::from_secs(3)).as_millis() as u64,
             };
             let sent = Instant::now();
+            let mut again = false;
             let r = sched
                 .call(|mut c, t| {
                     let req = req.clone();
@@ -325,11 +337,23 @@ impl Worker {
                         .into_iter()
                         .map(|c| (c.cluster, c.bootstrap_servers))
                         .collect();
-                    s.desired = a
+                    let desired: BTreeSet<Part> = a
                         .assigned
                         .into_iter()
                         .map(|p| (p.cluster, p.topic, p.group, p.partition))
                         .collect();
+                    let pending: BTreeSet<Part> = a
+                        .pending
+                        .into_iter()
+                        .map(|p| (p.cluster, p.topic, p.group, p.partition))
+                        .collect();
+                    // An answer that changed something: ask again at once
+                    // (the controller holds the next one until the
+                    // following change, e.g. the release of a pending
+                    // partition).
+                    again = desired != s.desired || pending != s.pending;
+                    s.desired = desired;
+                    s.pending = pending;
                 }
                 Err(e) if e.code() == tonic::Code::NotFound => {
                     // Declared gone (or never joined): join again.
@@ -351,9 +375,18 @@ impl Worker {
                 s.fenced = true;
                 s.desired.clear();
             }
+            // One heartbeat per period (a held answer used it up), or at
+            // once after an answer that changed something or when the poll
+            // thread started or stopped a partition.
+            let pause = if again {
+                Duration::ZERO
+            } else {
+                heartbeat.saturating_sub(sent.elapsed())
+            };
             tokio::select! {
                 _ = stop.cancelled() => break,
-                _ = tokio::time::sleep(heartbeat) => {}
+                _ = self.changed.notified() => {}
+                _ = tokio::time::sleep(pause) => {}
             }
         }
         lock(&self.shared).stop = true;
@@ -391,8 +424,13 @@ fn consumer_for(
 
 /// The consumer thread: applies the desired set, polls, processes,
 /// commits.
-fn poll_loop<H, C>(cfg: &WorkerConfig, shared: &Mutex<Shared>, handler: &mut H, on_commit: &mut C)
-where
+fn poll_loop<H, C>(
+    cfg: &WorkerConfig,
+    shared: &Mutex<Shared>,
+    changed: &tokio::sync::Notify,
+    handler: &mut H,
+    on_commit: &mut C,
+) where
     H: FnMut(&Record),
     C: FnMut(&Commit),
 {
@@ -404,10 +442,11 @@ where
     let mut committed: BTreeMap<Part, (i64, Instant)> = BTreeMap::new();
     let mut last_commit = Instant::now();
     loop {
-        let (mut desired, fenced, stop, epoch, clusters, lease_until) = {
+        let (mut desired, pending, fenced, stop, epoch, clusters, lease_until) = {
             let s = lock(shared);
             (
                 s.desired.clone(),
+                s.pending.clone(),
                 s.fenced,
                 s.stop,
                 s.epoch,
@@ -453,6 +492,7 @@ where
                 }
             }
             lock(shared).running.remove(&p);
+            changed.notify_one();
         }
         if stop {
             return;
@@ -510,11 +550,41 @@ where
                         committed.insert(p.clone(), (o, Instant::now()));
                     }
                     lock(shared).running.insert(p.clone());
+                    changed.notify_one();
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, topic = %p.1, partition = p.3, "incremental_assign failed")
                 }
             }
+        }
+        // Prepare for what comes next: a consumer for the group, connected
+        // to the cluster and the group's coordinator (a first connection
+        // and coordinator lookup cost librdkafka about a second).
+        if !fenced {
+            for p in &pending {
+                let key = (p.0.clone(), p.2.clone());
+                if consumers.contains_key(&key) {
+                    continue;
+                }
+                let Some(bootstrap) = clusters.get(&p.0) else {
+                    continue;
+                };
+                match consumer_for(cfg, bootstrap, &p.2) {
+                    Ok(c) => {
+                        let _ = c.fetch_metadata(Some(&p.1), Duration::from_secs(5));
+                        let mut tpl = TopicPartitionList::new();
+                        tpl.add_partition(&p.1, p.3);
+                        let _ = c.committed_offsets(tpl, Duration::from_secs(5));
+                        consumers.insert(key, c);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "creating a consumer failed"),
+                }
+            }
+        }
+        if consumers.is_empty() {
+            // Nothing to poll: wait for an answer from the controller.
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
         }
         // Poll each consumer briefly; process records of running partitions.
         let slice = Duration::from_millis((50 / consumers.len().max(1)) as u64)
@@ -560,7 +630,6 @@ where
                 *s.cpu.entry(p).or_default() += c;
             }
         }
-        // Periodic commits of what was processed.
         // Periodic commits of what was processed, and of idle offsets.
         if !fenced && last_commit.elapsed() >= cfg.commit_interval {
             last_commit = Instant::now();

@@ -67,8 +67,10 @@ pub fn spawn(endpoints: &[String], dir: &Path, id: &str, pool: &str, args: &[&st
 
 impl Worker {
     fn lines(&self) -> Vec<Vec<String>> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        // Whole lines only: the last may still be being written.
+        let whole = text.rfind('\n').map_or("", |i| &text[..i]);
+        whole
             .lines()
             .map(|l| l.split(' ').map(str::to_string).collect())
             .collect()

@@ -129,17 +129,19 @@ fn main() -> anyhow::Result<()> {
             let at = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis());
-            let _ = writeln!(f, "p {} {} {} {at}", r.topic, r.partition, r.offset);
+            // One write per line: a reader never sees half of one.
+            let line = format!("p {} {} {} {at}\n", r.topic, r.partition, r.offset);
+            let _ = f.write_all(line.as_bytes());
             let _ = f.flush();
         }
     };
     let on_commit = move |c: &guardian_consumer::Commit| {
         if let Some(f) = commits.as_mut() {
-            let _ = writeln!(
-                f,
-                "c {} {} {} {} {} {}",
+            let line = format!(
+                "c {} {} {} {} {} {}\n",
                 c.part.1, c.part.3, c.offset, c.epoch, c.why, c.at_ms
             );
+            let _ = f.write_all(line.as_bytes());
             let _ = f.flush();
         }
     };

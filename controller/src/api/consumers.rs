@@ -281,13 +281,33 @@ pub async fn heartbeat(
         }
         cpu.insert(p, s.cpu_cores);
     }
-    let a = api
+    let mut changed = api.consumers.subscribe();
+    let mut a = api
         .consumers
-        .heartbeat(&api.ctl, &r.worker_id, running, cpu)?;
+        .heartbeat(&api.ctl, &r.worker_id, running.clone(), cpu)?;
     let cfg = &api.consumers.cfg;
+    // Long-poll: nothing for the worker to do → hold the answer until its
+    // assignment changes or the wait is up.
+    let pending = a.pending.clone();
+    let idle = |a: &crate::consumers::Assignment| {
+        a.assigned.len() == running.len()
+            && a.assigned.iter().all(|p| running.contains(p))
+            && a.pending == pending
+    };
+    if r.wait_ms > 0 && idle(&a) {
+        let until = tokio::time::Instant::now()
+            + std::time::Duration::from_millis(r.wait_ms.min(cfg.heartbeat_ms));
+        while let Ok(Ok(())) = tokio::time::timeout_at(until, changed.changed()).await {
+            a = api.consumers.assignment(&api.ctl, &r.worker_id, &running)?;
+            if !idle(&a) {
+                break;
+            }
+        }
+    }
     Ok(pb::HeartbeatResponse {
         epoch: a.epoch,
         assigned: a.assigned.iter().map(part_pb).collect(),
+        pending: a.pending.iter().map(part_pb).collect(),
         clusters: a
             .clusters
             .into_iter()
@@ -302,8 +322,16 @@ pub async fn heartbeat(
 }
 
 pub async fn leave(api: &Call<'_>, r: pb::LeaveRequest) -> Result<pb::LeaveResponse, ApiError> {
-    api.write(cmd(ConsumersCmd::Leave { id: r.worker_id }))
-        .await?;
+    if r.worker_id.is_empty() {
+        return Err(ApiError::invalid("worker_id", "must not be empty"));
+    }
+    api.write(cmd(ConsumersCmd::Leave {
+        id: r.worker_id.clone(),
+    }))
+    .await?;
+    // It committed and stopped everything before leaving: its partitions
+    // go to their new owners now, not after its lease.
+    api.consumers.left(&r.worker_id);
     api.consumers.poke();
     Ok(pb::LeaveResponse {})
 }

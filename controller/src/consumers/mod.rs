@@ -151,12 +151,18 @@ pub struct Scheduler {
     wake: Notify,
     poked: std::sync::atomic::AtomicBool,
     executor: Arc<crate::executor::Executor>,
+    /// Bumped whenever an assignment may have changed (a plan stored, a
+    /// worker started or released a partition, a worker left): held
+    /// heartbeats (long-poll) look again.
+    changed: tokio::sync::watch::Sender<u64>,
 }
 
 /// A worker's view after a heartbeat.
 pub struct Assignment {
     pub epoch: u64,
     pub assigned: Vec<Part>,
+    /// Planned for it, still held by the previous owner.
+    pub pending: Vec<Part>,
     pub clusters: BTreeMap<String, Vec<String>>,
 }
 
@@ -168,7 +174,26 @@ impl Scheduler {
             wake: Notify::new(),
             poked: std::sync::atomic::AtomicBool::new(false),
             executor,
+            changed: tokio::sync::watch::channel(0).0,
         }
+    }
+
+    /// A worker left (after committing and stopping every partition): it
+    /// holds nothing any more.
+    pub fn left(&self, worker: &str) {
+        self.soft().workers.remove(worker);
+        self.bump();
+    }
+
+    /// Held heartbeats look again.
+    pub fn bump(&self) {
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// A receiver for [`Scheduler::bump`]s (subscribe before reading the
+    /// assignment, so no change between the two is missed).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
     }
 
     fn soft(&self) -> std::sync::MutexGuard<'_, Soft> {
@@ -223,8 +248,8 @@ impl Scheduler {
         }
         let now = Instant::now();
         let mut soft = self.soft();
-        let since = *soft.since.get_or_insert(now);
-        soft.workers.insert(
+        soft.since.get_or_insert(now);
+        let before = soft.workers.insert(
             worker.to_string(),
             Live {
                 last: now,
@@ -232,6 +257,35 @@ impl Scheduler {
                 cpu,
             },
         );
+        if before.is_none_or(|b| b.running != running) {
+            self.bump();
+        }
+        drop(soft);
+        drop(st);
+        self.assignment(ctl, worker, &running)
+    }
+
+    /// What `worker`, running `running`, may run now: its partitions in the
+    /// plan, less those another worker may still hold (running them, its
+    /// lease not yet lapsed), and none at all until this leader has seen
+    /// heartbeats for a lease and a margin (a worker the previous leader
+    /// heard from may still run them).
+    pub fn assignment(
+        &self,
+        ctl: &Controller,
+        worker: &str,
+        running: &BTreeSet<Part>,
+    ) -> Result<Assignment, ApiError> {
+        ctl.ensure_leader()?;
+        let st = ctl.state();
+        if !st.consumers.workers.contains_key(worker) {
+            return Err(ApiError::NotFound {
+                what: format!("worker {worker:?} (it has not joined, or left: call Join)"),
+            });
+        }
+        let now = Instant::now();
+        let soft = self.soft();
+        let since = soft.since.unwrap_or(now);
         let warm = now.duration_since(since) >= self.lease_plus_margin();
         // Running elsewhere, by a worker whose lease may not have lapsed.
         let held_elsewhere = |p: &Part| {
@@ -242,6 +296,7 @@ impl Scheduler {
             })
         };
         let mut assigned = Vec::new();
+        let mut pending = Vec::new();
         let mut clusters = BTreeMap::new();
         for (k, plan) in &st.consumers.plans {
             for (p, owner) in &plan.owners {
@@ -249,20 +304,22 @@ impl Scheduler {
                     continue;
                 }
                 let part = (k.clone(), *p);
-                let keep = running.contains(&part) || (warm && !held_elsewhere(&part));
-                if keep {
-                    if let Some(c) = st.registry.clusters.get(&k.cluster) {
-                        clusters
-                            .entry(k.cluster.clone())
-                            .or_insert_with(|| c.bootstrap_servers.clone());
-                    }
+                if let Some(c) = st.registry.clusters.get(&k.cluster) {
+                    clusters
+                        .entry(k.cluster.clone())
+                        .or_insert_with(|| c.bootstrap_servers.clone());
+                }
+                if running.contains(&part) || (warm && !held_elsewhere(&part)) {
                     assigned.push(part);
+                } else {
+                    pending.push(part);
                 }
             }
         }
         Ok(Assignment {
             epoch: st.consumers.epoch,
             assigned,
+            pending,
             clusters,
         })
     }
@@ -360,6 +417,7 @@ impl Scheduler {
             })))
             .await?;
             self.soft().workers.remove(&id);
+            self.bump();
             self.poke();
         }
         Ok(())
@@ -480,6 +538,7 @@ impl Scheduler {
             plans: changed,
         })))
         .await?;
+        self.bump();
         Ok(())
     }
 }

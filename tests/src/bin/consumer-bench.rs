@@ -52,6 +52,9 @@ struct Args {
     /// One record to every partition this often.
     #[arg(long, default_value_t = 20)]
     tick_ms: u64,
+    /// Keep the workers' logs in this directory (default: a temporary one).
+    #[arg(long)]
+    logs: Option<std::path::PathBuf>,
 }
 
 const TOPIC: &str = "consumer-bench";
@@ -68,20 +71,75 @@ async fn consumers(g: &TestCluster) -> Value {
     serde_json::from_str(&r.json).expect("consumers JSON")
 }
 
-/// Every partition owned by one of `ids` and running only there.
-async fn settled(g: &TestCluster, ids: &[String], partitions: i32) -> bool {
+/// Every partition owned by one of `ids` and running only there, and each
+/// of `ids` owning one at least (a joined worker has its share); the
+/// consumers JSON when not.
+async fn settled(
+    g: &TestCluster,
+    ids: &[String],
+    partitions: i32,
+) -> Result<BTreeMap<i32, String>, Value> {
     let v = consumers(g).await;
-    let Some(b) = v["bindings"].as_array().and_then(|b| b.first()) else {
-        return false;
-    };
-    let parts = b["partitions"].as_array().cloned().unwrap_or_default();
-    parts.len() == partitions as usize
+    let parts = v["bindings"][0]["partitions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let owns = |id: &String| parts.iter().any(|p| p["owner"].as_str() == Some(id));
+    let ok = parts.len() == partitions as usize
+        && ids.iter().all(owns)
         && parts.iter().all(|p| {
             p["state"] == "running"
                 && p["owner"]
                     .as_str()
                     .is_some_and(|o| ids.iter().any(|i| i == o))
-        })
+        });
+    if ok {
+        Ok(parts
+            .iter()
+            .map(|p| {
+                (
+                    p["partition"].as_i64().unwrap_or(-1) as i32,
+                    p["owner"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect())
+    } else {
+        Err(v)
+    }
+}
+
+/// Waits until every partition runs on its planned owner (each of `ws`
+/// owning one at least) and each owner has processed a record of it since:
+/// the step is over, the next one starts from a steady state.
+async fn settle(g: &TestCluster, ws: &[Worker], partitions: i32) {
+    let ids: Vec<String> = ws.iter().map(|w| w.id.clone()).collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let owners = loop {
+        match settled(g, &ids, partitions).await {
+            Ok(o) => break o,
+            Err(v) if std::time::Instant::now() > deadline => {
+                panic!("after 120 s not every partition runs on its owner among {ids:?}: {v:#}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
+    let since = now_ms();
+    wait_until(
+        "every owner processing",
+        Duration::from_secs(60),
+        || async {
+            let mut fresh = std::collections::BTreeSet::new();
+            for w in ws {
+                for r in w.processed() {
+                    if r.at_ms >= since && owners.get(&r.partition) == Some(&w.id) {
+                        fresh.insert(r.partition);
+                    }
+                }
+            }
+            (fresh.len() == owners.len()).then_some(())
+        },
+    )
+    .await;
 }
 
 fn pct(sorted: &[u64], q: f64) -> u64 {
@@ -163,7 +221,14 @@ async fn main() -> anyhow::Result<()> {
         })
     };
 
-    let dir = tempfile::tempdir()?;
+    let tmp = tempfile::tempdir()?;
+    let dir = match &a.logs {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            d.clone()
+        }
+        None => tmp.path().to_path_buf(),
+    };
     let args = [
         "--capacity",
         "1",
@@ -178,40 +243,25 @@ async fn main() -> anyhow::Result<()> {
     let mut start = |ws: &mut Vec<Worker>| {
         spawned += 1;
         let id = format!("w{spawned}");
-        ws.push(workers::spawn(&g.endpoints(), dir.path(), &id, "p", &args));
+        ws.push(workers::spawn(&g.endpoints(), &dir, &id, "p", &args));
     };
     let mut live: Vec<Worker> = Vec::new();
     let mut gone: Vec<Worker> = Vec::new();
     start(&mut live);
     start(&mut live);
-    let ids = |ws: &[Worker]| ws.iter().map(|w| w.id.clone()).collect::<Vec<_>>();
-    let settle = |ids: Vec<String>| {
-        let g = &g;
-        async move {
-            wait_until(
-                "every partition on its owner",
-                Duration::from_secs(120),
-                || {
-                    let ids = ids.clone();
-                    async move { settled(g, &ids, a.partitions).await.then_some(()) }
-                },
-            )
-            .await
-        }
-    };
-    settle(ids(&live)).await;
+    settle(&g, &live, a.partitions).await;
     let mut steps = 0;
     for round in 0..a.rounds {
         while live.len() < a.max_workers {
             start(&mut live);
-            settle(ids(&live)).await;
+            settle(&g, &live, a.partitions).await;
             steps += 1;
         }
         while live.len() > 2 {
             let mut w = live.pop().expect("a worker");
             kill(Pid::from_raw(w.child.id() as i32), Signal::SIGTERM)?;
             w.child.wait()?;
-            settle(ids(&live)).await;
+            settle(&g, &live, a.partitions).await;
             gone.push(w);
             steps += 1;
         }
