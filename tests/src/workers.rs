@@ -14,6 +14,16 @@ pub fn worker_bin() -> PathBuf {
     guardian_bin().with_file_name("guardian-worker")
 }
 
+/// An example program of the workspace (`cargo test` builds examples):
+/// `target/<profile>/examples/NAME`.
+pub fn example_bin(name: &str) -> PathBuf {
+    guardian_bin()
+        .parent()
+        .expect("the guardian binary is in a directory")
+        .join("examples")
+        .join(name)
+}
+
 /// A running worker. Dropping it does not stop the process: call `kill`.
 pub struct Worker {
     pub id: String,

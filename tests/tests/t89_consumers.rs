@@ -21,7 +21,7 @@
 //!   `guardian consumers lag` and `/metrics`; `t89-c`, bound to a pool
 //!   without workers, reads `STOP` with its whole log as lag; an unbound
 //!   group is read from Kafka; the pool's autoscaling signal asks for a
-//!   worker;
+//!   worker; the lag-aware producer example sends to the shortest queue;
 //! - a worker SIGSTOPped past its lease and then SIGCONTed: its partitions
 //!   are consumed by the others meanwhile, and it sends no commit from the
 //!   plan it held when it stopped (each commit after the stop carries a
@@ -31,6 +31,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use guardian_controller::client::ConsumersStub;
@@ -370,6 +371,35 @@ async fn workers_consume_by_plan_with_commit_before_release() {
         assert_eq!(metric(series), want, "{series}");
     }
     assert!(metric("guardian_consumer_pool_desired_workers{pool=\"p\"}") >= 1.0);
+
+    // A lag-aware producer (consumer/examples) sends to the shortest
+    // queue: with t89-c's lag at 30 and 10, ten records all go to 1.
+    data::produce(&bootstrap, "t89-c", 0, 20, 64).await;
+    let lags = |want: [(i64, i64); 2]| {
+        let g = &g;
+        async move {
+            wait_until("t89-c's lag read", Duration::from_secs(20), || async {
+                let l = partition_lag(g, "t89-c", "gc").await;
+                let got: Vec<(i64, i64)> = l.iter().map(|p| (p.lag, p.log_end)).collect();
+                (got == want).then_some(())
+            })
+            .await
+        }
+    };
+    lags([(30, 30), (10, 10)]).await;
+    let out = Command::new(workers::example_bin("lag_aware_producer"))
+        .args(["--endpoints", &eps, "--cluster", "k", "--topic", "t89-c"])
+        .args(["--group", "gc", "--bootstrap", &bootstrap.join(",")])
+        .args(["--count", "10", "--refresh-ms", "60000"])
+        .output()
+        .expect("run the lag-aware producer");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1 10\n");
+    lags([(30, 30), (20, 20)]).await;
 
     // No group membership: no rebalance ever ran.
     for group in ["ga", "gb"] {
