@@ -654,9 +654,12 @@ async fn a_catching_up_follower_is_replication_throttled_then_released() {
         "a replication throttle for the follower",
         Duration::from_secs(60),
         || async {
-            throttles(&eps)
-                .into_iter()
-                .find(|c| c["target"]["key"] == "follower.replication.throttled.replicas")
+            // `applied`: written to Kafka and read back (a claim is
+            // journaled as `applying` before it is written).
+            throttles(&eps).into_iter().find(|c| {
+                c["state"] == "applied"
+                    && c["target"]["key"] == "follower.replication.throttled.replicas"
+            })
         },
     )
     .await;
@@ -664,21 +667,31 @@ async fn a_catching_up_follower_is_replication_throttled_then_released() {
     let reason = claim["reason"].as_str().unwrap_or("").to_string();
     assert!(reason.contains("follower on broker 3"), "{claim}");
     assert_eq!(claim["value"], "0:3", "{claim}");
-    let flist = own_override(
-        &a,
-        &ConfigResource::Topic(topic.into()),
-        "follower.replication.throttled.replicas",
-    )
-    .await;
     let in_sync = || async {
         let md = a.metadata().await.ok()?;
         let p = md.topics.iter().find(|t| t.name == topic)?.partitions[0].clone();
         Some(p.isr.contains(&3))
     };
-    assert!(
-        flist.as_deref() == Some("0:3") || in_sync().await == Some(true),
-        "the list is on the topic while the follower catches up: {flist:?}"
-    );
+    // Guardian read it back through its own client; the broker this client
+    // asks serves configs from its metadata image, which may trail the
+    // controller by a moment: wait for it there too (or for the catch-up
+    // to have finished and the list to be gone already).
+    let flist = wait_until(
+        "the list on the topic while the follower catches up",
+        Duration::from_secs(10),
+        || async {
+            let l = own_override(
+                &a,
+                &ConfigResource::Topic(topic.into()),
+                "follower.replication.throttled.replicas",
+            )
+            .await;
+            let done = l.as_deref() == Some("0:3") || in_sync().await == Some(true);
+            done.then_some(l)
+        },
+    )
+    .await;
+    eprintln!("the list on the topic: {flist:?}");
     // …back in the ISR: the throttle goes, and nothing is left.
     wait_until(
         "broker 3 back in the ISR",
