@@ -40,7 +40,29 @@
 //! (cluster, group); CPU time per partition is the thread's CPU clock
 //! around the handler.
 //!
-//! Not yet: TLS to the controller, transactional (exactly-once) output.
+//! **Exactly-once output** ([`WorkerConfig::transactional_id_prefix`]):
+//! each input partition gets its own transactional producer, with
+//! `transactional.id = PREFIX.CLUSTER.GROUP.TOPIC.PARTITION`, so whoever
+//! runs a partition uses the same id. On start the worker calls
+//! `init_transactions` *before* it reads the committed offset: Kafka bumps
+//! the id's producer epoch, which fences any earlier owner (a zombie's
+//! sends and commits fail from then on) and aborts its open transaction.
+//! The handler writes its results through [`Record::output`] into the
+//! partition's open transaction; every commit (periodic, release, idle
+//! re-commit, shutdown) is `send_offsets_to_transaction` (the input
+//! offset, metadata `worker,epoch`) plus `commit_transaction`, so outputs
+//! and the input offset land together or not at all. Consumers read with
+//! `isolation.level=read_committed` (the committed-offset fetch then waits
+//! for pending transactional offsets). A transaction that fails is aborted
+//! and the partition restarts from its committed offset: its records are
+//! processed again, but a `read_committed` reader sees each output once.
+//! The cost is one producer (a few librdkafka threads and connections) per
+//! running partition.
+//!
+//! **TLS**: with [`WorkerConfig::ca_pem`] the worker speaks TLS to the
+//! controller's admin port and trusts only that CA; the token goes in
+//! each call's `authorization` header (the scheduler needs the operator
+//! role). Channels are kept per controller node and reused.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -50,9 +72,12 @@ use guardian_proto::pb;
 use guardian_proto::pb::consumer_scheduler_client::ConsumerSchedulerClient;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 /// (cluster, topic, group, partition).
 pub type Part = (String, String, String, i32);
@@ -66,6 +91,45 @@ pub struct Record<'a> {
     pub offset: i64,
     pub key: Option<&'a [u8]>,
     pub payload: Option<&'a [u8]>,
+    /// In exactly-once mode, the input partition's open transaction:
+    /// what is sent here is committed together with this record's offset.
+    pub output: Option<&'a Output<'a>>,
+}
+
+/// The transactional producer of one input partition (exactly-once mode).
+pub struct Output<'a> {
+    producer: &'a BaseProducer,
+}
+
+impl Output<'_> {
+    /// Sends a record inside the partition's open transaction (waits while
+    /// the producer's queue is full). It becomes visible to
+    /// `read_committed` readers only with the input offset's commit.
+    pub fn send(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        payload: &[u8],
+    ) -> anyhow::Result<()> {
+        let mut rec = BaseRecord::<[u8], [u8]>::to(topic).payload(payload);
+        if let Some(k) = key {
+            rec = rec.key(k);
+        }
+        if let Some(p) = partition {
+            rec = rec.partition(p);
+        }
+        loop {
+            match self.producer.send(rec) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    self.producer.poll(Duration::from_millis(10));
+                    rec = r;
+                }
+                Err((e, _)) => anyhow::bail!("send to {topic}: {e}"),
+            }
+        }
+    }
 }
 
 /// A commit the worker made (for logs and tests).
@@ -109,6 +173,12 @@ pub struct WorkerConfig {
     /// Report this CPU (cores) for every running partition instead of
     /// the measured one (deterministic plans in tests).
     pub fixed_cpu: Option<f64>,
+    /// Speak TLS to the controller, trusting these CA certificate(s) (PEM).
+    pub ca_pem: Option<Vec<u8>>,
+    /// Exactly-once mode: one transactional producer per input partition,
+    /// `transactional.id = PREFIX.CLUSTER.GROUP.TOPIC.PARTITION` (see the
+    /// crate docs).
+    pub transactional_id_prefix: Option<String>,
 }
 
 #[derive(Default)]
@@ -159,12 +229,49 @@ struct Scheduler {
     token: Option<String>,
     current: usize,
     preferred: Option<String>,
+    tls: Option<ClientTlsConfig>,
+    /// One lazily connected channel per controller node, reused.
+    channels: BTreeMap<String, Channel>,
 }
 
 impl Scheduler {
+    fn new(cfg: &WorkerConfig) -> Self {
+        Self {
+            endpoints: cfg.endpoints.clone(),
+            token: cfg.token.clone(),
+            current: 0,
+            preferred: None,
+            tls: cfg
+                .ca_pem
+                .as_ref()
+                .map(|ca| ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca))),
+            channels: BTreeMap::new(),
+        }
+    }
+
+    fn channel(&mut self, target: &str) -> Result<Channel, tonic::Status> {
+        if let Some(c) = self.channels.get(target) {
+            return Ok(c.clone());
+        }
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut ep = Endpoint::from_shared(format!("{scheme}://{target}"))
+            .map_err(|e| tonic::Status::invalid_argument(format!("endpoint {target}: {e}")))?
+            .connect_timeout(Duration::from_millis(500))
+            .timeout(Duration::from_secs(5))
+            .tcp_nodelay(true);
+        if let Some(tls) = &self.tls {
+            ep = ep
+                .tls_config(tls.clone())
+                .map_err(|e| tonic::Status::invalid_argument(format!("tls for {target}: {e}")))?;
+        }
+        let c = ep.connect_lazy();
+        self.channels.insert(target.to_string(), c.clone());
+        Ok(c)
+    }
+
     async fn call<T, F, Fut>(&mut self, f: F) -> Result<T, tonic::Status>
     where
-        F: Fn(ConsumerSchedulerClient<tonic::transport::Channel>, Option<String>) -> Fut,
+        F: Fn(ConsumerSchedulerClient<Channel>, Option<String>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let mut last = tonic::Status::unavailable("no controller endpoint");
@@ -173,11 +280,7 @@ impl Scheduler {
                 .preferred
                 .clone()
                 .unwrap_or_else(|| self.endpoints[self.current % self.endpoints.len()].clone());
-            let ch = tonic::transport::Endpoint::from_shared(format!("http://{target}"))
-                .map_err(|e| tonic::Status::invalid_argument(format!("endpoint {target}: {e}")))?
-                .connect_timeout(Duration::from_millis(500))
-                .timeout(Duration::from_secs(5))
-                .connect_lazy();
+            let ch = self.channel(&target)?;
             match f(ConsumerSchedulerClient::new(ch), self.token.clone()).await {
                 Ok(r) => return Ok(r.into_inner()),
                 Err(e) if e.code() == tonic::Code::Unavailable => {
@@ -243,12 +346,10 @@ impl Worker {
         H: FnMut(&Record) + Send + 'static,
         C: FnMut(&Commit) + Send + 'static,
     {
-        let mut sched = Scheduler {
-            endpoints: self.cfg.endpoints.clone(),
-            token: self.cfg.token.clone(),
-            current: 0,
-            preferred: None,
-        };
+        if self.cfg.endpoints.is_empty() {
+            anyhow::bail!("no controller endpoint");
+        }
+        let mut sched = Scheduler::new(&self.cfg);
         let join = pb::JoinRequest {
             worker_id: self.cfg.id.clone(),
             pool: self.cfg.pool.clone(),
@@ -416,10 +517,286 @@ fn consumer_for(
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "none")
         .set("client.id", format!("guardian-worker-{}", cfg.id));
+    if cfg.transactional_id_prefix.is_some() {
+        // Inputs that are themselves transactional outputs; and the
+        // committed-offset fetch waits for pending transactional offsets.
+        c.set("isolation.level", "read_committed");
+    }
     for (k, v) in &cfg.kafka {
         c.set(k, v);
     }
     Ok(c.create()?)
+}
+
+/// One input partition's transactional producer, with a transaction open.
+struct Txn {
+    producer: BaseProducer,
+}
+
+/// The transactional id of an input partition: the same on every worker.
+pub fn transactional_id(prefix: &str, p: &Part) -> String {
+    format!("{prefix}.{}.{}.{}.{}", p.0, p.2, p.1, p.3)
+}
+
+const TXN_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Txn {
+    /// Creates the producer and fences every earlier owner of the id
+    /// (`init_transactions` aborts its open transaction), then opens one.
+    fn start(
+        cfg: &WorkerConfig,
+        bootstrap: &[String],
+        prefix: &str,
+        p: &Part,
+    ) -> anyhow::Result<Self> {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", bootstrap.join(","))
+            .set("transactional.id", transactional_id(prefix, p))
+            .set("client.id", format!("guardian-worker-{}", cfg.id));
+        for (k, v) in &cfg.kafka {
+            // Consumer settings do not apply to the producer.
+            if !CONSUMER_ONLY.contains(&k.as_str()) {
+                c.set(k, v);
+            }
+        }
+        let producer: BaseProducer = c.create()?;
+        producer.init_transactions(TXN_TIMEOUT)?;
+        producer.begin_transaction()?;
+        Ok(Self { producer })
+    }
+
+    /// Commits `offsets` (with `worker,epoch`) and the outputs sent since
+    /// the last commit in one transaction; opens the next when `reopen`.
+    /// On failure the transaction is aborted.
+    fn commit(
+        &self,
+        c: &BaseConsumer,
+        tpl: &TopicPartitionList,
+        reopen: bool,
+    ) -> anyhow::Result<()> {
+        let cgm = c
+            .group_metadata()
+            .ok_or_else(|| anyhow::anyhow!("the consumer has no group metadata"))?;
+        let r = self
+            .producer
+            .send_offsets_to_transaction(tpl, &cgm, TXN_TIMEOUT)
+            .and_then(|()| self.producer.commit_transaction(TXN_TIMEOUT));
+        if let Err(e) = r {
+            self.abort();
+            anyhow::bail!("transaction: {e}");
+        }
+        if reopen {
+            self.producer.begin_transaction()?;
+        }
+        Ok(())
+    }
+
+    fn abort(&self) {
+        if let Err(e) = self.producer.abort_transaction(TXN_TIMEOUT) {
+            tracing::debug!(error = %e, "abort_transaction");
+        }
+    }
+}
+
+/// Consumer properties a worker's `kafka` settings may hold that a
+/// producer would warn about.
+const CONSUMER_ONLY: &[&str] = &[
+    "auto.offset.reset",
+    "isolation.level",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "fetch.min.bytes",
+    "fetch.wait.max.ms",
+    "max.poll.interval.ms",
+    "session.timeout.ms",
+    "group.id",
+];
+
+/// The poll thread's state: consumers, running partitions, offsets.
+struct Runner<'a> {
+    cfg: &'a WorkerConfig,
+    shared: &'a Mutex<Shared>,
+    changed: &'a tokio::sync::Notify,
+    consumers: BTreeMap<(String, String), BaseConsumer>,
+    /// The next offset to commit per running partition (None: nothing
+    /// processed since it started).
+    next: BTreeMap<Part, Option<i64>>,
+    /// What was last committed per running partition, and when.
+    committed: BTreeMap<Part, (i64, Instant)>,
+    /// Exactly-once mode: the transaction per running partition.
+    txns: BTreeMap<Part, Txn>,
+}
+
+fn group_key(p: &Part) -> (String, String) {
+    (p.0.clone(), p.2.clone())
+}
+
+impl Runner<'_> {
+    /// Commits `offsets` (all of one consumer's partitions) synchronously
+    /// with metadata `worker,epoch`: the partitions whose commit landed.
+    /// In exactly-once mode each partition's transaction commits; one that
+    /// fails is aborted and the partition is restarted (returned in `lost`).
+    fn commit(
+        &self,
+        c: &BaseConsumer,
+        epoch: u64,
+        offsets: &[(&Part, i64)],
+        reopen: bool,
+        lost: &mut Vec<Part>,
+    ) -> Vec<Part> {
+        let tpl = offsets_tpl(&self.cfg.id, epoch, offsets);
+        if self.cfg.transactional_id_prefix.is_none() {
+            return match c.commit(&tpl, CommitMode::Sync) {
+                Ok(()) => offsets.iter().map(|(p, _)| (*p).clone()).collect(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "commit failed");
+                    Vec::new()
+                }
+            };
+        }
+        let mut done = Vec::new();
+        for (p, o) in offsets {
+            let Some(t) = self.txns.get(*p) else {
+                continue;
+            };
+            match t.commit(c, &offsets_tpl(&self.cfg.id, epoch, &[(p, *o)]), reopen) {
+                Ok(()) => done.push((*p).clone()),
+                Err(e) => {
+                    tracing::warn!(error = %e, topic = %p.1, partition = p.3, "commit failed: restarting the partition from its committed offset");
+                    lost.push((*p).clone());
+                }
+            }
+        }
+        done
+    }
+
+    /// Stops a running partition: commits it first unless `fenced` (then
+    /// its open transaction, if any, is aborted), unassigns it and reports
+    /// it released.
+    fn stop(
+        &mut self,
+        p: &Part,
+        why: Option<&'static str>,
+        epoch: u64,
+        on_commit: &mut impl FnMut(&Commit),
+    ) {
+        let offset = self.next.remove(p).flatten();
+        self.committed.remove(p);
+        let txn = self.txns.remove(p);
+        if let Some(c) = self.consumers.get(&group_key(p)) {
+            let mut landed = false;
+            if let (Some(o), Some(why)) = (offset, why) {
+                let at_ms = now_ms();
+                if let Some(t) = &txn {
+                    match t.commit(c, &offsets_tpl(&self.cfg.id, epoch, &[(p, o)]), false) {
+                        Ok(()) => landed = true,
+                        Err(e) => {
+                            tracing::warn!(error = %e, topic = %p.1, partition = p.3, "release commit failed")
+                        }
+                    }
+                } else {
+                    landed = !self
+                        .commit(c, epoch, &[(p, o)], false, &mut Vec::new())
+                        .is_empty();
+                }
+                if landed {
+                    on_commit(&Commit {
+                        part: p.clone(),
+                        offset: o,
+                        epoch,
+                        why,
+                        at_ms,
+                    });
+                }
+            }
+            if let (Some(t), false) = (&txn, landed) {
+                t.abort();
+            }
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(&p.1, p.3);
+            if let Err(e) = c.incremental_unassign(&tpl) {
+                tracing::warn!(error = %e, topic = %p.1, partition = p.3, "incremental_unassign failed");
+            }
+        }
+        lock(self.shared).running.remove(p);
+        self.changed.notify_one();
+    }
+
+    /// The consumer of `p`'s (cluster, group), created on first use.
+    fn consumer(&mut self, p: &Part, bootstrap: &[String]) -> Option<&BaseConsumer> {
+        let key = group_key(p);
+        if !self.consumers.contains_key(&key) {
+            match consumer_for(self.cfg, bootstrap, &p.2) {
+                Ok(c) => {
+                    self.consumers.insert(key.clone(), c);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "creating a consumer failed");
+                    return None;
+                }
+            }
+        }
+        self.consumers.get(&key)
+    }
+
+    /// Starts `p` from its committed offset (exactly-once: after fencing
+    /// every earlier owner of its transactional id).
+    fn start(&mut self, p: &Part, bootstrap: &[String], epoch: u64) {
+        let txn = match &self.cfg.transactional_id_prefix {
+            Some(prefix) => match Txn::start(self.cfg, bootstrap, prefix, p) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    tracing::warn!(error = %e, topic = %p.1, partition = p.3, "init_transactions failed");
+                    return;
+                }
+            },
+            None => None,
+        };
+        let Some(c) = self.consumer(p, bootstrap) else {
+            return;
+        };
+        let mut tpl = TopicPartitionList::new();
+        if let Err(e) = tpl.add_partition_offset(&p.1, p.3, Offset::Stored) {
+            tracing::warn!(error = %e, "bad partition");
+            return;
+        }
+        // The committed offset and who committed it.
+        let start = match c.committed_offsets(tpl.clone(), Duration::from_secs(5)) {
+            Ok(got) => got.elements().first().and_then(|e| match e.offset() {
+                Offset::Offset(o) => {
+                    let meta = e.metadata().to_string();
+                    let theirs = meta
+                        .split_once(',')
+                        .and_then(|(_, ep)| ep.parse::<u64>().ok());
+                    if theirs.is_some_and(|t| t > epoch) {
+                        tracing::warn!(
+                            topic = %p.1, partition = p.3, commit = %meta, epoch,
+                            "the last commit comes from a later plan than this worker's: its plan is stale"
+                        );
+                    }
+                    Some(o)
+                }
+                _ => None,
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, topic = %p.1, partition = p.3, "reading the committed offset failed");
+                return;
+            }
+        };
+        if let Err(e) = c.incremental_assign(&tpl) {
+            tracing::warn!(error = %e, topic = %p.1, partition = p.3, "incremental_assign failed");
+            return;
+        }
+        self.next.insert(p.clone(), start);
+        if let Some(o) = start {
+            self.committed.insert(p.clone(), (o, Instant::now()));
+        }
+        if let Some(t) = txn {
+            self.txns.insert(p.clone(), t);
+        }
+        lock(self.shared).running.insert(p.clone());
+        self.changed.notify_one();
+    }
 }
 
 /// The consumer thread: applies the desired set, polls, processes,
@@ -434,12 +811,15 @@ fn poll_loop<H, C>(
     H: FnMut(&Record),
     C: FnMut(&Commit),
 {
-    let mut consumers: BTreeMap<(String, String), BaseConsumer> = BTreeMap::new();
-    // The next offset to commit per running partition (None: nothing
-    // processed since it started).
-    let mut next: BTreeMap<Part, Option<i64>> = BTreeMap::new();
-    // What was last committed per running partition, and when.
-    let mut committed: BTreeMap<Part, (i64, Instant)> = BTreeMap::new();
+    let mut r = Runner {
+        cfg,
+        shared,
+        changed,
+        consumers: BTreeMap::new(),
+        next: BTreeMap::new(),
+        committed: BTreeMap::new(),
+        txns: BTreeMap::new(),
+    };
     let mut last_commit = Instant::now();
     loop {
         let (mut desired, pending, fenced, stop, epoch, clusters, lease_until) = {
@@ -461,7 +841,7 @@ fn poll_loop<H, C>(
         if fenced {
             desired.clear();
         }
-        let running: BTreeSet<Part> = next.keys().cloned().collect();
+        let running: BTreeSet<Part> = r.next.keys().cloned().collect();
         // Stop: commit (unless fenced), unassign, report released.
         let stopping: Vec<Part> = if stop {
             running.iter().cloned().collect()
@@ -469,92 +849,17 @@ fn poll_loop<H, C>(
             running.difference(&desired).cloned().collect()
         };
         for p in stopping {
-            let offset = next.remove(&p).flatten();
-            committed.remove(&p);
-            if let Some(c) = consumers.get(&(p.0.clone(), p.2.clone())) {
-                if let (Some(o), true) = (offset, !fenced && in_lease()) {
-                    let why = if stop { "shutdown" } else { "release" };
-                    let at_ms = now_ms();
-                    if commit(c, &cfg.id, epoch, &[(&p, o)]) {
-                        on_commit(&Commit {
-                            part: p.clone(),
-                            offset: o,
-                            epoch,
-                            why,
-                            at_ms,
-                        });
-                    }
-                }
-                let mut tpl = TopicPartitionList::new();
-                tpl.add_partition(&p.1, p.3);
-                if let Err(e) = c.incremental_unassign(&tpl) {
-                    tracing::warn!(error = %e, topic = %p.1, partition = p.3, "incremental_unassign failed");
-                }
-            }
-            lock(shared).running.remove(&p);
-            changed.notify_one();
+            let why = if stop { "shutdown" } else { "release" };
+            let why = (!fenced && in_lease()).then_some(why);
+            r.stop(&p, why, epoch, on_commit);
         }
         if stop {
             return;
         }
         // Start what is newly allowed, from the committed offset.
         for p in desired.difference(&running) {
-            let Some(bootstrap) = clusters.get(&p.0) else {
-                continue;
-            };
-            let key = (p.0.clone(), p.2.clone());
-            if !consumers.contains_key(&key) {
-                match consumer_for(cfg, bootstrap, &p.2) {
-                    Ok(c) => {
-                        consumers.insert(key.clone(), c);
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "creating a consumer failed");
-                        continue;
-                    }
-                }
-            }
-            let c = &consumers[&key];
-            let mut tpl = TopicPartitionList::new();
-            if let Err(e) = tpl.add_partition_offset(&p.1, p.3, Offset::Stored) {
-                tracing::warn!(error = %e, "bad partition");
-                continue;
-            }
-            // The committed offset and who committed it.
-            let start = match c.committed_offsets(tpl.clone(), Duration::from_secs(5)) {
-                Ok(got) => got.elements().first().and_then(|e| match e.offset() {
-                    Offset::Offset(o) => {
-                        let meta = e.metadata().to_string();
-                        let theirs = meta
-                            .split_once(',')
-                            .and_then(|(_, ep)| ep.parse::<u64>().ok());
-                        if theirs.is_some_and(|t| t > epoch) {
-                            tracing::warn!(
-                                topic = %p.1, partition = p.3, commit = %meta, epoch,
-                                "the last commit comes from a later plan than this worker's: its plan is stale"
-                            );
-                        }
-                        Some(o)
-                    }
-                    _ => None,
-                }),
-                Err(e) => {
-                    tracing::warn!(error = %e, topic = %p.1, partition = p.3, "reading the committed offset failed");
-                    continue;
-                }
-            };
-            match c.incremental_assign(&tpl) {
-                Ok(()) => {
-                    next.insert(p.clone(), start);
-                    if let Some(o) = start {
-                        committed.insert(p.clone(), (o, Instant::now()));
-                    }
-                    lock(shared).running.insert(p.clone());
-                    changed.notify_one();
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, topic = %p.1, partition = p.3, "incremental_assign failed")
-                }
+            if let Some(bootstrap) = clusters.get(&p.0) {
+                r.start(p, bootstrap, epoch);
             }
         }
         // Prepare for what comes next: a consumer for the group, connected
@@ -562,35 +867,30 @@ fn poll_loop<H, C>(
         // and coordinator lookup cost librdkafka about a second).
         if !fenced {
             for p in &pending {
-                let key = (p.0.clone(), p.2.clone());
-                if consumers.contains_key(&key) {
+                if r.consumers.contains_key(&group_key(p)) {
                     continue;
                 }
                 let Some(bootstrap) = clusters.get(&p.0) else {
                     continue;
                 };
-                match consumer_for(cfg, bootstrap, &p.2) {
-                    Ok(c) => {
-                        let _ = c.fetch_metadata(Some(&p.1), Duration::from_secs(5));
-                        let mut tpl = TopicPartitionList::new();
-                        tpl.add_partition(&p.1, p.3);
-                        let _ = c.committed_offsets(tpl, Duration::from_secs(5));
-                        consumers.insert(key, c);
-                    }
-                    Err(e) => tracing::warn!(error = %e, "creating a consumer failed"),
+                if let Some(c) = r.consumer(p, bootstrap) {
+                    let _ = c.fetch_metadata(Some(&p.1), Duration::from_secs(5));
+                    let mut tpl = TopicPartitionList::new();
+                    tpl.add_partition(&p.1, p.3);
+                    let _ = c.committed_offsets(tpl, Duration::from_secs(5));
                 }
             }
         }
-        if consumers.is_empty() {
+        if r.consumers.is_empty() {
             // Nothing to poll: wait for an answer from the controller.
             std::thread::sleep(Duration::from_millis(5));
             continue;
         }
         // Poll each consumer briefly; process records of running partitions.
-        let slice = Duration::from_millis((50 / consumers.len().max(1)) as u64)
+        let slice = Duration::from_millis((50 / r.consumers.len().max(1)) as u64)
             .max(Duration::from_millis(5));
         let mut cpu: BTreeMap<Part, f64> = BTreeMap::new();
-        for ((cluster, group), c) in &consumers {
+        for ((cluster, group), c) in &r.consumers {
             let deadline = Instant::now() + slice;
             while let Some(m) = c.poll(deadline.saturating_duration_since(Instant::now())) {
                 match m {
@@ -601,9 +901,12 @@ fn poll_loop<H, C>(
                             group.clone(),
                             m.partition(),
                         );
-                        let Some(slot) = next.get_mut(&p) else {
+                        let Some(slot) = r.next.get_mut(&p) else {
                             continue; // released meanwhile
                         };
+                        let output = r.txns.get(&p).map(|t| Output {
+                            producer: &t.producer,
+                        });
                         let t0 = thread_cpu();
                         handler(&Record {
                             cluster,
@@ -613,6 +916,7 @@ fn poll_loop<H, C>(
                             offset: m.offset(),
                             key: m.key(),
                             payload: m.payload(),
+                            output: output.as_ref(),
                         });
                         *cpu.entry(p).or_default() += thread_cpu() - t0;
                         *slot = Some(m.offset() + 1);
@@ -624,6 +928,10 @@ fn poll_loop<H, C>(
                 }
             }
         }
+        for t in r.txns.values() {
+            // Delivery reports of the outputs.
+            t.producer.poll(Duration::ZERO);
+        }
         if !cpu.is_empty() {
             let mut s = lock(shared);
             for (p, c) in cpu {
@@ -633,13 +941,16 @@ fn poll_loop<H, C>(
         // Periodic commits of what was processed, and of idle offsets.
         if !fenced && last_commit.elapsed() >= cfg.commit_interval {
             last_commit = Instant::now();
-            for ((cluster, group), c) in &consumers {
-                let todo: Vec<(&Part, i64)> = next
+            let mut lost = Vec::new();
+            let mut landed: Vec<(Part, i64)> = Vec::new();
+            for ((cluster, group), c) in &r.consumers {
+                let todo: Vec<(&Part, i64)> = r
+                    .next
                     .iter()
                     .filter(|(p, _)| &p.0 == cluster && &p.2 == group)
                     .filter_map(|(p, o)| o.map(|o| (p, o)))
                     .filter(|(p, o)| {
-                        committed
+                        r.committed
                             .get(*p)
                             .is_none_or(|(c, at)| c != o || at.elapsed() >= cfg.recommit_interval)
                     })
@@ -648,30 +959,40 @@ fn poll_loop<H, C>(
                     continue;
                 }
                 let at_ms = now_ms();
-                if commit(c, &cfg.id, epoch, &todo) {
-                    for (p, o) in todo {
-                        let why = if committed.get(p).is_some_and(|(c, _)| *c == o) {
-                            "recommit"
-                        } else {
-                            "periodic"
-                        };
-                        committed.insert(p.clone(), (o, Instant::now()));
-                        on_commit(&Commit {
-                            part: p.clone(),
-                            offset: o,
-                            epoch,
-                            why,
-                            at_ms,
-                        });
+                let done = r.commit(c, epoch, &todo, true, &mut lost);
+                for (p, o) in todo {
+                    if !done.contains(p) {
+                        continue;
                     }
+                    let why = if r.committed.get(p).is_some_and(|(c, _)| *c == o) {
+                        "recommit"
+                    } else {
+                        "periodic"
+                    };
+                    landed.push((p.clone(), o));
+                    on_commit(&Commit {
+                        part: p.clone(),
+                        offset: o,
+                        epoch,
+                        why,
+                        at_ms,
+                    });
                 }
+            }
+            for (p, o) in landed {
+                r.committed.insert(p, (o, Instant::now()));
+            }
+            // A failed transaction: its outputs are aborted, so the
+            // partition starts again from its committed offset.
+            for p in lost {
+                r.stop(&p, None, epoch, on_commit);
             }
         }
     }
 }
 
-/// A synchronous commit of `offsets` with metadata `worker,epoch`.
-fn commit(c: &BaseConsumer, worker: &str, epoch: u64, offsets: &[(&Part, i64)]) -> bool {
+/// `offsets` as a list with metadata `worker,epoch` on each.
+fn offsets_tpl(worker: &str, epoch: u64, offsets: &[(&Part, i64)]) -> TopicPartitionList {
     let mut tpl = TopicPartitionList::new();
     for (p, o) in offsets {
         match tpl.add_partition_offset(&p.1, p.3, Offset::Offset(*o)) {
@@ -683,11 +1004,5 @@ fn commit(c: &BaseConsumer, worker: &str, epoch: u64, offsets: &[(&Part, i64)]) 
             Err(e) => tracing::warn!(error = %e, "bad offset"),
         }
     }
-    match c.commit(&tpl, CommitMode::Sync) {
-        Ok(()) => true,
-        Err(e) => {
-            tracing::warn!(error = %e, "commit failed");
-            false
-        }
-    }
+    tpl
 }

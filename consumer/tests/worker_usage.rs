@@ -11,6 +11,7 @@ fn worker(args: &[&str]) -> (i32, String) {
         .args(args)
         .env_remove("GUARDIAN_ENDPOINTS")
         .env_remove("GUARDIAN_TOKEN")
+        .env_remove("GUARDIAN_CA_FILE")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -57,6 +58,13 @@ fn bad_values_are_named() {
         (&["--commit-interval-ms", "0"][..], "--commit-interval-ms"),
         (&["--kafka", "group.id"][..], "--kafka group.id"),
         (&["--kafka", "=x"][..], "--kafka =x"),
+        (&["--output-topic", "out"][..], "--transactional-id-prefix"),
+        (&["--output-topic", ""][..], "--output-topic"),
+        (
+            &["--transactional-id-prefix", " ", "--output-topic", "o"][..],
+            "--transactional-id-prefix",
+        ),
+        (&["--ca-file", "/nonexistent/ca.pem"][..], "--ca-file"),
     ] {
         let (code, err) = worker(&with(extra));
         assert_eq!(code, 2, "{extra:?}: {err}");

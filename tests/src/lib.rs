@@ -261,6 +261,12 @@ impl TestCluster {
         Self::start_full(n, extra, None, Some(ca.to_vec())).await
     }
 
+    /// TLS admin ports (configured in `extra`, trusting `ca`) with tokens;
+    /// the harness authenticates with `token`.
+    pub async fn start_with_tls_auth(n: u64, extra: &str, token: &str, ca: &[u8]) -> Self {
+        Self::start_full(n, extra, Some(token), Some(ca.to_vec())).await
+    }
+
     /// Starts `n` nodes that wait, uninitialized, for `raft init` (each
     /// admin port answers before this returns).
     pub async fn start_uninitialized(n: u64) -> Self {

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use crate::guardian_bin;
+use crate::{guardian_bin, TestCluster};
 
 /// The worker binary beside this tree's `guardian` (built with the
 /// workspace: `guardian-consumer` has an integration test).
@@ -129,4 +129,18 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock after 1970")
         .as_millis() as u64
+}
+
+/// The controller's consumer-scheduling state (`GetConsumers`, as JSON):
+/// pools, workers, bindings with each partition's owner and state.
+pub async fn consumers(g: &TestCluster) -> serde_json::Value {
+    let r = g
+        .client()
+        .call_on::<guardian_controller::client::ConsumersStub, _, _, _>(|mut s| async move {
+            s.get_consumers(guardian_proto::pb::ConsumersRequest { stale: false })
+                .await
+        })
+        .await
+        .expect("GetConsumers");
+    serde_json::from_str(&r.json).expect("consumers JSON")
 }

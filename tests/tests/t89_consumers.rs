@@ -28,6 +28,15 @@
 //!   later epoch: it heard from the controller again first);
 //! - a worker joining moves only its share: at most ⌈its fair share⌉ + 1
 //!   partitions change owner, all to it.
+//!
+//! Exactly-once output (its own scenario): workers copy `t89-x` to
+//! `t89-x-out` inside one transaction per input partition; a worker
+//! SIGKILLed mid-transaction and an earlier owner of a transactional id
+//! with an open transaction leave a `read_committed` reader every input
+//! record exactly once, and the earlier owner is fenced.
+//!
+//! TLS: a worker joins a controller whose admin ports speak only TLS, with
+//! an operator token; a viewer token is refused.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -41,6 +50,11 @@ use guardian_proto::pb;
 use guardian_tests::kafka::{data, KafkaCluster, Layout};
 use guardian_tests::workers::{self, now_ms, Worker};
 use guardian_tests::{wait_until, TestCluster};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::Value;
 
 const CONFIG: &str = "[consumers]\ninterval-ms = 1000\nheartbeat-ms = 200\nlease-ms = 1500\nlease-margin-ms = 500\nsession-timeout-ms = 3000\nlag-sample-ms = 200\n";
@@ -90,17 +104,6 @@ fn processed(workers: &[&Worker]) -> BTreeMap<(String, i32, i64), Vec<String>> {
         }
     }
     out
-}
-
-async fn consumers(g: &TestCluster) -> Value {
-    let r = g
-        .client()
-        .call_on::<ConsumersStub, _, _, _>(|mut s| async move {
-            s.get_consumers(pb::ConsumersRequest { stale: false }).await
-        })
-        .await
-        .unwrap();
-    serde_json::from_str(&r.json).unwrap()
 }
 
 /// Owner per (topic, partition) in the plan.
@@ -258,7 +261,7 @@ async fn workers_consume_by_plan_with_commit_before_release() {
     assert!(twice.is_empty(), "processed by two workers: {twice:?}");
 
     // The plan: one owner per partition, in the bound pools, ratio held.
-    let v = consumers(&g).await;
+    let v = workers::consumers(&g).await;
     let own = owners(&v);
     assert_eq!(own.len(), 24, "{v}");
     let pool_of = |w: &str| if w == "w4" { "q" } else { "p" };
@@ -419,7 +422,7 @@ async fn workers_consume_by_plan_with_commit_before_release() {
     )
     .await;
     let after_kill = t0.elapsed();
-    let v = consumers(&g).await;
+    let v = workers::consumers(&g).await;
     assert!(owners(&v).values().all(|w| w != "w2"), "{v}");
     let mut all: Vec<&Worker> = ws.iter().collect();
     all.push(&killed);
@@ -437,7 +440,7 @@ async fn workers_consume_by_plan_with_commit_before_release() {
     use nix::unistd::Pid;
     let w3 = ws.iter().position(|w| w.id == "w3").unwrap();
     let pid = Pid::from_raw(ws[w3].child.id() as i32);
-    let held_epoch = consumers(&g).await["epoch"].as_u64().unwrap();
+    let held_epoch = workers::consumers(&g).await["epoch"].as_u64().unwrap();
     let stopped_at = now_ms();
     kill(pid, Signal::SIGSTOP).unwrap();
     produce(&bootstrap, &mut ends).await;
@@ -448,7 +451,9 @@ async fn workers_consume_by_plan_with_commit_before_release() {
     )
     .await;
     assert!(
-        owners(&consumers(&g).await).values().all(|w| w != "w3"),
+        owners(&workers::consumers(&g).await)
+            .values()
+            .all(|w| w != "w3"),
         "w3's partitions moved"
     );
     kill(pid, Signal::SIGCONT).unwrap();
@@ -456,7 +461,7 @@ async fn workers_consume_by_plan_with_commit_before_release() {
     // It hears from the controller again (rejoins: it had left), and gets
     // partitions under a later plan.
     wait_until("w3 is back", Duration::from_secs(30), || async {
-        let v = consumers(&g).await;
+        let v = workers::consumers(&g).await;
         let back = v["workers"].as_array().unwrap().iter().any(|w| {
             w["id"] == "w3"
                 && w["last_heartbeat_ms_ago"]
@@ -491,10 +496,10 @@ async fn workers_consume_by_plan_with_commit_before_release() {
     );
 
     // A worker joins p: only its share moves, all of it to the new worker.
-    let before = owners(&consumers(&g).await);
+    let before = owners(&workers::consumers(&g).await);
     ws.push(spawn(&g, dir.path(), "w5", "p"));
     let after = wait_until("w5 owns partitions", Duration::from_secs(30), || async {
-        let o = owners(&consumers(&g).await);
+        let o = owners(&workers::consumers(&g).await);
         o.values().any(|w| w == "w5").then_some(o)
     })
     .await;
@@ -515,4 +520,340 @@ async fn workers_consume_by_plan_with_commit_before_release() {
     for id in 1..=3 {
         g.stop(id);
     }
+}
+
+async fn add_cluster_and_pool(g: &TestCluster, bootstrap: &[String], pool: &str) {
+    let cl = g.client();
+    cl.call(|mut s| {
+        let c = pb::Cluster {
+            name: "k".into(),
+            bootstrap_servers: bootstrap.to_vec(),
+            idc: "east".into(),
+            ..Default::default()
+        };
+        async move {
+            s.add_cluster(pb::AddClusterRequest { cluster: Some(c) })
+                .await
+        }
+    })
+    .await
+    .unwrap();
+    let pool = pool.to_string();
+    cl.call_on::<ConsumersStub, _, _, _>(|mut s| {
+        let name = pool.clone();
+        async move {
+            s.create_worker_pool(pb::CreateWorkerPoolRequest {
+                name,
+                description: String::new(),
+            })
+            .await
+        }
+    })
+    .await
+    .unwrap();
+}
+
+/// Every record of `topic` a `read_committed` reader sees, by key, read
+/// to the end of each partition (the last stable offset).
+fn read_committed(bootstrap: &[String], topic: &str, parts: i32) -> Vec<String> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap.join(","))
+        .set("group.id", format!("t89-read-{topic}"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..parts {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let mut keys = Vec::new();
+    let mut at_end = std::collections::BTreeSet::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while at_end.len() < parts as usize {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reading {topic}: not at the end of every partition after 60 s ({at_end:?})"
+        );
+        match c.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                at_end.remove(&m.partition());
+                keys.push(String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned());
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    keys
+}
+
+/// Exactly-once output: `guardian-worker --transactional-id-prefix eo
+/// --output-topic t89-x-out` copies `t89-x` (4 partitions × 300) inside one
+/// transaction per input partition. An earlier owner of partition 0's
+/// transactional id holds an open transaction with one output when the
+/// first worker starts: it is fenced (its commit fails) and its output is
+/// never visible. The first worker is SIGKILLed mid-transaction; the next
+/// one processes again what it had not committed, yet a `read_committed`
+/// reader sees every input record exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_output_survives_a_kill_and_fences_an_earlier_owner() {
+    let kafka = KafkaCluster::shared(Layout::Combined).await.lock().await;
+    let bootstrap = kafka.bootstrap();
+    let k = KafkaClient::new(&bootstrap, Duration::from_secs(20));
+    let topics: Vec<NewTopic> = [("t89-x", 4), ("t89-x-out", 2)]
+        .iter()
+        .map(|(t, n)| NewTopic {
+            name: t.to_string(),
+            partitions: *n,
+            replication_factor: 1,
+            assignment: vec![],
+            configs: vec![],
+        })
+        .collect();
+    for (t, r) in k.create_topics(&topics).await.unwrap() {
+        r.unwrap_or_else(|e| panic!("create {t}: {e}"));
+    }
+    let mut ends = BTreeMap::new();
+    for p in 0..4 {
+        let last = data::produce(&bootstrap, "t89-x", p, 300, 64).await;
+        ends.insert(("t89-x".to_string(), p), last + 1);
+    }
+
+    // The earlier owner: partition 0's id (PREFIX.CLUSTER.GROUP.TOPIC.PARTITION),
+    // an open transaction with one output in it.
+    let zombie: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap.join(","))
+        .set("transactional.id", "eo.k.gx.t89-x.0")
+        .create()
+        .unwrap();
+    zombie.init_transactions(Duration::from_secs(20)).unwrap();
+    zombie.begin_transaction().unwrap();
+    zombie
+        .send(BaseRecord::to("t89-x-out").key("zombie").payload("zombie"))
+        .map_err(|(e, _)| e)
+        .unwrap();
+    zombie.flush(Duration::from_secs(20)).unwrap();
+
+    let g = TestCluster::start_with(3, CONFIG).await;
+    add_cluster_and_pool(&g, &bootstrap, "x").await;
+    g.client()
+        .call_on::<ConsumersStub, _, _, _>(|mut s| async move {
+            s.bind(pb::BindRequest {
+                cluster: "k".into(),
+                topic: "t89-x".into(),
+                group: "gx".into(),
+                pools: vec![pb::PoolRatio {
+                    pool: "x".into(),
+                    ratio: 1,
+                }],
+            })
+            .await
+        })
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // 3 ms a record: about 330 records a second, ~100 per transaction.
+    let args = [
+        "--capacity",
+        "1",
+        "--fixed-cpu",
+        "0.01",
+        "--cost-us",
+        "3000",
+        "--kafka",
+        "auto.offset.reset=earliest",
+        "--commit-interval-ms",
+        "300",
+        "--transactional-id-prefix",
+        "eo",
+        "--output-topic",
+        "t89-x-out",
+    ];
+    let mut w1 = workers::spawn(&g.endpoints(), dir.path(), "x1", "x", &args);
+    // Mid-transaction: some partition has 20 records processed past its
+    // last commit (and its first commits landed).
+    wait_until(
+        "x1 in the middle of a transaction",
+        Duration::from_secs(60),
+        || async {
+            let done = w1.processed();
+            let commits = w1.commits();
+            (0..4)
+                .any(|p| {
+                    let next = commits
+                        .iter()
+                        .filter(|c| c.partition == p)
+                        .map(|c| c.next)
+                        .max();
+                    let last = done
+                        .iter()
+                        .filter(|r| r.partition == p)
+                        .map(|r| r.offset)
+                        .max();
+                    matches!((next, last), (Some(n), Some(l)) if l >= n + 20)
+                })
+                .then_some(())
+        },
+    )
+    .await;
+    // x1 runs partition 0, so its init_transactions fenced the zombie.
+    let fenced = zombie.commit_transaction(Duration::from_secs(20));
+    assert!(
+        fenced.is_err(),
+        "the earlier owner's commit landed after a worker started the partition"
+    );
+    eprintln!("the earlier owner's commit: {fenced:?}");
+    w1.kill();
+    let w2 = workers::spawn(&g.endpoints(), dir.path(), "x2", "x", &args);
+    wait_until(
+        "every record committed",
+        Duration::from_secs(120),
+        || async {
+            let c = k.committed_offsets("gx").await.ok()?;
+            let got: BTreeMap<(String, i32), i64> = c
+                .into_iter()
+                .filter(|(tp, _)| tp.topic == "t89-x")
+                .map(|(tp, o)| ((tp.topic, tp.partition), o))
+                .collect();
+            (got == ends).then_some(())
+        },
+    )
+    .await;
+
+    // x2 processed again what x1 had not committed…
+    let seen = processed(&[&w1, &w2]);
+    let twice = seen.values().filter(|w| w.len() > 1).count();
+    assert_eq!(seen.len(), 1200, "every input record processed");
+    assert!(
+        twice > 0,
+        "x1 was killed with records processed past its last commit: x2 processes them again"
+    );
+    // …yet each output is visible once, and the zombie's never.
+    let keys = read_committed(&bootstrap, "t89-x-out", 2);
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for key in &keys {
+        *counts.entry(key.as_str()).or_default() += 1;
+    }
+    assert!(
+        !counts.contains_key("zombie"),
+        "the fenced owner's output is visible"
+    );
+    let dup: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(dup.is_empty(), "outputs seen twice: {dup:?}");
+    for p in 0..4 {
+        for o in 0..300 {
+            let key = format!("t89-x/{p}/{o}");
+            assert!(counts.contains_key(key.as_str()), "output {key} missing");
+        }
+    }
+    assert_eq!(keys.len(), 1200, "one output per input record");
+    println!(
+        "exactly once: 1200 outputs, {twice} records processed twice (x1 killed mid-transaction)"
+    );
+    let mut w2 = w2;
+    w2.kill();
+}
+
+/// TLS and tokens on the worker's path: a controller whose admin ports
+/// speak only TLS and require tokens; a worker with `--ca-file` and an
+/// operator token joins (the controller lists it); one with a viewer token
+/// is refused and exits naming the role.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_joins_over_tls_with_an_operator_token() {
+    const ADMIN: &str = "admin-token-t89-0123456789";
+    const OPERATOR: &str = "operator-token-t89-012345";
+    const VIEWER: &str = "viewer-token-t89-01234567";
+    let certs = tempfile::tempdir().unwrap();
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    let (cert, key, ca) = (
+        certs.path().join("server.crt"),
+        certs.path().join("server.key"),
+        certs.path().join("ca.pem"),
+    );
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    std::fs::write(&ca, ck.cert.pem()).unwrap();
+    let extra = format!(
+        "{CONFIG}[tls]\ncert-file = \"{}\"\nkey-file = \"{}\"\n[auth]\ntokens = [\n  {{ token = \"{VIEWER}\", role = \"viewer\" }},\n  {{ token = \"{OPERATOR}\", role = \"operator\" }},\n  {{ token = \"{ADMIN}\", role = \"admin\" }},\n]\n",
+        cert.display(),
+        key.display()
+    );
+    let g = TestCluster::start_with_tls_auth(3, &extra, ADMIN, ck.cert.pem().as_bytes()).await;
+    g.client()
+        .call_on::<ConsumersStub, _, _, _>(|mut s| async move {
+            s.create_worker_pool(pb::CreateWorkerPoolRequest {
+                name: "secure".into(),
+                description: String::new(),
+            })
+            .await
+        })
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = ca.to_str().unwrap();
+    let mut ok = workers::spawn(
+        &g.endpoints(),
+        dir.path(),
+        "tls1",
+        "secure",
+        &["--ca-file", ca, "--token", OPERATOR],
+    );
+    wait_until(
+        "the TLS worker listed by the controller",
+        Duration::from_secs(30),
+        || async {
+            let v = workers::consumers(&g).await;
+            v["workers"]
+                .as_array()?
+                .iter()
+                .any(|w| {
+                    w["id"] == "tls1"
+                        && w["pool"] == "secure"
+                        && w["last_heartbeat_ms_ago"].is_u64()
+                })
+                .then_some(())
+        },
+    )
+    .await;
+    ok.kill();
+    let mut refused = workers::spawn(
+        &g.endpoints(),
+        dir.path(),
+        "tls2",
+        "secure",
+        &["--ca-file", ca, "--token", VIEWER],
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = refused.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a worker with a viewer token still runs after 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(!status.success(), "a viewer token ran a worker");
+    let err = std::fs::read_to_string(dir.path().join("tls2.stderr")).unwrap();
+    assert!(
+        err.contains("role viewer may not run as a consumer worker"),
+        "{err}"
+    );
+    let v = workers::consumers(&g).await;
+    assert!(
+        v["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|w| w["id"] != "tls2"),
+        "{v}"
+    );
 }

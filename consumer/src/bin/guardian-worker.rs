@@ -7,6 +7,11 @@
 //!
 //!   guardian-worker --endpoints 127.0.0.1:7001 --id w1 --pool p \
 //!     --capacity 2 --cost-us 200 --kafka auto.offset.reset=earliest
+//!
+//! With `--output-topic OUT --transactional-id-prefix P` it copies each
+//! record to `OUT` (key `TOPIC/PARTITION/OFFSET`, the same payload) inside
+//! the input partition's transaction: exactly once for `read_committed`
+//! readers. `--ca-file` speaks TLS to the controller.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -46,6 +51,17 @@ struct Args {
     /// Append processed records and commits here.
     #[arg(long)]
     log: Option<std::path::PathBuf>,
+    /// Speak TLS to the controller, trusting this CA (PEM).
+    #[arg(long, env = "GUARDIAN_CA_FILE")]
+    ca_file: Option<std::path::PathBuf>,
+    /// Exactly-once: one transactional producer per input partition
+    /// (`transactional.id = PREFIX.CLUSTER.GROUP.TOPIC.PARTITION`).
+    #[arg(long)]
+    transactional_id_prefix: Option<String>,
+    /// Copy every record here, inside its input partition's transaction
+    /// (needs --transactional-id-prefix).
+    #[arg(long)]
+    output_topic: Option<String>,
 }
 
 /// Usage errors, found before any network I/O: each names its flag.
@@ -73,6 +89,21 @@ fn validate(a: &Args) -> Result<BTreeMap<String, String>, String> {
     if a.commit_interval_ms == 0 {
         return Err("--commit-interval-ms must be at least 1".into());
     }
+    if let Some(p) = &a.transactional_id_prefix {
+        if p.trim().is_empty() {
+            return Err("--transactional-id-prefix must not be empty".into());
+        }
+    }
+    if let Some(t) = &a.output_topic {
+        if t.trim().is_empty() {
+            return Err("--output-topic must not be empty".into());
+        }
+        if a.transactional_id_prefix.is_none() {
+            return Err(format!(
+                "--output-topic {t} needs --transactional-id-prefix (outputs are written inside the input partition's transaction)"
+            ));
+        }
+    }
     let mut kafka = BTreeMap::new();
     for kv in &a.kafka {
         match kv.split_once('=') {
@@ -99,6 +130,18 @@ fn main() -> anyhow::Result<()> {
             .error(clap::error::ErrorKind::InvalidValue, msg)
             .exit(),
     };
+    let ca_pem = match &a.ca_file {
+        Some(f) => match std::fs::read(f) {
+            Ok(pem) => Some(pem),
+            Err(e) => Args::command()
+                .error(
+                    clap::error::ErrorKind::InvalidValue,
+                    format!("--ca-file {}: {e}", f.display()),
+                )
+                .exit(),
+        },
+        None => None,
+    };
     let cfg = WorkerConfig {
         endpoints: a.endpoints.clone(),
         token: a.token.clone(),
@@ -110,6 +153,8 @@ fn main() -> anyhow::Result<()> {
         commit_interval: Duration::from_millis(a.commit_interval_ms),
         recommit_interval: Duration::from_millis(a.recommit_interval_ms),
         fixed_cpu: a.fixed_cpu,
+        ca_pem,
+        transactional_id_prefix: a.transactional_id_prefix.clone(),
     };
     let open = |p: &std::path::Path| {
         std::fs::OpenOptions::new()
@@ -120,10 +165,24 @@ fn main() -> anyhow::Result<()> {
     let mut records = a.log.as_deref().map(open).transpose()?;
     let mut commits = a.log.as_deref().map(open).transpose()?;
     let cost = Duration::from_micros(a.cost_us);
+    let output_topic = a.output_topic.clone();
     let handler = move |r: &guardian_consumer::Record| {
         let t = Instant::now();
         while t.elapsed() < cost {
             std::hint::spin_loop();
+        }
+        if let (Some(out), Some(o)) = (&output_topic, r.output) {
+            let key = format!("{}/{}/{}", r.topic, r.partition, r.offset);
+            if let Err(e) = o.send(
+                out,
+                None,
+                Some(key.as_bytes()),
+                r.payload.unwrap_or_default(),
+            ) {
+                // The transaction then fails to commit, and the partition
+                // restarts from its committed offset.
+                tracing::warn!(error = %e, "output");
+            }
         }
         if let Some(f) = records.as_mut() {
             let at = std::time::SystemTime::now()

@@ -208,6 +208,7 @@ pub async fn get_consumers(
         })
         .collect();
     let desired = api.consumers.desired_workers(&st);
+    let predicted = api.consumers.predicted();
     let pools: Vec<_> = c
         .pools
         .values()
@@ -217,6 +218,10 @@ pub async fn get_consumers(
                 "description": p.description,
                 "workers": c.workers.values().filter(|w| w.pool == p.name).count(),
                 "autoscaling": desired.get(&p.name),
+                // The last plan round's prediction (leader): CPU spread
+                // (max ÷ mean utilisation − 1) and its feasibility bound.
+                "cpu_spread": predicted.get(&p.name).map(|l| l.cpu_spread),
+                "spread_bound": predicted.get(&p.name).map(|l| l.spread_bound),
             })
         })
         .collect();

@@ -142,6 +142,8 @@ struct Soft {
     lag: BTreeMap<Part, lag::Window>,
     last_plan: Option<Instant>,
     last_sample: Option<Instant>,
+    /// The last plan round's predicted load per pool.
+    predicted: BTreeMap<String, planner::PoolLoad>,
 }
 
 /// The leader's scheduler.
@@ -167,6 +169,11 @@ pub struct Assignment {
 }
 
 impl Scheduler {
+    /// The last plan round's predicted load per pool (leader soft state).
+    pub fn predicted(&self) -> BTreeMap<String, planner::PoolLoad> {
+        self.soft().predicted.clone()
+    }
+
     pub fn new(cfg: ConsumersConfig, executor: Arc<crate::executor::Executor>) -> Self {
         Self {
             cfg,
@@ -518,6 +525,11 @@ impl Scheduler {
                 .expect("a binding of the plan")
                 .insert(a.partition, a.worker.clone());
         }
+        self.soft().predicted = plan
+            .pools
+            .iter()
+            .map(|p| (p.pool.clone(), p.clone()))
+            .collect();
         let changed: Vec<(BindingKey, BTreeMap<i32, String>)> = next
             .into_iter()
             .filter(|(k, o)| plans.get(k).map(|p| &p.owners) != Some(o))

@@ -21,6 +21,17 @@
 //!
 //!   cargo build --release -p guardian-cli -p guardian-consumer -p guardian-tests
 //!   target/release/consumer-bench [--rounds 2] [--max-workers 5] [--partitions 24] [--tick-ms 20]
+//!
+//! `--spread-secs S` measures the real CPU spread across workers instead:
+//! a quarter of the partitions get `--hot` times the records of the rest,
+//! every record costs `--cost-us` of CPU, and `--max-workers` workers run
+//! the topic twice — first reporting one fixed CPU figure per partition
+//! (every partition weighs the same: a count-balanced plan, the baseline),
+//! then reporting what they measure (the plan Guardian makes from it,
+//! replanned every 5 s here). In each phase, once the plan has settled,
+//! each worker process's CPU time (`/proc/PID/stat` utime + stime) is
+//! read over `S` seconds: spread = max ÷ mean − 1, with the plan's own
+//! predicted spread beside it.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,10 +39,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Parser;
-use guardian_controller::client::ConsumersStub;
 use guardian_kafka::types::NewTopic;
 use guardian_kafka::KafkaClient;
-use guardian_proto::pb;
 use guardian_tests::kafka::{ops, KafkaCluster, Layout};
 use guardian_tests::workers::{self, now_ms, Worker};
 use guardian_tests::{wait_until, TestCluster};
@@ -55,21 +64,53 @@ struct Args {
     /// Keep the workers' logs in this directory (default: a temporary one).
     #[arg(long)]
     logs: Option<std::path::PathBuf>,
+    /// Measure the real CPU spread over this many seconds per phase
+    /// (instead of the handoff rounds).
+    #[arg(long, default_value_t = 0)]
+    spread_secs: u64,
+    /// Spread mode: records per tick of a hot partition (the rest: 1).
+    #[arg(long, default_value_t = 4)]
+    hot: usize,
+    /// Spread mode: CPU per record, microseconds.
+    #[arg(long, default_value_t = 300)]
+    cost_us: u64,
+}
+
+/// A process's CPU time so far (user + system), seconds.
+fn proc_cpu(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command (which may hold spaces): state is the 3rd.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // SAFETY: sysconf reads a constant of the system.
+    let hz = match unsafe { libc::sysconf(libc::_SC_CLK_TCK) } {
+        n if n > 0 => n as f64,
+        _ => 100.0,
+    };
+    // utime and stime are fields 14 and 15 (index 11 and 12 after state).
+    (ticks(11) + ticks(12)) / hz
+}
+
+/// Each worker's CPU (cores) over `secs`: the spread (max ÷ mean − 1) and
+/// the per-worker figures.
+async fn measure_spread(ws: &[Worker], secs: u64) -> (f64, Vec<f64>) {
+    let t0 = std::time::Instant::now();
+    let before: Vec<f64> = ws.iter().map(|w| proc_cpu(w.child.id())).collect();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let dt = t0.elapsed().as_secs_f64();
+    let cores: Vec<f64> = ws
+        .iter()
+        .zip(&before)
+        .map(|(w, b)| (proc_cpu(w.child.id()) - b) / dt)
+        .collect();
+    let mean = cores.iter().sum::<f64>() / cores.len().max(1) as f64;
+    let max = cores.iter().copied().fold(0.0, f64::max);
+    (if mean > 0.0 { max / mean - 1.0 } else { 0.0 }, cores)
 }
 
 const TOPIC: &str = "consumer-bench";
 const GROUP: &str = "consumer-bench";
-
-async fn consumers(g: &TestCluster) -> Value {
-    let r = g
-        .client()
-        .call_on::<ConsumersStub, _, _, _>(|mut s| async move {
-            s.get_consumers(pb::ConsumersRequest { stale: false }).await
-        })
-        .await
-        .expect("GetConsumers");
-    serde_json::from_str(&r.json).expect("consumers JSON")
-}
 
 /// Every partition owned by one of `ids` and running only there, and each
 /// of `ids` owning one at least (a joined worker has its share); the
@@ -79,7 +120,7 @@ async fn settled(
     ids: &[String],
     partitions: i32,
 ) -> Result<BTreeMap<i32, String>, Value> {
-    let v = consumers(g).await;
+    let v = workers::consumers(g).await;
     let parts = v["bindings"][0]["partitions"]
         .as_array()
         .cloned()
@@ -170,7 +211,14 @@ async fn main() -> anyhow::Result<()> {
     {
         r.map_err(|e| anyhow::anyhow!("create {t}: {e}"))?;
     }
-    let mut g = TestCluster::start_with(3, "").await;
+    let spread = a.spread_secs > 0;
+    // Spread mode replans every 5 s (the production default is 30 s).
+    let config = if spread {
+        "[consumers]\ninterval-ms = 5000\n"
+    } else {
+        ""
+    };
+    let mut g = TestCluster::start_with(3, config).await;
     let eps = ops::add_cluster(&g, "k", &bootstrap);
     ops::run_cli(&eps, &["consumers", "pool", "create", "p"]);
     ops::run_cli(
@@ -200,12 +248,17 @@ async fn main() -> anyhow::Result<()> {
     let prod = {
         let (sent, stop, tick) = (sent.clone(), stop.clone(), a.tick_ms);
         let parts = a.partitions;
+        // Records per tick per partition: a quarter hot in spread mode.
+        let per_tick: Vec<usize> = (0..parts)
+            .map(|p| if spread && p % 4 == 0 { a.hot } else { 1 })
+            .collect();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_millis(tick));
             while !stop.load(Ordering::Relaxed) {
                 every.tick().await;
                 let at = now_ms();
                 let sends: Vec<_> = (0..parts)
+                    .flat_map(|p| std::iter::repeat_n(p, per_tick[p as usize]))
                     .map(|p| {
                         let rec = FutureRecord::<(), [u8]>::to(TOPIC)
                             .partition(p)
@@ -245,6 +298,73 @@ async fn main() -> anyhow::Result<()> {
         let id = format!("w{spawned}");
         ws.push(workers::spawn(&g.endpoints(), &dir, &id, "p", &args));
     };
+    if spread {
+        let cost = a.cost_us.to_string();
+        let mut report = Vec::new();
+        for (phase, fixed) in [
+            ("count-balanced (fixed CPU reported)", true),
+            ("measured CPU", false),
+        ] {
+            let mut args: Vec<&str> = vec![
+                "--capacity",
+                "1",
+                "--cost-us",
+                &cost,
+                "--kafka",
+                "auto.offset.reset=latest",
+                "--commit-interval-ms",
+                "300",
+            ];
+            if fixed {
+                args.extend(["--fixed-cpu", "0.01"]);
+            }
+            let mut ws: Vec<Worker> = Vec::new();
+            for _ in 0..a.max_workers {
+                spawned += 1;
+                let id = format!("w{spawned}");
+                ws.push(workers::spawn(&g.endpoints(), &dir, &id, "p", &args));
+            }
+            settle(&g, &ws, a.partitions).await;
+            // Three replans on what the workers report, then settled again.
+            let epoch = |v: &Value| v["epoch"].as_u64().unwrap_or(0);
+            let e0 = epoch(&workers::consumers(&g).await);
+            tokio::time::sleep(Duration::from_secs(15)).await;
+            settle(&g, &ws, a.partitions).await;
+            let v = workers::consumers(&g).await;
+            let (spread, cores) = measure_spread(&ws, a.spread_secs).await;
+            let predicted = v["pools"][0]["cpu_spread"].as_f64();
+            let line = format!(
+                "{phase}: spread {:.1} % over {} s (workers {}), plan epochs {e0}→{}, the plan's predicted spread {}",
+                spread * 100.0,
+                a.spread_secs,
+                cores.iter().map(|c| format!("{c:.3}")).collect::<Vec<_>>().join(" / "),
+                epoch(&v),
+                predicted.map_or("-".into(), |p| format!("{:.1} %", p * 100.0)),
+            );
+            eprintln!("{line}");
+            report.push(line);
+            for w in &mut ws {
+                kill(Pid::from_raw(w.child.id() as i32), Signal::SIGTERM)?;
+                w.child.wait()?;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        prod.await?;
+        println!(
+            "BENCH consumer CPU spread on real Kafka ({} workers, {} partitions, a quarter {}× hot, {} µs a record, a tick every {} ms): {}",
+            a.max_workers,
+            a.partitions,
+            a.hot,
+            a.cost_us,
+            a.tick_ms,
+            report.join("; ")
+        );
+        for id in 1..=3 {
+            g.stop(id);
+        }
+        drop(kafka);
+        return Ok(());
+    }
     let mut live: Vec<Worker> = Vec::new();
     let mut gone: Vec<Worker> = Vec::new();
     start(&mut live);
