@@ -682,35 +682,31 @@ impl Runner<'_> {
     ) {
         let offset = self.next.remove(p).flatten();
         self.committed.remove(p);
-        let txn = self.txns.remove(p);
         if let Some(c) = self.consumers.get(&group_key(p)) {
-            let mut landed = false;
-            if let (Some(o), Some(why)) = (offset, why) {
-                let at_ms = now_ms();
-                if let Some(t) = &txn {
-                    match t.commit(c, &offsets_tpl(&self.cfg.id, epoch, &[(p, o)]), false) {
-                        Ok(()) => landed = true,
-                        Err(e) => {
-                            tracing::warn!(error = %e, topic = %p.1, partition = p.3, "release commit failed")
-                        }
-                    }
-                } else {
-                    landed = !self
+            match (offset, why) {
+                // One path for both modes: a failed transaction is
+                // aborted inside `commit`.
+                (Some(o), Some(why)) => {
+                    let at_ms = now_ms();
+                    if !self
                         .commit(c, epoch, &[(p, o)], false, &mut Vec::new())
-                        .is_empty();
+                        .is_empty()
+                    {
+                        on_commit(&Commit {
+                            part: p.clone(),
+                            offset: o,
+                            epoch,
+                            why,
+                            at_ms,
+                        });
+                    }
                 }
-                if landed {
-                    on_commit(&Commit {
-                        part: p.clone(),
-                        offset: o,
-                        epoch,
-                        why,
-                        at_ms,
-                    });
+                // Nothing to commit, or fenced: what is open is aborted.
+                _ => {
+                    if let Some(t) = self.txns.get(p) {
+                        t.abort();
+                    }
                 }
-            }
-            if let (Some(t), false) = (&txn, landed) {
-                t.abort();
             }
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition(&p.1, p.3);
@@ -718,6 +714,7 @@ impl Runner<'_> {
                 tracing::warn!(error = %e, topic = %p.1, partition = p.3, "incremental_unassign failed");
             }
         }
+        self.txns.remove(p);
         lock(self.shared).running.remove(p);
         self.changed.notify_one();
     }

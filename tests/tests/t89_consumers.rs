@@ -527,7 +527,14 @@ async fn workers_consume_by_plan_with_commit_before_release() {
     }
 }
 
-async fn add_cluster_and_pool(g: &TestCluster, bootstrap: &[String], pool: &str) {
+/// Cluster `k`, pool `pool`, and `topic`/`group` bound wholly to it.
+async fn bind_to_new_pool(
+    g: &TestCluster,
+    bootstrap: &[String],
+    topic: &str,
+    group: &str,
+    pool: &str,
+) {
     let cl = g.client();
     cl.call(|mut s| {
         let c = pb::Cluster {
@@ -556,6 +563,39 @@ async fn add_cluster_and_pool(g: &TestCluster, bootstrap: &[String], pool: &str)
     })
     .await
     .unwrap();
+    let (topic, group) = (topic.to_string(), group.to_string());
+    cl.call_on::<ConsumersStub, _, _, _>(|mut s| {
+        let r = pb::BindRequest {
+            cluster: "k".into(),
+            topic: topic.clone(),
+            group: group.clone(),
+            pools: vec![pb::PoolRatio {
+                pool: pool.clone(),
+                ratio: 1,
+            }],
+        };
+        async move { s.bind(r).await }
+    })
+    .await
+    .unwrap();
+}
+
+/// Waits until `group` has committed `ends` (topic, partition → log end).
+async fn committed_to(k: &KafkaClient, group: &str, ends: &BTreeMap<(String, i32), i64>) {
+    wait_until(
+        "every record committed",
+        Duration::from_secs(120),
+        || async {
+            let c = k.committed_offsets(group).await.ok()?;
+            let got: BTreeMap<(String, i32), i64> = c
+                .into_iter()
+                .filter(|(tp, _)| ends.contains_key(&(tp.topic.clone(), tp.partition)))
+                .map(|(tp, o)| ((tp.topic, tp.partition), o))
+                .collect();
+            (&got == ends).then_some(())
+        },
+    )
+    .await;
 }
 
 /// Every record of `topic` a `read_committed` reader sees, by key, read
@@ -646,22 +686,7 @@ async fn exactly_once_output_survives_a_kill_and_fences_an_earlier_owner() {
     zombie.flush(Duration::from_secs(20)).unwrap();
 
     let g = TestCluster::start_with(3, CONFIG).await;
-    add_cluster_and_pool(&g, &bootstrap, "x").await;
-    g.client()
-        .call_on::<ConsumersStub, _, _, _>(|mut s| async move {
-            s.bind(pb::BindRequest {
-                cluster: "k".into(),
-                topic: "t89-x".into(),
-                group: "gx".into(),
-                pools: vec![pb::PoolRatio {
-                    pool: "x".into(),
-                    ratio: 1,
-                }],
-            })
-            .await
-        })
-        .await
-        .unwrap();
+    bind_to_new_pool(&g, &bootstrap, "t89-x", "gx", "x").await;
     let dir = tempfile::tempdir().unwrap();
     // 3 ms a record: about 330 records a second, ~100 per transaction.
     let args = [
@@ -716,20 +741,7 @@ async fn exactly_once_output_survives_a_kill_and_fences_an_earlier_owner() {
     eprintln!("the earlier owner's commit: {fenced:?}");
     w1.kill();
     let w2 = workers::spawn(&g.endpoints(), dir.path(), "x2", "x", &args);
-    wait_until(
-        "every record committed",
-        Duration::from_secs(120),
-        || async {
-            let c = k.committed_offsets("gx").await.ok()?;
-            let got: BTreeMap<(String, i32), i64> = c
-                .into_iter()
-                .filter(|(tp, _)| tp.topic == "t89-x")
-                .map(|(tp, o)| ((tp.topic, tp.partition), o))
-                .collect();
-            (got == ends).then_some(())
-        },
-    )
-    .await;
+    committed_to(&k, "gx", &ends).await;
 
     // x2 processed again what x1 had not committed…
     let seen = processed(&[&w1, &w2]);
@@ -891,22 +903,7 @@ async fn a_guardian_leader_failover_moves_nothing_and_handoffs_go_on() {
         ends.insert(("t89-f".to_string(), p), last + 1);
     }
     let mut g = TestCluster::start_with(3, FAILOVER).await;
-    add_cluster_and_pool(&g, &bootstrap, "f").await;
-    g.client()
-        .call_on::<ConsumersStub, _, _, _>(|mut s| async move {
-            s.bind(pb::BindRequest {
-                cluster: "k".into(),
-                topic: "t89-f".into(),
-                group: "gf".into(),
-                pools: vec![pb::PoolRatio {
-                    pool: "f".into(),
-                    ratio: 1,
-                }],
-            })
-            .await
-        })
-        .await
-        .unwrap();
+    bind_to_new_pool(&g, &bootstrap, "t89-f", "gf", "f").await;
     let dir = tempfile::tempdir().unwrap();
     // 2 ms a record: 2,400 records take the fleet a few seconds.
     let args = [
@@ -964,20 +961,7 @@ async fn a_guardian_leader_failover_moves_nothing_and_handoffs_go_on() {
         let last = data::produce(&bootstrap, "t89-f", p, 200, 64).await;
         ends.insert(("t89-f".to_string(), p), last + 1);
     }
-    wait_until(
-        "every record committed",
-        Duration::from_secs(120),
-        || async {
-            let c = k.committed_offsets("gf").await.ok()?;
-            let got: BTreeMap<(String, i32), i64> = c
-                .into_iter()
-                .filter(|(tp, _)| tp.topic == "t89-f")
-                .map(|(tp, o)| ((tp.topic, tp.partition), o))
-                .collect();
-            (got == ends).then_some(())
-        },
-    )
-    .await;
+    committed_to(&k, "gf", &ends).await;
     let own = wait_until("f3 owns its share", Duration::from_secs(60), || async {
         let o = owners(&workers::consumers(&g).await);
         (o.values().filter(|w| *w == "f3").count() == 2).then_some(o)
