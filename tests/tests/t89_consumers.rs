@@ -743,14 +743,12 @@ async fn exactly_once_output_survives_a_kill_and_fences_an_earlier_owner() {
     let w2 = workers::spawn(&g.endpoints(), dir.path(), "x2", "x", &args);
     committed_to(&k, "gx", &ends).await;
 
-    // x2 processed again what x1 had not committed…
+    // x2 processes again what x1 had not committed (usually some)…
     let seen = processed(&[&w1, &w2]);
     let twice = seen.values().filter(|w| w.len() > 1).count();
     assert_eq!(seen.len(), 1200, "every input record processed");
-    assert!(
-        twice > 0,
-        "x1 was killed with records processed past its last commit: x2 processes them again"
-    );
+    // How many is timing (a commit may land between the check above and
+    // the kill), so it is reported, not asserted; what must hold does below.
     // …yet each output is visible once, and the zombie's never.
     let keys = read_committed(&bootstrap, "t89-x-out", 2);
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
