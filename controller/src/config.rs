@@ -142,6 +142,17 @@ impl KafkaConfig {
     }
 }
 
+/// Mutual TLS on the raft port (`[raft.tls]`, PEM files): this node's
+/// certificate and key, and the cluster CA every peer's certificate must
+/// chain to. Re-read when they change.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PeerTlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub ca_file: PathBuf,
+}
+
 /// Server certificate and key (PEM) for the admin port.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -170,7 +181,9 @@ pub struct RaftTuning {
     /// Shared secret every controller node sends on, and requires from, the
     /// raft port (`x-guardian-peer-token`). Unset = the raft port trusts its
     /// network.
-    pub peer_token: Option<String>,
+    pub peer_token: Option<Secret>,
+    /// Mutual TLS between peers (`[raft.tls]`); unset = plaintext.
+    pub tls: Option<PeerTlsConfig>,
 }
 
 impl Default for RaftTuning {
@@ -185,6 +198,7 @@ impl Default for RaftTuning {
             max_payload_entries: 512,
             max_proposals_in_flight: 1,
             peer_token: None,
+            tls: None,
         }
     }
 }
@@ -248,8 +262,32 @@ pub struct AuthConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct TokenConfig {
-    pub token: String,
+    pub token: Secret,
     pub role: Role,
+}
+
+/// A secret read from the config (a bearer or peer token): compared and
+/// sent, never shown — `Debug` prints `<redacted>`, and there is no
+/// `Display`, so neither a log line nor an error message can carry it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    /// The secret itself, for the one place that sends or compares it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 /// What a token may do: viewer reads, operator also changes the registry and
@@ -428,6 +466,7 @@ impl NodeConfig {
             return Err(invalid("raft.max-proposals-in-flight", "must be 1..=64"));
         }
         if let Some(t) = &r.peer_token {
+            let t = t.expose();
             if t.len() < 16 || t.chars().any(|c| !c.is_ascii_graphic()) {
                 return Err(invalid(
                     "raft.peer-token",
@@ -480,7 +519,7 @@ impl NodeConfig {
             }
         }
         for t in &self.auth.tokens {
-            if t.token.len() < 16 {
+            if t.token.expose().len() < 16 {
                 return Err(invalid(
                     "auth.tokens.token",
                     "tokens must be at least 16 characters",
@@ -500,6 +539,34 @@ mod tests {
         let text = include_str!("../../deploy/guardian.example.toml");
         let cfg: NodeConfig = toml::from_str(text).expect("example parses");
         cfg.validate().expect("example validates");
+    }
+
+    /// Tokens and the peer token never show in `Debug` (the whole config
+    /// may be logged) nor in a validation error.
+    #[test]
+    fn tokens_stay_out_of_debug_and_errors() {
+        let text = "node-id = 1\ndata-dir = \"/x\"\nadmin-listen = \"127.0.0.1:1\"\nraft-listen = \"127.0.0.1:2\"\n\
+            [raft]\npeer-token = \"peer-secret-0123456789\"\n\
+            [auth]\ntokens = [{ token = \"admin-secret-0123456789\", role = \"admin\" }, { token = \"tinysecret\", role = \"viewer\" }]\n";
+        let cfg: NodeConfig = toml::from_str(text).unwrap();
+        let dbg = format!("{cfg:?}");
+        for secret in [
+            "peer-secret-0123456789",
+            "admin-secret-0123456789",
+            "tinysecret",
+        ] {
+            assert!(!dbg.contains(secret), "{secret} in {dbg}");
+        }
+        assert!(dbg.contains("<redacted>"));
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("auth.tokens.token") && !e.contains("tinysecret"),
+            "{e}"
+        );
+        assert_eq!(
+            cfg.raft.peer_token.as_ref().map(Secret::expose),
+            Some("peer-secret-0123456789")
+        );
     }
 
     /// Kafka security: bad keys are named; the password comes only from a

@@ -21,6 +21,7 @@ use crate::leader::collector::Collector;
 use crate::leader::Supervisor;
 use crate::raft::network::{PeerNetwork, MAX_RAFT_MESSAGE_BYTES};
 use crate::raft::peer_service::RaftPeerService;
+use crate::raft::peer_tls::PeerTls;
 use crate::raft::Controller;
 use crate::tasks::Tasks;
 
@@ -102,6 +103,8 @@ async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, NodeError> 
 /// Starts a node. Returns once both ports are bound and Raft is running.
 pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     cfg.validate()?;
+    #[cfg(feature = "failpoints")]
+    crate::api::failpoints::configure_from_env().map_err(NodeError::Task)?;
     let dir = cfg.data_dir.clone();
     std::fs::create_dir_all(&dir).map_err(|source| NodeError::Bind {
         what: "data dir",
@@ -123,11 +126,20 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         .local_addr()
         .map_err(|e| NodeError::Task(e.to_string()))?;
 
+    let peer_token: Option<String> = cfg.raft.peer_token.as_ref().map(|t| t.expose().to_string());
+    let peer_tls = match &cfg.raft.tls {
+        Some(files) => {
+            Some(PeerTls::load(files).map_err(|e| NodeError::Tls(format!("[raft.tls]: {e}")))?)
+        }
+        None => None,
+    };
     let raft = Raft::new(
         cfg.node_id,
         raft_config(&cfg)?,
         PeerNetwork {
-            token: cfg.raft.peer_token.clone(),
+            from: cfg.node_id,
+            token: peer_token.clone(),
+            tls: peer_tls.clone(),
         },
         log,
         sm,
@@ -167,18 +179,30 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
 
     let until_stopped = |t: CancellationToken| t.cancelled_owned();
 
-    // Raft port: peers only.
-    let raft_srv = Server::builder()
-        .tcp_nodelay(true)
-        .add_service(
-            RaftPeerServer::new(RaftPeerService::new(
-                ctl.clone(),
-                cfg.raft.peer_token.clone(),
-            ))
+    // Raft port: peers only (mutual TLS with `[raft.tls]`).
+    let raft_router = Server::builder().tcp_nodelay(true).add_service(
+        RaftPeerServer::new(RaftPeerService::new(ctl.clone(), peer_token.clone()))
             .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES),
-        )
-        .serve_with_incoming_shutdown(incoming(raft_listener), until_stopped(stop.clone()));
+    );
+    let raft_srv: std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), tonic::transport::Error>> + Send>,
+    > = match &peer_tls {
+        Some(tls) => {
+            tasks.spawn(
+                "raft tls reload",
+                crate::raft::peer_tls::watch(tls.clone(), stop.clone()),
+            );
+            Box::pin(raft_router.serve_with_incoming_shutdown(
+                crate::raft::peer_tls::incoming(raft_listener, tls.clone(), &tasks, stop.clone()),
+                until_stopped(stop.clone()),
+            ))
+        }
+        None => Box::pin(
+            raft_router
+                .serve_with_incoming_shutdown(incoming(raft_listener), until_stopped(stop.clone())),
+        ),
+    };
 
     // Admin port: the admin API, health and reflection.
     let (health, health_svc) = tonic_health::server::health_reporter();
@@ -238,7 +262,8 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         executor,
         governance,
         consumers,
-        peer_token: cfg.raft.peer_token.clone(),
+        peer_token: peer_token.clone(),
+        peer_tls,
         kafka: cfg.kafka.clone(),
     });
     let auth = Auth::new(&cfg.auth);
@@ -254,7 +279,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     let scheduler_svc = guardian_proto::pb::consumer_scheduler_server::ConsumerSchedulerServer::new(
         crate::api::SchedulerService::new(api.clone(), auth.clone()),
     );
-    let remote_log_svc = RemoteLogMetadataServer::new(RemoteLogService::new(api, auth))
+    let remote_log_svc = RemoteLogMetadataServer::new(RemoteLogService::new(api, auth.clone()))
         .max_decoding_message_size(cfg.grpc.max_request_bytes)
         .max_encoding_message_size(cfg.grpc.max_request_bytes.max(64 << 20));
     // The admin port and the HTTP port (dashboard, metrics) share the
@@ -317,6 +342,16 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
                     }
                 }),
             );
+        #[cfg(feature = "failpoints")]
+        let router = if crate::api::failpoints::enabled() {
+            tracing::warn!(
+                "fail point control is on (/debug/failpoints, {}=1)",
+                crate::api::failpoints::ENV
+            );
+            router.merge(crate::api::failpoints::router(auth.clone()))
+        } else {
+            router
+        };
         let mut http_builder = Server::builder();
         if let Some(t) = &tls_config {
             http_builder = http_builder

@@ -6,10 +6,13 @@
 
 pub mod bench;
 pub mod cache;
+pub mod certs;
 pub mod conformance;
+pub mod history;
 pub mod inproc;
 pub mod kafka;
 pub mod python;
+pub mod robustness;
 pub mod workers;
 
 use std::io::{BufRead, BufReader};
@@ -165,9 +168,13 @@ const HARNESS_BAND: u32 = 6000;
 /// ports. A port still (or already) in use is retried for up to 10 s —
 /// the one failure a restart on the same ports can meet.
 fn spawn_node(node_dir: &Path, cfg: &Path) -> (Child, String, String) {
+    spawn_node_env(node_dir, cfg, &[])
+}
+
+fn spawn_node_env(node_dir: &Path, cfg: &Path, env: &[(&str, &str)]) -> (Child, String, String) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match try_spawn_node(node_dir, cfg) {
+        match try_spawn_node(node_dir, cfg, env) {
             Ok(v) => return v,
             Err(log) if log.contains("Address already in use") && Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(100));
@@ -177,7 +184,11 @@ fn spawn_node(node_dir: &Path, cfg: &Path) -> (Child, String, String) {
     }
 }
 
-fn try_spawn_node(node_dir: &Path, cfg: &Path) -> Result<(Child, String, String), String> {
+fn try_spawn_node(
+    node_dir: &Path,
+    cfg: &Path,
+    env: &[(&str, &str)],
+) -> Result<(Child, String, String), String> {
     let log_path = node_dir.join("guardian.log");
     let log_start = std::fs::metadata(&log_path).map_or(0, |m| m.len()) as usize;
     let log = std::fs::OpenOptions::new()
@@ -190,6 +201,10 @@ fn try_spawn_node(node_dir: &Path, cfg: &Path) -> Result<(Child, String, String)
         .arg("--config")
         .arg(cfg)
         .env("GUARDIAN_LOG", "info,openraft=info")
+        // `/debug/failpoints` on the HTTP port (the binary `cargo test
+        // --workspace` builds has the `failpoints` feature).
+        .env("GUARDIAN_FAIL_CONTROL", "1")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log)
@@ -461,6 +476,51 @@ impl TestCluster {
         }
     }
 
+    /// SIGSTOP: the process stays, frozen (sockets open, nothing answers)
+    /// until [`TestCluster::resume`].
+    pub fn pause(&mut self, id: u64) {
+        if let Some(pid) = self.node(id).pid() {
+            let _ = kill(pid, Signal::SIGSTOP);
+        }
+    }
+
+    /// SIGCONT after [`TestCluster::pause`].
+    pub fn resume(&mut self, id: u64) {
+        if let Some(pid) = self.node(id).pid() {
+            let _ = kill(pid, Signal::SIGCONT);
+        }
+    }
+
+    /// Configures fail point `name` on node `id` (`actions` in the `fail`
+    /// crate's syntax; `"off"` turns it off) through its
+    /// `/debug/failpoints` route. Panics if the node refuses: a `guardian`
+    /// binary built without the `failpoints` feature has no such route.
+    pub fn fail_point(&self, id: u64, name: &str, actions: &str) {
+        let n = self.node(id);
+        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| vec![("Authorization", a)])
+            .unwrap_or_default();
+        let path = format!("/debug/failpoints/{name}");
+        let (status, _, body) = http_request(&n.http, "PUT", &path, &headers, actions);
+        assert_eq!(
+            status, 200,
+            "node {id} refused fail point {name}={actions}: {body} (a `guardian` binary \
+             without the `failpoints` feature has no /debug/failpoints: build it with \
+             `cargo test --workspace --no-run`)"
+        );
+    }
+
+    /// Cuts the raft link `from → to` (messages lost) or, with `None`,
+    /// restores it; `Some(fault)` is a link fail point argument
+    /// (`drop`, `delay=MS,jitter=MS`), optionally with a share
+    /// (`"20%"` prefix) via [`TestCluster::fail_point`].
+    pub fn set_link(&self, from: u64, to: u64, actions: Option<&str>) {
+        let name = guardian_controller::raft::network::link_name(from, to);
+        self.fail_point(from, &name, actions.unwrap_or("off"));
+    }
+
     /// SIGTERM and wait for a clean exit.
     pub fn stop(&mut self, id: u64) {
         let n = &mut self.nodes[(id - 1) as usize];
@@ -479,11 +539,18 @@ impl TestCluster {
 
     /// Restarts a stopped or killed node from the same directory and ports.
     pub fn restart(&mut self, id: u64) {
+        self.restart_with_fail_points(id, "");
+    }
+
+    /// [`TestCluster::restart`] with fail points set before the node does
+    /// anything (`name=actions;name=actions`, `GUARDIAN_FAILPOINTS`).
+    pub fn restart_with_fail_points(&mut self, id: u64, fail_points: &str) {
         let extra = self.extra.clone();
         let n = &mut self.nodes[(id - 1) as usize];
         assert!(n.child.is_none(), "node {id} is still running");
         let cfg = write_config(&n.dir, id, (&n.admin, &n.raft, &n.http), &extra);
-        let (child, admin, raft) = spawn_node(&n.dir, &cfg);
+        let (child, admin, raft) =
+            spawn_node_env(&n.dir, &cfg, &[("GUARDIAN_FAILPOINTS", fail_points)]);
         assert_eq!(
             (admin.as_str(), raft.as_str()),
             (n.admin.as_str(), n.raft.as_str())

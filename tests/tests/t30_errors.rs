@@ -563,6 +563,37 @@ tokens = [
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
+
+    // Fail point control on the HTTP port (test builds): admin only.
+    let http = c.node(1).http.clone();
+    let put = |auth: Option<&str>| {
+        let h = auth.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = h
+            .as_deref()
+            .map(|v| vec![("Authorization", v)])
+            .unwrap_or_default();
+        guardian_tests::http_request(
+            &http,
+            "PUT",
+            "/debug/failpoints/t32::probe",
+            &headers,
+            "off",
+        )
+        .0
+    };
+    assert_eq!(put(None), 401);
+    assert_eq!(put(Some("operator-token-012345678")), 403);
+    assert_eq!(put(Some("admin-token-0123456789ab")), 200);
+    // No token reaches the log.
+    let log = std::fs::read_to_string(c.node(1).dir.join("guardian.log")).unwrap();
+    for t in [
+        "viewer-token-0123456789",
+        "operator-token-012345678",
+        "admin-token-0123456789ab",
+        "wrong-token-000000000",
+    ] {
+        assert!(!log.contains(t), "the log holds {t}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -716,9 +747,69 @@ async fn t34_raft_port_requires_the_peer_token_when_set() {
         stranger.vote(wrong).await.unwrap_err().code(),
         Code::Unauthenticated
     );
+    // Every peer RPC, not only Vote, is refused without the token.
+    let entries = pb::AppendEntriesRequest {
+        vote: vote.vote,
+        prev_log_id: None,
+        entries: vec![],
+        leader_commit: None,
+    };
+    assert_eq!(
+        stranger.append_entries(entries).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+    let snap = pb::InstallSnapshotRequest {
+        vote: vote.vote,
+        meta: None,
+        offset: 0,
+        data: vec![1, 2, 3],
+        done: true,
+    };
+    assert_eq!(
+        stranger.install_snapshot(snap).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+    assert_eq!(
+        stranger
+            .node_status(pb::NodeStatusRequest {})
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Unauthenticated
+    );
     // The stranger's term never reached Raft.
     let s = c.node_status(1).await.unwrap();
     assert!(s.term < 999, "term {}", s.term);
+
+    // The admin port does not serve RaftPeer at all, token or not.
+    let mut on_admin = RaftPeerClient::connect(format!("http://{}", c.node(1).admin))
+        .await
+        .unwrap();
+    let mut with_token = tonic::Request::new(vote);
+    with_token.metadata_mut().insert(
+        "x-guardian-peer-token",
+        "peer-secret-0123456789".parse().unwrap(),
+    );
+    assert_eq!(
+        on_admin.vote(with_token).await.unwrap_err().code(),
+        Code::Unimplemented
+    );
+    assert_eq!(
+        on_admin
+            .node_status(pb::NodeStatusRequest {})
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Unimplemented
+    );
+    // The secret never reaches a log line.
+    for n in 1..=3 {
+        let log = std::fs::read_to_string(c.node(n).dir.join("guardian.log")).unwrap();
+        assert!(
+            !log.contains("peer-secret-0123456789"),
+            "node {n} logged the peer token"
+        );
+    }
 }
 
 /// Rebalance RPCs: bad input gets its code and names the field or item;

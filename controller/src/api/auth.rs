@@ -21,7 +21,7 @@ impl Auth {
             tokens: auth
                 .tokens
                 .iter()
-                .map(|t| (t.token.clone(), t.role))
+                .map(|t| (t.token.expose().to_string(), t.role))
                 .collect(),
         }
     }
@@ -33,13 +33,25 @@ impl Auth {
         need: Role,
         action: &'static str,
     ) -> Result<(), ApiError> {
+        let header = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        self.authorize_header(header, need, action)
+    }
+
+    /// [`Auth::authorize`] for an `Authorization` header's value (HTTP
+    /// surfaces that take a bearer token rather than a session).
+    pub fn authorize_header(
+        &self,
+        header: Option<&str>,
+        need: Role,
+        action: &'static str,
+    ) -> Result<(), ApiError> {
         if self.tokens.is_empty() {
             return Ok(());
         }
-        let token = req
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
+        let token = header
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or(ApiError::Unauthenticated)?;
         let role = *self.tokens.get(token).ok_or(ApiError::Unauthenticated)?;

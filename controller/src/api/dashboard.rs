@@ -173,7 +173,7 @@ impl Dashboard {
             tokens: auth
                 .tokens
                 .iter()
-                .map(|t| (t.token.clone(), t.role))
+                .map(|t| (t.token.expose().to_string(), t.role))
                 .collect(),
             sessions: Mutex::new(HashMap::new()),
         })

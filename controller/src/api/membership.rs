@@ -81,11 +81,14 @@ pub async fn raft_status(
     let local = api.ctl.local_status();
     let mut members = local.members.clone();
     members.remove(&local.id);
-    let peers = futures::future::join_all(
-        members
-            .iter()
-            .map(|(id, node)| peer_status(*id, node, api.peer_token.as_deref())),
-    )
+    let peers = futures::future::join_all(members.iter().map(|(id, node)| {
+        peer_status(
+            *id,
+            node,
+            api.peer_token.as_deref(),
+            api.peer_tls.as_deref(),
+        )
+    }))
     .await;
     let leader_id = local.leader_id.unwrap_or(0);
     let term = local.term;
@@ -165,7 +168,12 @@ fn node_spec(
 }
 
 /// Asks a peer for its status over the raft port, with a short deadline.
-async fn peer_status(id: u64, node: &GuardianNode, token: Option<&str>) -> pb::NodeStatus {
+async fn peer_status(
+    id: u64,
+    node: &GuardianNode,
+    token: Option<&str>,
+    tls: Option<&crate::raft::peer_tls::PeerTls>,
+) -> pb::NodeStatus {
     let unreachable = |e: String| pb::NodeStatus {
         id,
         admin_addr: node.admin_addr.clone(),
@@ -174,9 +182,9 @@ async fn peer_status(id: u64, node: &GuardianNode, token: Option<&str>) -> pb::N
         error: e,
         ..Default::default()
     };
-    let ep = match tonic::transport::Endpoint::from_shared(format!("http://{}", node.raft_addr)) {
-        Ok(ep) => ep.connect_timeout(Duration::from_millis(500)),
-        Err(e) => return unreachable(e.to_string()),
+    let ep = match crate::raft::network::peer_endpoint(&node.raft_addr, tls) {
+        Ok((ep, _)) => ep,
+        Err(e) => return unreachable(e),
     };
     let mut c = RaftPeerClient::new(ep.connect_lazy());
     let req =

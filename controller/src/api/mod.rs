@@ -18,6 +18,8 @@ mod consumers;
 pub mod dashboard;
 mod discover;
 mod executions;
+#[cfg(feature = "failpoints")]
+pub mod failpoints;
 pub mod governance;
 pub mod load;
 pub mod membership;
@@ -45,6 +47,8 @@ pub struct Api {
     pub collector: Arc<Collector>,
     /// For `RaftStatus` fan-out over the peers' raft ports.
     pub peer_token: Option<String>,
+    /// `[raft.tls]`, for the same fan-out.
+    pub peer_tls: Option<Arc<crate::raft::peer_tls::PeerTls>>,
     /// How the leader reaches Kafka (cluster discovery).
     pub kafka: crate::config::KafkaConfig,
     /// The leader's executor (proposals, progress).

@@ -108,6 +108,14 @@ impl Controller {
                     ids.push(id);
                 }
             }
+            // A test can make a draw collide with an issued id (the
+            // argument, in Kafka's text form) to see the redraw.
+            #[cfg(feature = "failpoints")]
+            if let Some(Some(forced)) = fail::eval("controller::draw_ids", |a| a) {
+                if let Ok(forced) = forced.parse::<KafkaUuid>() {
+                    ids[0] = forced;
+                }
+            }
             match self.write_as(id, Command::AllocateIds { kind, ids }).await {
                 Ok(CommandResponse::Ids(ids)) => return Ok(ids),
                 Ok(other) => {
@@ -115,7 +123,10 @@ impl Controller {
                         reason: format!("unexpected apply result {other:?}"),
                     })
                 }
-                Err(e @ ApiError::AlreadyExists { .. }) => last = Some(e),
+                Err(e @ ApiError::AlreadyExists { .. }) => {
+                    tracing::warn!(error = %e, "a drawn id was issued before; drawing again");
+                    last = Some(e);
+                }
                 Err(e) => return Err(e),
             }
         }

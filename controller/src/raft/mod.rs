@@ -7,6 +7,7 @@ pub mod barrier;
 pub mod handle;
 pub mod network;
 pub mod peer_service;
+pub mod peer_tls;
 pub mod proposer;
 
 pub use handle::{Controller, LocalStatus};
