@@ -754,28 +754,56 @@ fn heal(c: &mut TestCluster, undo: Vec<Undo>) {
 }
 
 /// Waits until every node answers, agrees on the leader and has applied
-/// what the leader had committed when the wait began.
-async fn recovered(c: &TestCluster) {
-    let leader = c.wait_leader(Duration::from_secs(30)).await;
-    let target = c
-        .node_status(leader)
-        .await
-        .map_or(0, |s| s.last_applied_index);
-    crate::wait_until(
-        "every node applied the leader's index",
-        Duration::from_secs(30),
-        || async {
-            for n in 1..=3 {
-                let s = c.node_status(n).await?;
-                if s.last_applied_index < target {
-                    return None;
-                }
+/// what the leader had committed when the wait began; `Err` with every
+/// node's status if that takes longer than [`RECOVERY`].
+async fn recovered(c: &TestCluster) -> Result<(), String> {
+    let deadline = Instant::now() + RECOVERY;
+    let mut target = None;
+    loop {
+        let mut statuses = Vec::new();
+        for n in 1..=3 {
+            statuses.push((n, c.node_status(n).await));
+        }
+        let leaders: BTreeSet<u64> = statuses
+            .iter()
+            .filter_map(|(_, s)| s.as_ref().map(|s| s.leader_id))
+            .collect();
+        let leader = statuses
+            .iter()
+            .find(|(_, s)| s.as_ref().is_some_and(|s| s.role == "leader"))
+            .map(|(n, s)| (*n, s.as_ref().map_or(0, |s| s.last_applied_index)));
+        if let (Some((l, applied)), true) = (leader, leaders.len() == 1) {
+            let t = *target.get_or_insert(applied);
+            let all = statuses.iter().all(|(_, s)| {
+                s.as_ref()
+                    .is_some_and(|s| s.last_applied_index >= t && s.leader_id == l)
+            });
+            if all {
+                return Ok(());
             }
-            Some(())
-        },
-    )
-    .await;
+        }
+        if Instant::now() >= deadline {
+            let shown: Vec<String> = statuses
+                .iter()
+                .map(|(n, s)| match s {
+                    Some(s) => format!(
+                        "node {n}: {} term {} leader {} log {} applied {}",
+                        s.role, s.term, s.leader_id, s.last_log_index, s.last_applied_index
+                    ),
+                    None => format!("node {n}: no answer"),
+                })
+                .collect();
+            return Err(format!(
+                "not recovered {RECOVERY:?} after healing: {}",
+                shown.join("; ")
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
+
+/// How long the group may take to settle after a fault is healed.
+const RECOVERY: Duration = Duration::from_secs(30);
 
 /// Runs one fault's phase: load throughout, injections until the phase's
 /// time is up, then the checks.
@@ -807,6 +835,7 @@ async fn phase(c: &mut TestCluster, phase: usize, fault: Fault, cfg: &RunConfig)
 
     let until = Instant::now() + Duration::from_secs(cfg.secs_per_fault);
     let mut runs = 0;
+    let mut violations = Vec::new();
     loop {
         // Healthy load first, then the fault.
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -814,7 +843,10 @@ async fn phase(c: &mut TestCluster, phase: usize, fault: Fault, cfg: &RunConfig)
         runs += 1;
         tokio::time::sleep(cfg.hold).await;
         heal(c, undo);
-        recovered(c).await;
+        if let Err(e) = recovered(c).await {
+            violations.push(format!("injection {runs}: {e}"));
+            break;
+        }
         if Instant::now() >= until {
             break;
         }
@@ -838,7 +870,6 @@ async fn phase(c: &mut TestCluster, phase: usize, fault: Fault, cfg: &RunConfig)
         })
         .await;
     let t = sh.now();
-    let mut violations = Vec::new();
     match l {
         Ok(l) => {
             let vals = values(phase, &l);
@@ -969,7 +1000,15 @@ pub async fn run(cfg: &RunConfig) -> Vec<FaultReport> {
     .expect("register the policies' cluster");
     let mut out = Vec::new();
     for (i, f) in cfg.faults.iter().enumerate() {
-        out.push(phase(&mut c, i, *f, cfg).await);
+        let r = phase(&mut c, i, *f, cfg).await;
+        eprintln!(
+            "robustness: {} done: {} runs, {} ops, {} violations",
+            r.fault,
+            r.runs,
+            r.ops,
+            r.violations.len()
+        );
+        out.push(r);
     }
     out
 }
