@@ -331,41 +331,65 @@ async fn writer(sh: Arc<Shared>, cl: AdminClient, w: u64, mut rng: StdRng) {
     }
 }
 
+/// The policy listing from one node only (no redirect followed).
+async fn policies_on(
+    cl: &AdminClient,
+    endpoint: &str,
+    stale: bool,
+) -> Result<pb::ListPlacementPoliciesResponse, tonic::Status> {
+    let mut s = cl.stub(endpoint)?;
+    let mut req = tonic::Request::new(pb::ListPlacementPoliciesRequest {
+        cluster: REG_CLUSTER.into(),
+        stale,
+    });
+    req.set_timeout(Duration::from_secs(2));
+    match tokio::time::timeout(CALL_DEADLINE, s.list_placement_policies(req)).await {
+        Ok(r) => r.map(|r| r.into_inner()),
+        Err(_) => Err(tonic::Status::deadline_exceeded("no answer")),
+    }
+}
+
+/// A linearizable listing read at [invoke, t], as one read of every key.
+fn record_reads(
+    sh: &Shared,
+    phase: usize,
+    invoke: Nanos,
+    t: Nanos,
+    l: &pb::ListPlacementPoliciesResponse,
+) {
+    let vals = values(phase, l);
+    sh.record(|r| {
+        for k in 0..KEYS {
+            r.regs.push(RegCall {
+                key: key(phase, k),
+                op: RegOp::Read,
+                invoke,
+                complete: Some((t, RegOut::Value(vals.get(&key(phase, k)).copied()))),
+            });
+        }
+    });
+}
+
+/// The phase's clusters in a listing.
+fn phase_clusters(phase: usize, l: pb::ListClustersResponse) -> BTreeSet<String> {
+    let prefix = format!("p{phase}-");
+    l.clusters
+        .into_iter()
+        .map(|c| c.name)
+        .filter(|c| c.starts_with(&prefix))
+        .collect()
+}
+
 /// Linearizable reads sent to one node only (no redirect followed): a
 /// node that is not the leader, or a deposed one, must refuse.
 async fn node_reader(sh: Arc<Shared>, cl: AdminClient, endpoint: String) {
     while !sh.stop.load(Ordering::Relaxed) {
         let phase = sh.phase;
         let invoke = sh.now();
-        let res = match cl.stub(&endpoint) {
-            Ok(mut s) => {
-                let mut req = tonic::Request::new(pb::ListPlacementPoliciesRequest {
-                    cluster: REG_CLUSTER.into(),
-                    stale: false,
-                });
-                req.set_timeout(Duration::from_secs(2));
-                match tokio::time::timeout(CALL_DEADLINE, s.list_placement_policies(req)).await {
-                    Ok(r) => r.map(|r| r.into_inner()),
-                    Err(_) => Err(tonic::Status::deadline_exceeded("no answer")),
-                }
-            }
-            Err(e) => Err(e),
-        };
+        let res = policies_on(&cl, &endpoint, false).await;
         let t = sh.finish("read", invoke, res.as_ref().err());
         match res {
-            Ok(l) => {
-                let vals = values(phase, &l);
-                sh.record(|r| {
-                    for k in 0..KEYS {
-                        r.regs.push(RegCall {
-                            key: key(phase, k),
-                            op: RegOp::Read,
-                            invoke,
-                            complete: Some((t, RegOut::Value(vals.get(&key(phase, k)).copied()))),
-                        });
-                    }
-                });
-            }
+            Ok(l) => record_reads(&sh, phase, invoke, t, &l),
             Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
         }
     }
@@ -379,20 +403,7 @@ async fn stale_reader(sh: Arc<Shared>, cl: AdminClient, endpoints: Vec<String>) 
         let endpoint = &endpoints[i % endpoints.len()];
         let phase = sh.phase;
         let invoke = sh.now();
-        let res = match cl.stub(endpoint) {
-            Ok(mut s) => {
-                let mut req = tonic::Request::new(pb::ListPlacementPoliciesRequest {
-                    cluster: REG_CLUSTER.into(),
-                    stale: true,
-                });
-                req.set_timeout(Duration::from_secs(2));
-                match tokio::time::timeout(CALL_DEADLINE, s.list_placement_policies(req)).await {
-                    Ok(r) => r.map(|r| r.into_inner()),
-                    Err(_) => Err(tonic::Status::deadline_exceeded("no answer")),
-                }
-            }
-            Err(e) => Err(e),
-        };
+        let res = policies_on(&cl, endpoint, true).await;
         sh.finish("stale read", invoke, res.as_ref().err());
         match res {
             Ok(l) => sh.record(|r| r.stale_values.extend(values(phase, &l))),
@@ -452,17 +463,12 @@ async fn registrar(sh: Arc<Shared>, cl: AdminClient) {
                 .await;
             let t = sh.finish("cluster list", invoke, res.as_ref().err());
             if let Ok(l) = res {
-                let prefix = format!("p{phase}-");
+                let elements = phase_clusters(phase, l);
                 sh.record(|r| {
                     r.lists.push(SetRead {
                         invoke,
                         complete: t,
-                        elements: l
-                            .clusters
-                            .into_iter()
-                            .map(|c| c.name)
-                            .filter(|c| c.starts_with(&prefix))
-                            .collect(),
+                        elements,
                     })
                 });
             }
@@ -871,19 +877,7 @@ async fn phase(c: &mut TestCluster, phase: usize, fault: Fault, cfg: &RunConfig)
         .await;
     let t = sh.now();
     match l {
-        Ok(l) => {
-            let vals = values(phase, &l);
-            sh.record(|r| {
-                for k in 0..KEYS {
-                    r.regs.push(RegCall {
-                        key: key(phase, k),
-                        op: RegOp::Read,
-                        invoke,
-                        complete: Some((t, RegOut::Value(vals.get(&key(phase, k)).copied()))),
-                    });
-                }
-            });
-        }
+        Ok(l) => record_reads(&sh, phase, invoke, t, &l),
         Err(e) => violations.push(format!("final policy read failed after healing: {e}")),
     }
     let invoke = sh.now();
@@ -895,18 +889,13 @@ async fn phase(c: &mut TestCluster, phase: usize, fault: Fault, cfg: &RunConfig)
         .await
     {
         Ok(l) => {
-            let prefix = format!("p{phase}-");
             let t = sh.now();
+            let elements = phase_clusters(phase, l);
             sh.record(|r| {
                 r.lists.push(SetRead {
                     invoke,
                     complete: t,
-                    elements: l
-                        .clusters
-                        .into_iter()
-                        .map(|c| c.name)
-                        .filter(|c| c.starts_with(&prefix))
-                        .collect(),
+                    elements,
                 })
             });
         }
